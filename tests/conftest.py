@@ -1,0 +1,29 @@
+"""Shared fixtures: every test builds its own data and servers (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wit_builder.config import load_config
+from wit_builder.synthweb.generate import generate
+
+# Sizes of the synthetic web small enough for the test suite, same code path as the demo.
+TEST_SYNTHWEB = {
+    "articles": 400,
+    "vocab_size": 3000,
+    "words_per_article": 250,
+    "site_pages": 24,
+    "images_per_page": 6,
+    "image_size": 64,
+    "zeroshot_per_class": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def synthweb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small synthetic web for the whole session (tests must not modify it)."""
+    workdir = tmp_path_factory.mktemp("synthweb")
+    config = load_config("synthweb", None, {"workdir": str(workdir), **TEST_SYNTHWEB})
+    return generate(config)

@@ -1,0 +1,1 @@
+"""The training side of witbuilder: a streaming CLIP trainer over WebDataset shards."""

@@ -1,0 +1,134 @@
+"""The `wit` command: one sub-command per stage, every option also a key of the TOML config.
+
+Options are generated from the stage's settings dataclass (wit_builder/config.py), so the TOML file
+and the command line can never drift apart; the command line overrides the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+from wit_builder import __version__
+from wit_builder.config import STAGES, field_types, load_config
+from wit_builder.options import WitError
+
+DEFAULT_CONFIG = "witbuilder.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    summary: str
+    runner: str | None  # "module:function" taking the stage's config; None until it is built
+    issue: int | None = None
+
+
+COMMANDS: dict[str, Stage] = {
+    "queries": Stage("derive the query list from a Wikipedia dump, pageviews and WordNet",
+                     None, issue=3),
+    "crawl": Stage("harvest image-text pairs, keep English, match queries, balance, download",
+                   None, issue=4),
+    "shards": Stage("dedupe, shuffle and split the raw shards into training shards", None, issue=6),
+    "train": Stage("train a CLIP model on the training shards", None, issue=7),
+    "eval": Stage("zero-shot classification and retrieval of a checkpoint", None, issue=8),
+    "synthweb": Stage("generate or serve the embedded synthetic web (the default input)",
+                      "wit_builder.synthweb.cli:run"),
+    "demo": Stage("every stage, on the synthetic web, in minutes on 2 CPU cores", None, issue=8),
+}
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_field_option(parser: argparse.ArgumentParser, item: dataclasses.Field, kind: Any) -> None:
+    """One command-line option for one settings field, documented from its metadata."""
+    meta = item.metadata
+    default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+    help_text = f"{meta.get('help', '')} (default: {default!r})"
+    common: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": item.name}
+    if meta.get("choices"):
+        common["choices"] = meta["choices"]
+    if meta.get("metavar"):
+        common["metavar"] = meta["metavar"]
+    if meta.get("positional"):
+        del common["dest"]
+        parser.add_argument(item.name, nargs="?", **common)
+    elif kind is bool:
+        parser.add_argument(option_flag(item.name), action=argparse.BooleanOptionalAction, **common)
+    elif typing.get_origin(kind) is list:
+        parser.add_argument(option_flag(item.name), action="append",
+                            type=typing.get_args(kind)[0], **common)
+    else:
+        parser.add_argument(option_flag(item.name), type=kind, **common)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wit", description="witbuilder: build a WIT-style image-text dataset and train CLIP "
+        "on it. Every option can also be set in the TOML config (section [STAGE]).")
+    parser.add_argument("--version", action="version", version=f"witbuilder {__version__}")
+    add_common_options(parser, default=None)
+    stages = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, stage in COMMANDS.items():
+        sub = stages.add_parser(name, help=stage.summary, description=stage.summary)
+        add_common_options(sub, default=argparse.SUPPRESS)
+        cls = STAGES[name]
+        kinds = field_types(cls)
+        for item in dataclasses.fields(cls):
+            add_field_option(sub, item, kinds[item.name])
+    return parser
+
+
+def add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--config", metavar="FILE", default=default,
+                        help=f"TOML config (default: ./{DEFAULT_CONFIG} when it exists)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
+                        help="log debug messages")
+
+
+def config_path(chosen: str | None) -> Path | None:
+    """The config file to read: the one given, else ./witbuilder.toml if present, else none."""
+    if chosen:
+        return Path(chosen)
+    default = Path(DEFAULT_CONFIG)
+    return default if default.exists() else None
+
+
+def resolve_runner(spec: str) -> Callable[[Any], int | None]:
+    module_name, function_name = spec.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def stage_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(STAGES[args.stage])}
+    return {key: value for key, value in vars(args).items() if key in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    stage = COMMANDS[args.stage]
+    try:
+        config = load_config(args.stage, config_path(args.config), stage_overrides(args))
+        if stage.runner is None:
+            raise WitError(f"'{args.stage}' is not implemented yet (issue {stage.issue})")
+        status = resolve_runner(stage.runner)(config)
+    except WitError as error:
+        print(f"wit {args.stage}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wit {args.stage}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Settings of every stage: one dataclass each, read from a TOML file and overridden by the CLI.
+
+A field's `metadata["help"]` is its documentation: `wit STAGE --help` is generated from it, so a
+field added here is at once a TOML key (`[stage] name = ...`) and a command-line option (`--name`).
+Paths are relative to `workdir` unless absolute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.config import EvalConfig, TrainConfig
+from wit_builder.options import ConfigError, StageConfig, option
+
+
+@dataclass
+class SynthwebConfig(StageConfig):
+    action: str = option("generate", "generate the files, or serve the website",
+                         choices=["generate", "serve"], positional=True)
+    out: str = option("data/synthweb", "directory the synthetic web is generated into")
+    articles: int = option(3000, "Wikipedia articles in the synthetic dump")
+    vocab_size: int = option(20000, "distinct words of the dump's Zipf vocabulary")
+    words_per_article: int = option(400, "mean words of article text")
+    site_pages: int = option(120, "HTML pages of the website")
+    images_per_page: int = option(8, "images per page (decoys included)")
+    image_size: int = option(96, "side in pixels of the rendered images")
+    zeroshot_per_class: int = option(20, "held-out renders per zero-shot class")
+    host: str = option("127.0.0.1", "address the website is served on")
+    port: int = option(0, "port of the website (0: any free port)")
+
+
+@dataclass
+class QueriesConfig(StageConfig):
+    wiki: str = option("data/synthweb/enwiki-20260101-pages-articles-multistream.xml.bz2",
+                       "the dump: multistream or single-stream .xml.bz2, part files (a directory "
+                       "or glob), plain .xml, or an http(s):// URL")
+    index: str = option("", "multistream index (default: found beside the dump)")
+    pageviews: list[str] = option([], "pageviews files (gzipped 'en.wikipedia Title views bytes' "
+                                      "lines), summed; repeatable", metavar="FILE")
+    wordnet: str = option("", "WordNet 3.0 database directory (data.noun, ...) or a WN-LMF XML file")
+    out: str = option("queries", "output directory")
+    min_count: int = option(100, "unigrams occurring at least this often become queries")
+    bigram_min_count: int = option(100, "bigrams must occur at least this often")
+    bigrams: int = option(100_000, "highest-PMI bigrams kept")
+    title_min_views: int = option(70, "titles need at least this many summed page views")
+    wordnet_all_lemmas: bool = option(False, "add every lemma of a synset, not only the head lemma")
+    target: int = option(500_000, "total queries wanted")
+    workers: int = option(0, "worker processes (0: one per core)")
+    engine: str = option("local", "where partitions run", choices=["local", "ray"])
+
+
+@dataclass
+class CrawlConfig(StageConfig):
+    source: list[str] = option([], "web:URL | web:@seeds.txt | warc:PATH_OR_URL | pool:PATH | "
+                                   "synthweb: (repeatable)", metavar="SOURCE")
+    queries: str = option("queries/queries.parquet", "queries to match texts against")
+    per_query: int = option(20_000, "most pairs any one query keeps")
+    balance: str = option("exact", "balancing rule", choices=["exact", "probabilistic"])
+    download: bool = option(True, "download the selected images (--no-download stops after "
+                                  "the selection)")
+    downloader: str = option("native", "image downloader", choices=["native", "img2dataset"])
+    engine: str = option("local", "where partitions run", choices=["local", "ray"])
+    workers: int = option(0, "worker processes (0: one per core)")
+    allow_private: bool = option(False, "allow private, loopback and link-local addresses")
+    max_pages: int = option(10_000, "pages the web crawler fetches at most")
+    max_depth: int = option(5, "links followed from a seed at most")
+    allowed_hosts: list[str] = option([], "hosts the crawler may visit (default: the seeds' hosts)",
+                                      metavar="HOST")
+    user_agent: str = option("witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)",
+                             "User-Agent of every request")
+    lang: str = option("en", "language kept")
+    min_lang_prob: float = option(0.9, "least language probability kept")
+    lang_detector: str = option("langdetect", "language detector",
+                                choices=["langdetect", "lingua"])
+    url_col: str = option("url", "URL column of pool files")
+    text_col: str = option("caption", "caption column of pool files")
+    samples_per_shard: int = option(10_000, "samples per raw download shard")
+    concurrency: int = option(128, "requests in flight per worker")
+    image_size: int = option(256, "longest side of stored images")
+    resize_mode: str = option("keep_ratio", "how images are resized",
+                              choices=["keep_ratio", "center_crop", "border", "no"])
+    min_size: int = option(32, "images with a smaller side are dropped")
+    max_aspect_ratio: float = option(3.0, "images more elongated than this are dropped")
+    max_bytes: int = option(20_000_000, "largest image body downloaded")
+    quality: int = option(90, "JPEG quality of stored images")
+    timeout: float = option(20.0, "seconds per request")
+    retries: int = option(2, "retries of timeouts, resets and 5xx")
+    ray_address: str = option("", "Ray cluster address (default: start a local Ray)")
+
+
+@dataclass
+class ShardsConfig(StageConfig):
+    samples_per_shard: int = option(10_000, "samples per training shard")
+    val_fraction: float = option(0.01, "share of samples held out for validation")
+    near_dup_bits: int = option(4, "Hamming distance of perceptual hashes counted as duplicates "
+                                    "(0 disables near-duplicate removal)")
+    workers: int = option(0, "worker processes (0: one per core)")
+    engine: str = option("local", "where partitions run", choices=["local", "ray"])
+
+
+@dataclass
+class DemoConfig(StageConfig):
+    size: str = option("demo", "sizes of the synthetic web", choices=["demo", "test"])
+
+
+STAGES: dict[str, type] = {
+    "synthweb": SynthwebConfig,
+    "queries": QueriesConfig,
+    "crawl": CrawlConfig,
+    "shards": ShardsConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "demo": DemoConfig,
+}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a dict; a missing or malformed file is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config: file '{path}' does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config: '{path}' is not valid TOML: {error}") from None
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type annotations of a config dataclass's fields."""
+    return typing.get_type_hints(cls)
+
+
+def check_value(stage: str, name: str, value: Any, expected: Any, source: str) -> Any:
+    """`value` converted to the field's type, or a ConfigError saying what was expected."""
+    origin = typing.get_origin(expected)
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]
+        return [check_value(stage, name, item, typing.get_args(expected)[0], source) for item in value]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected in (int, float, str, bool) and not isinstance(value, expected) \
+            or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"config: [{stage}] {name} = {value!r} in {source} "
+                          f"should be of type {expected.__name__}")
+    return value
+
+
+def build_config(stage: str, file_values: dict[str, Any], overrides: dict[str, Any],
+                 source: str = "the config file") -> Any:
+    """The stage's dataclass from the file's top-level keys, its [stage] section, then overrides."""
+    cls = STAGES[stage]
+    types = field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in file_values.items():
+        if not isinstance(value, dict) and key in names:
+            values[key] = value
+    section = file_values.get(stage, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"config: '{stage}' in {source} must be a [{stage}] table")
+    for key, value in section.items():
+        if key not in names:
+            raise ConfigError(f"config: unknown key '{key}' in [{stage}] of {source}; "
+                              f"known keys: {', '.join(sorted(names))}")
+        values[key] = value
+    values.update(overrides)
+    checked = {key: check_value(stage, key, value, types[key], source)
+               for key, value in values.items()}
+    config = cls(**checked)
+    validate_choices(stage, config)
+    return config
+
+
+def validate_choices(stage: str, config: Any) -> None:
+    for item in dataclasses.fields(config):
+        choices = item.metadata.get("choices")
+        value = getattr(config, item.name)
+        if choices and value not in choices:
+            raise ConfigError(f"config: [{stage}] {item.name} = {value!r} is not one of "
+                              f"{', '.join(choices)}")
+
+
+def load_config(stage: str, path: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> Any:
+    """The settings of `stage` from the TOML file at `path` (if any) and CLI `overrides`."""
+    file_values = read_toml(path) if path else {}
+    return build_config(stage, file_values, overrides or {}, source=str(path or "defaults"))

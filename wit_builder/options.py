@@ -1,0 +1,36 @@
+"""The pieces every settings dataclass is made of (shared by `wit_builder` and `trainer`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class WitError(Exception):
+    """A problem with the user's input: the CLI prints its one-line message, not a traceback."""
+
+
+class ConfigError(WitError):
+    """A configuration file or option that cannot be used; the message says which and why."""
+
+
+def option(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field carrying its help text (and optional `choices`, `metavar`, `flag`)."""
+    metadata = {"help": help, **extra}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class StageConfig:
+    workdir: str = option(".", "directory holding queries/, data/, manifests/ and runs/")
+    seed: int = option(0, "seed of every random choice; same seed and inputs, same outputs")
+
+    def path(self, relative: str | Path) -> Path | str:
+        """`relative` resolved against the workdir; absolute paths and URLs come back as they are."""
+        text = str(relative)
+        if "://" in text:
+            return text
+        return Path(self.workdir) / text
