@@ -12,14 +12,47 @@ from wit_builder.options import StageConfig, option
 
 @dataclass
 class TrainConfig(StageConfig):
-    model: str = option("tiny", "model preset: a name in trainer/configs/ or a path to a .toml")
+    model: str = option("tiny", "model preset: tiny, vit-b-32, rn50 (trainer/configs/) or a path "
+                                "to a .toml; its [train] table gives defaults the options override")
     train: str = option("data/shards/train-*.tar", "training shards: brace pattern, glob, "
-                                                    "URL, pipe: or fsspec URL")
+                                                    "URL, pipe: or fsspec URL; join several with ::")
     name: str = option("", "run name: outputs go to runs/NAME/ (default: the model preset)")
     batch_size: int = option(64, "samples per step on each process")
     steps: int = option(200, "optimizer steps")
     lr: float = option(5e-4, "peak learning rate")
     resume: bool = option(False, "continue from runs/NAME/checkpoints/latest.pt")
+    warmup: int = option(20, "steps of linear learning-rate warmup before the cosine decay")
+    weight_decay: float = option(0.2, "AdamW decoupled weight decay (none on biases, norms, "
+                                      "embeddings and the logit scale)")
+    beta1: float = option(0.9, "AdamW beta1")
+    beta2: float = option(0.98, "AdamW beta2")
+    eps: float = option(1e-6, "AdamW epsilon")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
+    tokenizer: str = option("", "'' trains a byte-level BPE on the training captions and saves it "
+                                "to the run; 'clip' is the original CLIP BPE (needs open_clip); "
+                                "else a tokenizer.json path")
+    vocab_size: int = option(49_152, "BPE vocabulary size when the tokenizer is trained")
+    tokenizer_samples: int = option(100_000, "captions read from the shards to train the BPE")
+    workers: int = option(2, "data loader processes per training process (0: in process)")
+    shuffle: int = option(1000, "shuffle buffer in samples (per data loader process)")
+    resampled: bool = option(False, "draw shards with replacement (always on with several "
+                                    "processes, so that every rank sees a full stream)")
+    samples_per_epoch: int = option(0, "samples in one epoch over all processes; the stream is "
+                                       "reshuffled at each epoch (0: one endless epoch)")
+    crop_scale: float = option(0.9, "smallest area share of the random square crop (1: no crop)")
+    device: str = option("auto", "where to train", choices=["auto", "cpu", "cuda"])
+    precision: str = option("auto", "auto is bf16 autocast on CUDA and fp32 on CPU",
+                            choices=["auto", "fp32", "bf16"])
+    grad_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    compile: bool = option(False, "torch.compile the model")
+    gather_with_grad: bool = option(True, "all-gather features with gradients (exact gradients "
+                                          "of the global-batch loss under DDP)")
+    local_loss: bool = option(True, "each rank computes the loss rows of its own samples only "
+                                    "(same loss, less memory)")
+    threads: int = option(0, "torch CPU threads per process (0: cores / local processes)")
+    log_every: int = option(10, "steps between lines of metrics.jsonl")
+    checkpoint_every: int = option(100, "steps between checkpoints (and at the end)")
+    tensorboard: bool = option(False, "also log to runs/NAME/tensorboard (needs tensorboard)")
 
 
 @dataclass

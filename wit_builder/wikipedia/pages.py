@@ -1,0 +1,96 @@
+"""Pages out of MediaWiki export XML, at the bytes level (no DOM: a dump is 100 GB of XML).
+
+A MediaWiki export is `<mediawiki><siteinfo>...</siteinfo><page>...</page>...</mediawiki>`; every
+page holds `<title>`, `<ns>`, an optional `<redirect/>` and the latest revision's `<text>`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PAGE = re.compile(rb"<page>(.*?)</page>", re.S)
+TITLE = re.compile(rb"<title>(.*?)</title>", re.S)
+NAMESPACE = re.compile(rb"<ns>\s*(-?\d+)\s*</ns>")
+TEXT = re.compile(rb"<text\b[^>]*?(?:/>|>(.*?)</text>)", re.S)
+NAMESPACE_NAME = re.compile(rb"<namespace\b[^>]*\bkey=\"(-?\d+)\"[^>]*?(?:/>|>(.*?)</namespace>)", re.S)
+NUMERIC_REFERENCE = re.compile(r"&#(x[0-9a-fA-F]+|\d+);")
+
+# Namespaces of English Wikipedia, used when a dump's siteinfo does not list them.
+DEFAULT_NAMESPACES = ("Media", "Special", "Talk", "User", "User talk", "Wikipedia", "Wikipedia talk",
+                      "File", "File talk", "MediaWiki", "MediaWiki talk", "Template",
+                      "Template talk", "Help", "Help talk", "Category", "Category talk", "Portal",
+                      "Portal talk", "Draft", "Draft talk", "TimedText", "TimedText talk", "Module",
+                      "Module talk", "Image", "WP", "Project")
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    namespace: int
+    redirect: bool
+    text: str
+
+
+def xml_unescape(text: str) -> str:
+    """Undo XML escaping (the five named entities and numeric references), `&amp;` last."""
+    if "&" not in text:
+        return text
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    text = text.replace("&apos;", "'")
+    if "&#" in text:
+        text = NUMERIC_REFERENCE.sub(numeric_character, text)
+    return text.replace("&amp;", "&")
+
+
+def numeric_character(match: re.Match) -> str:
+    value = match.group(1)
+    return chr(int(value[1:], 16) if value[0] in "xX" else int(value))
+
+
+def parse_page(block: bytes) -> Page:
+    """One `<page>` element's content as a Page."""
+    title = TITLE.search(block)
+    namespace = NAMESPACE.search(block)
+    text = TEXT.search(block)
+    raw_text = text.group(1) if text and text.group(1) else b""
+    return Page(
+        title=xml_unescape(title.group(1).decode("utf-8", "replace")) if title else "",
+        namespace=int(namespace.group(1)) if namespace else 0,
+        redirect=b"<redirect" in block,
+        text=xml_unescape(raw_text.decode("utf-8", "replace")),
+    )
+
+
+def iter_pages(xml: bytes) -> list[Page]:
+    """Every complete `<page>` of an XML fragment."""
+    return [parse_page(match.group(1)) for match in PAGE.finditer(xml)]
+
+
+def iter_page_blocks(xml: bytes):
+    """The raw content of every complete `<page>` of an XML fragment."""
+    for match in PAGE.finditer(xml):
+        yield match.group(1)
+
+
+def is_mediawiki_header(head: bytes) -> bool:
+    """True when `head` (the first bytes of a document) opens a MediaWiki export."""
+    return b"<mediawiki" in head.split(b"<page>", 1)[0]
+
+
+def namespace_names(header: bytes) -> tuple[str, ...]:
+    """Names of the non-article namespaces declared in a dump's `<siteinfo>`."""
+    names = []
+    for key, name in NAMESPACE_NAME.findall(header):
+        if int(key) != 0 and name:
+            names.append(xml_unescape(name.decode("utf-8", "replace")).strip())
+    return tuple(names) or DEFAULT_NAMESPACES
+
+
+def split_complete_pages(buffer: bytes) -> tuple[bytes, bytes]:
+    """(`buffer` up to and including its last `</page>`, the rest)."""
+    end = buffer.rfind(b"</page>")
+    if end < 0:
+        return b"", buffer
+    end += len(b"</page>")
+    return buffer[:end], buffer[end:]
