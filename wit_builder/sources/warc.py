@@ -1,0 +1,140 @@
+"""Web archives (Common Crawl layout: WARC or WARC.gz, one gzip member per record), local or
+streamed over HTTP(S): the HTML of every successful response record, as (page URL, body)."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+from wit_builder.options import WitError
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def expand_warc_locations(spec: str) -> list[str]:
+    """A URL, a file, a directory (its *.warc / *.warc.gz) or a glob, as a sorted list."""
+    if spec.startswith(("http://", "https://")):
+        return [spec]
+    if any(char in spec for char in "*?["):
+        paths = sorted(glob.glob(spec))
+    elif Path(spec).is_dir():
+        paths = sorted(str(p) for p in Path(spec).iterdir()
+                       if p.name.endswith((".warc", ".warc.gz")))
+    else:
+        paths = [spec]
+    if not paths:
+        raise WitError(f"warc: '{spec}' matches no file")
+    for path in paths:
+        if not Path(path).is_file():
+            raise WitError(f"warc: '{path}' does not exist")
+    return paths
+
+
+@contextmanager
+def open_location(location: str, timeout: float = 60.0) -> Iterator[BinaryIO]:
+    """A binary stream of a local file or of an HTTP(S) body, read as it arrives (never saved)."""
+    if not location.startswith(("http://", "https://")):
+        with open(location, "rb") as handle:
+            yield handle
+        return
+    import requests
+
+    try:
+        response = requests.get(location, stream=True, timeout=timeout)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        raise WitError(f"warc: cannot fetch '{location}': {error}") from None
+    try:
+        response.raw.decode_content = False  # the WARC's own gzip members are decoded by FastWARC
+        yield response.raw
+    finally:
+        response.close()
+
+
+def is_html(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in HTML_TYPES
+
+
+def declared_length(record) -> int | None:
+    value = record.http_headers.get("Content-Length")
+    return int(value) if value and value.strip().isdigit() else None
+
+
+def read_html_responses(location: str, dropped: Counter) -> Iterator[tuple[str, bytes]]:
+    """(target URL, HTML body) of each 200 HTML response record; other records are counted in
+    `dropped` by reason. A file that is not a WARC, or is cut short, ends with a warning."""
+    last_position, cut_counted = 0, 0
+    with open_location(location) as stream:
+        records = ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True)
+        try:
+            for record in records:
+                last_position, cut_counted = record.stream_pos, dropped["truncated_record"]
+                page = yield_page(record, dropped)
+                if page is not None:
+                    yield page
+        except OSError as error:
+            dropped["invalid_warc"] += 1
+            log.warning("warc: '%s' stops being a readable WARC (%s); records after it skipped",
+                        location, error)
+            return
+    last_record_was_cut = dropped["truncated_record"] > cut_counted
+    if not location.startswith(("http://", "https://")) and not last_record_was_cut \
+            and gzip_tail_is_cut(location, last_position):
+        dropped["truncated_record"] += 1
+        log.warning("warc: '%s' ends inside a record (file cut short); that record skipped",
+                    location)
+
+
+def gzip_tail_is_cut(path: str, start: int) -> bool:
+    """True when the gzip members from `start` to the end of the file do not all end: FastWARC
+    stops silently at a member cut short, so a cut file would otherwise lose a record unseen."""
+    with open(path, "rb") as handle:
+        if handle.read(2) != b"\x1f\x8b":
+            return False
+        handle.seek(start)
+        data = handle.read()
+    while data:
+        member = zlib.decompressobj(wbits=31)
+        try:
+            member.decompress(data)
+        except zlib.error:
+            return True
+        if not member.eof:
+            return True
+        data = member.unused_data
+    return False
+
+
+def yield_page(record, dropped: Counter) -> tuple[str, bytes] | None:
+    """The (URL, body) of a record worth parsing, else None with the reason counted."""
+    url = record.headers.get("WARC-Target-URI")
+    if not url:
+        dropped["truncated_record"] += 1
+        return None
+    if record.http_headers is None:
+        dropped["not_http"] += 1
+        return None
+    if record.http_headers.status_code != 200:
+        dropped["http_status"] += 1
+        return None
+    if not is_html(record.http_headers.get("Content-Type")):
+        dropped["not_html"] += 1
+        return None
+    body = record.reader.read()
+    expected = declared_length(record)
+    # A record the crawler cut at its size limit (WARC-Truncated) still holds usable HTML; a body
+    # shorter than its own Content-Length means the file itself was cut.
+    if expected is not None and len(body) < expected:
+        dropped["truncated_record"] += 1
+        return None
+    return url, body
