@@ -1,0 +1,51 @@
+"""The parquet contracts between stages (DESIGN.md), declared once and reused by writers, readers
+and tests."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CANDIDATES = pa.schema([
+    ("uid", pa.string()),        # sha1 of url + "\t" + text
+    ("url", pa.string()),
+    ("text", pa.string()),
+    ("page_url", pa.string()),
+    ("source", pa.string()),     # web | warc | pool
+    ("lang", pa.string()),
+    ("lang_prob", pa.float32()),
+])
+
+MATCHES = CANDIDATES.append(pa.field("query_ids", pa.list_(pa.int32())))
+
+SELECTION = MATCHES.append(pa.field("selected_by", pa.list_(pa.int32())))
+
+BALANCE = pa.schema([
+    ("query_id", pa.int32()),
+    ("matched", pa.int64()),
+    ("selected", pa.int64()),
+])
+
+CRAWL_STATUSES = ("ok", "http_error", "timeout", "too_large", "not_image", "decode_error",
+                  "too_small", "blocked_address", "opted_out", "robots", "redirect_loop",
+                  "connection_error")
+
+CRAWL_MANIFEST = pa.schema([
+    ("uid", pa.string()),
+    ("url", pa.string()),
+    ("status", pa.string()),
+    ("http_status", pa.int32()),
+    ("error", pa.string()),
+    ("bytes", pa.int64()),
+    ("sha256", pa.string()),
+    ("shard", pa.int32()),
+    ("key", pa.string()),
+    ("seconds", pa.float32()),
+])
+
+SHARDS = pa.schema([
+    ("shard", pa.string()),
+    ("split", pa.string()),      # train | val
+    ("samples", pa.int64()),
+    ("bytes", pa.int64()),
+    ("sha256", pa.string()),
+])
