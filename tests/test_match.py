@@ -1,0 +1,68 @@
+"""Query matching: whole words and phrases on word boundaries, case and Unicode folded."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from wit_builder.match import QueryMatcher
+from wit_builder.options import WitError
+
+QUERIES = ["cat", "new york", "red", "red triangle", "state-of-the-art", "o'neill", "café",
+           "york's", "e", "ﬁsh"]
+
+
+@pytest.fixture(scope="module")
+def matcher() -> QueryMatcher:
+    return QueryMatcher.from_queries(enumerate(QUERIES))
+
+
+def found(matcher: QueryMatcher, text: str) -> list[str]:
+    return [QUERIES[i] for i in matcher.match(text)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A cat sat", ["cat"]),
+    ("category and concatenate", []),
+    ("cats", []),
+    ("New York's skyline", ["new york", "york's"]),
+    ("NEW   YORK", ["new york"]),
+    ("new\nyork", ["new york"]),
+    ("newyork", []),
+    ("two small red triangles", ["red"]),
+    ("a red triangle.", ["red", "red triangle"]),
+    ("red-triangle", []),
+    ("(red) [triangle]", ["red", "red triangle"]),
+    ("State-of-the-art results", ["state-of-the-art"]),
+    ("state of the art", []),
+    ("Mr O’Neill", ["o'neill"]),
+    ("CAFÉ au lait", ["café"]),
+    ("cafe", []),
+    ("e-mail e", ["e"]),
+    ("FISH", ["ﬁsh"]),
+    ("", []),
+    ("!!! ???", []),
+])
+def test_word_boundary_matching(matcher, text, expected):
+    assert found(matcher, text) == sorted(expected, key=QUERIES.index)
+
+
+def test_queries_file_automaton_is_cached_and_refreshed(tmp_path):
+    path = tmp_path / "queries.parquet"
+    pq.write_table(pa.table({"query_id": pa.array([0, 1], pa.int32()),
+                             "query": ["blue", "green square"]}), path)
+    first = QueryMatcher.for_queries_file(path)
+    assert first.match("a Blue and green square") == [0, 1]
+    cache = path.with_suffix(".automaton")
+    assert cache.exists()
+    stamp = cache.stat().st_mtime_ns
+    assert QueryMatcher.for_queries_file(path).match("blue") == [0]
+    assert cache.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["green"]}), path)
+    assert QueryMatcher.for_queries_file(path).match("green square") == [0]
+
+
+def test_missing_queries_file_is_a_clear_error(tmp_path):
+    with pytest.raises(WitError, match="run `wit queries` first"):
+        QueryMatcher.for_queries_file(tmp_path / "nope.parquet")

@@ -1,0 +1,82 @@
+"""Which queries a text contains: whole words and phrases, on word boundaries, in one pass.
+
+Texts are normalised exactly as the queries were (wit_builder.text): NFKC, lower case, words joined
+by single spaces. One Aho-Corasick automaton (pyahocorasick) holds every query as " query"; a hit
+counts when the character after it ends the word: a space, or a possessive "'s" ("new york" matches
+"New York's skyline"; "cat" never matches "category"). The automaton is built once per queries file
+and cached beside it, keyed by the file's sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+
+import ahocorasick
+import pyarrow.parquet as pq
+
+from wit_builder import atomic
+from wit_builder.options import WitError
+from wit_builder.text import WORD, normalize
+
+log = logging.getLogger(__name__)
+
+CACHE_SUFFIX = ".automaton"
+
+
+def matchable_text(text: str) -> str:
+    """The text as the automaton sees it: normalised words between single spaces, padded."""
+    return " " + " ".join(WORD.findall(normalize(text))) + " "
+
+
+def ends_a_word(padded: str, end: int) -> bool:
+    """True when the hit ending at index `end` is followed by a word end (or a possessive 's)."""
+    following = padded[end + 1]
+    return following == " " or (following == "'" and padded[end + 2:end + 4] == "s ")
+
+
+class QueryMatcher:
+    """Finds the ids of the queries a text contains."""
+
+    def __init__(self, automaton: ahocorasick.Automaton):
+        self.automaton = automaton
+
+    @classmethod
+    def from_queries(cls, queries: Iterable[tuple[int, str]]) -> QueryMatcher:
+        """An automaton over (query_id, query) pairs; queries are normalised again to be safe."""
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for query_id, query in queries:
+            key = matchable_text(query).rstrip()
+            if key:
+                automaton.add_word(key, int(query_id))
+        automaton.make_automaton()
+        return cls(automaton)
+
+    @classmethod
+    def for_queries_file(cls, path: str | Path) -> QueryMatcher:
+        """The matcher of a queries.parquet, loaded from its cache or built and cached."""
+        path = Path(path)
+        if not path.exists():
+            raise WitError(f"match: queries file '{path}' does not exist; run `wit queries` first")
+        cache = path.with_suffix(CACHE_SUFFIX)
+        digest = atomic.sha256_file(path)
+        if cache.exists():
+            with open(cache, "rb") as handle:
+                cached_digest, automaton = pickle.load(handle)
+            if cached_digest == digest:
+                return cls(automaton)
+        table = pq.read_table(path, columns=["query_id", "query"])
+        matcher = cls.from_queries(zip(table.column("query_id").to_pylist(),
+                                       table.column("query").to_pylist()))
+        atomic.write_bytes(cache, pickle.dumps((digest, matcher.automaton)))
+        log.info("match: built the automaton of %d queries, cached in %s", table.num_rows, cache)
+        return matcher
+
+    def match(self, text: str) -> list[int]:
+        """Sorted distinct ids of the queries found in `text`."""
+        padded = matchable_text(text)
+        found = {query_id for end, query_id in self.automaton.iter(padded)
+                 if ends_a_word(padded, end)}
+        return sorted(found)
