@@ -136,14 +136,26 @@ def page_base_url(tree: LexborHTMLParser, page_url: str) -> str:
     return urljoin(page_url, href.strip()) if href else page_url
 
 
-def extract_images(body: bytes | str, page_url: str) -> PageImages:
-    """Every (image URL, text) pair of a page, with the reasons the other images were dropped."""
+def meta_robots(tree: LexborHTMLParser) -> set[str]:
+    """Directives of `<meta name="robots">` (nofollow, noimageindex, noai, ...), lower case."""
+    directives: set[str] = set()
+    for node in tree.css("meta[name]"):
+        if (node.attributes.get("name") or "").strip().lower() in ("robots", "witbuilder"):
+            content = node.attributes.get("content") or ""
+            directives.update(part.strip().lower() for part in content.split(","))
+    return directives
+
+
+def images_of(tree: LexborHTMLParser, base: str, directives: set[str]) -> PageImages:
+    """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped."""
     result = PageImages()
-    tree = LexborHTMLParser(decode_html(body))
-    base = page_base_url(tree, page_url)
+    opted_out = directives & {"noimageindex", "noai", "noimageai", "none"}
     for node in tree.css("img"):
         attributes = node.attributes
         raw_url = raw_image_url(attributes)
+        if opted_out:
+            result.dropped["opted_out"] += 1
+            continue
         if not raw_url or raw_url.strip().lower().startswith("data:"):
             result.dropped["no_url" if not raw_url else "data_uri"] += 1
             continue
@@ -160,3 +172,30 @@ def extract_images(body: bytes | str, page_url: str) -> PageImages:
             continue
         result.pairs.append(ImageText(url=url, text=text, text_from=source))
     return result
+
+
+def links_of(tree: LexborHTMLParser, base: str, directives: set[str]) -> list[str]:
+    """Absolute http(s) targets of the page's `<a href>` (none when the page says nofollow)."""
+    if directives & {"nofollow", "none"}:
+        return []
+    links = []
+    for node in tree.css("a[href]"):
+        if "nofollow" in (node.attributes.get("rel") or "").lower().split():
+            continue
+        url = resolve_url(base, node.attributes.get("href") or "")
+        if url is not None:
+            links.append(url)
+    return links
+
+
+def parse_page(body: bytes | str, page_url: str) -> tuple[PageImages, list[str]]:
+    """A page parsed once: its image–text pairs and its outgoing links."""
+    tree = LexborHTMLParser(decode_html(body))
+    base = page_base_url(tree, page_url)
+    directives = meta_robots(tree)
+    return images_of(tree, base, directives), links_of(tree, base, directives)
+
+
+def extract_images(body: bytes | str, page_url: str) -> PageImages:
+    """Every (image URL, text) pair of a page, with the reasons the other images were dropped."""
+    return parse_page(body, page_url)[0]

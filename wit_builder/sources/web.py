@@ -1,0 +1,282 @@
+"""A polite breadth-first web crawler (aiohttp): robots.txt obeyed per host, per-host concurrency
+and delay, a user agent that names the project, redirects followed by hand (each hop checked
+against robots.txt and the address guard), HTML only, size and time caps.
+
+The crawler hands every page to a callback that parses it once and returns its links, so pages
+never accumulate in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.robotparser
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from wit_builder.netguard import BlockedAddressError, GuardedResolver, check_url
+
+log = logging.getLogger(__name__)
+
+REDIRECTS = {301, 302, 303, 307, 308}
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+NOT_PAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg", ".bmp", ".ico", ".pdf", ".zip",
+             ".gz", ".mp4", ".mp3", ".css", ".js", ".json", ".xml", ".tar")
+
+
+@dataclass(frozen=True)
+class WebCrawlSettings:
+    max_pages: int = 10_000
+    max_depth: int = 5
+    allowed_hosts: tuple[str, ...] = ()  # default: the seeds' hosts
+    user_agent: str = "witbuilder/0.1"
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    delay: float = 0.0  # seconds between two requests to one host (robots Crawl-delay may raise it)
+    timeout: float = 20.0
+    max_page_bytes: int = 5_000_000
+    max_redirects: int = 5
+    allow_private: bool = False
+
+
+class FetchFailed(Exception):
+    """A page that could not be used; `reason` is the counted status."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class HostState:
+    slots: asyncio.Semaphore
+    next_request: float = 0.0
+    robots: urllib.robotparser.RobotFileParser | None = None
+    robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def looks_like_page(url: str) -> bool:
+    return not urlsplit(url).path.lower().endswith(NOT_PAGES)
+
+
+def robots_from_text(text: str) -> urllib.robotparser.RobotFileParser:
+    parser = urllib.robotparser.RobotFileParser()
+    parser.parse(text.splitlines())  # lines that are not rules are ignored: garbage allows all
+    return parser
+
+
+def robots_allowing_all() -> urllib.robotparser.RobotFileParser:
+    return robots_from_text("")
+
+
+def robots_denying_all() -> urllib.robotparser.RobotFileParser:
+    return robots_from_text("User-agent: *\nDisallow: /")
+
+
+class Crawler:
+    """One crawl: the frontier, the hosts' states and the counts of what happened."""
+
+    def __init__(self, settings: WebCrawlSettings, handle_page: Callable[[str, bytes], Iterable[str]],
+                 stats: Counter):
+        self.settings = settings
+        self.handle_page = handle_page
+        self.stats = stats
+        self.hosts: dict[str, HostState] = {}
+        self.seen: set[str] = set()
+        self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self.pages_started = 0
+        self.allowed: set[str] = set(settings.allowed_hosts)
+
+    def host_state(self, url: str) -> HostState:
+        origin = origin_of(url)
+        if origin not in self.hosts:
+            self.hosts[origin] = HostState(asyncio.Semaphore(self.settings.per_host_concurrency))
+        return self.hosts[origin]
+
+    def enqueue(self, url: str, depth: int) -> None:
+        if url in self.seen or depth > self.settings.max_depth:
+            return
+        if host_of(url) not in self.allowed:
+            self.stats["off_site_link"] += 1
+            return
+        if not looks_like_page(url):
+            return
+        self.seen.add(url)
+        self.queue.put_nowait((url, depth))
+
+    @asynccontextmanager
+    async def host_slot(self, url: str):
+        """Hold one of the host's connection slots, spaced by its delay."""
+        state = self.host_state(url)
+        async with state.slots:
+            now = time.monotonic()
+            start = max(now, state.next_request)
+            state.next_request = start + max(self.settings.delay, self.robots_delay(state))
+            if start > now:
+                await asyncio.sleep(start - now)
+            yield
+
+    def robots_delay(self, state: HostState) -> float:
+        if state.robots is None:
+            return 0.0
+        return float(state.robots.crawl_delay(self.settings.user_agent) or 0.0)
+
+    async def robots_allow(self, session: aiohttp.ClientSession, url: str) -> bool:
+        state = self.host_state(url)
+        async with state.robots_lock:
+            if state.robots is None:
+                state.robots = await self.fetch_robots(session, origin_of(url) + "/robots.txt")
+        return state.robots.can_fetch(self.settings.user_agent, url)
+
+    async def fetch_robots(self, session: aiohttp.ClientSession, robots_url: str
+                           ) -> urllib.robotparser.RobotFileParser:
+        """A host's rules: its robots.txt; none (4xx) allows all; unreachable (5xx, timeout)
+        denies all, as search engines do, so an outage is never read as permission."""
+        try:
+            _, status, _, body = await self.get(session, robots_url, check_robots=False,
+                                             max_bytes=512_000)
+        except FetchFailed as failure:
+            self.stats["robots_unavailable"] += 1
+            log.info("web: %s unavailable (%s): host skipped", robots_url, failure.reason)
+            return robots_denying_all()
+        if 400 <= status < 500:
+            return robots_allowing_all()
+        if status != 200:
+            self.stats["robots_unavailable"] += 1
+            return robots_denying_all()
+        return robots_from_text(body.decode("utf-8", errors="replace"))
+
+    async def get(self, session: aiohttp.ClientSession, url: str, check_robots: bool = True,
+                  max_bytes: int | None = None) -> tuple[str, int, str, bytes]:
+        """(final URL, status, content type, body) of `url` after redirects; FetchFailed with
+        the reason."""
+        max_bytes = max_bytes or self.settings.max_page_bytes
+        chain = [url]
+        for _ in range(self.settings.max_redirects + 1):
+            try:
+                check_url(url, self.settings.allow_private)
+            except BlockedAddressError:
+                raise FetchFailed("blocked_address") from None
+            if check_robots and not await self.robots_allow(session, url):
+                raise FetchFailed("robots")
+            async with self.host_slot(url):
+                status, content_type, location, body = await self.request(session, url, max_bytes)
+            if status not in REDIRECTS or not location:
+                return url, status, content_type, body
+            url = urljoin(url, location)
+            if url in chain:
+                raise FetchFailed("redirect_loop")
+            if check_robots and host_of(url) not in self.allowed:
+                raise FetchFailed("off_site_redirect")
+            chain.append(url)
+        raise FetchFailed("redirect_loop")
+
+    async def request(self, session: aiohttp.ClientSession, url: str, max_bytes: int
+                      ) -> tuple[int, str, str | None, bytes]:
+        try:
+            async with session.get(url, allow_redirects=False) as response:
+                content_type = response.headers.get("Content-Type", "")
+                location = response.headers.get("Location")
+                wanted = is_html_type(content_type) or url.endswith("/robots.txt")
+                if response.status != 200 or not wanted:
+                    return response.status, content_type, location, b""
+                return response.status, content_type, location, \
+                    await read_capped(response, max_bytes)
+        except asyncio.TimeoutError:
+            raise FetchFailed("timeout") from None
+        except aiohttp.ClientConnectorError as error:
+            blocked = isinstance(getattr(error, "os_error", None), BlockedAddressError)
+            raise FetchFailed("blocked_address" if blocked else "connection_error") from None
+        except (aiohttp.ClientError, OSError, ValueError):
+            raise FetchFailed("connection_error") from None
+
+    async def visit(self, session: aiohttp.ClientSession, url: str, depth: int) -> None:
+        """Fetch one page, hand it over, and queue its links."""
+        try:
+            final_url, status, content_type, body = await self.get(session, url)
+        except FetchFailed as failure:
+            self.stats[failure.reason] += 1
+            return
+        if status != 200:
+            self.stats["http_error"] += 1
+            return
+        if not is_html_type(content_type):
+            self.stats["not_html"] += 1
+            return
+        self.stats["pages"] += 1
+        self.seen.add(final_url)
+        for link in self.handle_page(final_url, body):
+            self.enqueue(link, depth + 1)
+
+    async def worker(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            url, depth = await self.queue.get()
+            try:
+                if self.pages_started < self.settings.max_pages:
+                    self.pages_started += 1
+                    await self.visit(session, url, depth)
+                else:
+                    self.stats["max_pages_reached"] += 1
+            except Exception:  # one bad page must never stop the crawl
+                log.exception("web: unexpected error on %s", url)
+                self.stats["crawler_error"] += 1
+            finally:
+                self.queue.task_done()
+
+    async def run(self, seeds: list[str]) -> None:
+        self.allowed = self.allowed or {host_of(seed) for seed in seeds}
+        for seed in seeds:
+            self.enqueue(seed, 0)
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency,
+                                         resolver=GuardedResolver(self.settings.allow_private),
+                                         ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout,
+                                        sock_connect=min(10.0, self.settings.timeout))
+        headers = {"User-Agent": self.settings.user_agent}
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                         headers=headers) as session:
+            workers = [asyncio.create_task(self.worker(session))
+                       for _ in range(self.settings.concurrency)]
+            await self.queue.join()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, streamed; FetchFailed("too_large") as soon as it passes `max_bytes`."""
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        raise FetchFailed("too_large")
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchFailed("too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_html_type(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in HTML_TYPES
+
+
+def crawl_web(seeds: list[str], settings: WebCrawlSettings,
+              handle_page: Callable[[str, bytes], Iterable[str]], stats: Counter) -> None:
+    """Crawl from `seeds`; `handle_page(url, body)` gets every HTML page and returns its links."""
+    asyncio.run(Crawler(settings, handle_page, stats).run(seeds))
