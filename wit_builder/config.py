@@ -30,6 +30,8 @@ class SynthwebConfig(StageConfig):
     images_per_page: int = option(8, "images per page (decoys included)")
     image_size: int = option(96, "side in pixels of the rendered images")
     zeroshot_per_class: int = option(20, "held-out renders per zero-shot class")
+    recorded_origin: str = option("http://127.0.0.1:8731", "origin (scheme://host:port) of the "
+                                  "URLs written into site.warc.gz and pool.parquet")
     host: str = option("127.0.0.1", "address the website is served on")
     port: int = option(0, "port of the website (0: any free port)")
 

@@ -50,15 +50,11 @@ def background_tints(name: str) -> tuple[tuple, tuple]:
     return mix(COLOURS[name], WHITE, 0.72), mix(COLOURS[name], WHITE, 0.5)
 
 
-def distance(a: tuple, b: tuple) -> float:
-    return math.dist(a, b)
-
-
 def contrasting_backgrounds(colour: str) -> list[str]:
     """Background colours whose tints stand out from an object of `colour` (for white, which no
     light tint contrasts with, the three that contrast best; its dark rim does the rest)."""
     def contrast(name: str) -> float:
-        return min(distance(COLOURS[colour], tint) for tint in background_tints(name))
+        return min(math.dist(COLOURS[colour], tint) for tint in background_tints(name))
 
     ranked = sorted((name for name in BACKGROUND_COLOURS if name != colour), key=contrast, reverse=True)
     return [name for name in ranked if contrast(name) >= MIN_CONTRAST] or ranked[:3]

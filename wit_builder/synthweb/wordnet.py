@@ -1,0 +1,2 @@
+def write_wordnet(out, config):
+    raise NotImplementedError

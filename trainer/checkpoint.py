@@ -1,0 +1,57 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped, written atomically.
+
+A checkpoint holds only tensors and plain Python values, so it loads with `weights_only=True`
+(no code runs when a checkpoint is opened).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wit_builder.atomic import atomic_path
+from wit_builder.options import WitError
+
+
+def rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {"python": list(random.getstate()[1]), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    python = random.getstate()
+    random.setstate((python[0], tuple(states["python"]), None))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}.pt"
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
+    """Write `step-NNNNNNN.pt` and then `latest.pt`, each under a temporary name first."""
+    path = directory / checkpoint_name(state["step"])
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+    with atomic_path(directory / "latest.pt") as temporary:
+        shutil.copyfile(path, temporary)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise WitError(f"checkpoint: '{path}' does not exist (nothing to resume; drop --resume "
+                       f"to start a new run)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # unpickling raises many types; all mean "not a usable checkpoint"
+        raise WitError(f"checkpoint: '{path}' cannot be loaded: {error}") from None

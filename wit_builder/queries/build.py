@@ -1,0 +1,233 @@
+"""`wit queries`: count the dump (map), select unigrams, bigrams, titles and WordNet synsets
+(reduce), merge them in the paper's order and write queries.parquet, queries.txt and stats.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import queue
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+
+from wit_builder import atomic
+from wit_builder.config import QueriesConfig
+from wit_builder.engine import map_partitions, worker_count
+from wit_builder.options import WitError
+from wit_builder.queries.bigrams import select_bigrams
+from wit_builder.queries.counts import CountTask, PartialCounts, count_partition
+from wit_builder.queries.titles import popular_titles, read_pageviews, titles_from_links
+from wit_builder.queries.wordnet import read_wordnet
+from wit_builder.wikipedia.reader import DumpPlan, plan_dump
+
+log = logging.getLogger(__name__)
+
+QUERIES_SCHEMA = pa.schema([("query_id", pa.int32()), ("query", pa.string()),
+                            ("source", pa.string()), ("count", pa.int64()), ("pmi", pa.float64())])
+SOURCE_ORDER = ("wordnet", "unigram", "bigram", "title")
+
+
+def run(config: QueriesConfig) -> int:
+    """Build the query list described by `config`; 0 on success (bad input raises WitError)."""
+    started = time.monotonic()
+    out = Path(config.path(config.out))
+    wordnet = read_wordnet(str(config.path(config.wordnet)), config.wordnet_all_lemmas) \
+        if config.wordnet else []
+    workers = worker_count(config.workers)
+    plan = plan_dump(str(config.path(config.wiki)),
+                     str(config.path(config.index)) if config.index else "", workers)
+    log.info("queries: reading %s dump %s with %d workers", plan.kind, plan.source, workers)
+    hashes = start_hashing(plan.files if plan.kind != "url" else [])
+    out.mkdir(parents=True, exist_ok=True)
+    spill_dir = Path(tempfile.mkdtemp(dir=out, prefix=".spill-"))
+    try:
+        counts = count_dump(plan, spill_dir, config, workers)
+        if counts.articles == 0:
+            raise WitError(f"dump '{plan.source}' holds no articles (namespace 0, not redirects)")
+        sources = select_sources(config, plan, counts, wordnet, spill_dir)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    rows = merge_sources(sources, config.target)
+    stats = run_stats(config, plan, counts, rows, sources, hashes, started, workers)
+    write_outputs(out, rows, stats)
+    log.info("queries: %d queries written to %s in %.1f s", len(rows), out, stats["seconds"])
+    return 0
+
+
+def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
+               workers: int) -> PartialCounts:
+    """The map step over every partition (or every chunk of the serial reader), merged."""
+    count_links = not config.pageviews
+    total = PartialCounts()
+    options = {"workers": workers, "engine": config.engine, "desc": "queries: counting"}
+    if plan.serial:
+        tasks = (CountTask(chunk, str(spill_dir / f"chunk-{chunk.number:06d}.parquet"), count_links)
+                 for chunk in prefetched(plan.chunks(), depth=workers + 1))
+        # Waves of a few chunks per worker: the reader runs ahead (in a thread) while they count.
+        while wave := list(islice(tasks, 2 * workers)):
+            for partial in map_partitions(count_partition, wave, progress=False, **options):
+                total.merge(partial)
+        return total
+    tasks = [CountTask(part, str(spill_dir / f"part-{number:06d}.parquet"), count_links)
+             for number, part in enumerate(plan.partitions)]
+    for partial in map_partitions(count_partition, tasks, **options):
+        total.merge(partial)
+    return total
+
+
+def prefetched(items: Iterator, depth: int) -> Iterator:
+    """`items`, produced by a background thread up to `depth` ahead (bz2 releases the GIL, so
+    decompression overlaps the workers); its exceptions are re-raised here."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    finished = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(finished)
+        except BaseException as error:  # handed to the consumer, which raises it
+            buffer.put(error)
+
+    thread = threading.Thread(target=produce, name="dump-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not finished:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
+                   wordnet: list[str], spill_dir: Path) -> dict[str, list[tuple]]:
+    """Each source's candidates, best first: (query, count, pmi)."""
+    unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
+    unigrams.sort(key=lambda item: (-item[1], item[0]))
+    bigrams = select_bigrams(counts.spills, counts.unigrams, [word for word, _ in unigrams],
+                             counts.tokens, config.bigram_min_count, config.bigrams, spill_dir)
+    bigram_counts = {bigram.query: bigram.count for bigram in bigrams}
+    if config.pageviews:
+        popularity = read_pageviews([str(config.path(p)) for p in config.pageviews],
+                                    plan.namespaces)
+    else:
+        popularity = titles_from_links(counts.links, plan.namespaces)
+    titles = popular_titles(popularity, config.title_min_views)
+
+    def dump_count(query: str) -> int | None:
+        return counts.unigrams.get(query) if " " not in query else bigram_counts.get(query)
+
+    return {
+        "wordnet": [(query, dump_count(query), None) for query in wordnet],
+        "unigram": [(word, n, None) for word, n in unigrams],
+        "bigram": [(bigram.query, bigram.count, bigram.pmi) for bigram in bigrams],
+        "title": [(title, dump_count(title), None) for title, _ in titles],
+    }
+
+
+def merge_sources(sources: dict[str, list[tuple]], target: int) -> list[tuple]:
+    """Union in the order wordnet → unigrams → bigrams → titles until `target`; rows sorted by
+    query and numbered: (query_id, query, source, count, pmi)."""
+    chosen: dict[str, tuple] = {}
+    for source in SOURCE_ORDER:
+        for query, count, pmi in sources[source]:
+            if len(chosen) >= target:
+                break
+            if query not in chosen:
+                chosen[query] = (source, count, pmi)
+    return [(number, query, *chosen[query]) for number, query in enumerate(sorted(chosen))]
+
+
+def write_outputs(out: Path, rows: list[tuple], stats: dict) -> None:
+    """queries.parquet, queries.txt and stats.json, each written atomically."""
+    columns = list(zip(*rows)) if rows else [[] for _ in QUERIES_SCHEMA]
+    table = pa.table(dict(zip(QUERIES_SCHEMA.names, map(list, columns))), schema=QUERIES_SCHEMA)
+    atomic.write_parquet(out / "queries.parquet", table)
+    atomic.write_text(out / "queries.txt", "".join(f"{row[1]}\n" for row in rows))
+    atomic.write_json(out / "stats.json", stats)
+
+
+def start_hashing(paths: list[str]) -> dict[str, threading.Thread | dict]:
+    """sha256 of every input file, computed in a thread while the dump is counted."""
+    results: dict = {}
+
+    def digest_all() -> None:
+        for path in paths:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+            results[path] = {"path": path, "bytes": os.path.getsize(path),
+                             "sha256": digest.hexdigest()}
+
+    thread = threading.Thread(target=digest_all, name="sha256", daemon=True)
+    thread.start()
+    return {"thread": thread, "results": results}
+
+
+def input_descriptions(paths: list[str], hashes: dict) -> list[dict]:
+    hashes["thread"].join()
+    return [hashes["results"].get(path, {"path": path, "bytes": None, "sha256": None})
+            for path in paths]
+
+
+def run_stats(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts, rows: list[tuple],
+              sources: dict, hashes: dict, started: float, workers: int) -> dict:
+    """stats.json: inputs, parameters, counts per source, pages and tokens read, time, memory."""
+    per_source = {source: 0 for source in SOURCE_ORDER}
+    for row in rows:
+        per_source[row[2]] += 1
+    other_inputs = [str(config.path(p)) for p in config.pageviews]
+    if config.wordnet:
+        other_inputs.append(str(config.path(config.wordnet)))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "inputs": {"dump": input_descriptions(plan.files, hashes), "dump_format": plan.kind,
+                   "others": [describe_file(path) for path in other_inputs]},
+        "parameters": {key: value for key, value in dataclasses.asdict(config).items()},
+        "queries": len(rows),
+        "queries_per_source": per_source,
+        "candidates_per_source": {source: len(items) for source, items in sources.items()},
+        "title_ranking": "pageviews" if config.pageviews else "inbound_links",
+        "pages_read": counts.pages,
+        "articles_read": counts.articles,
+        "redirects_skipped": counts.redirects,
+        "other_namespace_pages_skipped": counts.other_namespaces,
+        "tokens_read": counts.tokens,
+        "distinct_words": len(counts.unigrams),
+        "workers": workers,
+        "seconds": round(time.monotonic() - started, 3),
+        "peak_rss_mb": {"main": round(own / 1024, 1),
+                        "worker_max": round(counts.peak_rss_kb / 1024, 1),
+                        "children_max": round(children / 1024, 1)},
+    }
+
+
+def describe_file(path: str) -> dict:
+    """Path and size of a file (a directory: its total size)."""
+    target = Path(path)
+    if target.is_dir():
+        size = sum(item.stat().st_size for item in target.iterdir() if item.is_file())
+    else:
+        size = target.stat().st_size if target.exists() else None
+    return {"path": path, "bytes": size}

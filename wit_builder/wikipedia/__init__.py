@@ -1,0 +1,1 @@
+"""Wikipedia dump reading (multistream bz2 in parallel) and wikitext to plain text."""
