@@ -33,7 +33,7 @@ COMMANDS: dict[str, Stage] = {
     "queries": Stage("derive the query list from a Wikipedia dump, pageviews and WordNet",
                      "wit_builder.queries.build:run", issue=3),
     "crawl": Stage("harvest image-text pairs, keep English, match queries, balance, download",
-                   None, issue=4),
+                   "wit_builder.crawl:run", issue=4),
     "shards": Stage("dedupe, shuffle and split the raw shards into training shards", None, issue=6),
     "train": Stage("train a CLIP model on the training shards", "trainer.train:run", issue=7),
     "eval": Stage("zero-shot classification and retrieval of a checkpoint", None, issue=8),

@@ -75,6 +75,14 @@ class CrawlConfig(StageConfig):
                                       metavar="HOST")
     user_agent: str = option("witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)",
                              "User-Agent of every request")
+    crawl_concurrency: int = option(16, "pages fetched at once by the web crawler")
+    per_host_concurrency: int = option(2, "requests in flight to one host")
+    crawl_delay: float = option(1.0, "seconds between two page requests to one host (robots.txt "
+                                     "Crawl-delay may raise it)")
+    max_page_bytes: int = option(5_000_000, "largest HTML page read")
+    min_text_chars: int = option(5, "shorter texts are dropped")
+    max_text_chars: int = option(1000, "longer texts are dropped")
+    partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")
     lang: str = option("en", "language kept")
     min_lang_prob: float = option(0.9, "least language probability kept")
     lang_detector: str = option("langdetect", "language detector",

@@ -54,12 +54,22 @@ def run_partitions(function: Callable[[Partition], Result], partitions: Iterable
                 bar.update()
             return
         context = multiprocessing.get_context("forkserver")
+        # The fork server imports the stage's module once (numpy, pyarrow, ...); every worker
+        # forked from it then starts in milliseconds instead of re-importing everything.
+        context.set_forkserver_preload([module_of(function)])
         with context.Pool(count) as pool:
             for result in pool.imap(function, items, chunksize=1):
                 yield result
                 bar.update()
     finally:
         bar.close()
+
+
+def module_of(function: Callable) -> str:
+    """The module defining `function` (seen through functools.partial)."""
+    while hasattr(function, "func"):
+        function = function.func
+    return function.__module__
 
 
 def map_partitions(function: Callable[[Partition], Result], partitions: Iterable[Partition],

@@ -1,0 +1,360 @@
+"""`wit crawl`: harvest → filter → match → English → dedupe → balance (→ download).
+
+Every source becomes partitions (a WARC file, row groups of a pool, chunks of crawled pages);
+`engine.py` runs the per-partition work (clean, match, detect language) wherever it runs; the
+global steps (dedupe, balance) read the partition files back. A partition whose stats file exists
+is done, so a killed crawl resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from wit_builder import atomic, schemas
+from wit_builder.balance import BalanceSettings, balance_by_query
+from wit_builder.captions import CaptionLimits, LanguageDetector, caption_problem, clean_caption
+from wit_builder.config import CrawlConfig
+from wit_builder.engine import map_partitions
+from wit_builder.match import QueryMatcher
+from wit_builder.options import WitError
+from wit_builder.sources.html import parse_page
+from wit_builder.sources.pool import PoolColumns, PoolPartition, pool_partitions, read_pool
+from wit_builder.sources.warc import expand_warc_locations, read_html_responses
+from wit_builder.sources.web import WebCrawlSettings, crawl_web
+
+log = logging.getLogger(__name__)
+
+SOURCE_KINDS = ("web", "warc", "pool", "synthweb")
+STAGED = pa.schema([("url", pa.string()), ("text", pa.string()), ("page_url", pa.string())])
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str
+    location: str
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    kind: str       # warc | pool | staged (pages crawled live, written to parquet first)
+    location: str
+    source: str     # the contract's `source` column: web | warc | pool
+    row_groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartitionSettings:
+    """What a worker needs to process a partition (picklable)."""
+
+    workdir: str
+    queries: str
+    limits: CaptionLimits
+    lang: str
+    min_lang_prob: float
+    lang_detector: str
+    seed: int
+    columns: PoolColumns
+
+
+def parse_source(text: str) -> Source:
+    kind, separator, location = text.partition(":")
+    if not separator or kind not in SOURCE_KINDS or (kind != "synthweb" and not location):
+        raise WitError(f"source '{text}' must be web:URL, web:@SEEDS_FILE, warc:PATH_OR_URL, "
+                       f"pool:PATH or synthweb:")
+    return Source(kind, location)
+
+
+def web_seeds(location: str) -> list[str]:
+    """The seed URLs of a web source: one URL, or a file of URLs (web:@seeds.txt)."""
+    if not location.startswith("@"):
+        return [location]
+    path = Path(location[1:])
+    if not path.is_file():
+        raise WitError(f"seeds file '{path}' does not exist")
+    seeds = [line.strip() for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    if not seeds:
+        raise WitError(f"seeds file '{path}' lists no URL")
+    return seeds
+
+
+def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
+    return WebCrawlSettings(
+        max_pages=config.max_pages, max_depth=config.max_depth,
+        allowed_hosts=tuple(config.allowed_hosts), user_agent=config.user_agent,
+        concurrency=config.crawl_concurrency, per_host_concurrency=config.per_host_concurrency,
+        delay=config.crawl_delay, timeout=config.timeout, max_page_bytes=config.max_page_bytes,
+        allow_private=config.allow_private)
+
+
+def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: Path, name: str,
+                    dropped: Counter) -> list[Path]:
+    """Crawl from `seeds` and write the pages' (url, text, page_url) pairs to parquet chunks,
+    sorted by page so the result does not depend on the order pages arrived in."""
+    marker = staging / f"{name}.json"
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        dropped.update(done["dropped"])
+        log.info("crawl: %s already crawled (%d pages); delete %s to crawl again",
+                 name, done["dropped"].get("pages", 0), marker)
+        return [staging / chunk for chunk in done["chunks"]]
+    pairs: list[tuple[str, int, str, str]] = []
+    stats: Counter = Counter()
+
+    def handle_page(page_url: str, body: bytes) -> list[str]:
+        images, links = parse_page(body, page_url)
+        stats.update(images.dropped)
+        pairs.extend((page_url, position, pair.url, pair.text)
+                     for position, pair in enumerate(images.pairs))
+        return links
+
+    crawl_web(seeds, crawl_settings(config), handle_page, stats)
+    pairs.sort()
+    chunks = []
+    for start in range(0, max(len(pairs), 1), config.partition_rows):
+        chunk = pairs[start:start + config.partition_rows]
+        path = staging / f"{name}-{len(chunks):05d}.parquet"
+        atomic.write_parquet(path, pa.table({"url": [p[2] for p in chunk],
+                                             "text": [p[3] for p in chunk],
+                                             "page_url": [p[0] for p in chunk]}, schema=STAGED))
+        chunks.append(path)
+    atomic.write_json(marker, {"chunks": [c.name for c in chunks], "dropped": dict(stats)})
+    dropped.update(stats)
+    log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], len(pairs))
+    return chunks
+
+
+def source_partitions(source: Source, config: CrawlConfig, staging: Path, start: int,
+                      dropped: Counter, site_url: str | None) -> list[Partition]:
+    """The partitions of one source, numbered from `start`."""
+    if source.kind in ("web", "synthweb"):
+        seeds = [site_url] if source.kind == "synthweb" else web_seeds(source.location)
+        chunks = stage_web_crawl(seeds, config, staging, f"web-{start:05d}", dropped)
+        return [Partition(start + i, "staged", str(path), "web") for i, path in enumerate(chunks)]
+    if source.kind == "warc":
+        locations = expand_warc_locations(source.location)
+        return [Partition(start + i, "warc", location, "warc")
+                for i, location in enumerate(locations)]
+    parts = pool_partitions(source.location)
+    return [Partition(start + i, "pool", part.path, "pool", part.row_groups)
+            for i, part in enumerate(parts)]
+
+
+def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counter
+              ) -> Iterator[tuple[str, str, str]]:
+    """(image URL, text, page URL) of one partition, before any filter."""
+    if partition.kind == "warc":
+        for page_url, body in read_html_responses(partition.location, dropped):
+            dropped["pages"] += 1
+            images, _ = parse_page(body, page_url)
+            dropped.update(images.dropped)
+            for pair in images.pairs:
+                yield pair.url, pair.text, page_url
+    elif partition.kind == "pool":
+        fmt = partition.location.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+        fmt = {"json": "jsonl", "ndjson": "jsonl"}.get(fmt, fmt)
+        part = PoolPartition(partition.location, fmt, partition.row_groups)
+        for url, text in read_pool(part, settings.columns):
+            yield url, text, ""
+    else:
+        table = pq.read_table(partition.location)
+        yield from zip(*(table.column(name).to_pylist() for name in STAGED.names))
+
+
+@functools.lru_cache(maxsize=2)
+def cached_matcher(queries: str) -> QueryMatcher:
+    """One matcher per worker process (loading it per partition would dominate small ones)."""
+    return QueryMatcher.for_queries_file(queries)
+
+
+def pair_uid(url: str, text: str) -> str:
+    return hashlib.sha1(f"{url}\t{text}".encode("utf-8")).hexdigest()
+
+
+def partition_paths(workdir: str, index: int) -> dict[str, Path]:
+    data = Path(workdir) / "data"
+    name = f"part-{index:05d}"
+    return {"candidates": data / "candidates" / f"{name}.parquet",
+            "matched": data / "matched" / ".staging" / f"{name}.parquet",
+            "stats": data / "matched" / ".staging" / f"{name}.json"}
+
+
+def process_partition(partition: Partition, settings: PartitionSettings) -> dict:
+    """Clean, filter, match and language-detect one partition; write its candidates and matches."""
+    paths = partition_paths(settings.workdir, partition.index)
+    if paths["stats"].exists():
+        return json.loads(paths["stats"].read_text())
+    matcher = cached_matcher(settings.queries)
+    detector = LanguageDetector(settings.lang_detector, settings.seed)
+    dropped: Counter = Counter()
+    candidates, matched_ids = [], []
+    for url, text, page_url in raw_pairs(partition, settings, dropped):
+        if not url:
+            dropped["no_url"] += 1
+            continue
+        text = clean_caption(text)
+        problem = caption_problem(text, settings.limits)
+        if problem:
+            dropped[problem] += 1
+            continue
+        query_ids = matcher.match(text)
+        lang, lang_prob = detector.detect(text) if query_ids else (None, None)
+        candidates.append({"uid": pair_uid(url, text), "url": url, "text": text,
+                           "page_url": page_url, "source": partition.source, "lang": lang,
+                           "lang_prob": lang_prob})
+        if not query_ids:
+            dropped["no_query"] += 1
+        elif lang != settings.lang or lang_prob < settings.min_lang_prob:
+            dropped["not_" + settings.lang] += 1
+        else:
+            matched_ids.append((len(candidates) - 1, query_ids))
+    table = pa.Table.from_pylist(candidates, schema=schemas.CANDIDATES)
+    atomic.write_parquet(paths["candidates"], table)
+    rows = [candidates[i] | {"query_ids": ids} for i, ids in matched_ids]
+    atomic.write_parquet(paths["matched"], pa.Table.from_pylist(rows, schema=schemas.MATCHES))
+    stats = {"source": partition.source, "candidates": len(candidates), "matched": len(rows),
+             "dropped": dict(dropped)}
+    atomic.write_json(paths["stats"], stats)  # last: its presence marks the partition done
+    return stats
+
+
+def url_key(url: str) -> int:
+    return int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "little")
+
+
+def dedupe_matched(staged: list[Path], out_dir: Path, dropped: Counter) -> list[Path]:
+    """Keep the first occurrence of every image URL across the whole crawl (in partition order):
+    the same (URL, text) is a `duplicate_pair`, the same URL with another text a `duplicate_url`."""
+    seen_urls: set[int] = set()
+    seen_pairs: set[str] = set()
+    outputs = []
+    for path in staged:
+        table = pq.read_table(path)
+        keep = []
+        for uid, url in zip(table.column("uid").to_pylist(), table.column("url").to_pylist()):
+            key = url_key(url)
+            if uid in seen_pairs:
+                dropped["duplicate_pair"] += 1
+            elif key in seen_urls:
+                dropped["duplicate_url"] += 1
+            else:
+                keep.append(True)
+                seen_urls.add(key)
+                seen_pairs.add(uid)
+                continue
+            keep.append(False)
+        target = out_dir / path.name
+        atomic.write_parquet(target, table.filter(pa.array(keep, pa.bool_())))
+        outputs.append(target)
+    return outputs
+
+
+def query_count(queries: Path) -> int:
+    table = pq.read_table(queries, columns=["query_id"])
+    return int(pc.max(table.column("query_id")).as_py()) + 1 if table.num_rows else 0
+
+
+@contextlib.contextmanager
+def synthweb_site(config: CrawlConfig, sources: list[Source]) -> Iterator[str | None]:
+    """The embedded site served on 127.0.0.1 for the whole crawl when a source asks for it."""
+    if not any(source.kind == "synthweb" for source in sources):
+        yield None
+        return
+    from wit_builder.synthweb.server import SiteServer
+
+    site_dir = Path(config.path("data/synthweb/site"))
+    if not site_dir.is_dir():
+        raise WitError(f"source synthweb: needs {site_dir}; run `wit synthweb generate` first")
+    with SiteServer(site_dir, host="127.0.0.1", port=0) as server:
+        log.info("crawl: serving the synthetic web at %s", server.url)
+        yield server.url
+
+
+def harvest(config: CrawlConfig, sources: list[Source], site_url: str | None,
+            dropped: Counter) -> list[Partition]:
+    staging = Path(config.path("data/harvest"))
+    partitions: list[Partition] = []
+    for source in sources:
+        partitions += source_partitions(source, config, staging, len(partitions), dropped,
+                                        site_url)
+    return partitions
+
+
+def partition_settings(config: CrawlConfig, queries: Path) -> PartitionSettings:
+    return PartitionSettings(
+        workdir=str(config.workdir), queries=str(queries),
+        limits=CaptionLimits(min_chars=config.min_text_chars, max_chars=config.max_text_chars),
+        lang=config.lang, min_lang_prob=config.min_lang_prob, lang_detector=config.lang_detector,
+        seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col))
+
+
+def parse_sources(config: CrawlConfig) -> list[Source]:
+    sources = [parse_source(text) for text in config.source]
+    if not sources:
+        raise WitError("no --source given (web:URL, warc:PATH, pool:PATH or synthweb:)")
+    return sources
+
+
+def select(config: CrawlConfig, site_url: str | None = None) -> dict:
+    """Everything up to the selection: manifests/selection.parquet and balance.parquet.
+    `site_url` is where the embedded site is served, when a source is `synthweb:`."""
+    started = time.monotonic()
+    sources = parse_sources(config)
+    queries = Path(config.path(config.queries))
+    if not queries.exists():
+        raise WitError(f"queries file '{queries}' does not exist; run `wit queries` first")
+    dropped: Counter = Counter()
+    partitions = harvest(config, sources, site_url, dropped)
+    settings = partition_settings(config, queries)
+    cached_matcher(str(queries))  # build the automaton cache once, before the workers load it
+    work = functools.partial(process_partition, settings=settings)
+    results = map_partitions(work, partitions, workers=config.workers, engine=config.engine,
+                             desc="crawl: filter + match")
+    per_source: dict[str, Counter] = {}
+    for result in results:
+        dropped.update(result["dropped"])
+        counts = per_source.setdefault(result["source"], Counter())
+        counts.update(candidates=result["candidates"], matched=result["matched"])
+    staged = [partition_paths(config.workdir, p.index)["matched"] for p in partitions]
+    matched = dedupe_matched(staged, Path(config.path("data/matched")), dropped)
+    manifests = Path(config.path("manifests"))
+    summary = balance_by_query(
+        [str(p) for p in matched], query_count(queries), manifests,
+        Path(config.path("data/matched/.balance")),
+        BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed,
+                        workers=config.workers, engine=config.engine))
+    stats = {"sources": config.source, "dropped": dict(sorted(dropped.items())),
+             "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
+             "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
+             "queries_sha256": atomic.sha256_file(queries),
+             "seconds": round(time.monotonic() - started, 2)}
+    atomic.write_json(manifests / "crawl_stats.json", stats)
+    return stats
+
+
+def run(config: CrawlConfig) -> int:
+    # The embedded site (source synthweb:) stays up until the images are downloaded too.
+    with synthweb_site(config, parse_sources(config)) as site_url:
+        stats = select(config, site_url)
+        balance = stats["balance"]
+        log.info("crawl: %d matched pairs, %d selected (%d queries over the cap of %d)",
+                 balance["matched_pairs"], balance["selected_pairs"],
+                 balance["queries_over_cap"], config.per_query)
+        if config.download:
+            raise WitError("image download is not implemented yet (issue 5); the selection is "
+                           "in manifests/selection.parquet — rerun with --no-download")
+    return 0
