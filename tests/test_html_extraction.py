@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from wit_builder.sources.html import extract_images, parse_srcset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wit_builder.sources.html import UrlResolver, extract_images, parse_srcset, resolve_url
 
 PAGE = "http://site.test/articles/shapes/page.html"
 
@@ -69,3 +72,15 @@ def test_malformed_and_non_utf8_html_never_crash():
     assert pairs(broken) == [("http://site.test/articles/shapes/a.jpg", "café crème", "alt"),
                              ("http://site.test/articles/shapes/b.jpg", "x", "alt")]
     assert pairs(b"\x00\xff\xfe binary \x89PNG\r\n") == []
+
+
+URL_PIECES = ["http://", "https://", "HTTP://", "//", "/", "./", "../", "?", "#", "a", "b.jpg",
+              "img", "x.test", ":", "@", " ", "%20", "..", ".", "\\", "mailto:", "data:", "~"]
+
+
+@given(st.lists(st.sampled_from(URL_PIECES), max_size=8).map("".join),
+       st.sampled_from(["http://site.test/articles/shapes/page.html", "https://s.test",
+                        "http://s.test/a/b/", "http://s.test/x/../y/p.html", "http://s.test/?q=1"]))
+@settings(max_examples=400, deadline=None)
+def test_fast_url_resolution_equals_urljoin(url, base):
+    assert UrlResolver(base).resolve(url) == resolve_url(base, url)

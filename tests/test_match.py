@@ -6,7 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from wit_builder.match import QueryMatcher
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wit_builder.match import QueryMatcher, word_string
+from wit_builder.text import WORD, normalize
 from wit_builder.options import WitError
 
 QUERIES = ["cat", "new york", "red", "red triangle", "state-of-the-art", "o'neill", "café",
@@ -66,3 +70,11 @@ def test_queries_file_automaton_is_cached_and_refreshed(tmp_path):
 def test_missing_queries_file_is_a_clear_error(tmp_path):
     with pytest.raises(WitError, match="run `wit queries` first"):
         QueryMatcher.for_queries_file(tmp_path / "nope.parquet")
+
+
+@given(st.text(alphabet=st.sampled_from(list("abcXYZ019 -'_.,!?\\n\\té")), max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_fast_word_string_equals_the_regex(text):
+    normalized = normalize(text)
+    assert word_string(normalized) == " ".join(WORD.findall(normalized))
+

@@ -42,8 +42,9 @@ class QueriesConfig(StageConfig):
                        "the dump: multistream or single-stream .xml.bz2, part files (a directory "
                        "or glob), plain .xml, or an http(s):// URL")
     index: str = option("", "multistream index (default: found beside the dump)")
-    pageviews: list[str] = option([], "pageviews files (gzipped 'en.wikipedia Title views bytes' "
-                                      "lines), summed; repeatable", metavar="FILE")
+    pageviews: list[str] = option([], "pageviews files (Wikimedia's hourly pageviews-*.gz: "
+                                      "'en Title views bytes' lines), summed; repeatable",
+                                  metavar="FILE")
     wordnet: str = option("", "WordNet 3.0 database directory (data.noun, ...) or a WN-LMF XML file")
     out: str = option("queries", "output directory")
     min_count: int = option(100, "unigrams occurring at least this often become queries")
@@ -100,6 +101,10 @@ class CrawlConfig(StageConfig):
     quality: int = option(90, "JPEG quality of stored images")
     timeout: float = option(20.0, "seconds per request")
     retries: int = option(2, "retries of timeouts, resets and 5xx")
+    download_per_host: int = option(16, "image requests in flight to one host, per worker")
+    trusted_origins: list[str] = option([], "host:port origins exempt from the address guard "
+                                            "(a known mirror on a private network)",
+                                        metavar="HOST:PORT")
     ray_address: str = option("", "Ray cluster address (default: start a local Ray)")
 
 
