@@ -90,3 +90,17 @@ def test_unbuilt_stage_says_not_implemented(monkeypatch, capsys):
     monkeypatch.setitem(COMMANDS, "shards", Stage("test", None, issue=6))
     assert main(["shards", "--workdir", "."]) == 2
     assert "not implemented yet (issue 6)" in capsys.readouterr().err
+
+
+def test_positional_action_defaults_to_the_config(monkeypatch):
+    seen = {}
+
+    def capture(config):
+        seen["action"] = config.action
+        return 0
+
+    monkeypatch.setattr("wit_builder.cli.resolve_runner", lambda spec: capture)
+    assert main(["synthweb", "--workdir", "."]) == 0
+    assert seen["action"] == "generate"
+    assert main(["synthweb", "serve", "--workdir", "."]) == 0
+    assert seen["action"] == "serve"

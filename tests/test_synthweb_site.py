@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import io
 import json
+import math
 import random
 import re
 import signal
@@ -49,10 +50,9 @@ def generate_site(out: Path, config) -> Path:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory) -> tuple[Path, object]:
-    workdir = tmp_path_factory.mktemp("synthweb-site")
-    config = synthweb_config(workdir)
-    return generate_site(workdir / "out", config), config
+def web(synthweb_dir) -> tuple[Path, object]:
+    """The session's synthetic web (made by `generate`) and the settings it was made with."""
+    return synthweb_dir, synthweb_config(synthweb_dir.parents[1])
 
 
 @pytest.fixture(scope="module")
@@ -103,21 +103,33 @@ def test_site_captions_are_true_of_their_pictures(truth):
 
 def share_near(image: Image.Image, colour: tuple[int, int, int], tolerance: float = 45) -> float:
     pixels = list(image.convert("RGB").get_flattened_data())
-    return sum(1 for pixel in pixels if sum((a - b) ** 2 for a, b in zip(pixel, colour)) <= tolerance ** 2) / len(pixels)
+    near = sum(1 for pixel in pixels if math.dist(pixel, colour) <= tolerance)
+    return near / len(pixels)
 
 
-def test_pictures_show_the_scene_colour_large_objects_cover_more(tmp_path):
+def test_pictures_show_the_scene_colour_large_objects_cover_more():
     rng = random.Random(7)
     for colour in COLOURS:
         coverage = {}
         for size in ("small", "large"):
-            scene = render.Scene(colour, "circle", 1, size, "plain", render.contrasting_backgrounds(colour)[0])
+            background = render.contrasting_backgrounds(colour)[0]
+            scene = render.Scene(colour, "circle", 1, size, "plain", background)
             data = render.encode(render.render(scene, 64, rng), "jpeg")
             picture = Image.open(io.BytesIO(data))
             assert picture.size == (64, 64)
             coverage[size] = share_near(picture, COLOURS[colour])
         # A small circle covers ~6% of the picture and a large one ~28%.
         assert 0.03 < coverage["small"] < coverage["large"], (colour, coverage)
+
+
+def test_background_patterns_show_in_every_background_colour():
+    rng = random.Random(5)
+    for name in render.BACKGROUND_COLOURS:
+        _, pattern = render.background_tints(name)
+        for background in ("plain", "striped", "dotted", "checkered"):
+            scene = render.Scene("black", "circle", 1, "small", background, name)
+            share = share_near(render.render(scene, 64, rng), pattern, tolerance=8)
+            assert (share > 0.05) == (background != "plain"), (name, background, share)
 
 
 def test_shapes_are_distinguishable_by_their_footprint():
@@ -199,25 +211,46 @@ def crawl(base: str) -> dict:
     return {"pages": pages, "pictures": pictures, "blocked": blocked}
 
 
-def test_crawl_over_http_reaches_every_public_page_and_every_picture_decodes(web, truth):
+def download_outcome(status: int, body: bytes) -> str:
+    """What a downloader makes of a fetched picture, in DESIGN.md's status words."""
+    if status in (301, 302):
+        return "redirect_loop"  # urllib gave up following
+    if status != 200:
+        return "http_error"
+    try:
+        Image.open(io.BytesIO(body)).load()
+    except Image.UnidentifiedImageError:
+        return "not_image"
+    except OSError:
+        return "decode_error"
+    return "ok"
+
+
+def test_crawl_over_http_reaches_every_public_page_and_pictures_download_as_truth_says(web, truth):
     out, _ = web
     with SiteServer(out / "site") as server:
         result = crawl(server.url)
         requested = server.paths()
     public = {page["path"] for page in truth["pages"] if not page["robots"]}
     assert public <= set(result["pages"])
-    assert result["pages"]["/blog/removed.html"] == 404
+    assert result["pages"][site.MISSING_PAGE] == 404
     assert "/private/" in result["blocked"]
     expected = {server.url + row["path"] for row in truth["images"]
-                if row["path"] and row["page"] in public and row["decoy"] not in ("srcset-smaller",)
-                and row["form"] != "data-uri"}
-    fetched = {url for url, (status, _, _) in result["pictures"].items() if status == 200}
-    assert expected <= fetched
+                if row["path"] and row["page"] in public and row["decoy"] != "srcset-smaller"}
+    assert expected <= set(result["pictures"])
+    by_path = {row["path"]: row for row in truth["images"] if row["path"]}
+    outcomes = Counter()
     for url, (status, headers, body) in result["pictures"].items():
-        assert status == 200, url
-        picture = Image.open(io.BytesIO(body))
-        picture.load()
-        assert headers["Content-Type"].startswith("image/")
+        row = by_path.get(urlsplit(url).path, {})
+        outcome = download_outcome(status, body)
+        is_page = status == 200 and headers["Content-Type"].startswith("text/html")
+        assert (outcome == "not_image") == is_page
+        if outcome == "ok" and headers.get("X-Robots-Tag") == "noai":
+            outcome = "opted_out"
+        assert outcome == (row.get("download") or "ok"), (url, row)
+        outcomes[outcome] += 1
+    assert set(outcomes) == {"ok", "opted_out", "http_error", "not_image", "decode_error",
+                             "redirect_loop"}
     # robots.txt was read first and nothing under /private/ was ever requested.
     assert requested[0] == "/robots.txt"
     assert not any(path.startswith("/private/") for path in requested)
@@ -268,7 +301,7 @@ def test_server_refuses_paths_outside_the_site_hidden_files_and_writes(web):
     with SiteServer(out / "site") as server:
         assert raw_request(server.port, "GET", "/../site_truth.json").status == 404
         assert raw_request(server.port, "GET", "/%2e%2e/site_truth.json").status == 404
-        assert raw_request(server.port, "GET", "/" + site.HEADERS).status == 404
+        assert raw_request(server.port, "GET", "/" + site.RESPONSES).status == 404
         assert raw_request(server.port, "POST", "/").status == 405
         redirect = raw_request(server.port, "GET", "/gallery")
         assert redirect.status == 301 and redirect.headers["Location"] == "/gallery/"
@@ -326,17 +359,26 @@ def test_truth_covers_every_markup_form_decoy_and_language(web, truth):
     relative = [row for row in truth["images"] if row["form"] == "src-relative"]
     assert any(row["page"] in bases for row in relative)
     for row in relative:  # resolved against the <base href> where the page has one
-        assert row["path"] == bases.get(row["page"], row["page"].rsplit("/", 1)[0] + "/") + row["url"]
+        directory = bases.get(row["page"], row["page"].rsplit("/", 1)[0] + "/")
+        assert row["path"] == directory + row["url"]
     pages = {page["path"]: (out / "site" / page["file"]).read_text() for page in truth["pages"]}
     for page in truth["pages"]:
         assert f'<html lang="{page["lang"]}">' in pages[page["path"]]
         assert '<img src="/px.gif" width="1" height="1" alt="">' in pages[page["path"]]
     for row in truth["images"]:
         assert row["url"] in pages[row["page"]], row
-        if row["path"]:
-            data = (out / "site" / row["path"].lstrip("/")).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        if row["sha256"] is None:  # missing, or a redirect loop
+            assert row["fault"] in ("missing", "redirect-loop")
+            assert not (out / "site" / row["path"].lstrip("/")).exists()
+            continue
+        if row["path"] is None:  # a data: URI
+            continue
+        data = (out / "site" / (row.get("redirect_to") or row["path"]).lstrip("/")).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        if row["fault"] is None:
             assert Image.open(io.BytesIO(data)).size == (row["width"], row["height"])
+    faults = Counter(row["fault"] for row in truth["images"] if row["fault"])
+    assert set(faults) == set(site.FAULTS)
     assert any(row["url"].startswith(site.PLACEHOLDER_ORIGIN) for row in truth["images"])
     assert any(row["url"].startswith("../") for row in truth["images"])
     assert any("/" not in row["url"] for row in truth["images"])
@@ -375,10 +417,11 @@ def warc_records(path: Path) -> list:
             # Verified before the body is read: verifying keeps a copy of the unread stream.
             digests = record.verify_payload_digest() \
                 if record.record_type == WarcRecordType.response else None
+            is_http = record.http_headers is not None
             records.append({"type": record.record_type, "headers": dict(record.headers),
                             "uri": record.headers.get("WARC-Target-URI"),
-                            "status": record.http_headers.status_code if record.http_headers else None,
-                            "http": dict(record.http_headers) if record.http_headers else {},
+                            "status": record.http_headers.status_code if is_http else None,
+                            "http": dict(record.http_headers) if is_http else {},
                             "body": record.reader.read(), "digests": digests})
     return records
 
@@ -392,18 +435,23 @@ def test_warc_reads_back_with_fastwarc(web, truth):
     assert [record["type"] for record in exchanges] == \
         [WarcRecordType.request, WarcRecordType.response] * (len(exchanges) // 2)
     responses = exchanges[1::2]
-    assert [record["uri"] for record in responses] == [origin + path for path in site.crawl_order(truth)]
+    missing = {row["path"] for row in truth["images"] if row["fault"] == "missing"}
+    order = site.crawl_order(truth)
+    assert [record["uri"] for record in responses] == [origin + path for path in order]
     for request, response in zip(exchanges[::2], responses):
         assert request["headers"]["WARC-Concurrent-To"] == response["headers"]["WARC-Record-ID"]
         assert response["digests"] is True
         path = urlsplit(response["uri"]).path
         assert not path.startswith("/private/")
-        if path == "/blog/removed.html":
-            assert response["status"] == 404
-            continue
-        assert response["status"] == 200
-        assert response["body"] == served_body(out, path, origin), path
         assert int(response["http"]["Content-Length"]) == len(response["body"])
+        if path in truth["redirects"]:
+            assert response["status"] in (301, 302)
+            assert response["http"]["Location"] == truth["redirects"][path]
+        elif path == site.MISSING_PAGE or path in missing:
+            assert response["status"] == 404
+        else:
+            assert response["status"] == 200
+            assert response["body"] == served_body(out, path, origin), path
     assert all(block_digests_verified(out / warc.WARC_NAME))
     ids = [record["headers"]["WARC-Record-ID"] for record in records]
     assert len(set(ids)) == len(ids)
@@ -461,6 +509,10 @@ def test_zeroshot_shards_read_back_with_webdataset(web, task):
         if task == "colour":  # the labelled colour is really in the picture
             assert share_near(sample["jpg"], COLOURS[classnames[label]]) > 0.01, classnames[label]
     assert labels == {label: config.zeroshot_per_class for label in range(len(classnames))}
+    templates = (directory / "templates.txt").read_text().splitlines()
+    assert templates and all(template.count("{}") == 1 for template in templates)
+    other_words = set(COLOURS) if task == "shape" else set(SHAPES.values())
+    assert any(words(template) & other_words for template in templates)
 
 
 def test_zeroshot_renders_are_not_site_pictures(web, truth):
@@ -475,15 +527,29 @@ def test_zeroshot_renders_are_not_site_pictures(web, truth):
 # --- determinism -------------------------------------------------------------------------------
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (or `root` itself) by relative name."""
+    if root.is_file():
+        return {root.name: root.read_bytes()}
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*"))
             if path.is_file()}
+
+
+def test_generate_records_every_artefact_of_the_site_in_its_manifest(web):
+    out, config = web
+    manifest = json.loads((out / "synthweb.json").read_text())["artefacts"]
+    assert manifest["site"]["pages"] == config.site_pages
+    assert manifest["warc"]["origin"] == config.recorded_origin
+    assert manifest["pool"]["rows"] == pq.read_table(out / pool.POOL_NAME).num_rows
+    assert manifest["zeroshot"]["shape"]["samples"] == len(SHAPES) * config.zeroshot_per_class
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_differs(web, tmp_path):
     out, config = web
     again = generate_site(tmp_path / "again", synthweb_config(tmp_path))
-    assert tree_bytes(again) == tree_bytes(out)
+    for name in ("site", site.TRUTH, warc.WARC_NAME, pool.POOL_NAME, "zeroshot"):
+        assert tree_bytes(again / name) == tree_bytes(out / name), name
     other = tmp_path / "other"
     site.write_site(other, synthweb_config(tmp_path, seed=1))
-    assert (other / "site" / "index.html").read_bytes() != (out / "site" / "index.html").read_bytes()
+    index = "site/index.html"
+    assert (other / index).read_bytes() != (out / index).read_bytes()
     assert (other / site.TRUTH).read_bytes() != (out / site.TRUTH).read_bytes()

@@ -59,6 +59,7 @@ def add_field_option(parser: argparse.ArgumentParser, item: dataclasses.Field, k
         common["metavar"] = meta["metavar"]
     if meta.get("positional"):
         del common["dest"]
+        common["default"] = None  # argparse checks a positional's default against its choices
         parser.add_argument(item.name, nargs="?", **common)
     elif kind is bool:
         parser.add_argument(option_flag(item.name), action=argparse.BooleanOptionalAction, **common)
@@ -108,7 +109,8 @@ def resolve_runner(spec: str) -> Callable[[Any], int | None]:
 
 def stage_overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(STAGES[args.stage])}
-    return {key: value for key, value in vars(args).items() if key in names}
+    return {key: value for key, value in vars(args).items()
+            if key in names and value is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ class SynthwebConfig(StageConfig):
     articles: int = option(3000, "Wikipedia articles in the synthetic dump")
     vocab_size: int = option(20000, "distinct words of the dump's Zipf vocabulary")
     words_per_article: int = option(400, "mean words of article text")
-    site_pages: int = option(120, "HTML pages of the website")
+    site_pages: int = option(400, "HTML pages of the website")
     images_per_page: int = option(8, "images per page (decoys included)")
     image_size: int = option(96, "side in pixels of the rendered images")
     zeroshot_per_class: int = option(20, "held-out renders per zero-shot class")

@@ -1,4 +1,4 @@
-"""Hourly pageviews files of the synthetic Wikipedia, in the format of dumps.wikimedia.org/other/pageviews.
+"""Hourly pageviews of the synthetic Wikipedia, as dumps.wikimedia.org/other/pageviews has them.
 
 `pageviews-YYYYMMDD-HH0000.gz`: gzipped lines `domain_code page_title count_views
 total_response_size`, sorted by domain then title. Real domain codes abbreviate the project:

@@ -37,4 +37,5 @@ def write_pool(out: Path, config, origin: str | None = None, path: Path | None =
     path = Path(path) if path else Path(out) / POOL_NAME
     atomic.write_parquet(path, pa.Table.from_pylist(rows, schema=POOL_SCHEMA))
     log.info("synthweb: pool of %d captioned pictures at %s", len(rows), path)
-    return {"path": path.name, "origin": origin, "rows": len(rows), "sha256": atomic.sha256_file(path)}
+    return {"path": path.name, "origin": origin, "rows": len(rows),
+            "sha256": atomic.sha256_file(path)}

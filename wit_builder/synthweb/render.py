@@ -46,8 +46,12 @@ def mix(colour: tuple[int, int, int], other: tuple[int, int, int], share: float)
 
 
 def background_tints(name: str) -> tuple[tuple, tuple]:
-    """The light base and the slightly stronger pattern tint of a background colour."""
-    return mix(COLOURS[name], WHITE, 0.72), mix(COLOURS[name], WHITE, 0.5)
+    """The light base and the slightly stronger pattern tint of a background colour (for white,
+    whose tints are all white, a pale grey pattern, so a striped white background shows stripes)."""
+    base, pattern = mix(COLOURS[name], WHITE, 0.72), mix(COLOURS[name], WHITE, 0.5)
+    if math.dist(base, pattern) < 20:
+        pattern = mix(base, (0, 0, 0), 0.12)
+    return base, pattern
 
 
 def contrasting_backgrounds(colour: str) -> list[str]:
@@ -56,7 +60,8 @@ def contrasting_backgrounds(colour: str) -> list[str]:
     def contrast(name: str) -> float:
         return min(math.dist(COLOURS[colour], tint) for tint in background_tints(name))
 
-    ranked = sorted((name for name in BACKGROUND_COLOURS if name != colour), key=contrast, reverse=True)
+    others = [name for name in BACKGROUND_COLOURS if name != colour]
+    ranked = sorted(others, key=contrast, reverse=True)
     return [name for name in ranked if contrast(name) >= MIN_CONTRAST] or ranked[:3]
 
 
@@ -144,7 +149,8 @@ def place_objects(count: int, radius: float, rng: random.Random) -> list[tuple[f
     for _ in range(200):
         centres = [(rng.uniform(margin, 1 - margin), rng.uniform(margin, 1 - margin))
                    for _ in range(count)]
-        if all(math.dist(a, b) >= 2.2 * radius for i, a in enumerate(centres) for b in centres[i + 1:]):
+        pairs = [(a, b) for i, a in enumerate(centres) for b in centres[i + 1:]]
+        if all(math.dist(a, b) >= 2.2 * radius for a, b in pairs):
             return centres
     # Fixed layouts that always fit the radii of RADIUS.
     return {1: [(0.5, 0.5)], 2: [(0.27, 0.5), (0.73, 0.5)],
@@ -161,7 +167,7 @@ def render(scene: Scene, side: int, rng: random.Random) -> Image.Image:
     for x, y in place_objects(scene.count, radius, rng):
         turn = math.radians(rng.uniform(-20, 20))
         draw_object(draw, scene.shape, COLOURS[scene.colour], x * big, y * big, radius * big, turn)
-    return image.resize((side, side), Image.Resampling.LANCZOS)
+    return image.reduce(SUPERSAMPLE)  # a box filter over 4x4 samples: smooth edges, fast
 
 
 def encode(image: Image.Image, image_format: str) -> bytes:
@@ -197,9 +203,9 @@ def english_background(scene: Scene, rng: random.Random) -> str:
 
 
 ENGLISH_TEMPLATES = (
-    "{np}", "{np} {bg}", "photo of {np}", "a picture of {np} {bg}", "{np} {bg}, digital illustration",
-    "close-up of {np}", "clip art: {np} {bg}", "stock image of {np}", "{np} drawn {bg}",
-    "simple drawing of {np}",
+    "{np}", "{np} {bg}", "photo of {np}", "a picture of {np} {bg}",
+    "{np} {bg}, digital illustration", "close-up of {np}", "clip art: {np} {bg}",
+    "stock image of {np}", "{np} drawn {bg}", "simple drawing of {np}",
 )
 
 # Foreign wording: colour adjective forms (masc. sg, fem. sg, masc. pl, fem. pl), shape nouns with
@@ -220,14 +226,16 @@ FRENCH = {
 }
 SPANISH = {
     "colours": {"red": "rojo roja rojos rojas", "orange": "naranja naranja naranjas naranjas",
-                "yellow": "amarillo amarilla amarillos amarillas", "green": "verde verde verdes verdes",
+                "yellow": "amarillo amarilla amarillos amarillas",
+                "green": "verde verde verdes verdes",
                 "blue": "azul azul azules azules", "purple": "morado morada morados moradas",
                 "pink": "rosa rosa rosas rosas", "brown": "marrón marrón marrones marrones",
                 "black": "negro negra negros negras", "white": "blanco blanca blancos blancas"},
     "shapes": {"circle": ("m", "círculo", "círculos"), "square": ("m", "cuadrado", "cuadrados"),
                "triangle": ("m", "triángulo", "triángulos"), "star": ("f", "estrella", "estrellas"),
                "cross": ("f", "cruz", "cruces"), "ring": ("m", "anillo", "anillos")},
-    "sizes": {"small": "pequeño pequeña pequeños pequeñas", "large": "grande grande grandes grandes"},
+    "sizes": {"small": "pequeño pequeña pequeños pequeñas",
+              "large": "grande grande grandes grandes"},
     "patterns": {"plain": "liso", "striped": "a rayas", "dotted": "de lunares",
                  "checkered": "a cuadros"},
     "counts": {2: "dos", 3: "tres"},
@@ -260,8 +268,8 @@ def romance_noun_phrase(scene: Scene, words: dict, lang: str, with_size: bool) -
     colour = agreement(words["colours"][scene.colour], gender, count)
     size = agreement(words["sizes"][scene.size], gender, count) if with_size else ""
     noun = singular if count == 1 else plural
-    determiner = ("une" if gender == "f" else "un") if lang == "fr" else ("una" if gender == "f" else "un")
-    determiner = determiner if count == 1 else words["counts"][count]
+    feminine = "une" if lang == "fr" else "una"
+    determiner = (feminine if gender == "f" else "un") if count == 1 else words["counts"][count]
     if lang == "fr":  # petit and grand come before the noun in French
         return " ".join(filter(None, [determiner, size, noun, colour]))
     return " ".join(filter(None, [determiner, noun, colour, size]))

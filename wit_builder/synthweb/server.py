@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from aiohttp import web
 
 from wit_builder.options import WitError
-from wit_builder.synthweb.site import HEADERS, PLACEHOLDER_ORIGIN
+from wit_builder.synthweb.site import PLACEHOLDER_ORIGIN, RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ class LoggedRequest:
 
 @dataclass
 class StaticSite:
-    """The files of a generated site and the extra response headers some of them get."""
+    """The files of a generated site and the special answers of some paths (redirects, extra
+    headers), from its `.responses.json`."""
 
     root: Path
-    extra_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    special: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def open(cls, site_dir: str | Path) -> StaticSite:
@@ -60,9 +61,9 @@ class StaticSite:
         if not (root / "index.html").is_file():
             raise WitError(f"synthweb: '{root}' is not a generated site (no index.html); "
                            f"run `wit synthweb generate` first")
-        headers_file = root / HEADERS
-        extra = json.loads(headers_file.read_text()) if headers_file.exists() else {}
-        return cls(root.resolve(), extra)
+        responses = root / RESPONSES
+        special = json.loads(responses.read_text()) if responses.exists() else {}
+        return cls(root.resolve(), special)
 
     def file_for(self, path: str) -> Path | None:
         """The file serving URL `path`, or None (missing, hidden, or outside the site)."""
@@ -76,18 +77,23 @@ class StaticSite:
 
 
 def site_response(site: StaticSite, path: str, origin: str) -> SiteResponse:
-    """What the server answers to GET `path` when reached at `origin` (e.g. http://127.0.0.1:8731)."""
+    """What the server answers to GET `path` when reached at `origin` (http://HOST:PORT)."""
+    special = site.special.get(path, {"status": 200, "headers": {}})
+    if special["status"] != 200:
+        return SiteResponse(special["status"], {"Content-Type": CONTENT_TYPES[".html"],
+                                                **special["headers"]}, b"")
     file = site.file_for(path)
     if file is not None and not path.endswith("/") and file.name == "index.html" \
             and not path.endswith("index.html"):
-        return SiteResponse(301, {"Location": path + "/", "Content-Type": CONTENT_TYPES[".html"]}, b"")
+        return SiteResponse(301, {"Content-Type": CONTENT_TYPES[".html"], "Location": path + "/"},
+                            b"")
     if file is None:
         return SiteResponse(404, {"Content-Type": CONTENT_TYPES[".html"]}, NOT_FOUND)
     body = file.read_bytes()
     if file.suffix in TEXT_SUFFIXES:
         body = body.replace(PLACEHOLDER_ORIGIN.encode(), origin.encode())
     headers = {"Content-Type": CONTENT_TYPES.get(file.suffix, "application/octet-stream")}
-    headers.update(site.extra_headers.get(path, {}))
+    headers.update(special["headers"])
     return SiteResponse(200, headers, body)
 
 
@@ -121,7 +127,9 @@ class SiteServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The origin the site is served at, e.g. http://127.0.0.1:40123 (no trailing slash)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def start_site(self) -> int:
         self.runner = web.AppRunner(make_app(self.site, self.requests), access_log=None)

@@ -5,9 +5,9 @@ reachable breadth-first from `/`). One section, `/private/`, is disallowed by ro
 so a crawler that ignores robots.txt is caught. Article pages carry pictures in every markup a real
 crawler must handle (`src` absolute, root-relative, `../` and same-directory relative, `srcset`
 with several candidates, lazy `data-src`, `<figure>`/`<figcaption>`, `title` without `alt`, pages
-with a `<base href>`) and the
-decoys it must skip (no alt, file-name alt, `data:` URIs, 1x1 tracking pixels, non-http links, a
-link to a missing page, an external host). Some pages are in French, German or Spanish.
+with a `<base href>`) and the decoys it must skip (no alt, file-name alt, `data:` URIs, 1x1
+tracking pixels, non-http links, a link to a missing page, an external host). Some pages are in
+French, German or Spanish, with captions in those languages.
 
 Origins: absolute URLs need `http://HOST:PORT`, known only when serving (port 0 = any free port),
 so pages are written with the placeholder origin `PLACEHOLDER_ORIGIN` (the reserved `.invalid`
@@ -15,10 +15,13 @@ domain, so the files still parse as HTML with valid URLs) and the server substit
 each request. The WARC and the pool are recordings, so they carry one fixed origin: generate uses
 `config.recorded_origin`, and `warc.record_site` rewrites both for the origin a crawl really used.
 
-`site_truth.json` lists every page and every <img> occurrence with its scene, caption, markup form,
-language, and whether it is a decoy or behind robots.txt, so later stages can check what they
-extract against it. Some images are served with `X-Robots-Tag: noai` (listed in `.headers.json`,
-which the server reads and never serves).
+`site_truth.json` lists every page (path, file, language, `<base href>`, hrefs as written and the
+site paths they lead to) and every <img> occurrence (`url` as written, `path` on the site, `text`
+the caption, `scene`, `form`, `page`, `lang`, `decoy` (None or why), `robots`, size and sha256),
+so later stages can check what they extract against it. Like any web, some captioned pictures fail to download: missing (404), HTML
+at a .jpg URL, a truncated JPEG, a redirect, a redirect loop; and some are served with
+`X-Robots-Tag: noai`. Each row's `download` says what a downloader should report (DESIGN.md's
+statuses). Special answers are listed in `.responses.json`, which the server reads, never serves.
 """
 
 from __future__ import annotations
@@ -48,21 +51,29 @@ SECTIONS = ("gallery", "blog", "shop", "archive", "private")
 PRIVATE = "private"
 FOREIGN = ("fr", "de", "es")
 TRUTH = "site_truth.json"
-HEADERS = ".headers.json"
+RESPONSES = ".responses.json"
 PIXEL = "/px.gif"
 PLACEHOLDER_IMAGE = "/static/blank.gif"
+MISSING_PAGE = "/blog/removed.html"  # linked from the home page, never written: a 404
 OPT_OUT_EVERY = 20  # every 20th captioned picture is served with X-Robots-Tag: noai
+FAULT_EVERY = 12  # every 12th captioned single-file picture fails, each fault in turn
+FAULTS = ("missing", "not-image", "truncated", "redirect", "redirect-loop")
+DOWNLOAD_STATUS = {"missing": "http_error", "not-image": "not_image", "truncated": "decode_error",
+                   "redirect": "ok", "redirect-loop": "redirect_loop"}
+MOVED_PAGE = (b'<!DOCTYPE html>\n<html lang="en"><head><title>Moved</title></head>'
+              b"<body><p>This picture has moved.</p></body></html>\n")
 PNG_SHARE = 0.15
 BASE_HREF = "/img/"  # one article in seven has <base href="/img/">
 # 1x1 transparent GIF: the tracking pixel, the lazy-loading placeholder and the data: URI decoy.
 ONE_PIXEL_GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000"
                               "010001000002024401003b")
-ROBOTS_TXT = "User-agent: *\nDisallow: /private/\n\nUser-agent: witbuilder-test-banned\nDisallow: /\n"
+ROBOTS_TXT = ("User-agent: *\nDisallow: /private/\n\n"
+              "User-agent: witbuilder-test-banned\nDisallow: /\n")
 
 # The markup of each image slot, cycled over the site so every form appears even on a small site.
-FORM_CYCLE = ("src-root", "srcset-w", "src-parent", "figure", "src-absolute", "data-src", "no-alt",
-              "src-relative", "title", "src-root", "srcset-x", "filename-alt", "src-parent", "figure",
-              "data-uri", "src-relative")
+FORM_CYCLE = ("src-root", "srcset-w", "src-parent", "figure", "src-absolute", "data-src",
+              "no-alt", "src-relative", "title", "src-root", "srcset-x", "filename-alt",
+              "src-parent", "figure", "data-uri", "src-relative")
 DECOY_FORMS = {"no-alt", "filename-alt", "data-uri"}
 
 # Ready-made prose of the pages, per language (our own words).
@@ -89,7 +100,7 @@ PROSE = {
            "Las formas se dibujan a mano y luego se escanean."],
 }
 TITLES = {"en": "Pictures", "fr": "Images", "de": "Bilder", "es": "Imágenes"}
-ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$|^https?://\[[0-9a-fA-F:]+\](:\d+)?$")
+ORIGIN_PATTERN = re.compile(r"^https?://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])(:\d+)?$")
 
 
 def check_origin(origin: str) -> str:
@@ -121,7 +132,8 @@ def plan_articles(site_pages: int) -> list[tuple[str, str]]:
     articles = site_pages - 1 - len(SECTIONS)
     if articles < len(SECTIONS):
         raise WitError(f"synthweb: site_pages = {site_pages} is too small; need at least "
-                       f"{1 + 2 * len(SECTIONS)} (home, {len(SECTIONS)} sections, one article each)")
+                       f"{1 + 2 * len(SECTIONS)} (home, {len(SECTIONS)} sections, an article "
+                       f"each)")
     public = [name for name in SECTIONS if name != PRIVATE]
     plan, foreign = [], 0
     for k in range(articles):
@@ -170,8 +182,9 @@ class SiteWriter:
     image_size: int
     files: dict[str, bytes] = field(default_factory=dict)  # URL path -> body
     images: list[dict] = field(default_factory=list)
-    headers: dict[str, dict] = field(default_factory=dict)
+    responses: dict[str, dict] = field(default_factory=dict)  # URL path -> status and headers
     captioned: int = 0
+    single_files: int = 0
 
     def add_picture(self, path: str, scene: render.Scene, side: int, image_format: str,
                     rng: random.Random) -> dict:
@@ -218,7 +231,8 @@ def picture_markup(form: str, url: str, text: str) -> str:
     """The <img> (or <figure>) of one captioned picture or decoy."""
     alt = html.escape(text)
     if form == "data-src":
-        return f'<img class="lazy" src="{PLACEHOLDER_IMAGE}" data-src="{url}" alt="{alt}" loading="lazy">'
+        return (f'<img class="lazy" src="{PLACEHOLDER_IMAGE}" data-src="{url}" alt="{alt}" '
+                'loading="lazy">')
     if form == "figure":
         return f'<figure><img src="{url}"><figcaption>{alt}</figcaption></figure>'
     if form == "title":
@@ -240,27 +254,64 @@ def add_slot(writer: SiteWriter, page: Page, form: str, seed: str) -> None:
         text = f"{rng.choice(('IMG', 'DSC', 'PXL'))}_{rng.randrange(10_000):04d}.jpg"
     common = {"page": page.path, "form": form, "lang": page.lang, "robots": page.section == PRIVATE,
             "scene": scene.as_dict(), "decoy": form if form in DECOY_FORMS else None,
-            "opted_out": False, "text": text}
+            "opted_out": False, "fault": None, "download": None, "text": text}
     if form == "data-uri":
         url = "data:image/gif;base64," + base64.b64encode(ONE_PIXEL_GIF).decode()
         markup = picture_markup(form, url, text)
         rows = [{"path": None, "url": url, "format": "gif", "width": 1, "height": 1,
                  "bytes": len(ONE_PIXEL_GIF), "sha256": hashlib.sha256(ONE_PIXEL_GIF).hexdigest()}]
     elif form.startswith("srcset"):
-        markup, rows = srcset_markup(writer, form, name, scene, image_format, seed + ":picture", text)
+        markup, rows = srcset_markup(writer, form, name, scene, image_format, seed + ":picture",
+                                     text)
     else:
         url, path = picture_urls(form, page, name)
         picture = writer.add_picture(path, scene, writer.image_size, image_format,
                                      random.Random(seed + ":picture"))
         markup, rows = picture_markup(form, url, text), [{**picture, "url": url}]
     page.body.append(markup)
-    rows = [{**common, **rows[0]}] + [{**common, **row, "decoy": "srcset-smaller"} for row in rows[1:]]
+    smaller = [{**common, **row, "decoy": "srcset-smaller"} for row in rows[1:]]
+    rows = [{**common, **rows[0]}, *smaller]
     if rows[0]["decoy"] is None:
-        writer.captioned += 1
-        if writer.captioned % OPT_OUT_EVERY == 0:
-            rows[0]["opted_out"] = True
-            writer.headers[rows[0]["path"]] = {"X-Robots-Tag": "noai"}
+        mark_captioned(writer, rows[0], single_file=not form.startswith("srcset"))
     writer.images += rows
+
+
+def mark_captioned(writer: SiteWriter, row: dict, single_file: bool) -> None:
+    """Count a captioned picture; every FAULT_EVERY-th single file gets a fault, every
+    OPT_OUT_EVERY-th picture an opt-out; `download` is what a downloader should report."""
+    writer.captioned += 1
+    writer.single_files += single_file
+    row["download"] = "ok"
+    if single_file and writer.single_files % FAULT_EVERY == 0:
+        fault = FAULTS[(writer.single_files // FAULT_EVERY - 1) % len(FAULTS)]
+        break_picture(writer, row, fault)
+        row["fault"], row["download"] = fault, DOWNLOAD_STATUS[fault]
+    elif writer.captioned % OPT_OUT_EVERY == 0:
+        row["opted_out"], row["download"] = True, "opted_out"
+        writer.responses[row["path"]] = {"status": 200, "headers": {"X-Robots-Tag": "noai"}}
+
+
+def break_picture(writer: SiteWriter, row: dict, fault: str) -> None:
+    """Make the picture at `row["path"]` fail to download the way `fault` says."""
+    path = row["path"]
+    data = writer.files.pop(path)
+    if fault == "not-image":  # an HTML page, and said so, where a picture was
+        writer.responses[path] = {"status": 200,
+                                  "headers": {"Content-Type": "text/html; charset=utf-8"}}
+    if fault in ("not-image", "truncated"):
+        writer.files[path] = MOVED_PAGE if fault == "not-image" else data[: len(data) // 2]
+        body = writer.files[path]
+        row["bytes"], row["sha256"] = len(body), hashlib.sha256(body).hexdigest()
+    elif fault == "redirect":
+        row["redirect_to"] = "/media" + path
+        writer.files[row["redirect_to"]] = data
+        writer.responses[path] = {"status": 301, "headers": {"Location": row["redirect_to"]}}
+    elif fault == "redirect-loop":
+        row["redirect_to"] = "/moved" + path
+        writer.responses[path] = {"status": 302, "headers": {"Location": row["redirect_to"]}}
+        writer.responses[row["redirect_to"]] = {"status": 302, "headers": {"Location": path}}
+    if fault in ("missing", "redirect-loop"):
+        row["bytes"], row["sha256"] = 0, None
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -280,7 +331,7 @@ def home_page(articles: list[Page], rng: random.Random) -> Page:
         link(page, "tel:+15550100", "Call"),
         link(page, "ftp://files.synthweb.invalid/archive.zip", "Archive"),
         link(page, "https://external.synthweb.invalid/partner.html", "Partner"),
-        link(page, "/blog/removed.html", "An old post"),
+        link(page, MISSING_PAGE, "An old post"),
         link(page, "#top", "Top")]) + "</footer>")
     return page
 
@@ -364,10 +415,13 @@ def write_site(out: Path, config) -> dict:
     files.update({page.file: html_document(page).encode() for page in pages})
     files.update({"robots.txt": ROBOTS_TXT.encode(), PIXEL[1:]: ONE_PIXEL_GIF,
                   PLACEHOLDER_IMAGE[1:]: ONE_PIXEL_GIF,
-                  HEADERS: json.dumps(writer.headers, indent=1, sort_keys=True).encode()})
+                  RESPONSES: json.dumps(writer.responses, indent=1, sort_keys=True).encode()})
     write_directory(Path(out) / "site", dict(sorted(files.items())))
     truth = {"placeholder_origin": PLACEHOLDER_ORIGIN, "robots_disallow": [f"/{PRIVATE}/"],
-             "pixel": PIXEL, "lazy_placeholder": PLACEHOLDER_IMAGE, "missing": ["/blog/removed.html"],
+             "pixel": PIXEL, "lazy_placeholder": PLACEHOLDER_IMAGE,
+             "missing_pages": [MISSING_PAGE],
+             "redirects": {path: answer["headers"]["Location"] for path, answer
+                           in sorted(writer.responses.items()) if answer["status"] in (301, 302)},
              "pages": [page_truth(page) for page in pages], "images": writer.images}
     atomic.write_json(Path(out) / TRUTH, truth)
     captioned = [row for row in writer.images if row["decoy"] is None]
@@ -402,7 +456,8 @@ def kept_images(truth: dict) -> dict[str, list[dict]]:
 
 def crawl_order(truth: dict) -> list[str]:
     """URL paths in the order a robots-obeying breadth-first crawler fetches them from `/`:
-    robots.txt, then each page (a missing one included) followed by its kept pictures."""
+    robots.txt, then each page (a missing one included) followed by its kept pictures (and the
+    redirects they lead to, once each)."""
     pages = {page["path"]: page for page in truth["pages"]}
     images = kept_images(truth)
     order, seen, queue = ["/robots.txt"], {"/"}, ["/"]
@@ -410,9 +465,11 @@ def crawl_order(truth: dict) -> list[str]:
         path = queue.pop(0)
         order.append(path)
         for row in images.get(path, []):
-            if row["path"] not in seen:
-                seen.add(row["path"])
-                order.append(row["path"])
+            target = row["path"]
+            while target is not None and target not in seen:
+                seen.add(target)
+                order.append(target)
+                target = truth["redirects"].get(target)
         for target in pages.get(path, {}).get("links", []):
             if target not in seen and not is_disallowed(truth, target):
                 seen.add(target)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy
 
 from wit_builder.options import WitError
 from wit_builder.synthweb import concepts
@@ -25,7 +28,7 @@ FUNCTION_WORDS = (
     "would can each however then than"
 ).split()
 
-# Normalised word -> the wikitext spellings it is written as (one chosen per occurrence).
+# Normalised word -> the wikitext spellings it is written as (each spelling is a unit of its own).
 SPECIAL_WORDS: dict[str, tuple[str, ...]] = {
     "café": ("café", "caf&#233;"),
     "filigree": ("ﬁligree", "filigree"),
@@ -63,15 +66,41 @@ class Vocabulary:
     words: list[str]             # every distinct single word, by rank of first appearance
     title_words: list[str]       # pseudo-words that appear only in titles (never drawn)
     absent_words: list[str]      # pseudo-words that appear nowhere in the dump (for WordNet)
+    cdf: numpy.ndarray = None    # cum_weights / total, for vectorised draws
 
-    def draw(self, rng: random.Random, count: int) -> list[Unit]:
-        return rng.choices(self.units, cum_weights=self.cum_weights, k=count)
+    def __post_init__(self) -> None:
+        weights = numpy.asarray(self.cum_weights)
+        self.cdf = weights / weights[-1]
+
+    def stream(self, rng: random.Random) -> "UnitStream":
+        return UnitStream(self, rng)
 
     def text(self, units: list[Unit]) -> str:
         return " ".join(unit.surface for unit in units)
 
 
-def pseudo_words(rng: random.Random, taken: set[str]) -> "itertools.Generator":
+class UnitStream:
+    """Zipf draws for one page, made in vectorised batches (the generator's hottest loop)."""
+
+    BATCH = 1024
+
+    def __init__(self, vocabulary: Vocabulary, rng: random.Random):
+        self.units = vocabulary.units
+        self.cdf = vocabulary.cdf
+        self.generator = numpy.random.default_rng(rng.getrandbits(64))
+        self.buffer: list[Unit] = []
+
+    def draw(self, count: int) -> list[Unit]:
+        while len(self.buffer) < count:
+            picks = numpy.searchsorted(self.cdf, self.generator.random(self.BATCH), side="right")
+            units = self.units
+            self.buffer.extend([units[index] for index in picks.clip(0, len(units) - 1).tolist()])
+        drawn = self.buffer[-count:] if count else []
+        del self.buffer[len(self.buffer) - count:]
+        return drawn
+
+
+def pseudo_words(rng: random.Random, taken: set[str]) -> Iterator[str]:
     """An endless stream of new pronounceable pseudo-words, none of them in `taken`."""
     while True:
         syllables = rng.choice((1, 2, 2, 2, 2, 3, 3))
@@ -85,7 +114,12 @@ def pseudo_words(rng: random.Random, taken: set[str]) -> "itertools.Generator":
 def concept_phrases() -> list[tuple[str, str]]:
     """Two-word phrases naming what the synthetic site's pictures show, most important first."""
     backgrounds = [(style, "background") for style in concepts.BACKGROUNDS]
-    colour_shapes = [(colour, shape) for shape in concepts.SHAPES for colour in concepts.COLOURS]
+    colours, shapes = list(concepts.COLOURS), list(concepts.SHAPES)
+    # A diagonal first (red triangle, orange star, ...), so that each colour and each shape has
+    # a phrase frequent enough for the small test dump; the other pairs follow.
+    diagonal = [(colour, shapes[(index + 2) % len(shapes)]) for index, colour in enumerate(colours)]
+    colour_shapes = diagonal + [(colour, shape) for shape in shapes for colour in colours
+                                if (colour, shape) not in diagonal]
     counted = [(word, concepts.SHAPES[shape]) for number, word in concepts.COUNTS.items()
                if number > 1 for shape in concepts.SHAPES]
     sized = [(size, shape) for size in concepts.SIZES for shape in concepts.SHAPES]

@@ -5,7 +5,8 @@ Layout of a Common Crawl WARC: a `warcinfo` record, then per fetched URL a `requ
 record its own gzip member. The fetches are those of `site.crawl_order`: robots.txt, the pages
 breadth-first from `/` (a missing page recorded as its 404) and the captioned pictures of each page;
 nothing under a robots.txt-disallowed path. Responses are built by `server.site_response`, so they
-are what the server sends. Dates are fixed and record ids derived from the seed: same bytes each run.
+are what the server sends. Dates are fixed and record ids derived from the seed, so every run
+writes the same bytes.
 
 The URLs carry one origin: `config.recorded_origin` when generated; `record_site` writes the WARC
 and the pool again for another origin (the one a crawl actually served the site on).

@@ -32,6 +32,17 @@ Counting rules of `wiki_truth.json` (the query builder's stripper implements the
 - Inbound links: `[[links]]` in the visible text of articles, by target title normalised as
   MediaWiki does (`#anchor` dropped, `_` -> space, first letter upper-cased); links inside
   removed constructs (refs, tables, captions, infoboxes) are not counted.
+
+Keys of `wiki_truth.json`: `pages`, `articles` (namespace 0, not redirects; `X (disambiguation)`
+pages are articles), `redirects`, `namespaces` (pages per namespace), `first_page_id`,
+`last_page_id`, `sentences` (non-empty ones), `tokens`, `unigrams` {word: count}, `bigrams`
+{"first second": count}, `article_titles` (dump order), `redirect_targets` {title: target},
+`inbound_links` {target title: count}, `pageviews` {title with spaces: views summed over every
+hourly file for the domains `pageviews_domains` = en, en.m; all namespaces, as in the files}.
+
+`write_benchmark_dump(out, articles)` writes only the multistream dump and its index, without
+truth or pageviews, for throughput benchmarks: pages stream through the compressors, so memory
+stays flat at any size.
 """
 
 from __future__ import annotations
@@ -124,6 +135,7 @@ def pseudo_title(vocabulary: Vocabulary, rng: random.Random) -> Title:
 
 
 def plan_titles(vocabulary: Vocabulary, count: int, rng: random.Random) -> list[Title]:
+    """`count` unique titles: the concept titles first (at most a third), then pseudo-words."""
     titles = concept_titles()[: max(1, count // 3)]
     seen = {title.text for title in titles}
     while len(titles) < count:
@@ -134,7 +146,7 @@ def plan_titles(vocabulary: Vocabulary, count: int, rng: random.Random) -> list[
     return titles
 
 
-def redirect_title(title: Title, taken: set[str], rng: random.Random) -> str | None:
+def redirect_title(title: Title, taken: set[str]) -> str | None:
     """A plausible other name for `title` (plural, other capitalisation), unless it exists."""
     if " " in title.text:
         first, rest = title.text.split(" ", 1)
@@ -148,15 +160,17 @@ def plan_dump(vocabulary: Vocabulary, articles: int, seed: int) -> DumpPlan:
     """Every page's id, namespace, title and kind, in dump order."""
     rng = random.Random(f"witbuilder-wiki-plan/{seed}")
     titles = plan_titles(vocabulary, articles, rng)
+    concept_count = min(len(concept_titles()), len(titles))
     # Concept pages rank near the top of popularity, like the head of real pageviews.
-    order = sorted(range(len(titles)), key=lambda i: rng.random() * (0.15 if i < 81 else 1.0))
+    order = sorted(range(len(titles)),
+                   key=lambda i: rng.random() * (0.15 if i < concept_count else 1.0))
     popularity = [0.0] * len(titles)
     for rank, index in enumerate(order):
         popularity[index] = 1.0 / (rank + 3)
     taken = {title.text for title in titles}
     disambiguation: dict[int, list[Title]] = {}
     for index, title in enumerate(titles):
-        if index >= 81 and " " not in title.text and rng.random() < 0.02:
+        if index >= concept_count and " " not in title.text and rng.random() < 0.02:
             meaning_titles = [t for t in titles if t.text.startswith(title.text + " ")][:3]
             disambiguation[index] = [title] + meaning_titles
     pages: list[PagePlan] = []
@@ -178,7 +192,7 @@ def plan_dump(vocabulary: Vocabulary, articles: int, seed: int) -> DumpPlan:
             add(0, f"{title.text} (disambiguation)", "disambiguation", index)
         add(0, title.text, "article", index)
         if rng.random() < 0.15:
-            other = redirect_title(title, taken, rng)
+            other = redirect_title(title, taken)
             if other:
                 taken.add(other)
                 redirects[other] = title.text
@@ -190,10 +204,6 @@ def plan_dump(vocabulary: Vocabulary, articles: int, seed: int) -> DumpPlan:
         if index % 40 == 39 and category_queue:
             add(14, category_queue.pop(0), "category", index)
     return DumpPlan(pages, titles, redirects, popularity, disambiguation)
-
-
-def article_count(plan: DumpPlan) -> int:
-    return sum(page.kind in ("article", "disambiguation") for page in plan.pages)
 
 
 # --- page text --------------------------------------------------------------------------------
@@ -243,7 +253,8 @@ def page_text(page: PagePlan, plan: DumpPlan, vocabulary: Vocabulary, targets: L
 
 
 def xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;")
 
 
 def base36_sha1(text: str) -> str:
@@ -348,14 +359,12 @@ class MultistreamSink:
         self.index = open_output(stack, out / MULTISTREAM_INDEX)
         self.index_compressor = bz2.BZ2Compressor(9)
         self.offset = 0
-        self.streams = 0
 
     def write_stream(self, data: bytes) -> int:
         offset = self.offset
         stream = compressed_stream(data)
         self.data.write(stream)
         self.offset += len(stream)
-        self.streams += 1
         return offset
 
     def begin(self, header: bytes) -> None:
@@ -392,61 +401,68 @@ def part_name(number: int, first_id: int, last_id: int) -> str:
     return f"parts/{DUMP}-pages-articles{number}.xml-p{first_id}p{last_id}.bz2"
 
 
-def split_into_parts(groups: list[list[PagePlan]], parts: int) -> list[list[list[PagePlan]]]:
-    """Consecutive runs of stream groups, as even as possible."""
-    size, extra = divmod(len(groups), parts)
+def split_into_parts(pages: list[PagePlan], parts: int) -> list[list[PagePlan]]:
+    """Consecutive runs of pages, as even as possible (fewer runs only if pages are fewer)."""
+    size, extra = divmod(len(pages), parts)
     runs, start = [], 0
     for number in range(parts):
         end = start + size + (number < extra)
-        runs.append(groups[start:end])
+        runs.append(pages[start:end])
         start = end
     return [run for run in runs if run]
 
 
 class PartsSink:
-    """`pages-articles{N}.xml-p{first}p{last}.bz2`: complete documents over page-id ranges."""
+    """`pages-articles{N}.xml-p{first}p{last}.bz2`: complete documents over page-id ranges, each
+    one bz2 stream with the siteinfo header, as Wikimedia splits the big dump."""
 
-    def __init__(self, stack: contextlib.ExitStack, out: Path, groups: list[list[PagePlan]]):
-        self.files, self.names, self.last_page_of_part = [], [], []
-        for number, run in enumerate(split_into_parts(groups, PARTS), start=1):
-            name = part_name(number, run[0][0].page_id, run[-1][-1].page_id)
+    def __init__(self, stack: contextlib.ExitStack, out: Path, pages: list[PagePlan]):
+        self.files, self.names, self.last_ids = [], [], []
+        for number, run in enumerate(split_into_parts(pages, PARTS), start=1):
+            name = part_name(number, run[0].page_id, run[-1].page_id)
             self.files.append(open_output(stack, out / name))
             self.names.append(name)
-            self.last_page_of_part.append(run[-1][-1].page_id)
+            self.last_ids.append(run[-1].page_id)
         self.current = -1
         self.compressor: bz2.BZ2Compressor | None = None
         self.header = b""
-        self.footer = FOOTER.encode()
 
     def begin(self, header: bytes) -> None:
         self.header = header
 
     def add(self, pages: list[PagePlan], blobs: list[bytes]) -> None:
-        if self.compressor is None:
-            self.current += 1
-            self.compressor = bz2.BZ2Compressor(9)
-            self.files[self.current].write(self.compressor.compress(self.header))
-        self.files[self.current].write(self.compressor.compress(b"".join(blobs)))
-        if pages[-1].page_id == self.last_page_of_part[self.current]:
-            self.files[self.current].write(self.compressor.compress(self.footer)
-                                           + self.compressor.flush())
-            self.compressor = None
+        start = 0
+        while start < len(pages):
+            if self.compressor is None:
+                self.current += 1
+                self.compressor = bz2.BZ2Compressor(9)
+                self.files[self.current].write(self.compressor.compress(self.header))
+            last_id = self.last_ids[self.current]
+            end = start
+            while end < len(pages) and pages[end].page_id <= last_id:
+                end += 1
+            self.files[self.current].write(self.compressor.compress(b"".join(blobs[start:end])))
+            if pages[end - 1].page_id == last_id:
+                self.close_part()
+            start = end
+
+    def close_part(self) -> None:
+        self.files[self.current].write(self.compressor.compress(FOOTER.encode("utf-8"))
+                                       + self.compressor.flush())
+        self.compressor = None
 
     def end(self, footer: bytes) -> None:
         assert self.compressor is None, "every part is closed at its last page"
 
 
 def stream_groups(pages: list[PagePlan]) -> list[list[PagePlan]]:
-    return [pages[start:start + PAGES_PER_STREAM] for start in range(0, len(pages), PAGES_PER_STREAM)]
+    return [pages[start:start + PAGES_PER_STREAM]
+            for start in range(0, len(pages), PAGES_PER_STREAM)]
 
 
 def link_targets(plan: DumpPlan) -> LinkTargets:
-    cum, total = [], 0.0
-    for weight in plan.popularity:
-        total += weight
-        cum.append(total)
     redirects = [Title(title, tuple(title.lower().split())) for title in plan.redirects]
-    return LinkTargets(plan.articles, cum, redirects)
+    return LinkTargets(plan.articles, list(itertools.accumulate(plan.popularity)), redirects)
 
 
 class Compressors:
@@ -476,7 +492,7 @@ class Compressors:
 
 
 def open_sinks(stack: contextlib.ExitStack, out: Path, layouts: tuple[str, ...],
-               groups: list[list[PagePlan]]) -> list:
+               pages: list[PagePlan]) -> list:
     unknown = set(layouts) - set(LAYOUTS)
     if unknown:
         raise WitError(f"synthweb: unknown dump layout(s) {sorted(unknown)}; known: {LAYOUTS}")
@@ -486,7 +502,7 @@ def open_sinks(stack: contextlib.ExitStack, out: Path, layouts: tuple[str, ...],
     if "single" in layouts:
         sinks.append(SingleStreamSink(stack, out))
     if "parts" in layouts:
-        sinks.append(PartsSink(stack, out, groups))
+        sinks.append(PartsSink(stack, out, pages))
     return sinks
 
 
@@ -499,7 +515,7 @@ def write_pages(out: Path, config: SynthwebConfig, plan: DumpPlan, vocabulary: V
     footer = FOOTER.encode("utf-8")
     xml_bytes = len(header) + len(footer)
     with contextlib.ExitStack() as stack:
-        compressors = Compressors(stack, open_sinks(stack, out, layouts, groups))
+        compressors = Compressors(stack, open_sinks(stack, out, layouts, plan.pages))
         compressors.submit("begin", header)
         for group in tqdm(groups, desc="synthweb: wikipedia", unit="stream", leave=False):
             blobs = []
@@ -561,10 +577,19 @@ def written_files(plan: DumpPlan, layouts: tuple[str, ...]) -> list[str]:
     if "single" in layouts:
         names.append(SINGLE_STREAM)
     if "parts" in layouts:
-        runs = split_into_parts(stream_groups(plan.pages), PARTS)
-        names += [part_name(number, run[0][0].page_id, run[-1][-1].page_id)
+        runs = split_into_parts(plan.pages, PARTS)
+        names += [part_name(number, run[0].page_id, run[-1].page_id)
                   for number, run in enumerate(runs, start=1)]
     return names
+
+
+def remove_stale_parts(out: Path, written: list[str]) -> None:
+    """Part files of an earlier generation have other page ranges in their names; a reader
+    globbing `parts/` must not see them beside the new ones."""
+    for path in (out / "parts").glob(f"{DUMP}-pages-articles*.xml-p*p*.bz2"):
+        if f"parts/{path.name}" not in written:
+            log.info("synthweb: removing %s, a part file of an earlier generation", path)
+            path.unlink()
 
 
 def write_wikipedia(out: Path, config: SynthwebConfig) -> dict:
@@ -581,7 +606,9 @@ def write_wikipedia(out: Path, config: SynthwebConfig) -> dict:
     views_manifest, views = pageviews.write_pageviews(out, popular, others, config.seed)
     summary = truth_summary(plan, truth, views)
     atomic.write_text(out / TRUTH, json.dumps(summary, ensure_ascii=False, separators=(",", ":")))
-    files = file_sizes(out, written_files(plan, LAYOUTS) + [TRUTH]) | views_manifest["files"]
+    written = written_files(plan, LAYOUTS)
+    remove_stale_parts(out, written)
+    files = file_sizes(out, written + [TRUTH]) | views_manifest["files"]
     log.info("synthweb: wrote a dump of %d pages (%d articles, %.1f MB of XML) in %.1f s",
              summary["pages"], summary["articles"], xml_bytes / 1e6, time.monotonic() - started)
     return {"files": files, "pages": summary["pages"], "articles": summary["articles"],

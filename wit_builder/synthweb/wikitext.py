@@ -70,7 +70,7 @@ def link_markup(title: Title, rng: random.Random) -> tuple[str, tuple[str, ...]]
     form = rng.random()
     if form < 0.45:
         return f"[[{text}]]", title.words
-    if form < 0.6 and " " not in text and "(" not in text:
+    if form < 0.6 and " " not in text and "(" not in text and not text.endswith("s"):
         # [[triangle]]s: the trailing letters join the link text into one word.
         return f"[[{text[:1].lower() + text[1:]}]]s", title.words[:-1] + (title.words[-1] + "s",)
     if form < 0.7:
@@ -101,7 +101,7 @@ def citation(rng: random.Random, words: str) -> str:
     year = rng.randrange(1950, 2026)
     kind = rng.randrange(4)
     if kind == 0:
-        return (f"<ref>{{{{cite web |url=https://www.{words.split()[0]}.example/a?id={year}&p=2 "
+        return (f"<ref>{{{{cite web |url=https://www.site{year}.example/a?id={year}&p=2 "
                 f"|title={capitalised(words)}. A report! |website=Example |access-date=1 "
                 f"{rng.choice(MONTHS)} 2026}}}}</ref>")
     if kind == 1:
@@ -119,6 +119,7 @@ class ArticleWriter:
         self.rng = rng
         self.vocabulary = vocabulary
         self.targets = targets
+        self.units = vocabulary.stream(rng)
         self.article = Article()
 
     # --- visible text -------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class ArticleWriter:
         positions picked by geometric skips are dressed (link, emphasis, tag) or followed by
         punctuation or an invisible construct."""
         rng = self.rng
-        drawn = self.vocabulary.draw(rng, units)
+        drawn = self.units.draw(units)
         markups = [unit.surface for unit in drawn]
         shown = [unit.words for unit in drawn]
         position = skip(rng) - 1
@@ -173,7 +174,9 @@ class ArticleWriter:
         if roll < 0.7:
             return markup + ",", words
         if roll < 0.8:
-            return markup + " &mdash;", words
+            # Entities that decode to punctuation, never to part of a word.
+            entity = "&mdash;" if roll < 0.75 else "&amp;" if roll < 0.78 else "&#8211;"
+            return f"{markup} {entity}", words
         if roll < 0.92:
             return f"{markup} {removed_inline(self.rng)}", words
         link, label = self.external_link()
@@ -181,13 +184,13 @@ class ArticleWriter:
 
     def external_link(self) -> tuple[str, tuple[str, ...]]:
         """`[https://... label]`: only the label is visible."""
-        units = self.vocabulary.draw(self.rng, 2)
+        units = self.units.draw(2)
         label = self.vocabulary.text(units)
         url = f"https://www.site{self.rng.randrange(1000)}.example/page?q=1&r=2"
         return f"[{url} {label}]", tuple(word for unit in units for word in unit.words)
 
     def reference(self) -> str:
-        units = self.vocabulary.draw(self.rng, 4)
+        units = self.units.draw(4)
         return citation(self.rng, self.vocabulary.text(units))
 
     def paragraph(self, sentences: int, lead: list | None = None) -> None:
@@ -209,7 +212,7 @@ class ArticleWriter:
             text = self.rng.choice(HEADINGS)
             self.heading(level, text, tuple(text.lower().split()))
         else:
-            units = self.vocabulary.draw(self.rng, self.rng.randrange(1, 3))
+            units = self.units.draw(self.rng.randrange(1, 3))
             text = self.vocabulary.text(units)
             self.heading(level, capitalised(text), tuple(w for u in units for w in u.words))
 
@@ -250,7 +253,7 @@ class ArticleWriter:
                 "! Name !! Colour !! Year", "|-"]
         for _ in range(rng.randrange(2, 5)):
             colour = rng.choice(list(concepts.COLOURS))
-            cell = self.vocabulary.text(self.vocabulary.draw(rng, 3))
+            cell = self.vocabulary.text(self.units.draw(3))
             rows += [f"| [[{self.targets.pick(rng).text}]] || {{{{color box|{colour}}}}} {colour} "
                      f"|| {rng.randrange(1900, 2026)}", f"| {cell}", "|-"]
         rows[-1] = "|}"
@@ -333,7 +336,8 @@ def disambiguation_text(rng: random.Random, title: Title, meanings: list[Title])
 
 
 def redirect_text(target: str, rng: random.Random) -> str:
-    template = rng.choice(("R from plural", "R from alternative name", "R from other capitalisation"))
+    template = rng.choice(("R from plural", "R from alternative name",
+                           "R from other capitalisation"))
     return f"#REDIRECT [[{target}]]\n\n{{{{Redirect category shell|\n{{{{{template}}}}}\n}}}}"
 
 
@@ -361,7 +365,9 @@ def category_text(rng: random.Random, vocabulary: Vocabulary, targets: LinkTarge
 def file_text(rng: random.Random, vocabulary: Vocabulary, targets: LinkTargets) -> str:
     writer = ArticleWriter(rng, vocabulary, targets)
     writer.heading(2, "Summary", ())
-    writer.article.lines.append("{{Information |description=" + writer.sentence(6) + " |source={{own}}}}")
+    description = writer.sentence(6)
+    writer.article.lines.append("{{Information |description=" + description
+                                + " |source={{own}}}}")
     writer.heading(2, "Licensing", ())
     writer.article.lines.extend(["{{cc-by-sa-4.0}}", "[[Category:Images of shapes]]"])
     return writer.article.text()
