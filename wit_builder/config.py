@@ -106,6 +106,8 @@ class CrawlConfig(StageConfig):
                                             "(a known mirror on a private network)",
                                         metavar="HOST:PORT")
     ray_address: str = option("", "Ray cluster address (default: start a local Ray)")
+    synthweb_dir: str = option("data/synthweb", "the generated synthetic web that source "
+                                                "synthweb: serves")
 
 
 @dataclass

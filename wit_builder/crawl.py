@@ -27,6 +27,7 @@ from wit_builder import atomic, schemas
 from wit_builder.balance import BalanceSettings, balance_by_query
 from wit_builder.captions import CaptionLimits, LanguageDetector, caption_problem, clean_caption
 from wit_builder.config import CrawlConfig
+from wit_builder.download import download_selection, status_table
 from wit_builder.engine import map_partitions
 from wit_builder.match import QueryMatcher
 from wit_builder.options import WitError
@@ -276,7 +277,7 @@ def synthweb_site(config: CrawlConfig, sources: list[Source]) -> Iterator[str | 
         return
     from wit_builder.synthweb.server import SiteServer
 
-    site_dir = Path(config.path("data/synthweb/site"))
+    site_dir = Path(config.path(config.synthweb_dir)) / "site"
     if not site_dir.is_dir():
         raise WitError(f"source synthweb: needs {site_dir}; run `wit synthweb generate` first")
     with SiteServer(site_dir, host="127.0.0.1", port=0) as server:
@@ -355,6 +356,8 @@ def run(config: CrawlConfig) -> int:
                  balance["matched_pairs"], balance["selected_pairs"],
                  balance["queries_over_cap"], config.per_query)
         if config.download:
-            raise WitError("image download is not implemented yet (issue 5); the selection is "
-                           "in manifests/selection.parquet — rerun with --no-download")
+            download = download_selection(config, Path(config.path("manifests/selection.parquet")))
+            log.info("crawl: %d of %d selected images stored", download["stored"],
+                     download["attempted"])
+            print(status_table(download))
     return 0
