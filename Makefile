@@ -8,7 +8,7 @@ CONFIG ?= witbuilder.toml
 WIT    := $(BIN)/wit --config $(CONFIG)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install queries crawl shards train eval demo test bench clean
+.PHONY: install synthweb queries crawl shards train eval demo test bench clean
 
 install: $(STAMP)
 
@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-queries: $(STAMP)
+# The embedded synthetic web every default input comes from (a no-op when up to date).
+synthweb: $(STAMP)
+	$(WIT) synthweb generate
+
+queries: synthweb
 	$(WIT) queries
 
-crawl: $(STAMP)
+crawl: synthweb
 	$(WIT) crawl
 
 shards: $(STAMP)
