@@ -7,19 +7,18 @@ is split into partitions of row groups, so one large file still spreads over wor
 
 from __future__ import annotations
 
-import glob
 import gzip
 import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from wit_builder.options import WitError
+from wit_builder.sources.paths import expand_input_paths
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
            ".json": "jsonl", ".ndjson": "jsonl"}
@@ -52,19 +51,7 @@ def pool_format(path: str) -> str:
 
 def expand_pool_paths(spec: str) -> list[str]:
     """A file, a directory (its pool files) or a glob, as a sorted list of files."""
-    if any(char in spec for char in "*?["):
-        paths = sorted(glob.glob(spec))
-    elif Path(spec).is_dir():
-        paths = sorted(str(p) for p in Path(spec).iterdir()
-                       if p.is_file() and not p.name.startswith(".") and is_pool_file(p.name))
-    else:
-        paths = [spec]
-    if not paths:
-        raise WitError(f"pool: '{spec}' matches no file")
-    for path in paths:
-        if not Path(path).is_file():
-            raise WitError(f"pool: '{path}' does not exist")
-    return paths
+    return expand_input_paths(spec, is_pool_file, "pool")
 
 
 def is_pool_file(name: str) -> bool:

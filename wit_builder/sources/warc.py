@@ -3,18 +3,17 @@ streamed over HTTP(S): the HTML of every successful response record, as (page UR
 
 from __future__ import annotations
 
-import glob
 import logging
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from wit_builder.options import WitError
+from wit_builder.sources.paths import expand_input_paths
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +24,7 @@ def expand_warc_locations(spec: str) -> list[str]:
     """A URL, a file, a directory (its *.warc / *.warc.gz) or a glob, as a sorted list."""
     if spec.startswith(("http://", "https://")):
         return [spec]
-    if any(char in spec for char in "*?["):
-        paths = sorted(glob.glob(spec))
-    elif Path(spec).is_dir():
-        paths = sorted(str(p) for p in Path(spec).iterdir()
-                       if p.name.endswith((".warc", ".warc.gz")))
-    else:
-        paths = [spec]
-    if not paths:
-        raise WitError(f"warc: '{spec}' matches no file")
-    for path in paths:
-        if not Path(path).is_file():
-            raise WitError(f"warc: '{path}' does not exist")
-    return paths
+    return expand_input_paths(spec, lambda name: name.endswith((".warc", ".warc.gz")), "warc")
 
 
 @contextmanager
