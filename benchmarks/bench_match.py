@@ -7,6 +7,7 @@ alternatives a user would write (MetaCLIP-style space-padded substring matching,
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 import time
@@ -43,10 +44,10 @@ def make_queries(count: int, rng: random.Random) -> tuple[list[str], list[str]]:
 
 
 def make_texts(count: int, vocabulary: list[str], rng: random.Random) -> list[str]:
-    weights = [1.0 / (rank + 1) for rank in range(len(vocabulary))]
+    cumulative = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(vocabulary))))
     texts = []
     for _ in range(count):
-        words = rng.choices(vocabulary, weights=weights, k=rng.randint(5, 15))
+        words = rng.choices(vocabulary, cum_weights=cumulative, k=rng.randint(5, 15))
         words[0] = words[0].capitalize()
         texts.append(" ".join(words) + rng.choice([".", "", "!", "'s photo"]))
     return texts
