@@ -30,7 +30,7 @@ SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "an", "or", "
 def pseudo_words(count: int, rng: random.Random) -> list[str]:
     words: set[str] = set()
     while len(words) < count:
-        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))))
+        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 5))))
     return sorted(words)
 
 
