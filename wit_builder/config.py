@@ -118,6 +118,12 @@ class ShardsConfig(StageConfig):
                                     "(0 disables near-duplicate removal)")
     workers: int = option(0, "worker processes (0: one per core)")
     engine: str = option("local", "where partitions run", choices=["local", "ray"])
+    raw: str = option("data/raw", "directory (or fsspec URL) of the raw shards NNNNN.tar")
+    crawl_manifests: str = option("manifests/crawl", "directory (or fsspec URL) of the raw "
+                                                     "shards' manifests NNNNN.parquet")
+    memory_budget_mb: float = option(512.0, "sample bytes one worker shuffles in memory at once "
+                                            "(sets the number of on-disk shuffle buckets)")
+    report: bool = option(True, "write manifests/report.html with its PNG plots")
 
 
 @dataclass

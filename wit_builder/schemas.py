@@ -49,3 +49,10 @@ SHARDS = pa.schema([
     ("bytes", pa.int64()),
     ("sha256", pa.string()),
 ])
+
+DEDUP = pa.schema([
+    ("uid", pa.string()),           # the sample removed
+    ("duplicate_of", pa.string()),  # the uid kept in its place (first in raw shard order)
+    ("kind", pa.string()),          # exact | near
+    ("distance", pa.int32()),       # Hamming distance of the perceptual hashes (0 for exact)
+])

@@ -1,0 +1,461 @@
+"""`wit shards`: raw download shards -> deduplicated, globally shuffled, split training shards.
+
+Three passes, each a map over partitions that `engine.py` runs anywhere:
+  1. scan: every raw shard is checked against its manifest; each good sample gets a perceptual hash,
+     an index row, and is scattered to an on-disk bucket chosen by a seeded hash of its uid (and to
+     its split, chosen by a seed-free hash of its uid, so adding data never moves a sample);
+  2. shuffle: duplicates (found on the index alone) are dropped and each bucket, small enough for
+     memory, is shuffled and written as one run of tar blocks;
+  3. assemble: the runs, concatenated in bucket order, are cut into shards of a fixed size by byte
+     ranges. The same seed gives byte-identical shards whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from wit_builder import atomic, dataset_summary, schemas
+from wit_builder.config import ShardsConfig
+from wit_builder.engine import map_partitions
+from wit_builder.options import WitError
+from wit_builder.phash import near_duplicates, phash
+from wit_builder.tarsamples import END_OF_ARCHIVE, read_samples, sample_block
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+MAX_BUCKETS = 4096
+REQUIRED_MEMBERS = ("jpg", "txt", "json")
+
+INDEX = pa.schema([
+    ("uid", pa.string()), ("sha256", pa.string()), ("phash", pa.uint64()),
+    ("raw_shard", pa.int32()), ("position", pa.int32()), ("key", pa.string()),
+    ("split", pa.string()), ("bucket", pa.int32()), ("bytes", pa.int64()),
+    ("width", pa.int32()), ("height", pa.int32()), ("original_width", pa.int32()),
+    ("original_height", pa.int32()), ("text_chars", pa.int32()), ("queries", pa.int32()),
+])
+
+
+@dataclass(frozen=True)
+class RawShard:
+    number: int
+    tar: str | None       # path or fsspec URL; None when only the manifest exists
+    manifest: str | None  # None when only the tar exists (an unfinished shard)
+
+
+@dataclass(frozen=True)
+class ScatterSettings:
+    work: str
+    buckets: int
+    seed: int
+    val_fraction: float
+
+
+@dataclass(frozen=True)
+class BucketJob:
+    split: str
+    bucket: int
+    pieces: tuple[str, ...]
+    removed: frozenset[tuple[int, str]]  # (raw shard, key) of duplicates
+    run: str                             # output path without suffix
+    seed: int
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    path: str
+    split: str
+    segments: tuple[tuple[str, int, int], ...]  # (run, first sample, stop sample)
+
+
+def stable_fraction(text: str, salt: str) -> float:
+    """A uniform number in [0, 1) fixed by `text` and `salt` alone (no process state)."""
+    digest = hashlib.blake2b(f"{salt}\0{text}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def split_of(uid: str, val_fraction: float) -> str:
+    return "val" if stable_fraction(uid, "wit-split") < val_fraction else "train"
+
+
+def bucket_of(uid: str, seed: int, buckets: int) -> int:
+    return int(stable_fraction(uid, f"wit-bucket-{seed}") * buckets)
+
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+def list_numbered(location: str, suffix: str) -> dict[int, tuple[str, int]]:
+    """{number: (path or URL, size)} of the files NNNNN`suffix` directly under `location`."""
+    fs, root = fsspec.core.url_to_fs(location)
+    found = {}
+    for path in fs.glob(f"{root.rstrip('/')}/*{suffix}"):
+        stem = PurePosixPath(path).name[: -len(suffix)]
+        if stem.isdigit():
+            name = fs.unstrip_protocol(path) if "://" in location else path
+            found[int(stem)] = (name, fs.size(path))
+    return found
+
+
+def discover_raw_shards(config: ShardsConfig) -> tuple[list[RawShard], int]:
+    """The raw shards paired with their manifests, and the total bytes of their tars."""
+    raw_dir, manifest_dir = str(config.path(config.raw)), str(config.path(config.crawl_manifests))
+    tars = list_numbered(raw_dir, ".tar")
+    manifests = list_numbered(manifest_dir, ".parquet")
+    if not tars and not manifests:
+        raise WitError(f"no raw shards (NNNNN.tar) in '{raw_dir}' nor manifests in "
+                       f"'{manifest_dir}'; run `wit crawl` first or check --workdir")
+    shards = [RawShard(number, tars.get(number, (None,))[0], manifests.get(number, (None,))[0])
+              for number in sorted(tars.keys() | manifests.keys())]
+    return shards, sum(size for _, size in tars.values())
+
+
+def read_crawl_manifest(location: str) -> pa.Table:
+    with fsspec.open(location, "rb") as handle:
+        return pq.read_table(handle, columns=["uid", "status", "sha256", "key"])
+
+
+# ---- pass 1: scan and scatter ---------------------------------------------------------------
+
+class PieceFiles:
+    """One open file per (split, bucket) that a raw shard's samples go to, opened on first use."""
+
+    def __init__(self, work: str, raw_shard: int) -> None:
+        self.work, self.raw_shard, self.handles = Path(work), raw_shard, {}
+
+    def write(self, split: str, bucket: int, block: bytes) -> None:
+        handle = self.handles.get((split, bucket))
+        if handle is None:
+            folder = self.work / "buckets" / f"{split}-{bucket:05d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = self.handles[split, bucket] = open(folder / f"{self.raw_shard:05d}.tar", "wb")
+        handle.write(block)
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.write(END_OF_ARCHIVE)
+            handle.close()
+
+
+def checked_meta(key: str, members: dict[str, bytes], expected: dict[str, tuple[str, str]],
+                 seen: set[str], problems: Counter) -> dict | None:
+    """The sample's metadata when complete and agreeing with the manifest, else None (counted)."""
+    if key in seen:
+        problems["duplicate_key"] += 1
+        return None
+    seen.add(key)
+    if any(name not in members for name in REQUIRED_MEMBERS):
+        problems["missing_member"] += 1
+        return None
+    try:
+        meta = json.loads(members["json"])
+        members["txt"].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        problems["bad_json_or_text"] += 1
+        return None
+    if key not in expected:
+        problems["not_ok_in_manifest"] += 1
+        return None
+    if not isinstance(meta, dict) or meta.get("uid") != expected[key][0]:
+        problems["manifest_mismatch"] += 1
+        return None
+    return meta
+
+
+def index_row(key: str, members: dict[str, bytes], meta: dict, sha256: str, image_hash: int,
+              shard: int, position: int, settings: ScatterSettings, size: int) -> dict:
+    uid = meta["uid"]
+    return {"uid": uid, "sha256": sha256, "phash": image_hash, "raw_shard": shard,
+            "position": position, "key": key, "split": split_of(uid, settings.val_fraction),
+            "bucket": bucket_of(uid, settings.seed, settings.buckets), "bytes": size,
+            "width": meta.get("width"), "height": meta.get("height"),
+            "original_width": meta.get("original_width"),
+            "original_height": meta.get("original_height"),
+            "text_chars": len(members["txt"].decode("utf-8")),
+            "queries": len(meta.get("query_ids") or [])}
+
+
+def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
+    """Check one raw shard against its manifest, hash and scatter its good samples to buckets."""
+    problems: Counter = Counter()
+    result = {"number": shard.number, "problems": problems, "statuses": Counter(),
+              "index": INDEX.empty_table()}
+    if shard.manifest is None:
+        log.warning("shards: %s has no manifest (unfinished crawl shard): skipped", shard.tar)
+        problems["tar_without_manifest"] += 1
+        return result
+    try:
+        manifest = read_crawl_manifest(shard.manifest)
+    except (OSError, pa.ArrowException) as error:
+        log.warning("shards: manifest %s unreadable (%s): shard skipped", shard.manifest, error)
+        problems["unreadable_manifest"] += 1
+        return result
+    result["statuses"].update(manifest["status"].to_pylist())
+    expected = {row["key"]: (row["uid"], row["sha256"]) for row in manifest.to_pylist()
+                if row["status"] == "ok" and row["key"]}
+    if shard.tar is None:
+        log.warning("shards: manifest %s has no tar: its %d samples are missing",
+                    shard.manifest, len(expected))
+        problems["missing_from_tar"] += len(expected)
+        return result
+    rows, seen = scatter_samples(shard, expected, settings, problems)
+    if missing := len(expected.keys() - seen):
+        problems["missing_from_tar"] += missing
+    result["index"] = pa.Table.from_pylist(rows, schema=INDEX)
+    return result
+
+
+def scatter_samples(shard: RawShard, expected: dict[str, tuple[str, str]],
+                    settings: ScatterSettings, problems: Counter
+                    ) -> tuple[list[dict], set[str]]:
+    """Index rows of the shard's good samples (written to their buckets), and the keys seen."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    pieces = PieceFiles(settings.work, shard.number)
+    try:
+        with fsspec.open(shard.tar, "rb") as stream:
+            for position, (key, members) in enumerate(read_samples(stream, problems, shard.tar)):
+                meta = checked_meta(key, members, expected, seen, problems)
+                if meta is None:
+                    continue
+                try:
+                    image_hash = phash(members["jpg"])
+                except (OSError, ValueError, Image.DecompressionBombError) as error:
+                    log.debug("shards: %s/%s undecodable image (%s)", shard.tar, key, error)
+                    problems["undecodable_image"] += 1
+                    continue
+                block = sample_block(key, members)
+                sha256 = meta.get("sha256") or expected[key][1] or \
+                    hashlib.sha256(members["jpg"]).hexdigest()
+                row = index_row(key, members, meta, sha256, image_hash, shard.number, position,
+                                settings, len(block))
+                pieces.write(row["split"], row["bucket"], block)
+                rows.append(row)
+    finally:
+        pieces.close()
+    return rows, seen
+
+
+# ---- dedup (on the index alone) -------------------------------------------------------------
+
+def find_duplicates(index: pa.Table, near_dup_bits: int) -> list[dict]:
+    """Removal rows (schema DEDUP): exact copies by sha256 of the original bytes, then near copies
+    by perceptual hash; the index's order (raw shard, position) decides which copy is first."""
+    uids, digests = index["uid"].to_pylist(), index["sha256"].to_pylist()
+    first_of: dict[str, int] = {}
+    removals, survivors = [], []
+    for row, digest in enumerate(digests):
+        if digest in first_of:
+            removals.append({"uid": uids[row], "duplicate_of": uids[first_of[digest]],
+                             "kind": "exact", "distance": 0, "row": row})
+        else:
+            first_of[digest] = row
+            survivors.append(row)
+    hashes = index["phash"].to_pylist()
+    for position, kept, distance in near_duplicates([hashes[r] for r in survivors], near_dup_bits):
+        row = survivors[position]
+        removals.append({"uid": uids[row], "duplicate_of": uids[survivors[kept]],
+                         "kind": "near", "distance": distance, "row": row})
+    return sorted(removals, key=lambda removal: removal["row"])
+
+
+def kept_mask(index: pa.Table, removals: list[dict]) -> np.ndarray:
+    mask = np.ones(index.num_rows, dtype=bool)
+    mask[[removal["row"] for removal in removals]] = False
+    return mask
+
+
+# ---- pass 2: shuffle each bucket ------------------------------------------------------------
+
+def shuffle_bucket(job: BucketJob) -> dict:
+    """Drop the bucket's duplicates, shuffle it in memory, write it as one run (+ its offsets)."""
+    problems: Counter = Counter()
+    blocks = []
+    for piece in job.pieces:
+        raw_shard = int(Path(piece).stem)
+        with open(piece, "rb") as stream:
+            for key, members in read_samples(stream, problems, piece):
+                if (raw_shard, key) not in job.removed:
+                    blocks.append(sample_block(key, members))
+    if problems:
+        raise RuntimeError(f"shards: bucket piece unreadable in {job.run}: {dict(problems)}")
+    random.Random(f"{job.seed}:{job.split}:{job.bucket}").shuffle(blocks)
+    offsets = np.zeros(len(blocks) + 1, dtype=np.int64)
+    np.cumsum([len(block) for block in blocks], out=offsets[1:])
+    with open(f"{job.run}.tar", "wb") as run:
+        for block in blocks:
+            run.write(block)
+    np.save(f"{job.run}.npy", offsets)
+    return {"split": job.split, "bucket": job.bucket, "run": job.run, "samples": len(blocks)}
+
+
+def bucket_jobs(work: Path, index: pa.Table, mask: np.ndarray, seed: int) -> list[BucketJob]:
+    """One job per (split, bucket) that received samples, each told which of its samples to drop."""
+    removed: dict[tuple[str, int], set[tuple[int, str]]] = {}
+    dropped = index.filter(pa.array(~mask))
+    for row in dropped.select(["split", "bucket", "raw_shard", "key"]).to_pylist():
+        removed.setdefault((row["split"], row["bucket"]), set()).add((row["raw_shard"], row["key"]))
+    jobs = []
+    for folder in sorted((work / "buckets").glob("*-*")):
+        split, bucket = folder.name.split("-")
+        pieces = tuple(str(path) for path in sorted(folder.glob("*.tar"),
+                                                    key=lambda path: int(path.stem)))
+        jobs.append(BucketJob(split, int(bucket), pieces,
+                              frozenset(removed.get((split, int(bucket)), ())),
+                              str(work / "runs" / folder.name), seed))
+    (work / "runs").mkdir(parents=True, exist_ok=True)
+    return jobs
+
+
+# ---- pass 3: cut the runs into shards -------------------------------------------------------
+
+def plan_shards(runs: list[tuple[str, int]], split: str, per_shard: int, out: Path
+                ) -> list[ShardJob]:
+    """Shards of `per_shard` samples (the last may be short) over runs taken in bucket order."""
+    jobs: list[ShardJob] = []
+    segments: list[tuple[str, int, int]] = []
+    filled = 0
+
+    def close_shard() -> None:
+        nonlocal segments, filled
+        jobs.append(ShardJob(str(out / f"{split}-{len(jobs):06d}.tar"), split, tuple(segments)))
+        segments, filled = [], 0
+
+    for run, count in runs:
+        start = 0
+        while start < count:
+            take = min(count - start, per_shard - filled)
+            segments.append((run, start, start + take))
+            filled, start = filled + take, start + take
+            if filled == per_shard:
+                close_shard()
+    if segments:
+        close_shard()
+    return jobs
+
+
+def assemble_shard(job: ShardJob) -> dict:
+    """Copy the job's byte ranges of the runs into one tar, atomically; its manifest row."""
+    samples = 0
+    with atomic.atomic_path(job.path) as temporary, open(temporary, "wb") as out:
+        for run, first, stop in job.segments:
+            offsets = np.load(f"{run}.npy")
+            with open(f"{run}.tar", "rb") as source:
+                source.seek(int(offsets[first]))
+                remaining = int(offsets[stop] - offsets[first])
+                while remaining:
+                    chunk = source.read(min(remaining, 1 << 20))
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            samples += stop - first
+        out.write(END_OF_ARCHIVE)
+    path = Path(job.path)
+    return {"shard": path.name, "split": job.split, "samples": samples,
+            "bytes": path.stat().st_size, "sha256": atomic.sha256_file(path)}
+
+
+# ---- the stage ------------------------------------------------------------------------------
+
+def check_config(config: ShardsConfig) -> None:
+    if config.samples_per_shard < 1:
+        raise WitError(f"--samples-per-shard must be at least 1, not {config.samples_per_shard}")
+    if not 0 <= config.val_fraction < 1:
+        raise WitError(f"--val-fraction must be in [0, 1), not {config.val_fraction}")
+    if not 0 <= config.near_dup_bits <= 31:
+        raise WitError(f"--near-dup-bits must be in 0..31, not {config.near_dup_bits}")
+    if config.memory_budget_mb <= 0:
+        raise WitError(f"--memory-budget-mb must be positive, not {config.memory_budget_mb}")
+
+
+def bucket_count(raw_bytes: int, memory_budget_mb: float) -> int:
+    return max(1, min(MAX_BUCKETS, math.ceil(raw_bytes / (memory_budget_mb * 2**20))))
+
+
+def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSettings
+             ) -> tuple[pa.Table, Counter, Counter]:
+    scan = functools.partial(scan_raw_shard, settings=settings)
+    results = map_partitions(scan, shards, workers=config.workers, engine=config.engine,
+                             desc="shards: scan + scatter")
+    problems: Counter = Counter()
+    statuses: Counter = Counter()
+    for result in results:
+        problems.update(result["problems"])
+        statuses.update(result["statuses"])
+    index = pa.concat_tables([result["index"] for result in results])
+    return index, problems, statuses
+
+
+def write_training_shards(config: ShardsConfig, work: Path, out: Path, index: pa.Table,
+                          mask: np.ndarray) -> list[dict]:
+    jobs = bucket_jobs(work, index, mask, config.seed)
+    runs = map_partitions(shuffle_bucket, jobs, workers=config.workers, engine=config.engine,
+                          desc="shards: shuffle buckets")
+    plans = []
+    for split in SPLITS:
+        ordered = sorted((run for run in runs if run["split"] == split), key=lambda r: r["bucket"])
+        plans += plan_shards([(run["run"], run["samples"]) for run in ordered], split,
+                             config.samples_per_shard, out)
+    return map_partitions(assemble_shard, plans, workers=config.workers, engine=config.engine,
+                          desc="shards: write")
+
+
+def remove_stale_shards(out: Path, written: list[dict]) -> None:
+    """Shards of an earlier, larger run that this run did not rewrite."""
+    names = {row["shard"] for row in written}
+    for split in SPLITS:
+        for path in out.glob(f"{split}-*.tar"):
+            if path.name not in names:
+                log.info("shards: removing stale %s from an earlier run", path)
+                path.unlink()
+
+
+def run(config: ShardsConfig) -> int:
+    """Dedupe, shuffle, split and write the training shards, their manifests and the report."""
+    started = time.monotonic()
+    check_config(config)
+    raw_shards, raw_bytes = discover_raw_shards(config)
+    out = Path(config.path("data/shards"))
+    work = out / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    buckets = bucket_count(raw_bytes, config.memory_budget_mb)
+    settings = ScatterSettings(str(work), buckets, config.seed, config.val_fraction)
+    try:
+        index, problems, statuses = scan_all(config, raw_shards, settings)
+        removals = find_duplicates(index, config.near_dup_bits)
+        mask = kept_mask(index, removals)
+        written = write_training_shards(config, work, out, index, mask)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    remove_stale_shards(out, written)
+    manifests = Path(config.path("manifests"))
+    atomic.write_parquet(manifests / "shards.parquet",
+                         pa.Table.from_pylist(written, schema=schemas.SHARDS))
+    atomic.write_parquet(manifests / "dedup.parquet", pa.Table.from_pylist(
+        [{k: v for k, v in r.items() if k != "row"} for r in removals], schema=schemas.DEDUP))
+    summary = dataset_summary.summarize(config, index, mask, removals, problems, statuses,
+                                        written, raw_shards, raw_bytes, buckets)
+    atomic.write_json(manifests / "dataset.json", summary)
+    if config.report:
+        from wit_builder import report
+
+        report.write_report(config, summary, index.filter(pa.array(mask)), written)
+    log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1fs)",
+             summary["totals"]["train"], summary["totals"]["val"], len(written), len(removals),
+             sum(problems.values()), time.monotonic() - started)
+    return 0
