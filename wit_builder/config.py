@@ -51,6 +51,8 @@ class QueriesConfig(StageConfig):
     bigram_min_count: int = option(100, "bigrams must occur at least this often")
     bigrams: int = option(100_000, "highest-PMI bigrams kept")
     title_min_views: int = option(70, "titles need at least this many summed page views")
+    title_min_links: int = option(100, "without --pageviews: titles need at least this many "
+                                       "inbound links from articles of the dump")
     wordnet_all_lemmas: bool = option(False, "add every lemma of a synset, not only the head lemma")
     target: int = option(500_000, "total queries wanted")
     workers: int = option(0, "worker processes (0: one per core)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -40,27 +41,43 @@ def literal_address(host: str) -> str | None:
         return None
 
 
-def check_url(url: str, allow_private: bool) -> None:
-    """Raise BlockedAddressError when the URL's host is a non-public IP literal."""
+def check_url(url: str, allow_private: bool, trusted: Collection[str] = ()) -> None:
+    """Raise BlockedAddressError when the URL's host is a non-public IP literal.
+
+    `trusted` lists origins ('host:port') exempt from the guard, such as a local mirror: one
+    known server is let through, not the whole private network."""
     if allow_private:
         return
-    host = urlsplit(url).hostname or ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if trusted and origin_netloc(parts.hostname, parts.port, parts.scheme) in trusted:
+        return
     address = literal_address(host)
     if address is not None and not is_public_address(address):
         raise BlockedAddressError(host, address)
 
 
-class GuardedResolver(AbstractResolver):
-    """A resolver that only returns public addresses (all of them, when allowed)."""
+def origin_netloc(host: str | None, port: int | None, scheme: str = "http") -> str:
+    """'host:port' with the scheme's default port filled in (the form `trusted` lists)."""
+    port = port or (443 if scheme == "https" else 80)
+    host = (host or "").lower()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def __init__(self, allow_private: bool = False, resolver: AbstractResolver | None = None):
+
+class GuardedResolver(AbstractResolver):
+    """A resolver that only returns public addresses (all of them, when allowed, or when the
+    name is the host of a trusted origin: a resolver sees no port, so trust covers the host)."""
+
+    def __init__(self, allow_private: bool = False, resolver: AbstractResolver | None = None,
+                 trusted: Collection[str] = ()):
         self.allow_private = allow_private
         self.resolver = resolver or ThreadedResolver()
+        self.trusted_hosts = {netloc.rsplit(":", 1)[0].strip("[]").lower() for netloc in trusted}
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self.resolver.resolve(host, port, family)
-        if self.allow_private:
+        if self.allow_private or host.lower() in self.trusted_hosts:
             return results
         public = [result for result in results if is_public_address(result["host"])]
         if not public:

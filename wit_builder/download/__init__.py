@@ -1,0 +1,82 @@
+"""Download the selection into raw WebDataset shards (`data/raw/NNNNN.tar` + one manifest per
+shard), with the native downloader or img2dataset; both give the same contract (DESIGN.md)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from wit_builder.config import CrawlConfig
+from wit_builder.download.fetch import FetchSettings
+from wit_builder.download.images import ImageSettings
+from wit_builder.download.native import DownloadSettings, download_shard, plan_shards
+from wit_builder.download.stats import progress_postfix, status_table, summary
+from wit_builder.engine import run_partitions
+from wit_builder.options import WitError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["download_selection", "status_table", "download_settings"]
+
+
+def check_selection(config: CrawlConfig, selection: Path) -> None:
+    if not selection.is_file():
+        raise WitError(f"selection '{selection}' does not exist; run `wit crawl --no-download` "
+                       f"first or check --workdir")
+    names = set(pq.read_schema(selection).names)
+    missing = [name for name in ("uid", "url", "text", "page_url", "query_ids")
+               if name not in names]
+    if missing:
+        raise WitError(f"selection '{selection}' lacks column(s) {', '.join(missing)}")
+    for name in ("samples_per_shard", "concurrency", "image_size", "download_per_host"):
+        if getattr(config, name) < 1:
+            raise WitError(f"--{name.replace('_', '-')} must be at least 1, "
+                           f"not {getattr(config, name)}")
+
+
+def download_settings(config: CrawlConfig) -> DownloadSettings:
+    """What a worker needs (picklable), taken from the crawl settings."""
+    fetch = FetchSettings(user_agent=config.user_agent, timeout=config.timeout,
+                          retries=config.retries, max_bytes=config.max_bytes,
+                          concurrency=config.concurrency, per_host=config.download_per_host,
+                          allow_private=config.allow_private,
+                          trusted_origins=tuple(config.trusted_origins))
+    image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
+                          min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
+                          quality=config.quality)
+    return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
+
+
+def download_selection(config: CrawlConfig, selection: Path) -> dict:
+    """Download every row of `selection` into raw shards; return the counts per status."""
+    selection = Path(selection)
+    check_selection(config, selection)
+    if config.downloader == "img2dataset":
+        from wit_builder.download.img2dataset_backend import download_with_img2dataset
+
+        return download_with_img2dataset(config, selection)
+    started = time.monotonic()
+    shards = plan_shards(selection, config.samples_per_shard)
+    work = functools.partial(download_shard, settings=download_settings(config))
+    statuses: Counter = Counter()
+    skipped = 0
+    bar = tqdm(total=len(shards), desc="crawl: download", unit="shard")
+    try:
+        for result in run_partitions(work, shards, workers=config.workers,
+                                     engine=config.engine, progress=False):
+            statuses.update(result["statuses"])
+            skipped += result["skipped"]
+            if result["skipped"]:
+                log.info("download: shard %05d already done (manifest exists): skipped",
+                         result["shard"])
+            bar.update()
+            bar.set_postfix(progress_postfix(statuses, time.monotonic() - started))
+    finally:
+        bar.close()
+    return summary(statuses, len(shards), skipped, time.monotonic() - started, "native")

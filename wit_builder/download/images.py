@@ -1,0 +1,220 @@
+"""Downloaded bytes → a stored image: sniff the format, check the size, decode (at reduced scale
+when the target is smaller), fix orientation and colour mode, resize, re-encode as JPEG.
+
+JPEGs in RGB or grey go through OpenCV's reduced decode (the fastest scaled decoder here; it applies
+the EXIF orientation itself); every other format, and any JPEG that is CMYK, truncated or odd, goes
+through Pillow, which handles the colour modes (CMYK, palette, alpha, 16-bit) explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+JPEG_END = b"\xff\xd9"
+
+
+class ImageRejected(Exception):
+    """An image that is not stored; `status` is its manifest status (DESIGN.md)."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    image_size: int = 256
+    resize_mode: str = "keep_ratio"
+    min_size: int = 32
+    max_aspect_ratio: float = 3.0
+    quality: int = 90
+    max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    jpeg: bytes
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format told by the magic bytes (never by Content-Type), or None."""
+    for magic, name in MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def open_header(data: bytes) -> Image.Image:
+    """Read only the header (size, mode); decoding happens later, after the checks."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise ImageRejected("decode_error", f"decompression bomb: {error}") from None
+    except Exception as error:  # Pillow raises many types for garbage headers
+        raise ImageRejected("decode_error", f"unreadable image header: {error}") from None
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as displayed: EXIF orientations 5-8 swap the axes."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def check_dimensions(width: int, height: int, settings: ImageSettings) -> None:
+    if width * height > settings.max_pixels:
+        raise ImageRejected("decode_error", f"decompression bomb: {width}x{height} pixels "
+                                            f"exceed {settings.max_pixels}")
+    if min(width, height) < settings.min_size:
+        raise ImageRejected("too_small", f"{width}x{height} is smaller than {settings.min_size}")
+    if max(width, height) / min(width, height) > settings.max_aspect_ratio:
+        raise ImageRejected("bad_aspect_ratio", f"aspect ratio of {width}x{height} exceeds "
+                                         f"{settings.max_aspect_ratio}")
+
+
+def resize_scale(width: int, height: int, settings: ImageSettings) -> float:
+    """The scale factor the resize will apply (≤ 1 means the image shrinks)."""
+    if settings.resize_mode == "no":
+        return 1.0
+    if settings.resize_mode == "center_crop":
+        return settings.image_size / min(width, height)
+    return settings.image_size / max(width, height)
+
+
+def reduction_factor(scale: float) -> int:
+    """Largest JPEG DCT reduction (1, 2, 4, 8) that still leaves at least the target size."""
+    for factor in (8, 4, 2):
+        if scale * factor <= 1.0:
+            return factor
+    return 1
+
+
+def decode_with_opencv(data: bytes, factor: int) -> np.ndarray | None:
+    """RGB array of a JPEG decoded at 1/factor scale, or None when OpenCV cannot."""
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    return None if array is None else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB: alpha composited on white, 16-bit scaled down, CMYK and
+    palettes converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image).astype(np.uint32)
+        high = 65535 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255
+        grey = (values * 255 // max(high, 1)).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def decode_with_pillow(image: Image.Image, scale: float) -> np.ndarray:
+    """RGB array of any format Pillow reads (first frame of animations), EXIF-oriented."""
+    if image.format == "JPEG" and scale < 1.0:
+        width, height = image.size
+        image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(to_rgb(image))
+    except Exception as error:
+        raise ImageRejected("decode_error", f"cannot decode: {error}") from None
+
+
+def resize_array(array: np.ndarray, settings: ImageSettings) -> np.ndarray:
+    """Resize like img2dataset's modes; keep_ratio bounds the longest side and never enlarges."""
+    height, width = array.shape[:2]
+    size = settings.image_size
+    if settings.resize_mode == "no":
+        return array
+    if settings.resize_mode == "center_crop":
+        scale = size / min(width, height)
+        array = scale_to(array, max(size, round(width * scale)), max(size, round(height * scale)))
+        height, width = array.shape[:2]
+        top, left = (height - size) // 2, (width - size) // 2
+        return array[top:top + size, left:left + size]
+    scale = min(1.0, size / max(width, height)) if settings.resize_mode == "keep_ratio" \
+        else size / max(width, height)
+    array = scale_to(array, max(1, round(width * scale)), max(1, round(height * scale)))
+    if settings.resize_mode == "border":
+        height, width = array.shape[:2]
+        top, left = (size - height) // 2, (size - width) // 2
+        array = cv2.copyMakeBorder(array, top, size - height - top, left, size - width - left,
+                                   cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    return array
+
+
+def scale_to(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    if (width, height) == (array.shape[1], array.shape[0]):
+        return array
+    shrinking = width < array.shape[1]
+    return cv2.resize(array, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def encode_jpeg(array: np.ndarray, quality: int) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(array, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ImageRejected("decode_error", "JPEG encoding failed")
+    return encoded.tobytes()
+
+
+def decode(data: bytes, settings: ImageSettings) -> tuple[np.ndarray, int, int]:
+    """(RGB array, original width, original height) after the format and size checks."""
+    if sniff_format(data) is None:
+        raise ImageRejected("not_image", "content is not an image (magic bytes)")
+    image = open_header(data)
+    width, height = oriented_size(image)
+    check_dimensions(width, height, settings)
+    scale = resize_scale(width, height, settings)
+    fast = image.format == "JPEG" and image.mode in ("RGB", "L") and JPEG_END in data[-4096:]
+    array = decode_with_opencv(data, reduction_factor(scale)) if fast else None
+    if array is None:
+        array = decode_with_pillow(image, scale)
+    return array, width, height
+
+
+def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
+    """The stored form of downloaded bytes, or ImageRejected with the status to record."""
+    array, width, height = decode(data, settings)
+    array = resize_array(array, settings)
+    return StoredImage(encode_jpeg(array, settings.quality), array.shape[1], array.shape[0],
+                       width, height)

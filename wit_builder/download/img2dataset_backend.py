@@ -1,0 +1,165 @@
+"""`--downloader img2dataset`: hand the selection to img2dataset, then rewrite its output into our
+contract (keys, `.json` fields, manifests with our status names), so later stages cannot tell
+which backend ran.
+
+img2dataset follows redirects and resolves names itself, so our address guard can only refuse the
+URLs whose host is a private IP literal; the native downloader also guards every redirect and DNS
+answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wit_builder import atomic
+from wit_builder.config import CrawlConfig
+from wit_builder.download import writer
+from wit_builder.download.fetch import OPT_OUT_DIRECTIVES, user_agent_token
+from wit_builder.download.native import DownloadShard, plan_shards, read_rows
+from wit_builder.download.stats import summary
+from wit_builder.engine import worker_count
+from wit_builder.netguard import BlockedAddressError, check_url
+
+log = logging.getLogger(__name__)
+
+RESIZE_MODES = {"keep_ratio": "keep_ratio_largest", "center_crop": "center_crop",
+                "border": "border", "no": "no"}
+BLOCKED_URL = "blocked:"  # a URL img2dataset cannot fetch, for rows our guard refuses
+ERROR_STATUSES = (       # img2dataset's error messages → our statuses, first match wins
+    ("x-robots-tag", "opted_out"),
+    ("too small", "too_small"),
+    ("aspect ratio", "bad_aspect_ratio"),
+    ("area too large", "too_large"),
+    ("infinite loop", "redirect_loop"),
+    ("http error", "http_error"),
+    ("timed out", "timeout"),
+    ("decod", "decode_error"),
+    ("cannot identify", "decode_error"),
+)
+
+
+def guarded_input(selection: Path, target: Path, config: CrawlConfig) -> set[str]:
+    """Copy the selection for img2dataset with the URLs our guard refuses replaced; their uids."""
+    table = pq.read_table(selection, columns=["uid", "url", "text"])
+    urls, blocked = table.column("url").to_pylist(), set()
+    for i, (uid, url) in enumerate(zip(table.column("uid").to_pylist(), urls)):
+        try:
+            check_url(url, config.allow_private, trusted=config.trusted_origins)
+        except (BlockedAddressError, ValueError):
+            urls[i] = BLOCKED_URL
+            blocked.add(uid)
+    table = table.set_column(1, "url", pa.array(urls, pa.string()))
+    atomic.write_parquet(target, table)
+    return blocked
+
+
+def run_img2dataset(config: CrawlConfig, input_path: Path, output: Path) -> None:
+    # img2dataset imports albumentations, which otherwise asks the network for a newer version
+    # (offline, that costs seconds in every worker process).
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from img2dataset import download
+
+    download(url_list=str(input_path), input_format="parquet", url_col="url",
+             caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
+             output_folder=str(output), processes_count=worker_count(config.workers),
+             thread_count=config.concurrency, image_size=config.image_size,
+             resize_mode=RESIZE_MODES[config.resize_mode],
+             resize_only_if_bigger=config.resize_mode == "keep_ratio",
+             encode_quality=config.quality, number_sample_per_shard=config.samples_per_shard,
+             min_image_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
+             timeout=config.timeout, retries=config.retries, compute_hash="sha256",
+             extract_exif=False, enable_wandb=False, distributor="multiprocessing",
+             user_agent_token=user_agent_token(config.user_agent),
+             disallowed_header_directives=sorted(OPT_OUT_DIRECTIVES),
+             incremental_mode="incremental")
+
+
+def our_status(status: str, message: str | None) -> tuple[str, int | None]:
+    """(status, HTTP status) of one img2dataset row."""
+    if status == "success":
+        return "ok", 200
+    text = (message or "").lower()
+    code = re.search(r"http error (\d{3})", text)
+    for needle, ours in ERROR_STATUSES:
+        if needle in text:
+            return ours, int(code.group(1)) if code else None
+    return ("decode_error" if status == "failed_to_resize" else "connection_error"), None
+
+
+def tar_members(path: Path) -> dict[str, dict[str, bytes]]:
+    """img2dataset's samples by key: {'jpg': ..., ...}."""
+    samples: dict[str, dict[str, bytes]] = {}
+    if not path.exists():
+        return samples
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                key, _, extension = member.name.rpartition(".")
+                samples.setdefault(key, {})[extension] = tar.extractfile(member).read()
+    return samples
+
+
+def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str]) -> Counter:
+    """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order)."""
+    name = f"{shard.index:05d}"
+    theirs = {row["uid"]: row for row in pq.read_table(output / f"{name}.parquet").to_pylist()}
+    images = tar_members(output / f"{name}.tar")
+    manifest = []
+    with writer.shard_tar(writer.tar_path(workdir, shard.index)) as tar:
+        for index, row in enumerate(read_rows(shard)):
+            their = theirs.get(row["uid"], {"status": "failed_to_download",
+                                            "error_message": "missing from img2dataset output"})
+            status, http_status = our_status(their["status"], their.get("error_message"))
+            if row["uid"] in blocked:
+                status, http_status = "blocked_address", None
+            key = writer.shard_key(shard.index, index) if status == "ok" else None
+            if key is not None:
+                meta = {"uid": row["uid"], "url": row["url"], "page_url": row["page_url"],
+                        "query_ids": row["query_ids"], "width": their["width"],
+                        "height": their["height"], "original_width": their["original_width"],
+                        "original_height": their["original_height"], "sha256": their["sha256"]}
+                jpeg = images[their["key"]]["jpg"]
+                tar.write(writer.sample_members(key, jpeg, row["text"], meta))
+            manifest.append({"uid": row["uid"], "url": row["url"], "status": status,
+                             "http_status": http_status,
+                             "error": None if status == "ok" else their.get("error_message"),
+                             "bytes": None, "sha256": their.get("sha256"), "shard": shard.index,
+                             "key": key, "seconds": None})
+    writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest)
+    return Counter(row["status"] for row in manifest)
+
+
+def download_with_img2dataset(config: CrawlConfig, selection: Path) -> dict:
+    """Download with img2dataset into a scratch folder, then convert every shard not done yet."""
+    started = time.monotonic()
+    shards = plan_shards(selection, config.samples_per_shard)
+    todo = [s for s in shards if not writer.manifest_path(config.workdir, s.index).exists()]
+    statuses: Counter = Counter()
+    for shard in shards:
+        if shard not in todo:
+            table = writer.read_manifest(writer.manifest_path(config.workdir, shard.index))
+            statuses.update(table.column("status").to_pylist())
+    if todo:
+        scratch = Path(config.path("data/.img2dataset"))
+        if not config.allow_private:
+            log.warning("download: img2dataset follows redirects and resolves names without "
+                        "our address guard; only private IP literals are refused")
+        blocked = guarded_input(selection, scratch / "input.parquet", config)
+        run_img2dataset(config, scratch / "input.parquet", scratch / "output")
+        for shard in todo:
+            statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked))
+        shutil.rmtree(scratch)
+    stats = summary(statuses, len(shards), len(shards) - len(todo),
+                    time.monotonic() - started, "img2dataset")
+    log.info("download: img2dataset stored %d of %d", stats["stored"], stats["attempted"])
+    return stats
