@@ -8,10 +8,8 @@ import gzip
 import hashlib
 import io
 import struct
-import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pyarrow as pa
 from aiohttp import web
 from PIL import Image
 
+from servers import Server  # noqa: F401  (re-exported for the download tests)
 from wit_builder import schemas
 
 
@@ -82,37 +81,6 @@ def selection_table(urls: list[str], texts: list[str] | None = None) -> pa.Table
              "lang_prob": 0.99, "query_ids": [i % 7, 11], "selected_by": [i % 7]}
             for i, (url, text) in enumerate(zip(urls, texts))]
     return pa.Table.from_pylist(rows, schema=schemas.SELECTION)
-
-
-class Server:
-    """An aiohttp app served on 127.0.0.1 from a background thread (for one test)."""
-
-    def __init__(self, handler: Callable):
-        self.handler = handler
-
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        return await self.handler(request)
-
-    def __enter__(self) -> "Server":
-        self.loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self.dispatch)
-        self.runner = web.AppRunner(app, handler_cancellation=True)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self.origin = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.origin}"
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 class StaticImages:

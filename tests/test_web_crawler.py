@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections import Counter
 
 import pytest
 from aiohttp import web
 
+from servers import Server
 from wit_builder.sources.html import parse_page
 from wit_builder.sources.web import WebCrawlSettings, crawl_web
 
@@ -53,22 +52,12 @@ class Site:
         raise web.HTTPNotFound()
 
     def __enter__(self) -> "Site":
-        self.loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.server = Server(self.handle).__enter__()
+        self.url = self.server.url + "/"
         return self
 
     def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.server.__exit__(*exc)
 
 
 def crawl(site: Site, **overrides) -> tuple[dict[str, list[str]], Counter]:
