@@ -27,6 +27,7 @@ class Article:
     redirect: bool = False
     wikitext: str = ""
     sentences: list[list[str]] = field(default_factory=list)  # what a reader sees
+    redirect_to: str = ""
 
 
 def header() -> str:
@@ -41,7 +42,7 @@ FOOTER = "</mediawiki>\n"
 
 
 def page_xml(article: Article, page_id: int) -> str:
-    redirect = f'<redirect title="{escape(article.title)}" />' if article.redirect else ""
+    redirect = f'<redirect title="{escape(article.redirect_to)}" />' if article.redirect else ""
     return (f"<page>\n<title>{escape(article.title)}</title>\n<ns>{article.namespace}</ns>\n"
             f"<id>{page_id}</id>\n{redirect}<revision><id>{page_id * 10}</id>"
             f'<text bytes="{len(article.wikitext)}" xml:space="preserve">'
@@ -54,7 +55,7 @@ def decorate_sentence(words: list[str], rng: random.Random) -> str:
     for word in words:
         roll = rng.random()
         if roll < 0.1:
-            pieces.append(f"[[{word.capitalize()} (topic)|{word}]]")
+            pieces.append(f"[[Article {rng.randint(0, 9)}|{word}]]")
         elif roll < 0.15:
             pieces.append(f"[[{word}]]")
         elif roll < 0.2:
@@ -93,7 +94,8 @@ def make_articles(count: int, seed: int = 0) -> list[Article]:
     """`count` articles plus a redirect, a talk page and a template (which must not be counted)."""
     rng = random.Random(seed)
     articles = [make_article(number, rng) for number in range(count)]
-    articles.insert(1, Article("Old name", redirect=True, wikitext="#REDIRECT [[Article 0]] junk0"))
+    articles.insert(1, Article("Old name", redirect=True, wikitext="#REDIRECT [[Article 0]] junk0",
+                               redirect_to="Article 0"))
     articles.insert(2, Article("Talk:Article 0", namespace=1, wikitext="junk1 junk2"))
     articles.insert(3, Article("Template:Box", namespace=10, wikitext="junk3 junk4"))
     return articles

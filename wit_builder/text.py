@@ -19,12 +19,20 @@ WORD_OR_SENTENCE_END = re.compile(WORD_PATTERN + r"|[.!?\n]+")
 
 # Typographic apostrophes and hyphens folded to ASCII so "O’Neill" and "O'Neill" are one word.
 FOLDED_PUNCTUATION = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2010": "-", "\u2011": "-"})
+FOLDED_CHARACTERS = ("\u2019", "\u02bc", "\u2010", "\u2011")
 
 
 def normalize(text: str) -> str:
     """NFKC, lower case, typographic apostrophes and hyphens folded to ASCII."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(FOLDED_PUNCTUATION)
+    if text.isascii():
+        return text.lower()
+    # No-break spaces (from &nbsp;) are everywhere in Wikipedia and would defeat NFKC's quick
+    # check, turning a no-op into a full normalisation pass; NFKC maps them to spaces anyway.
+    text = text.replace("\xa0", " ")
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    if any(mark in text for mark in FOLDED_CHARACTERS):
+        text = text.translate(FOLDED_PUNCTUATION)
     return text.lower()
 
 

@@ -16,7 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-BUCKET_ROWS = 8_000_000  # spilled rows per bucket, on average: ~128 MB of keys and counts
+BUCKET_ROWS = 1_000_000  # spilled rows per bucket, on average: 16 MB of records to sort
+MAX_BUCKETS = 1024  # open files while scattering
+RECORD = np.dtype([("key", "<i8"), ("count", "<i8")])
+SCORED = np.dtype([("key", "<i8"), ("count", "<i8"), ("pmi", "<f8")])
 
 
 @dataclass(frozen=True)
@@ -35,64 +38,73 @@ def select_bigrams(spills: list[str], unigrams: dict[str, int], vocabulary: list
     words = pa.array(vocabulary, pa.string())
     frequencies = np.array([unigrams[word] for word in vocabulary], dtype=np.float64)
     rows = sum(pq.ParquetFile(path).metadata.num_rows for path in spills)
-    buckets = max(1, math.ceil(rows / BUCKET_ROWS))
-    bucket_paths = scatter_to_buckets(spills, words, buckets, work_dir)
-    found: list[Bigram] = []
-    for keys_path, counts_path in bucket_paths:
-        found.extend(sum_bucket(keys_path, counts_path, vocabulary, frequencies, total_tokens,
-                                min_count))
-        keys_path.unlink()
-        counts_path.unlink()
-    found.sort(key=lambda bigram: (-bigram.pmi, bigram.query))
-    return found[:limit]
+    buckets = min(MAX_BUCKETS, max(1, math.ceil(rows / BUCKET_ROWS)))
+    found = np.zeros(0, dtype=SCORED)
+    for bucket_path in scatter_to_buckets(spills, words, buckets, work_dir):
+        found = np.concatenate([found, sum_bucket(bucket_path, frequencies, total_tokens,
+                                                  min_count)])
+        bucket_path.unlink()
+        # Only the best `limit` can be kept: trimming as we go bounds memory on huge dumps.
+        if len(found) > 4 * limit:
+            found = best(found, limit)
+    return [Bigram(f"{vocabulary[key // len(words)]} {vocabulary[key % len(words)]}", count, pmi)
+            for key, count, pmi in best(found, limit).tolist()]
+
+
+def best(scored: np.ndarray, limit: int) -> np.ndarray:
+    """The `limit` highest-PMI pairs, ties broken by key: the order of the query strings, since
+    the vocabulary is sorted and a space sorts before every character of a word."""
+    return scored[np.lexsort((scored["key"], -scored["pmi"]))][:limit]
 
 
 def scatter_to_buckets(spills: list[str], words: pa.Array, buckets: int,
-                       work_dir: Path) -> list[tuple[Path, Path]]:
-    """Append every kept pair's (key, count) to the file pair of its bucket."""
-    paths = [(work_dir / f"bucket-{b:05d}.keys", work_dir / f"bucket-{b:05d}.counts")
-             for b in range(buckets)]
-    handles = [(open(keys, "wb"), open(counts, "wb")) for keys, counts in paths]
+                       work_dir: Path) -> list[Path]:
+    """Append every kept pair's (key, count) record to the file of its bucket (key % buckets)."""
+    paths = [work_dir / f"bucket-{b:05d}.bin" for b in range(buckets)]
+    handles = [open(path, "wb") for path in paths]
     try:
         for spill in spills:
-            for batch in pq.ParquetFile(spill).iter_batches(batch_size=1 << 20):
-                keys, counts = pair_keys(batch, words)
-                bucket_of = keys % buckets
-                for bucket, (keys_handle, counts_handle) in enumerate(handles):
-                    chosen = bucket_of == bucket if buckets > 1 else slice(None)
-                    keys[chosen].tofile(keys_handle)
-                    counts[chosen].tofile(counts_handle)
+            for batch in pq.ParquetFile(spill).iter_batches(batch_size=1 << 18):
+                records = pair_records(batch, words)
+                bucket_of = records["key"] % buckets
+                order = np.argsort(bucket_of, kind="stable")
+                bounds = np.searchsorted(bucket_of[order], np.arange(buckets + 1))
+                for bucket in np.flatnonzero(np.diff(bounds)):
+                    handles[bucket].write(records[order[bounds[bucket]:bounds[bucket + 1]]]
+                                          .tobytes())
     finally:
-        for keys_handle, counts_handle in handles:
-            keys_handle.close()
-            counts_handle.close()
+        for handle in handles:
+            handle.close()
     return paths
 
 
-def pair_keys(batch: pa.RecordBatch, words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """int64 keys (id1 · V + id2) and counts of a spill batch's pairs of vocabulary words."""
+def pair_records(batch: pa.RecordBatch, words: pa.Array) -> np.ndarray:
+    """(key, count) records of a spill batch's pairs of vocabulary words; key = id1 · V + id2."""
     first = pc.index_in(batch.column("w1"), value_set=words)
     second = pc.index_in(batch.column("w2"), value_set=words)
     kept = pc.and_(pc.is_valid(first), pc.is_valid(second))
-    first = pc.filter(first, kept).to_numpy().astype(np.int64)
-    second = pc.filter(second, kept).to_numpy().astype(np.int64)
-    counts = pc.filter(batch.column("count"), kept).to_numpy().astype(np.int64)
-    return first * len(words) + second, counts
+    records = np.empty(pc.sum(kept.cast(pa.int64())).as_py() or 0, dtype=RECORD)
+    records["key"] = (pc.filter(first, kept).to_numpy().astype(np.int64) * len(words)
+                      + pc.filter(second, kept).to_numpy())
+    records["count"] = pc.filter(batch.column("count"), kept).to_numpy()
+    return records
 
 
-def sum_bucket(keys_path: Path, counts_path: Path, vocabulary: list[str],
-               frequencies: np.ndarray, total_tokens: int, min_count: int) -> list[Bigram]:
+def sum_bucket(path: Path, frequencies: np.ndarray, total_tokens: int,
+               min_count: int) -> np.ndarray:
     """The pairs of one bucket with their summed counts ≥ min_count, and their PMI."""
-    keys = np.fromfile(keys_path, dtype=np.int64)
-    counts = np.fromfile(counts_path, dtype=np.int64)
-    if keys.size == 0:
-        return []
-    unique, inverse = np.unique(keys, return_inverse=True)
-    # float64 sums are exact below 2**53 occurrences, far above any dump's token count.
-    totals = np.bincount(inverse, weights=counts, minlength=unique.size).astype(np.int64)
+    records = np.fromfile(path, dtype=RECORD)
+    if records.size == 0:
+        return np.zeros(0, dtype=SCORED)
+    order = np.argsort(records["key"])  # 10x faster than sorting the structured records
+    keys, counts = records["key"][order], records["count"][order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    totals = np.add.reduceat(counts, starts)
     frequent = totals >= min_count
-    unique, totals = unique[frequent], totals[frequent]
-    first, second = np.divmod(unique, len(vocabulary))
-    pmi = np.log2(totals * float(total_tokens) / (frequencies[first] * frequencies[second]))
-    return [Bigram(f"{vocabulary[a]} {vocabulary[b]}", int(n), float(p))
-            for a, b, n, p in zip(first.tolist(), second.tolist(), totals.tolist(), pmi.tolist())]
+    scored = np.empty(int(frequent.sum()), dtype=SCORED)
+    scored["key"] = keys[starts][frequent]
+    scored["count"] = totals[frequent]
+    first, second = np.divmod(scored["key"], len(frequencies))
+    scored["pmi"] = np.log2(scored["count"] * float(total_tokens)
+                            / (frequencies[first] * frequencies[second]))
+    return scored

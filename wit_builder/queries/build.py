@@ -18,14 +18,16 @@ from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
+from tqdm import tqdm
 
 from wit_builder import atomic
 from wit_builder.config import QueriesConfig
-from wit_builder.engine import map_partitions, worker_count
+from wit_builder.engine import run_partitions, worker_count
 from wit_builder.options import WitError
 from wit_builder.queries.bigrams import select_bigrams
 from wit_builder.queries.counts import CountTask, PartialCounts, count_partition
-from wit_builder.queries.titles import popular_titles, read_pageviews, titles_from_links
+from wit_builder.queries.titles import (credit_articles, pageviews_files, popular_titles,
+                                        read_pageviews, titles_from_links)
 from wit_builder.queries.wordnet import read_wordnet
 from wit_builder.wikipedia.reader import DumpPlan, plan_dump
 
@@ -42,22 +44,38 @@ def run(config: QueriesConfig) -> int:
     out = Path(config.path(config.out))
     wordnet = read_wordnet(str(config.path(config.wordnet)), config.wordnet_all_lemmas) \
         if config.wordnet else []
+    pageviews = pageviews_files([str(config.path(p)) for p in config.pageviews])
     workers = worker_count(config.workers)
     plan = plan_dump(str(config.path(config.wiki)),
                      str(config.path(config.index)) if config.index else "", workers)
     log.info("queries: reading %s dump %s with %d workers", plan.kind, plan.source, workers)
     hashes = start_hashing(plan.files if plan.kind != "url" else [])
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     spill_dir = Path(tempfile.mkdtemp(dir=out, prefix=".spill-"))
     try:
         counts = count_dump(plan, spill_dir, config, workers)
+        log.info("queries: counted %d pages, %d tokens (%d distinct words) in %.1f s; peak "
+                 "memory so far %.0f MB", counts.pages, counts.tokens, len(counts.unigrams),
+                 time.monotonic() - started,
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if counts.articles == 0:
             raise WitError(f"dump '{plan.source}' holds no articles (namespace 0, not redirects)")
-        sources = select_sources(config, plan, counts, wordnet, spill_dir)
-    finally:
+        sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir)
+    except BaseException:
         shutil.rmtree(spill_dir, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # nothing else can be in it yet
+        raise
+    shutil.rmtree(spill_dir, ignore_errors=True)
+    log.info("queries: skipped %d redirects and %d pages outside the article namespace",
+             counts.redirects, counts.other_namespaces)
+    if not config.wordnet:
+        log.info("queries: no --wordnet given; the wordnet source is empty")
+    if not pageviews:
+        log.info("queries: no --pageviews given; titles are ranked by inbound links in the dump")
     rows = merge_sources(sources, config.target)
-    stats = run_stats(config, plan, counts, rows, sources, hashes, started, workers)
+    stats = run_stats(config, plan, counts, rows, sources, hashes, started, workers, pageviews)
     write_outputs(out, rows, stats)
     log.info("queries: %d queries written to %s in %.1f s", len(rows), out, stats["seconds"])
     return 0
@@ -73,13 +91,17 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
         tasks = (CountTask(chunk, str(spill_dir / f"chunk-{chunk.number:06d}.parquet"), count_links)
                  for chunk in prefetched(plan.chunks(), depth=workers + 1))
         # Waves of a few chunks per worker: the reader runs ahead (in a thread) while they count.
-        while wave := list(islice(tasks, 2 * workers)):
-            for partial in map_partitions(count_partition, wave, progress=False, **options):
-                total.merge(partial)
+        with tqdm(desc="queries: counting", unit="chunk", leave=False) as bar:
+            while wave := list(islice(tasks, 4 * workers)):
+                for partial in run_partitions(count_partition, wave, progress=False, **options):
+                    total.merge(partial)
+                    bar.update()
         return total
     tasks = [CountTask(part, str(spill_dir / f"part-{number:06d}.parquet"), count_links)
              for number, part in enumerate(plan.partitions)]
-    for partial in map_partitions(count_partition, tasks, **options):
+    # Merged as they arrive (run_partitions, not map_partitions): holding every partition's
+    # counts until the end would make memory grow with the dump.
+    for partial in run_partitions(count_partition, tasks, **options):
         total.merge(partial)
     return total
 
@@ -119,19 +141,21 @@ def prefetched(items: Iterator, depth: int) -> Iterator:
 
 
 def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
-                   wordnet: list[str], spill_dir: Path) -> dict[str, list[tuple]]:
+                   wordnet: list[str], pageviews: list[str],
+                   spill_dir: Path) -> dict[str, list[tuple]]:
     """Each source's candidates, best first: (query, count, pmi)."""
     unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
     unigrams.sort(key=lambda item: (-item[1], item[0]))
     bigrams = select_bigrams(counts.spills, counts.unigrams, [word for word, _ in unigrams],
                              counts.tokens, config.bigram_min_count, config.bigrams, spill_dir)
     bigram_counts = {bigram.query: bigram.count for bigram in bigrams}
-    if config.pageviews:
-        popularity = read_pageviews([str(config.path(p)) for p in config.pageviews],
-                                    plan.namespaces)
+    if pageviews:
+        popularity, threshold = read_pageviews(pageviews, plan.namespaces), config.title_min_views
     else:
         popularity = titles_from_links(counts.links, plan.namespaces)
-    titles = popular_titles(popularity, config.title_min_views)
+        threshold = config.title_min_links
+    titles = popular_titles(credit_articles(popularity, counts.titles, counts.redirect_targets),
+                            threshold)
 
     def dump_count(query: str) -> int | None:
         return counts.unigrams.get(query) if " " not in query else bigram_counts.get(query)
@@ -191,12 +215,13 @@ def input_descriptions(paths: list[str], hashes: dict) -> list[dict]:
 
 
 def run_stats(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts, rows: list[tuple],
-              sources: dict, hashes: dict, started: float, workers: int) -> dict:
+              sources: dict, hashes: dict, started: float, workers: int,
+              pageviews: list[str]) -> dict:
     """stats.json: inputs, parameters, counts per source, pages and tokens read, time, memory."""
     per_source = {source: 0 for source in SOURCE_ORDER}
     for row in rows:
         per_source[row[2]] += 1
-    other_inputs = [str(config.path(p)) for p in config.pageviews]
+    other_inputs = list(pageviews)
     if config.wordnet:
         other_inputs.append(str(config.path(config.wordnet)))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -217,10 +242,21 @@ def run_stats(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts, rows
         "distinct_words": len(counts.unigrams),
         "workers": workers,
         "seconds": round(time.monotonic() - started, 3),
+        "cpu_seconds": cpu_seconds(counts),
         "peak_rss_mb": {"main": round(own / 1024, 1),
                         "worker_max": round(counts.peak_rss_kb / 1024, 1),
                         "children_max": round(children / 1024, 1)},
     }
+
+
+def cpu_seconds(counts: PartialCounts) -> dict:
+    """CPU time of this process and of the worker processes (what throughput per core is
+    computed from: unlike wall time, it does not depend on what else the machine runs)."""
+    main = time.process_time()
+    workers = sum(seconds for pid, seconds in counts.worker_cpu_seconds.items()
+                  if pid != os.getpid())
+    return {"main": round(main, 3), "workers": round(workers, 3),
+            "total": round(main + workers, 3)}
 
 
 def describe_file(path: str) -> dict:

@@ -3,10 +3,14 @@ files are given. Titles in a namespace other than articles, and disambiguation p
 
 from __future__ import annotations
 
+import glob
 import gzip
 import logging
+import os
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from wit_builder.options import WitError
 from wit_builder.text import normalize_query
@@ -29,11 +33,28 @@ def is_article_title(title: str, namespaces: Iterable[str]) -> bool:
     return prefix not in {name.lower() for name in namespaces}
 
 
+def pageviews_files(paths: list[str]) -> list[str]:
+    """The pageviews files named: files as given, directories and globs expanded (sorted)."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(str(p) for p in Path(path).iterdir() if p.is_file())
+        elif any(char in path for char in "*?["):
+            files += sorted(glob.glob(path))
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise WitError(f"pageviews '{path}' does not exist")
+    if paths and not files:
+        raise WitError(f"pageviews {', '.join(repr(p) for p in paths)} hold no files")
+    return files
+
+
 def read_pageviews(paths: list[str], namespaces: tuple[str, ...]) -> Counter:
     """Summed views of every normalised English Wikipedia article title in the pageviews files."""
     lowered = frozenset(name.lower() for name in namespaces)
     views: Counter = Counter()
-    for path in paths:
+    for path in pageviews_files(paths):
         views.update(pageviews_of_file(path, lowered))
     return views
 
@@ -53,6 +74,8 @@ def pageviews_of_file(path: str, namespaces: frozenset[str]) -> Counter:
                     raise WitError(f"pageviews '{path}' line {number} is not "
                                    f"'domain title views bytes'")
                 title = fields[1].replace("_", " ")
+                if "%" in title:
+                    title = urllib.parse.unquote(title)
                 if is_article_title(title, namespaces):
                     query = normalize_query(title)
                     if query:
@@ -73,6 +96,22 @@ def titles_from_links(link_targets: Counter, namespaces: tuple[str, ...]) -> Cou
             if query:
                 links[query] += count
     return links
+
+
+def credit_articles(popularity: Counter, titles: set[str],
+                    redirect_targets: dict[str, str]) -> Counter:
+    """Popularity of the dump's articles only: a redirect's views or links go to its target
+    article; titles that are neither (red links, deleted pages) are dropped."""
+    articles = {normalize_query(title) for title in titles}
+    redirects = {normalize_query(title): normalize_query(target)
+                 for title, target in redirect_targets.items()}
+    credited: Counter = Counter()
+    for title, value in popularity.items():
+        if title in articles:
+            credited[title] += value
+        elif redirects.get(title) in articles:
+            credited[redirects[title]] += value
+    return credited
 
 
 def popular_titles(popularity: Counter, threshold: int) -> list[tuple[str, int]]:

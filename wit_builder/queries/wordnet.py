@@ -5,9 +5,11 @@ wordnet-base installs them in /usr/share/wordnet) or from a WN-LMF XML file (Ope
 
 from __future__ import annotations
 
+import gzip
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import BinaryIO
 
 from wit_builder.options import WitError
 from wit_builder.text import normalize_query
@@ -64,29 +66,16 @@ def synset_lemmas(line: str, path: Path, number: int, all_lemmas: bool) -> list[
 def lmf_lemmas(path: Path, all_lemmas: bool) -> list[str]:
     """Lemmas from a WN-LMF XML file: per synset, its members in order (the first is the head)."""
     written: dict[str, str] = {}  # lexical entry id → written form
-    members_by_synset: dict[str, list[str]] = {}
     try:
-        for _, element in ElementTree.iterparse(path, events=("end",)):
-            tag = element.tag.rsplit("}", 1)[-1]
-            if tag == "LexicalEntry":
-                lemma = element.find("{*}Lemma")
-                if lemma is not None:
-                    written[element.get("id", "")] = lemma.get("writtenForm", "")
-                    for sense in element.iterfind("{*}Sense"):
-                        members_by_synset.setdefault(sense.get("synset", ""), []).append(
-                            element.get("id", ""))
-                element.clear()
-            elif tag == "Synset":
-                members = element.get("members")
-                if members:
-                    members_by_synset[element.get("id", "")] = members.split()
-                else:
-                    members_by_synset.setdefault(element.get("id", ""), [])
-                element.clear()
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"  # OEWN ships english-wordnet-YYYY.xml.gz
+        source = gzip.open(path, "rb") if gzipped else open(path, "rb")
+        with source:
+            members_by_synset = lmf_synset_members(source, written)
     except ElementTree.ParseError as error:
         raise WitError(f"wordnet '{path}' is not WN-LMF XML: {error}") from None
-    except OSError as error:
-        raise WitError(f"wordnet '{path}' cannot be read: {error.strerror}") from None
+    except (OSError, EOFError) as error:
+        raise WitError(f"wordnet '{path}' cannot be read: {error}") from None
     if not written:
         raise WitError(f"wordnet '{path}' holds no <LexicalEntry> (not a WN-LMF file)")
     lemmas: list[str] = []
@@ -94,3 +83,26 @@ def lmf_lemmas(path: Path, all_lemmas: bool) -> list[str]:
         forms = [written[member] for member in members if member in written]
         lemmas.extend(forms if all_lemmas else forms[:1])
     return lemmas
+
+
+def lmf_synset_members(source: BinaryIO, written: dict[str, str]) -> dict[str, list[str]]:
+    """Synset id → its members' lexical entry ids; fills `written` (entry id → written form)."""
+    members_by_synset: dict[str, list[str]] = {}
+    for _, element in ElementTree.iterparse(source, events=("end",)):
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "LexicalEntry":
+            lemma = element.find("{*}Lemma")
+            if lemma is not None:
+                written[element.get("id", "")] = lemma.get("writtenForm", "")
+                for sense in element.iterfind("{*}Sense"):
+                    members_by_synset.setdefault(sense.get("synset", ""), []).append(
+                        element.get("id", ""))
+            element.clear()
+        elif tag == "Synset":
+            members = element.get("members")
+            if members:
+                members_by_synset[element.get("id", "")] = members.split()
+            else:
+                members_by_synset.setdefault(element.get("id", ""), [])
+            element.clear()
+    return members_by_synset

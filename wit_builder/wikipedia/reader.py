@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 BZ2_MAGIC = b"BZh"
 BZ2_BLOCK_MAGIC = bytes.fromhex("314159265359")
 READ_SIZE = 1 << 22
-# Partitions of about this many compressed bytes: small enough to balance 16 workers on one
-# multistream dump, large enough that per-partition overhead (a spill file, a dict) is negligible.
-PARTITION_BYTES = 16 << 20
-CHUNK_BYTES = 16 << 20  # decompressed XML per chunk of the serial reader
+# Partitions of about this many compressed bytes (~4.5 MB of XML): a worker's memory depends on
+# it, never on the dump's size; 22,000 of them on enwiki balance any number of workers, and their
+# overhead (a spill file, a pickled dict of words) stays small.
+PARTITION_BYTES = 1 << 20
+CHUNK_BYTES = 8 << 20  # decompressed XML per chunk of the serial reader
 HEADER_BYTES = 1 << 16
 
 
@@ -110,7 +111,7 @@ def plan_dump(source: str, index: str = "", workers: int = 1) -> DumpPlan:
                         partitions=xml_ranges(str(path)))
     head = read_head(str(path))
     index_path = Path(index) if index else default_index_path(path)
-    offsets = stream_offsets(path, index_path, explicit=bool(index)) if index_path else None
+    offsets = stream_offsets(path, index_path) if index_path else None
     if offsets is None:
         return DumpPlan("single-stream", source, [source], namespace_names(head), serial=True,
                         workers=workers)
@@ -150,7 +151,7 @@ def default_index_path(dump: Path) -> Path | None:
                           .replace(".xml.bz2", ".txt.bz2"))
 
 
-def stream_offsets(dump: Path, index: Path, explicit: bool) -> list[int] | None:
+def stream_offsets(dump: Path, index: Path) -> list[int] | None:
     """Start offsets of the dump's page streams from its index; None (serial fallback) when the
     index is missing or does not match the dump, with a warning saying which."""
     if not index.is_file():
@@ -189,6 +190,8 @@ def index_mismatch(dump: Path, offsets: list[int]) -> str:
     if any(b <= a for a, b in zip(offsets, offsets[1:])) or offsets[0] <= 0 or offsets[-1] >= size:
         return "offsets are not increasing inside the file"
     with open(dump, "rb") as handle:
+        if not header_stream_ends_at(handle, offsets[0]):
+            return "the first indexed stream does not start where the header stream ends"
         for offset in offsets:
             handle.seek(offset)
             head = handle.read(10)
@@ -197,11 +200,23 @@ def index_mismatch(dump: Path, offsets: list[int]) -> str:
     return ""
 
 
+def header_stream_ends_at(handle: BinaryIO, offset: int) -> bool:
+    """True when the file's first bz2 stream (the siteinfo header) ends exactly at `offset`, so no
+    page stream lies before the first one the index names."""
+    handle.seek(0)
+    decompressor = bz2.BZ2Decompressor()
+    try:
+        decompressor.decompress(handle.read(min(offset, 1 << 24)))
+    except OSError:
+        return False
+    return decompressor.eof and not decompressor.unused_data
+
+
 def stream_ranges(path: str, offsets: list[int], target: int = PARTITION_BYTES) -> list[StreamRange]:
     """Consecutive page streams grouped into ranges of about `target` compressed bytes.
 
-    The header stream (before the first offset) is left out: it holds no pages. Small dumps are
-    cut into at least 8 ranges (when they have that many streams) so that they still run in
+    The header stream (before the first offset) is left out: it holds no pages. Dumps under 8
+    partitions are cut into 8 ranges (when they have that many streams) so that they still run in
     parallel; the cut never depends on the worker count, so outputs cannot either.
     """
     end_of_file = os.path.getsize(path)
