@@ -40,3 +40,22 @@ def test_two_processes_take_the_same_step_as_one_with_the_doubled_batch(tmp_path
         for name, param in expected["params"].items():
             torch.testing.assert_close(got["params"][name], param, rtol=1e-5, atol=1e-7,
                                        msg=lambda m: f"{variant} param {name}: {m}")
+
+
+def test_wit_train_under_torchrun_trains_and_saves_every_ranks_data_position(tmp_path):
+    from trainer_fixtures import tiny_train_config, train_options, write_shape_shards
+
+    write_shape_shards(tmp_path / "shards", shards=4, per_shard=16, size=40)
+    config = tiny_train_config(tmp_path, steps=4, batch_size=8, checkpoint_every=2)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0",
+               "-m", "wit_builder.cli", "train", *train_options(config)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "test"
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["step"] == 4 and len(state["data"]) == 2
+    assert all(sum(position["consumed"].values()) >= 32 for position in state["data"])

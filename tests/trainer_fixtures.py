@@ -51,9 +51,22 @@ def shape_sample(index: int, size: int, rng: random.Random) -> dict:
             "txt": caption, "json": json.dumps({"uid": f"{index:08d}", "caption": caption})}
 
 
+def synthweb_sample(index: int, size: int, rng: random.Random) -> dict:
+    """A scene of the synthetic web (wit_builder.synthweb.render) and its English caption."""
+    from wit_builder.synthweb.render import caption, encode, render, sample_scene
+
+    scene = sample_scene(rng)
+    text = caption(scene, rng)
+    return {"__key__": f"{index:08d}", "jpg": encode(render(scene, size, rng), "jpeg"),
+            "txt": text, "json": json.dumps({"uid": f"{index:08d}", **scene.as_dict()})}
+
+
 def write_shape_shards(directory: Path, shards: int = 2, per_shard: int = 64, size: int = 48,
-                       seed: int = 0, corrupt: tuple[int, ...] = ()) -> list[Path]:
-    """`shards` tar files of `per_shard` samples; sample indices in `corrupt` get broken JPEGs."""
+                       seed: int = 0, corrupt: tuple[int, ...] = (),
+                       scenes: str = "shapes") -> list[Path]:
+    """`shards` tar files of `per_shard` samples (simple `shapes`, or `synthweb` scenes); sample
+    indices in `corrupt` get broken JPEGs."""
+    make_sample = synthweb_sample if scenes == "synthweb" else shape_sample
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     paths = []
@@ -62,7 +75,7 @@ def write_shape_shards(directory: Path, shards: int = 2, per_shard: int = 64, si
         with wds.TarWriter(str(path)) as writer:
             for offset in range(per_shard):
                 index = shard * per_shard + offset
-                sample = shape_sample(index, size, rng)
+                sample = make_sample(index, size, rng)
                 if index in corrupt:
                     sample["jpg"] = sample["jpg"][:40] + b"\x00garbage" * 8
                 writer.write(sample)
@@ -104,6 +117,27 @@ def tiny_train_config(workdir: Path, **overrides):
     return load_config("train", None, {**values, **overrides})
 
 
+def train_options(config) -> list[str]:
+    """The `wit train` command-line options that give `config`."""
+    options = []
+    for name, value in vars(config).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            options.append(flag if value else "--no-" + flag[2:])
+        else:
+            options += [flag, str(value)]
+    return options
+
+
+def build_test_clip(preset: Path):
+    """The test preset's CLIP for a 300-token vocabulary whose end token is 2."""
+    from trainer.model import CLIP, load_preset
+
+    model_config, _ = load_preset(str(preset))
+    model_config.vocab_size, model_config.eot_token_id = 300, 2
+    return CLIP(model_config)
+
+
 def ddp_update(out: Path, batch: int = 8) -> None:
     """One training step of the test model on a fixed global batch of 2 * `batch` samples, split
     over the ranks of the process group (or whole in a lone process); the loss, gradients and
@@ -115,7 +149,6 @@ def ddp_update(out: Path, batch: int = 8) -> None:
 
     from trainer.config import TrainConfig
     from trainer.loss import ClipLoss
-    from trainer.model import CLIP, load_preset
     from trainer.train import (backward_scale, build_optimizer, global_mean, setup_distributed,
                                training_step)
 
@@ -129,10 +162,8 @@ def ddp_update(out: Path, batch: int = 8) -> None:
     mine = slice(ddp.rank * share, (ddp.rank + 1) * share)
     results = {}
     for gather_with_grad, local_loss in ((True, True), (True, False), (False, False)):
-        model_config, _ = load_preset(str(out.parent / "test-model.toml"))
-        model_config.vocab_size, model_config.eot_token_id = 300, 2
         torch.manual_seed(0)
-        clip = CLIP(model_config)
+        clip = build_test_clip(out.parent / "test-model.toml")
         model = clip
         if ddp.world_size > 1:
             model = torch.nn.parallel.DistributedDataParallel(clip)

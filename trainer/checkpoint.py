@@ -46,6 +46,13 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
     return path
 
 
+def newest_checkpoint(directory: Path) -> Path | None:
+    """The step file of the highest step: each is complete (atomic), whereas a kill between
+    writing it and refreshing `latest.pt` leaves `latest.pt` one checkpoint behind or absent."""
+    steps = sorted(directory.glob("step-*.pt"))
+    return steps[-1] if steps else None
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -14,8 +14,8 @@ from wit_builder.options import StageConfig, option
 class TrainConfig(StageConfig):
     model: str = option("tiny", "model preset: tiny, vit-b-32, rn50 (trainer/configs/) or a path "
                                 "to a .toml; its [train] table gives defaults the options override")
-    train: str = option("data/shards/train-*.tar", "training shards: brace pattern, glob, "
-                                                    "URL, pipe: or fsspec URL; join several with ::")
+    train: str = option("data/shards/train-*.tar", "training shards: brace pattern, glob, URL, "
+                                                    "pipe: or fsspec URL; join several with ::")
     name: str = option("", "run name: outputs go to runs/NAME/ (default: the model preset)")
     batch_size: int = option(64, "samples per step on each process")
     steps: int = option(200, "optimizer steps")

@@ -75,6 +75,9 @@ def shard_order(urls: list[str], seed: tuple, resampled: bool, part: int, parts:
     """Endless shard URLs for one (rank, worker) of `parts`: drawn with replacement, or this
     part's slice of a shuffled list, reshuffled on every pass (the same order on every rank)."""
     if resampled or len(urls) < parts:
+        if not resampled and part == 0:
+            logger.warning("%d shards for %d data streams (ranks x workers): shards are drawn "
+                           "with replacement", len(urls), parts)
         rng = random.Random(str((seed, part)))
         while True:
             yield rng.choice(urls)
@@ -85,7 +88,7 @@ def shard_order(urls: list[str], seed: tuple, resampled: bool, part: int, parts:
 
 
 def tar_samples(urls: Iterator[str], total_urls: int) -> Iterator[dict[str, Any]]:
-    """Samples (dicts of member bytes by extension) of the shards, corrupt tars logged and skipped."""
+    """Samples (dicts of member bytes by extension) of the shards; corrupt tars logged, skipped."""
     barren = 0  # shards in a row that gave nothing: an endless stream of them would hang
     for url in urls:
         count = 0

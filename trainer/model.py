@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ class Block(nn.Module):
 
 
 class TextTransformer(nn.Module):
-    """Causal Transformer over BPE tokens; a caption's features are read at its end-of-text token."""
+    """Causal Transformer over BPE tokens; a caption's features are read at its end token."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -176,6 +176,3 @@ class CLIP(nn.Module):
     def clamp_logit_scale(self) -> None:
         self.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
-
-def model_config_dict(config: ModelConfig) -> dict[str, Any]:
-    return asdict(config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -20,11 +21,15 @@ PAD, START, END = "<pad>", "<start_of_text>", "<end_of_text>"
 
 
 class TextTokenizer:
-    """Callable: a list of captions -> LongTensor (len(captions), context_length)."""
+    """Callable: a list of captions -> LongTensor (len(captions), context_length).
 
-    def __init__(self, encode_batch, vocab_size: int, start_id: int, end_id: int,
+    Picklable (an HF `Tokenizer` or open_clip's `SimpleTokenizer` inside), so data-loader
+    workers can be spawned as well as forked.
+    """
+
+    def __init__(self, backend: Any, vocab_size: int, start_id: int, end_id: int,
                  pad_id: int = 0, context_length: int = 77, source: str = ""):
-        self.encode_batch = encode_batch  # list[str] -> list[list[int]] without special tokens
+        self.backend = backend
         self.vocab_size = vocab_size
         self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
         self.context_length = context_length
@@ -40,12 +45,16 @@ class TextTokenizer:
             tokens[row, :len(ids)] = torch.tensor(ids)
         return tokens
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without start, end or padding."""
+        if isinstance(self.backend, Tokenizer):
+            encodings = self.backend.encode_batch(texts, add_special_tokens=False)
+            return [encoding.ids for encoding in encodings]
+        return [self.backend.encode(text) for text in texts]
+
 
 def bpe_tokenizer(tokenizer: Tokenizer, context_length: int, source: str) -> TextTokenizer:
-    def encode_batch(texts: list[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
-
-    return TextTokenizer(encode_batch, tokenizer.get_vocab_size(), tokenizer.token_to_id(START),
+    return TextTokenizer(tokenizer, tokenizer.get_vocab_size(), tokenizer.token_to_id(START),
                          tokenizer.token_to_id(END), tokenizer.token_to_id(PAD), context_length,
                          source)
 
@@ -87,11 +96,7 @@ def clip_tokenizer(context_length: int = 77) -> TextTokenizer:
                        "open_clip_torch)") from None
     simple = SimpleTokenizer()
     start, end = simple.encoder["<start_of_text>"], simple.encoder["<end_of_text>"]
-
-    def encode_batch(texts: list[str]) -> list[list[int]]:
-        return [simple.encode(text) for text in texts]
-
-    return TextTokenizer(encode_batch, len(simple.encoder), start, end, 0, context_length, "clip")
+    return TextTokenizer(simple, len(simple.encoder), start, end, 0, context_length, "clip")
 
 
 def trim_padding(tokens: torch.Tensor, end_id: int) -> torch.Tensor:

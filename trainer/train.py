@@ -26,7 +26,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from trainer.checkpoint import (load_checkpoint, newest_checkpoint, restore_rng_states, rng_states,
+                                save_checkpoint)
 from trainer.config import TrainConfig
 from trainer.data import ClipStream, expand_shards, make_loader, normalize, read_captions
 from trainer.loss import ClipLoss
@@ -55,10 +56,12 @@ class Distributed:
 
 def setup_distributed(device: str) -> Distributed:
     """Join the torchrun process group (nccl on CUDA, gloo on CPU); a lone process needs none."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)  # before NCCL starts, so each rank owns its own GPU
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Distributed()
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, local_world)
 
@@ -70,14 +73,18 @@ def pick_device(choice: str) -> str:
 
 
 def apply_preset_defaults(config: TrainConfig, preset: dict[str, Any]) -> TrainConfig:
-    """The preset's [train] values, for every option the user left at its default."""
+    """The preset's [train] values, for every option the config file and the command line left
+    unset (or, for a config built in code, left at its default)."""
     defaults, types = TrainConfig(), field_types(TrainConfig)
+    explicit = getattr(config, "explicit", None)
     changes = {}
     for key, value in preset.items():
         if key not in types:
             raise WitError(f"model: unknown key '{key}' in the [train] table of preset "
                            f"'{config.model}'")
-        if getattr(config, key) == getattr(defaults, key):
+        unset = key not in explicit if explicit is not None else \
+            getattr(config, key) == getattr(defaults, key)
+        if unset:
             changes[key] = check_value("train", key, value, types[key], f"preset '{config.model}'")
     return dataclasses.replace(config, **changes)
 
@@ -149,6 +156,8 @@ def training_step(model: torch.nn.Module, clip: CLIP, loss_fn: ClipLoss,
         loss = loss_fn(image_features.float(), text_features.float(), logit_scale.float())
     optimizer.zero_grad(set_to_none=True)
     (loss * backward_scale).backward()
+    if backward_scale != 1:
+        clip.logit_scale.grad /= backward_scale  # every rank already saw the scale's full role
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(clip.parameters(), grad_clip)
     optimizer.step()
@@ -160,8 +169,9 @@ def backward_scale(config: TrainConfig, world_size: int) -> float:
     """Makes DDP's gradient average equal the global-batch gradient.
 
     Without gather_with_grad each rank's loss reaches only its own features, and DDP averages over
-    ranks, so the full-matrix loss needs scaling by the world size. With local_loss and no
-    gather_with_grad the cross terms are missing (as in open_clip): an approximation.
+    ranks, so the full-matrix loss needs scaling by the world size (except for the logit scale,
+    whose gradient every rank computes whole: `training_step` undoes it there). With local_loss
+    and no gather_with_grad the cross terms are missing (as in open_clip): an approximation.
     """
     if world_size == 1 or config.gather_with_grad:
         return 1.0
@@ -173,7 +183,8 @@ def backward_scale(config: TrainConfig, world_size: int) -> float:
 
 
 def stream_batches(config: TrainConfig, urls: list[str], tokenizer: TextTokenizer,
-                   image_size: int, ddp: Distributed, step: int, position: dict[str, Any]
+                   image_size: int, ddp: Distributed, step: int, position: dict[str, Any],
+                   pin_memory: bool = False
                    ) -> Iterator[tuple[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
     """(epoch, batch) from `step` on, one data loader per epoch, fast-forwarded to `position`."""
     workers = max(1, config.workers)
@@ -194,7 +205,7 @@ def stream_batches(config: TrainConfig, urls: list[str], tokenizer: TextTokenize
             max_batches=math.ceil(remaining / workers),
             # The loader asks worker 0 first: it plays the role whose turn came next.
             rotation=done % workers, skip=dict(position.get("consumed", {})) if same_epoch else {})
-        loader = make_loader(stream, config.workers, pin_memory=torch.cuda.is_available())
+        loader = make_loader(stream, config.workers, pin_memory=pin_memory)
         for count, batch in enumerate(loader, start=1):
             yield epoch, batch
             if count == remaining:
@@ -239,6 +250,15 @@ def global_mean(value: torch.Tensor, ddp: Distributed) -> float:
     return float(value)
 
 
+def gather_objects(item: Any, ddp: Distributed) -> list[Any]:
+    """`item` of every rank, in rank order."""
+    if ddp.world_size == 1:
+        return [item]
+    gathered: list[Any] = [None] * ddp.world_size
+    dist.all_gather_object(gathered, item)
+    return gathered
+
+
 def run(config: TrainConfig) -> int:
     """Entry point of `wit train`: train, checkpoint, and return the exit status."""
     model_config, preset_train = load_preset(config.model)
@@ -258,7 +278,6 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     torch.set_num_threads(config.threads or max(1, (cores or 1) // ddp.local_world_size))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data workers are forked
     if device == "cuda":
-        torch.cuda.set_device(ddp.local_rank)
         torch.backends.cuda.matmul.allow_tf32 = True
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -266,10 +285,11 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     # Run directory, data, tokenizer.
     run_dir = Path(config.path(Path("runs") / (config.name or Path(config.model).stem)))
     checkpoints = run_dir / "checkpoints"
-    if not config.resume and (checkpoints / "latest.pt").exists():
+    newest = newest_checkpoint(checkpoints)
+    if newest and not config.resume:
         raise WitError(f"train: {run_dir} already holds a run; pass --resume to continue it or "
                        f"--name for a new one")
-    state = load_checkpoint(checkpoints / "latest.pt") if config.resume else None
+    state = load_checkpoint(newest or checkpoints / "latest.pt") if config.resume else None
     urls = expand_shards(config.train, config.workdir)
     tokenizer = prepare_tokenizer(config, run_dir, urls, model_config.context_length, ddp)
     model_config.vocab_size, model_config.eot_token_id = tokenizer.vocab_size, tokenizer.end_id
@@ -281,12 +301,18 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     optimizer = build_optimizer(clip, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   warmup_cosine(config.warmup, config.steps))
-    step, position = 0, {"epoch": 0, "consumed": {}, "skipped": 0}
+    step, position = 0, {"epoch": 0, "consumed": {}, "skipped": 0, "skipped_by_role": {}}
     if state is not None:
         clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, position = state["step"], state["data"]
+        step, positions = state["step"], state["data"]
+        if len(positions) == ddp.world_size:
+            position = positions[ddp.rank]
+        else:
+            logger.warning("resumed on %d processes instead of %d: the data streams start afresh",
+                           ddp.world_size, len(positions))
+        position["skipped_by_role"] = {}  # the new loader's workers count their skips afresh
         restore_rng_states(state["rng"])
         if position.get("workers", max(1, config.workers)) != max(1, config.workers):
             logger.warning("resumed with %d data workers instead of %d: the data order differs "
@@ -302,74 +328,103 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     scale = backward_scale(config, ddp.world_size)
     autocast = autocast_context(device, config.precision)
 
-    metrics_path = run_dir / "metrics.jsonl"
-    board = None
+    metrics = Metrics(run_dir, config, ddp, step)
     if ddp.is_main:
         write_config_toml(run_dir / "config.toml", config, model_config)
-        keep_metrics_until(metrics_path, step)
-        board = open_tensorboard(run_dir) if config.tensorboard else None
     logger.info("training %s (%.1f M parameters) on %s x%d, %d samples per step, steps %d..%d",
                 config.model, sum(p.numel() for p in clip.parameters()) / 1e6, device,
                 ddp.world_size, config.batch_size * ddp.world_size, step + 1, config.steps)
 
     # The loop.
-    batches = stream_batches(config, urls, tokenizer, model_config.image_size, ddp, step, position)
-    last_skipped: dict[int, int] = {}
+    batches = stream_batches(config, urls, tokenizer, model_config.image_size, ddp, step, position,
+                             pin_memory=device == "cuda")
     progress = tqdm(total=config.steps, initial=step, disable=not ddp.is_main, unit="step")
-    interval_start, data_wait, interval_steps = time.perf_counter(), 0.0, 0
-    with progress, open(metrics_path, "a") if ddp.is_main else contextlib.nullcontext() as log:
+    with progress, metrics:
         while step < config.steps:
             waited = time.perf_counter()
             epoch, (images, tokens, stats) = next(batches)
-            data_wait += time.perf_counter() - waited
-            role, consumed, skipped = (int(x) for x in stats)
-            if position["epoch"] != epoch:
-                position.update(epoch=epoch, consumed={})
-                last_skipped = {}
-            position["consumed"][role] = consumed
-            position["skipped"] += skipped - last_skipped.get(role, 0)
-            last_skipped[role] = skipped
-            position["workers"] = max(1, config.workers)
+            metrics.data_wait += time.perf_counter() - waited
+            advance_position(position, epoch, stats, max(1, config.workers))
             images = images.to(device, non_blocking=True)
             tokens = tokens.to(device, non_blocking=True)
             loss = training_step(model, clip, loss_fn, optimizer, images, tokens, autocast,
                                  config.grad_clip, scale)
             scheduler.step()
             step += 1
-            interval_steps += 1
             progress.update()
             if step % config.log_every == 0 or step == config.steps:
-                elapsed = time.perf_counter() - interval_start
-                record = {
-                    "step": step, "epoch": epoch, "loss": global_mean(loss, ddp),
-                    "lr": scheduler.get_last_lr()[0], "logit_scale": float(clip.logit_scale.exp()),
-                    "samples_per_s": interval_steps * config.batch_size * ddp.world_size / elapsed,
-                    "data_wait": data_wait / elapsed, "skipped": position["skipped"],
-                }
-                if not math.isfinite(record["loss"]):
-                    raise WitError(f"train: the loss is {record['loss']} at step {step}; "
-                                   f"lower --lr or raise --warmup")
-                if ddp.is_main:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    progress.set_postfix(loss=f"{record['loss']:.3f}")
-                    if board:
-                        for key, item in record.items():
-                            board.add_scalar(f"train/{key}", item, step)
-                interval_start, data_wait, interval_steps = time.perf_counter(), 0.0, 0
+                record = metrics.log(step, epoch, global_mean(loss, ddp),
+                                     scheduler.get_last_lr()[0], clip, position["skipped"])
+                progress.set_postfix(loss=f"{record['loss']:.3f}")
             if step % config.checkpoint_every == 0 or step == config.steps:
+                positions = gather_objects(position, ddp)  # every rank's place in its stream
                 if ddp.is_main:
                     save_checkpoint(checkpoints, {
-                        "step": step, "model": clip.state_dict(), "optimizer":
-                        optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "data": position, "rng": rng_states(),
+                        "step": step, "model": clip.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "data": positions, "rng": rng_states(),
                         "model_config": dataclasses.asdict(model_config),
                         "tokenizer": tokenizer.source, "config": dataclasses.asdict(config)})
-    if board:
-        board.close()
-    if ddp.is_main:
-        logger.info("done: %s (loss %.4f, %d samples skipped)", checkpoints / "latest.pt",
-                    float(loss), position["skipped"])
+    logger.info("done: %s at step %d (%d samples skipped)", checkpoints / "latest.pt", step,
+                position["skipped"])
+
+
+def advance_position(position: dict[str, Any], epoch: int, stats: torch.Tensor,
+                     workers: int) -> None:
+    """Record where the batch's worker stands in its stream (for resume) and count its skips."""
+    role, consumed, skipped = (int(x) for x in stats)
+    if position["epoch"] != epoch:
+        position.update(epoch=epoch, consumed={}, skipped_by_role={})
+    previous = position["skipped_by_role"].get(role, 0)
+    position["consumed"][role] = consumed
+    position["skipped"] += skipped - previous
+    position["skipped_by_role"][role] = skipped
+    position["workers"] = workers
+
+
+class Metrics:
+    """metrics.jsonl (and TensorBoard) on the main rank: one line per logged step."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, ddp: Distributed, step: int):
+        self.path, self.ddp = run_dir / "metrics.jsonl", ddp
+        self.samples_per_step = config.batch_size * ddp.world_size
+        self.board = None
+        if ddp.is_main:
+            keep_metrics_until(self.path, step)
+            self.board = open_tensorboard(run_dir) if config.tensorboard else None
+        self.handle = None
+        self.last_step, self.since, self.data_wait = step, time.perf_counter(), 0.0
+
+    def __enter__(self) -> Metrics:
+        if self.ddp.is_main:
+            # Appended line by line (one write each); a resume drops lines past its checkpoint.
+            self.handle = open(self.path, "a")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle:
+            self.handle.close()
+        if self.board:
+            self.board.close()
+
+    def log(self, step: int, epoch: int, loss: float, lr: float, clip: CLIP,
+            skipped: int) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.since
+        record = {"step": step, "epoch": epoch, "loss": loss, "lr": lr,
+                  "logit_scale": float(clip.logit_scale.detach().exp()),
+                  "samples_per_s": (step - self.last_step) * self.samples_per_step / elapsed,
+                  "data_wait": self.data_wait / elapsed, "skipped": skipped}
+        if not math.isfinite(loss):
+            raise WitError(f"train: the loss is {loss} at step {step}; lower --lr or raise "
+                           f"--warmup")
+        if self.handle:
+            self.handle.write(json.dumps(record) + "\n")
+            self.handle.flush()
+        if self.board:
+            for key, value in record.items():
+                self.board.add_scalar(f"train/{key}", value, step)
+        self.last_step, self.since, self.data_wait = step, time.perf_counter(), 0.0
+        return record
 
 
 def open_tensorboard(run_dir: Path) -> Any:

@@ -200,6 +200,9 @@ def build_config(stage: str, file_values: dict[str, Any], overrides: dict[str, A
                for key, value in values.items()}
     config = cls(**checked)
     validate_choices(stage, config)
+    # Which options the file or the command line set, so that lower-priority defaults (a model
+    # preset's [train] table) apply only to the others.
+    config.explicit = frozenset(checked)
     return config
 
 
