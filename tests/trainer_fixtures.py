@@ -3,6 +3,7 @@ trainer's tests and benchmark: a tiny CLIP can learn them, so its loss falls cle
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -118,9 +119,13 @@ def tiny_train_config(workdir: Path, **overrides):
 
 
 def train_options(config) -> list[str]:
-    """The `wit train` command-line options that give `config`."""
+    """The `wit train` command-line options that give `config` (those it was given, so that a
+    preset's defaults apply to the rest exactly as they did in process)."""
     options = []
-    for name, value in vars(config).items():
+    for item in dataclasses.fields(config):
+        if item.name not in config.explicit:
+            continue
+        name, value = item.name, getattr(config, item.name)
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             options.append(flag if value else "--no-" + flag[2:])
