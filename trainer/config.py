@@ -16,7 +16,7 @@ class TrainConfig(StageConfig):
                                 "to a .toml; its [train] table gives defaults the options override")
     train: str = option("data/shards/train-*.tar", "training shards: brace pattern, glob, URL, "
                                                     "pipe: or fsspec URL; join several with ::")
-    name: str = option("", "run name: outputs go to runs/NAME/ (default: the model preset)")
+    name: str = option("", "run name: outputs go to runs/NAME/ (empty: the preset's name)")
     batch_size: int = option(64, "samples per step on each process")
     steps: int = option(200, "optimizer steps")
     lr: float = option(5e-4, "peak learning rate")
