@@ -64,7 +64,8 @@ def remove_balanced(text: str, opener: str, closer: str, starts: tuple[str, ...]
         text = text[:begin] + text[position:]
 
 
-def strip_wikitext(text: str) -> str:
+def remove_hidden_constructs(text: str) -> str:
+    """Comments, refs, templates, tables and File/Image/Category links removed."""
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     text = re.sub(r"<ref[^>]*/>", "", text)
     text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.S)
@@ -73,6 +74,11 @@ def strip_wikitext(text: str) -> str:
         previous, text = text, re.sub(r"\{\{[^{}]*\}\}", "", text)
     text = re.sub(r"^\{\|.*?^\|\}", "", text, flags=re.S | re.M)
     text = remove_balanced(text, "[[", "]]", ("[[File:", "[[Image:", "[[Category:"))
+    return text
+
+
+def strip_wikitext(text: str) -> str:
+    text = remove_hidden_constructs(text)
     text = re.sub(r"\[\[[^\]|]*\|([^\]]*)\]\](\w*)", r"\1\2", text)
     text = re.sub(r"\[\[([^\]|]*)\]\](\w*)", r"\1\2", text)
     text = re.sub(r"\[https?://[^\s\]]+ ([^\]]*)\]", r"\1", text)
@@ -201,14 +207,7 @@ def test_truth_counts_are_what_an_independent_reader_finds(wiki_dir: Path, truth
 
 def visible_link_targets(text: str) -> list[str]:
     """Targets of `[[links]]` outside removed constructs, normalised as MediaWiki does."""
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r"<ref[^>]*/>", "", text)
-    text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.S)
-    previous = None
-    while previous != text:
-        previous, text = text, re.sub(r"\{\{[^{}]*\}\}", "", text)
-    text = re.sub(r"^\{\|.*?^\|\}", "", text, flags=re.S | re.M)
-    text = remove_balanced(text, "[[", "]]", ("[[File:", "[[Image:", "[[Category:"))
+    text = remove_hidden_constructs(text)
     targets = []
     for target in re.findall(r"\[\[([^\]|#]*)", text):
         target = target.replace("_", " ").strip()
