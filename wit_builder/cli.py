@@ -40,7 +40,8 @@ COMMANDS: dict[str, Stage] = {
     "eval": Stage("zero-shot classification and retrieval of a checkpoint", None, issue=8),
     "synthweb": Stage("generate or serve the embedded synthetic web (the default input)",
                       "wit_builder.synthweb.cli:run"),
-    "demo": Stage("every stage, on the synthetic web, in minutes on 2 CPU cores", None, issue=8),
+    "demo": Stage("every stage, on the synthetic web, in minutes on 2 CPU cores",
+                  "wit_builder.demo:run", issue=8),
 }
 
 
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     stage = COMMANDS[args.stage]
     try:
-        config = load_config(args.stage, config_path(args.config), stage_overrides(args))
+        path = config_path(args.config)
+        config = load_config(args.stage, path, stage_overrides(args))
+        config.config_file = str(path) if path else ""  # for stages that run other stages
         if stage.runner is None:
             raise WitError(f"'{args.stage}' is not implemented yet (issue {stage.issue})")
         status = resolve_runner(stage.runner)(config)

@@ -19,6 +19,14 @@ from wit_builder.options import ConfigError, StageConfig, option
 
 
 @dataclass
+class PartitionedStageConfig(StageConfig):
+    """A stage whose work is split into partitions that engine.py runs."""
+
+    workers: int = option(0, "worker processes (0: one per core)")
+    engine: str = option("local", "where partitions run", choices=["local", "ray"])
+
+
+@dataclass
 class SynthwebConfig(StageConfig):
     action: str = option("generate", "generate the files, or serve the website",
                          choices=["generate", "serve"], positional=True)
@@ -37,7 +45,7 @@ class SynthwebConfig(StageConfig):
 
 
 @dataclass
-class QueriesConfig(StageConfig):
+class QueriesConfig(PartitionedStageConfig):
     wiki: str = option("data/synthweb/enwiki-20260101-pages-articles-multistream.xml.bz2",
                        "the dump: multistream or single-stream .xml.bz2, part files (a directory "
                        "or glob), plain .xml, or an http(s):// URL")
@@ -55,12 +63,10 @@ class QueriesConfig(StageConfig):
                                        "inbound links from articles of the dump")
     wordnet_all_lemmas: bool = option(False, "add every lemma of a synset, not only the head lemma")
     target: int = option(500_000, "total queries wanted")
-    workers: int = option(0, "worker processes (0: one per core)")
-    engine: str = option("local", "where partitions run", choices=["local", "ray"])
 
 
 @dataclass
-class CrawlConfig(StageConfig):
+class CrawlConfig(PartitionedStageConfig):
     source: list[str] = option([], "web:URL | web:@seeds.txt | warc:PATH_OR_URL | pool:PATH | "
                                    "synthweb: (repeatable)", metavar="SOURCE")
     queries: str = option("queries/queries.parquet", "queries to match texts against")
@@ -69,8 +75,6 @@ class CrawlConfig(StageConfig):
     download: bool = option(True, "download the selected images (--no-download stops after "
                                   "the selection)")
     downloader: str = option("native", "image downloader", choices=["native", "img2dataset"])
-    engine: str = option("local", "where partitions run", choices=["local", "ray"])
-    workers: int = option(0, "worker processes (0: one per core)")
     allow_private: bool = option(False, "allow private, loopback and link-local addresses")
     max_pages: int = option(10_000, "pages the web crawler fetches at most")
     max_depth: int = option(5, "links followed from a seed at most")
@@ -113,13 +117,11 @@ class CrawlConfig(StageConfig):
 
 
 @dataclass
-class ShardsConfig(StageConfig):
+class ShardsConfig(PartitionedStageConfig):
     samples_per_shard: int = option(10_000, "samples per training shard")
     val_fraction: float = option(0.01, "share of samples held out for validation")
     near_dup_bits: int = option(4, "Hamming distance of perceptual hashes counted as duplicates "
                                     "(0 disables near-duplicate removal)")
-    workers: int = option(0, "worker processes (0: one per core)")
-    engine: str = option("local", "where partitions run", choices=["local", "ray"])
     raw: str = option("data/raw", "directory (or fsspec URL) of the raw shards NNNNN.tar")
     crawl_manifests: str = option("manifests/crawl", "directory (or fsspec URL) of the raw "
                                                      "shards' manifests NNNNN.parquet")
