@@ -22,10 +22,11 @@ from wit_builder.options import WitError
 log = logging.getLogger(__name__)
 
 # Per size, the settings of each stage that differ from witbuilder.toml. "test" is the reduced
-# demo of the test suite: the same code path on a smaller web and a shorter training run.
+# demo of the test suite: the same code path on a smaller web and a shorter training run. The
+# per-query cap is small so that, on a web of a few thousand pairs, balancing visibly bites.
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
-        "crawl": {"samples_per_shard": 1000, "image_size": 64, "per_query": 20_000},
+        "crawl": {"samples_per_shard": 1000, "image_size": 64, "per_query": 200},
         "shards": {"samples_per_shard": 500, "val_fraction": 0.05},
         "train": {"name": "demo", "steps": 300},
     },
@@ -33,7 +34,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "synthweb": {"articles": 400, "vocab_size": 3000, "words_per_article": 250,
                      "site_pages": 160, "images_per_page": 8, "image_size": 64,
                      "zeroshot_per_class": 10},
-        "crawl": {"samples_per_shard": 500, "image_size": 64, "workers": 1},
+        "crawl": {"samples_per_shard": 500, "image_size": 64, "per_query": 100, "workers": 1},
         "shards": {"samples_per_shard": 250, "val_fraction": 0.05, "workers": 1},
         "train": {"name": "demo", "steps": 150, "workers": 1},
     },
