@@ -53,6 +53,13 @@ class TrainConfig(StageConfig):
     log_every: int = option(10, "steps between lines of metrics.jsonl")
     checkpoint_every: int = option(100, "steps between checkpoints (and at the end)")
     tensorboard: bool = option(False, "also log to runs/NAME/tensorboard (needs tensorboard)")
+    eval_every: int = option(0, "steps between zero-shot and retrieval evaluations, logged to "
+                                "metrics.jsonl (0: never)")
+    eval_zeroshot: list[str] = option([], "labelled sets evaluated during training, as "
+                                          "`wit eval --zeroshot` (repeatable; none: retrieval "
+                                          "only)", metavar="DIR")
+    eval_retrieval: str = option("", "shards for retrieval recall@k during training (empty: "
+                                     "`wit eval`'s default, data/shards/val-*.tar)")
 
 
 @dataclass
@@ -61,4 +68,12 @@ class EvalConfig(StageConfig):
     zeroshot: list[str] = option([], "labelled sets: WebDataset dirs (.jpg + .cls, classnames.txt) "
                                      "or image folders with a sub-folder per class (repeatable)",
                                  metavar="DIR")
-    retrieval: str = option("data/shards/val-*.tar", "shards for image<->text retrieval recall@k")
+    retrieval: str = option("data/shards/val-*.tar", "shards for image<->text retrieval recall@k "
+                                                     "('' : no retrieval)")
+    retrieval_samples: int = option(0, "pairs read from the retrieval shards (0: all)")
+    templates: str = option("", "prompt templates file, one a line with {} for the class name "
+                                "('': each set's templates.txt, else our default prompts)",
+                            metavar="FILE")
+    batch_size: int = option(128, "images or prompts encoded at once")
+    device: str = option("auto", "where to evaluate", choices=["auto", "cpu", "cuda"])
+    metrics: bool = option(True, "append the results to the run's metrics.jsonl")

@@ -329,8 +329,13 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     autocast = autocast_context(device, config.precision)
 
     metrics = Metrics(run_dir, config, ddp, step)
+    evaluation = None
     if ddp.is_main:
         write_config_toml(run_dir / "config.toml", config, model_config)
+        if config.eval_every:
+            from trainer import evaluate  # imported here: trainer.evaluate imports this module
+            evaluation = evaluate.training_eval_sets(config.eval_zeroshot, config.eval_retrieval,
+                                                     config.workdir)
     logger.info("training %s (%.1f M parameters) on %s x%d, %d samples per step, steps %d..%d",
                 config.model, sum(p.numel() for p in clip.parameters()) / 1e6, device,
                 ddp.world_size, config.batch_size * ddp.world_size, step + 1, config.steps)
@@ -365,6 +370,9 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
                         "data": positions, "rng": rng_states(),
                         "model_config": dataclasses.asdict(model_config),
                         "tokenizer": tokenizer.source, "config": dataclasses.asdict(config)})
+            if evaluation and step % config.eval_every == 0:  # the main rank only; others wait
+                metrics.write(evaluate.evaluate_during_training(clip, tokenizer, evaluation,
+                                                                config.workdir, step, device))
     logger.info("done: %s at step %d (%d samples skipped)", checkpoints / "latest.pt", step,
                 position["skipped"])
 
@@ -406,6 +414,11 @@ class Metrics:
             self.handle.close()
         if self.board:
             self.board.close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.handle:
+            self.handle.write(json.dumps(record) + "\n")
+            self.handle.flush()
 
     def log(self, step: int, epoch: int, loss: float, lr: float, clip: CLIP,
             skipped: int) -> dict[str, Any]:
