@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 # per-query cap is small so that, on a web of a few thousand pairs, balancing visibly bites.
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
+        "synthweb": {"site_pages": 1200},
         "crawl": {"samples_per_shard": 1000, "image_size": 64, "per_query": 200},
         "shards": {"samples_per_shard": 500, "val_fraction": 0.05},
-        "train": {"name": "demo", "steps": 300},
+        "train": {"name": "demo", "steps": 500},
     },
     "test": {
         "synthweb": {"articles": 400, "vocab_size": 3000, "words_per_article": 250,
@@ -97,8 +98,8 @@ def evaluate_run(demo: DemoConfig, train_config: Any, out: Path) -> dict:
 
     checkpoint = Path(train_config.path(f"runs/{train_config.name}/checkpoints/latest.pt"))
     zeroshot = [out / "zeroshot" / "shape", out / "zeroshot" / "colour"]
-    return evaluate_checkpoint(checkpoint, zeroshot, str(Path(demo.workdir) / "data" / "shards"
-                                                         / "val-*.tar"))
+    return evaluate_checkpoint(checkpoint.resolve(), [p.resolve() for p in zeroshot],
+                               str((Path(demo.workdir) / "data" / "shards").resolve() / "val-*.tar"))
 
 
 def read_json(path: Path) -> dict:
@@ -139,8 +140,9 @@ def summary_rows(workdir: Path, outcome: dict) -> list[tuple[str, str]]:
                      f"{result['top1'] / result['chance']:.1f}×)"))
     retrieval = outcome["evaluation"].get("retrieval", {})
     if retrieval:
-        rows.append(("retrieval recall@5", f"image→text {retrieval['image_to_text_r5']:.1%}, "
-                                            f"text→image {retrieval['text_to_image_r5']:.1%}"))
+        rows.append(("retrieval recall@5",
+                     f"image→text {retrieval['image_to_text']['recall@5']:.1%}, "
+                     f"text→image {retrieval['text_to_image']['recall@5']:.1%}"))
     rows.append(("report", str(workdir / "manifests" / "report.html")))
     rows.append(("run", str(workdir / "runs" / outcome["run"])))
     rows.append(("seconds per stage", ", ".join(f"{k} {v}" for k, v in outcome["timings"].items())))
