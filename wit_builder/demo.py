@@ -29,7 +29,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "synthweb": {"site_pages": 1200},
         "crawl": {"samples_per_shard": 1000, "image_size": 64, "per_query": 200},
         "shards": {"samples_per_shard": 500, "val_fraction": 0.05},
-        "train": {"name": "demo", "model": "tiny-cnn", "steps": 500},
+        "train": {"name": "demo", "model": "tiny-cnn", "steps": 700},
     },
     "test": {
         "synthweb": {"articles": 400, "vocab_size": 3000, "words_per_article": 250,
