@@ -32,7 +32,8 @@ from wit_builder.engine import map_partitions
 from wit_builder.match import QueryMatcher
 from wit_builder.options import WitError
 from wit_builder.sources.html import parse_page
-from wit_builder.sources.pool import PoolColumns, PoolPartition, pool_partitions, read_pool
+from wit_builder.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
+                                      read_pool)
 from wit_builder.sources.warc import expand_warc_locations, read_html_responses
 from wit_builder.sources.web import WebCrawlSettings, crawl_web
 
@@ -166,9 +167,8 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
             for pair in images.pairs:
                 yield pair.url, pair.text, page_url
     elif partition.kind == "pool":
-        fmt = partition.location.lower().removesuffix(".gz").rsplit(".", 1)[-1]
-        fmt = {"json": "jsonl", "ndjson": "jsonl"}.get(fmt, fmt)
-        part = PoolPartition(partition.location, fmt, partition.row_groups)
+        part = PoolPartition(partition.location, pool_format(partition.location),
+                             partition.row_groups)
         for url, text in read_pool(part, settings.columns):
             yield url, text, ""
     else:

@@ -35,6 +35,14 @@ class PageImages:
     dropped: Counter = field(default_factory=Counter)
 
 
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def is_html_type(content_type: str | None) -> bool:
+    """True for an HTML Content-Type header value (parameters such as charset ignored)."""
+    return (content_type or "").split(";")[0].strip().lower() in HTML_TYPES
+
+
 def decode_html(body: bytes | str) -> str:
     """Page bytes as text: UTF-8 when valid, else Windows-1252 (what browsers assume for Latin-1)."""
     if isinstance(body, str):

@@ -13,12 +13,10 @@ from typing import BinaryIO
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from wit_builder.options import WitError
+from wit_builder.sources.html import is_html_type
 from wit_builder.sources.paths import expand_input_paths
 
 log = logging.getLogger(__name__)
-
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-
 
 def expand_warc_locations(spec: str) -> list[str]:
     """A URL, a file, a directory (its *.warc / *.warc.gz) or a glob, as a sorted list."""
@@ -46,10 +44,6 @@ def open_location(location: str, timeout: float = 60.0) -> Iterator[BinaryIO]:
         yield response.raw
     finally:
         response.close()
-
-
-def is_html(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() in HTML_TYPES
 
 
 def declared_length(record) -> int | None:
@@ -114,7 +108,7 @@ def yield_page(record, dropped: Counter) -> tuple[str, bytes] | None:
     if record.http_headers.status_code != 200:
         dropped["http_status"] += 1
         return None
-    if not is_html(record.http_headers.get("Content-Type")):
+    if not is_html_type(record.http_headers.get("Content-Type")):
         dropped["not_html"] += 1
         return None
     body = record.reader.read()

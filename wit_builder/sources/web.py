@@ -21,11 +21,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from wit_builder.netguard import BlockedAddressError, GuardedResolver, check_url
+from wit_builder.sources.html import is_html_type
 
 log = logging.getLogger(__name__)
 
 REDIRECTS = {301, 302, 303, 307, 308}
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 NOT_PAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg", ".bmp", ".ico", ".pdf", ".zip",
              ".gz", ".mp4", ".mp3", ".css", ".js", ".json", ".xml", ".tar")
 
@@ -270,10 +270,6 @@ async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes
             raise FetchFailed("too_large")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def is_html_type(content_type: str) -> bool:
-    return content_type.split(";")[0].strip().lower() in HTML_TYPES
 
 
 def crawl_web(seeds: list[str], settings: WebCrawlSettings,
