@@ -24,6 +24,8 @@ class PartitionedStageConfig(StageConfig):
 
     workers: int = option(0, "worker processes (0: one per core)")
     engine: str = option("local", "where partitions run", choices=["local", "ray"])
+    ray_address: str = option("", "with --engine ray: the Ray cluster to join (host:port, "
+                                  "ray://host:port or auto); default: a local Ray")
 
 
 @dataclass
@@ -111,7 +113,6 @@ class CrawlConfig(PartitionedStageConfig):
     trusted_origins: list[str] = option([], "host:port origins exempt from the address guard "
                                             "(a known mirror on a private network)",
                                         metavar="HOST:PORT")
-    ray_address: str = option("", "Ray cluster address (default: start a local Ray)")
     synthweb_dir: str = option("data/synthweb", "the generated synthetic web that source "
                                                 "synthweb: serves")
 
@@ -133,6 +134,8 @@ class ShardsConfig(PartitionedStageConfig):
 @dataclass
 class DemoConfig(StageConfig):
     size: str = option("demo", "sizes of the synthetic web", choices=["demo", "test"])
+    port: int = option(8765, "port the demo serves its site on; image URLs, hence the uids that "
+                       "balancing and the val split hash, contain it (0: any free port)")
 
 
 STAGES: dict[str, type] = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +54,35 @@ def stage_config(stage: str, demo: DemoConfig, **overrides: Any) -> Any:
 def crawl_synthweb(demo: DemoConfig, synthweb_config: Any, out: Path) -> None:
     """Serve the site and crawl it three ways: live, as a WARC recording, as a URL pool."""
     from wit_builder import crawl
-    from wit_builder.synthweb.server import SiteServer
     from wit_builder.synthweb.warc import record_site
 
-    with SiteServer(out / "site", host="127.0.0.1", port=0) as server:
+    with serve_site(out / "site", demo.port) as server:
         recorded = out / "recorded"
         record_site(out, synthweb_config, server.url.rstrip("/"), recorded)
         sources = [f"web:{server.url}", f"warc:{recorded / 'site.warc.gz'}",
                    f"pool:{recorded / 'pool.parquet'}"]
         crawl.run(stage_config("crawl", demo, source=sources, allow_private=True,
                                crawl_delay=0.0))
+
+
+@contextmanager
+def serve_site(site: Path, port: int) -> Iterator[Any]:
+    """The site served on `port` when it is free (same URLs, so the same selection and val split
+    on every run), else on any free port."""
+    from wit_builder.synthweb.server import SiteServer
+
+    try:
+        server = SiteServer(site, host="127.0.0.1", port=port).__enter__()
+    except WitError as error:
+        if port == 0:
+            raise
+        log.warning("demo: %s; serving on another port, so this run's selection of pairs and "
+                    "its val split differ from a run on port %d", error, port)
+        server = SiteServer(site, host="127.0.0.1", port=0).__enter__()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def run_stages(demo: DemoConfig) -> dict:
