@@ -7,16 +7,22 @@ BIN    := $(VENV)/bin
 CONFIG ?= witbuilder.toml
 WIT    := $(BIN)/wit --config $(CONFIG)
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install synthweb queries crawl shards train eval demo test bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py wit_builder/queries/_hotloop.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+# The test extras (pytest, open_clip for comparisons) and Ray, for the engine tests.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,ray]'
+	touch $(TEST_STAMP)
 
 # The embedded synthetic web every default input comes from (a no-op when up to date).
 synthweb: $(STAMP)
@@ -40,10 +46,10 @@ eval: $(STAMP)
 demo: $(STAMP)
 	$(WIT) demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	@set -e; for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; done
 

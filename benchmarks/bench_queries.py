@@ -1,7 +1,8 @@
 """Query builder speed: `wit queries` on a synthetic multistream dump against plain decompression
 (`bzip2 -dc`, and `lbzip2 -dc -n 2` when the Debian package lbzip2 is installed), in MB of XML per
-second of wall time and per CPU-second; and its peak memory on the dump and on a dump 4x smaller
-(it should stay flat).
+second of wall time and per CPU-second; the two bz2 decoders a worker can use (Python's bz2 and
+indexed_bzip2 on one thread) over the same partitions; and peak memory on the dump and on a dump
+4x smaller (it should stay flat).
 
     .venv/bin/python benchmarks/bench_queries.py --xml-mb 200 --workers 2
 """
@@ -22,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
+from wit_builder.queries.counts import compiled_available  # noqa: E402
 from wit_builder.synthweb import wiki  # noqa: E402
+from wit_builder.wikipedia.reader import decompressed, plan_dump  # noqa: E402
 
 XML_BYTES_PER_ARTICLE = 6_400  # of the benchmark dump at the demo's text sizes (redirects and other pages included)
 
@@ -63,6 +66,21 @@ def run_queries(dump: dict, workers: int, workdir: Path) -> tuple[float, dict]:
     return seconds, json.loads((workdir / "queries" / "stats.json").read_text())
 
 
+def decoder_rows(dump: dict, mb: float) -> list[list]:
+    """Python's bz2 and indexed_bzip2 (one thread each) decompressing every partition of the
+    dump in this process, as a `wit queries` worker does."""
+    partitions = plan_dump(dump["dump"], dump["index"]).partitions
+    rows = []
+    for name, fast in (("Python bz2, 1 thread", False), ("indexed_bzip2, 1 thread", True)):
+        started, cpu = time.perf_counter(), time.process_time()
+        for part in partitions:
+            for _ in decompressed(part.path, part.start, part.end, fast_bz2=fast):
+                pass
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        rows.append([name, 1, round(mb / seconds, 1), round(seconds, 1), round(mb / cpu, 1), "-"])
+    return rows
+
+
 def peak_mb(stats: dict) -> float:
     memory = stats["peak_rss_mb"]
     return max(memory["main"], memory["worker_max"])
@@ -98,6 +116,9 @@ def benchmark(root: Path, xml_mb: float, workers: int) -> None:
                      round(lbzip2, 1), round(mb / cpu, 1), "-"])
     else:
         print("lbzip2 is not installed (apt-get install lbzip2): its row is skipped")
+    rows.extend(decoder_rows(large, mb))
+    if not compiled_available():
+        print("the compiled hot loop is not built (pip install -e .): wit queries runs in Python")
     results = {}
     for count in sorted({1, workers}):
         seconds, stats = run_queries(large, count, root / f"run-{count}")

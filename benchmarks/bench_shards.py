@@ -1,6 +1,8 @@
 """`wit shards` speed and memory at 1x and 4x input: samples/s and peak RSS, against the naive
 way (read every sample into memory, shuffle, write with webdataset's ShardWriter), on the same raw
 shards (rendered JPEGs in the crawl's format). Each run is a fresh process, so peaks are its own.
+`--index-samples N` adds the dedup search alone (dedup.py) on generated index files of N and 4N
+entries, within the budget and held in one partition (as the in-memory search did).
 
     .venv/bin/python benchmarks/bench_shards.py --samples 1000 --memory-budget-mb 16
 """
@@ -58,6 +60,45 @@ def measure(args: argparse.Namespace) -> None:
                       "rss": peak_rss_mb()}))
 
 
+def measure_dedup(args: argparse.Namespace) -> None:
+    """Child process: the dedup search alone over index files; time, peak memory, partitions."""
+    from wit_builder import dedup
+
+    pieces = json.loads((Path(args.dedup) / "pieces.json").read_text())
+    plan = dedup.plan_dedup(Path(args.dedup) / "work", {int(Path(path).stem): rows
+                                                         for path, rows in pieces},
+                            4, float(args.memory_budget_mb))
+    started = time.monotonic()
+    stats = dedup.deduplicate(plan, [tuple(piece) for piece in pieces], progress=False)
+    removed = sum(table.num_rows for table in dedup.removals(plan))
+    print(json.dumps({"seconds": time.monotonic() - started, "rss": peak_rss_mb(),
+                      "removed": removed, "partitions": stats.exact_partitions,
+                      "rows": stats.largest_partition_rows}))
+
+
+def generate_index(args: argparse.Namespace) -> None:
+    """Child process: fake index files (exact, near and identical-hash copies) of one size."""
+    from test_dedup import write_fake_index
+
+    pieces = write_fake_index(Path(args.generate_index), args.samples, 4, per_shard=2000)
+    (Path(args.generate_index) / "pieces.json").write_text(json.dumps(pieces))
+    print(json.dumps({"samples": args.samples}))
+
+
+def dedup_rows(index_samples: int, budget: float) -> list[list]:
+    rows = []
+    with tempfile.TemporaryDirectory() as temporary:
+        for scale in (1, 4):
+            folder = str(Path(temporary) / f"x{scale}")
+            child("--generate-index", folder, "--samples", str(index_samples * scale))
+            for label, memory in (("within the budget", budget), ("one partition", 65536.0)):
+                result = child("--dedup", folder, "--memory-budget-mb", str(memory))
+                rows.append([f"{scale}x", f"{index_samples * scale:,}", label,
+                             result["partitions"], f"{result['rows']:,}", result["removed"],
+                             index_samples * scale / result["seconds"], result["rss"]])
+    return rows
+
+
 def generate(args: argparse.Namespace) -> None:
     """Child process: the raw shards of one input size; their counts as JSON on stdout."""
     from shards_fixtures import build_raw_dataset
@@ -78,11 +119,14 @@ def child(*options: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=1000, help="samples of the 1x input")
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="samples of the 1x input (0: only the dedup search)")
     parser.add_argument("--side", type=int, default=192, help="side of the rendered images")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-budget-mb", type=float, default=16.0)
-    for hidden in ("--measure", "--generate", "--tool"):
+    parser.add_argument("--index-samples", type=int, default=0,
+                        help="also time the dedup search alone on N and 4N index entries")
+    for hidden in ("--measure", "--generate", "--tool", "--dedup", "--generate-index"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -90,6 +134,17 @@ def main() -> None:
         return measure(args)
     if args.generate:
         return generate(args)
+    if args.dedup:
+        return measure_dedup(args)
+    if args.generate_index:
+        return generate_index(args)
+    if args.index_samples:
+        print_table(f"dedup search alone ({args.memory_budget_mb:g} MB budget, 1 process)",
+                    ["input", "index entries", "memory", "exact partitions",
+                     "most rows held", "removed", "entries/s", "peak RSS MB"],
+                    dedup_rows(args.index_samples, args.memory_budget_mb))
+    if args.samples <= 0:
+        return
     rows = []
     with tempfile.TemporaryDirectory() as temporary:
         for scale in (1, 4):

@@ -84,3 +84,12 @@ URL_PIECES = ["http://", "https://", "HTTP://", "//", "/", "./", "../", "?", "#"
 @settings(max_examples=400, deadline=None)
 def test_fast_url_resolution_equals_urljoin(url, base):
     assert UrlResolver(base).resolve(url) == resolve_url(base, url)
+
+
+def test_one_walk_finds_base_and_robots_meta_anywhere_in_the_page():
+    html = ('<img src="a.jpg" alt="first"><base href="http://cdn.test/m/">'
+            '<img src="b.jpg" alt="second"><meta name="robots" content="noimageindex">')
+    result = extract_images(html, PAGE)
+    assert result.pairs == [] and result.dropped == {"opted_out": 2}
+    kept = extract_images(html.replace("noimageindex", "nofollow"), PAGE)
+    assert [p.url for p in kept.pairs] == ["http://cdn.test/m/a.jpg", "http://cdn.test/m/b.jpg"]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wit_builder.match import QueryMatcher, word_string
+from wit_builder.match import QueryMatcher, matchable_text, word_string
 from wit_builder.text import WORD, normalize
 from wit_builder.options import WitError
 
@@ -78,3 +78,44 @@ def test_fast_word_string_equals_the_regex(text):
     normalized = normalize(text)
     assert word_string(normalized) == " ".join(WORD.findall(normalized))
 
+
+
+def reference_matchable(text: str) -> str:
+    """What the fast paths must equal: WORD's words of the NFKC text, possessives split."""
+    padded = " " + " ".join(WORD.findall(normalize(text))) + " "
+    return padded.replace("'s ", " 's ")
+
+
+TEXT_PIECES = st.sampled_from(["a", "B", "cat", "York", "'s", "'", "-", "--", "''", " ", "  ", ".",
+                               ",", "\n", "\t", "_", "É", "ﬁ", "’", "\xa0", "7", "(", "s"])
+
+
+@given(st.lists(TEXT_PIECES, max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_matchable_text_has_exactly_the_reference_words(text):
+    assert matchable_text(text).split() == reference_matchable(text).split()
+
+
+@given(st.lists(st.lists(TEXT_PIECES, min_size=1, max_size=4).map("".join), min_size=1,
+                max_size=6),
+       st.lists(TEXT_PIECES, max_size=16).map("".join))
+@settings(max_examples=200, deadline=None)
+def test_matches_equal_substring_search_over_normalised_words(queries, text):
+    keys = [" " + " ".join(reference_matchable(q).split()) + " " for q in queries]
+    padded = " " + " ".join(reference_matchable(text).split()) + " "
+    last_id = {key: i for i, key in enumerate(keys) if key.strip()}  # equal keys: the last id
+    expected = sorted(i for key, i in last_id.items() if key in padded)
+    assert QueryMatcher.from_queries(enumerate(queries)).match(text) == expected
+
+
+def test_cached_matcher_matches_like_the_freshly_built_one(tmp_path):
+    queries = ["red", "red triangle", "new york", "york's", "café", "state-of-the-art"]
+    path = tmp_path / "queries.parquet"
+    pq.write_table(pa.table({"query_id": pa.array(range(len(queries)), pa.int32()),
+                             "query": queries}), path)
+    texts = ["A red triangle", "New York's café", "state-of-the-art, red-ish", "nothing"]
+    built = QueryMatcher.from_queries(enumerate(queries))
+    for attempt in range(2):  # the first call builds the cache, the second only reads it
+        cached = QueryMatcher.for_queries_file(path)
+        assert [cached.match(t) for t in texts] == [built.match(t) for t in texts] == [
+            [0, 1], [2, 3, 4], [5], []]

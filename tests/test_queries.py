@@ -21,7 +21,7 @@ from tests.conftest import TEST_SYNTHWEB
 from wit_builder.cli import main
 from wit_builder.config import SynthwebConfig
 from wit_builder.options import WitError
-from wit_builder.queries.counts import CountTask, PartialCounts, count_partition
+from wit_builder.queries.counts import CountTask, PartialCounts, count_partition, read_spill
 from wit_builder.queries.titles import credit_articles, read_pageviews, titles_from_links
 from wit_builder.queries.wordnet import read_wordnet
 from wit_builder.synthweb import wiki, wordnet
@@ -72,8 +72,11 @@ def dump_counts(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Partia
 def spilled_bigrams(spills: list[str]) -> Counter:
     pairs: Counter = Counter()
     for path in spills:
-        for row in pq.read_table(path).to_pylist():
-            pairs[f"{row['w1']} {row['w2']}"] += row["count"]
+        words, batches = read_spill(path)
+        words = words.to_pylist()
+        for batch in batches:
+            for row in batch.to_pylist():
+                pairs[f"{words[row['w1']]} {words[row['w2']]}"] += row["count"]
     return pairs
 
 

@@ -25,10 +25,11 @@ import pyarrow.parquet as pq
 
 from wit_builder import atomic, schemas
 from wit_builder.balance import BalanceSettings, balance_by_query
-from wit_builder.captions import CaptionLimits, LanguageDetector, caption_problem, clean_caption
+from wit_builder.captions import (DEFAULT_MIN_PROB, CaptionLimits, LanguageDetector, caption_problem,
+                                 clean_caption)
 from wit_builder.config import CrawlConfig
 from wit_builder.download import download_selection, status_table
-from wit_builder.engine import map_partitions
+from wit_builder.engine import map_partitions, stage_engine
 from wit_builder.match import QueryMatcher
 from wit_builder.options import WitError
 from wit_builder.sources.html import parse_page
@@ -295,11 +296,18 @@ def harvest(config: CrawlConfig, sources: list[Source], site_url: str | None,
     return partitions
 
 
+def min_lang_prob(config: CrawlConfig) -> float:
+    """The threshold the user set, else the chosen detector's own."""
+    if "min_lang_prob" in getattr(config, "explicit", ()):
+        return config.min_lang_prob
+    return DEFAULT_MIN_PROB[config.lang_detector]
+
+
 def partition_settings(config: CrawlConfig, queries: Path) -> PartitionSettings:
     return PartitionSettings(
         workdir=str(config.workdir), queries=str(queries),
         limits=CaptionLimits(min_chars=config.min_text_chars, max_chars=config.max_text_chars),
-        lang=config.lang, min_lang_prob=config.min_lang_prob, lang_detector=config.lang_detector,
+        lang=config.lang, min_lang_prob=min_lang_prob(config), lang_detector=config.lang_detector,
         seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col))
 
 
@@ -347,6 +355,7 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
     return stats
 
 
+@stage_engine
 def run(config: CrawlConfig) -> int:
     # The embedded site (source synthweb:) stays up until the images are downloaded too.
     with synthweb_site(config, parse_sources(config)) as site_url:

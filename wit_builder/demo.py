@@ -36,7 +36,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "test": {
         "synthweb": {"articles": 400, "vocab_size": 3000, "words_per_article": 250,
                      "site_pages": 160, "images_per_page": 8, "image_size": 64,
-                     "zeroshot_per_class": 10},
+                     "zeroshot_per_class": 50},
         "crawl": {"samples_per_shard": 500, "image_size": 64, "per_query": 100, "workers": 1},
         "shards": {"samples_per_shard": 250, "val_fraction": 0.05, "workers": 1},
         "train": {"name": "demo", "model": "tiny-cnn", "steps": 150, "workers": 1},

@@ -1,15 +1,14 @@
-"""64-bit perceptual hashes (DCT pHash) and a near-duplicate search that does not compare all pairs.
+"""64-bit perceptual hashes (DCT pHash) and the bands that let a near-duplicate search skip pairs.
 
-The search is multi-index hashing: cut the 64 bits into `max_bits + 1` bands; two hashes within
-`max_bits` of each other agree exactly on at least one band (pigeonhole), so only hashes sharing a
-band value are compared.
+The search (dedup.py) is multi-index hashing: cut the 64 bits into `max_bits + 1` bands; two hashes
+within `max_bits` of each other agree exactly on at least one band (pigeonhole), so only hashes
+sharing a band value are compared.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -44,33 +43,3 @@ def bands(max_bits: int) -> list[tuple[int, int]]:
     count = max_bits + 1
     edges = [round(i * 64 / count) for i in range(count + 1)]
     return [(low, (1 << (high - low)) - 1) for low, high in zip(edges, edges[1:])]
-
-
-def near_duplicates(hashes: Sequence[int], max_bits: int) -> list[tuple[int, int, int]]:
-    """(index, kept index, distance) for every hash within `max_bits` of an earlier kept hash.
-
-    Hashes are visited in order; one with no kept hash near it is kept, so the first occurrence of
-    each near-duplicate group survives. Among several kept matches the closest (then the earliest)
-    is named.
-    """
-    if max_bits <= 0:
-        return []
-    ranges = bands(max_bits)
-    tables: list[dict[int, list[int]]] = [{} for _ in ranges]
-    kept: dict[int, int] = {}
-    found = []
-    for index, value in enumerate(hashes):
-        keys = [(value >> shift) & mask for shift, mask in ranges]
-        best = None
-        for table, key in zip(tables, keys):
-            for other in table.get(key, ()):
-                distance = (value ^ kept[other]).bit_count()
-                if distance <= max_bits and (best is None or (distance, other) < best):
-                    best = (distance, other)
-        if best is not None:
-            found.append((index, best[1], best[0]))
-            continue
-        kept[index] = value
-        for table, key in zip(tables, keys):
-            table.setdefault(key, []).append(index)
-    return found

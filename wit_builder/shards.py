@@ -1,13 +1,18 @@
 """`wit shards`: raw download shards -> deduplicated, globally shuffled, split training shards.
 
-Three passes, each a map over partitions that `engine.py` runs anywhere:
+Passes, each a map over partitions that `engine.py` runs anywhere:
   1. scan: every raw shard is checked against its manifest; each good sample gets a perceptual hash,
-     an index row, and is scattered to an on-disk bucket chosen by a seeded hash of its uid (and to
-     its split, chosen by a seed-free hash of its uid, so adding data never moves a sample);
-  2. shuffle: duplicates (found on the index alone) are dropped and each bucket, small enough for
-     memory, is shuffled and written as one run of tar blocks;
-  3. assemble: the runs, concatenated in bucket order, are cut into shards of a fixed size by byte
+     an index row (in one index file per raw shard), and is scattered to an on-disk bucket chosen by
+     a seeded hash of its uid (and to its split, chosen by a seed-free hash of its uid, so adding
+     data never moves a sample);
+  2. dedup (`dedup.py`): duplicates are found on the index files, partition by partition, and each
+     bucket is told which of its samples to drop;
+  3. shuffle: each bucket, small enough for memory, drops its duplicates, is shuffled and written as
+     one run of tar blocks;
+  4. assemble: the runs, concatenated in bucket order, are cut into shards of a fixed size by byte
      ranges. The same seed gives byte-identical shards whatever the number of workers.
+The main process holds counts and one partition's rows at a time, never a row per sample (but
+for the report, whose plots take the kept samples' sizes and caption lengths).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from wit_builder import atomic, dataset_summary, schemas
+from wit_builder import atomic, dataset_summary, dedup, schemas
 from wit_builder.config import ShardsConfig
-from wit_builder.engine import map_partitions
+from wit_builder.dataset_summary import Tally
+from wit_builder.engine import map_partitions, stage_engine
 from wit_builder.options import WitError
-from wit_builder.phash import near_duplicates, phash
+from wit_builder.phash import phash
 from wit_builder.tarsamples import END_OF_ARCHIVE, read_samples, sample_block
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 MAX_BUCKETS = 4096
 REQUIRED_MEMBERS = ("jpg", "txt", "json")
+DEDUP_ROW_GROUP = 1 << 20  # pyarrow's default row group length
 
 INDEX = pa.schema([
     ("uid", pa.string()), ("sha256", pa.string()), ("phash", pa.uint64()),
@@ -72,8 +79,8 @@ class BucketJob:
     split: str
     bucket: int
     pieces: tuple[str, ...]
-    removed: frozenset[tuple[int, str]]  # (raw shard, key) of duplicates
-    run: str                             # output path without suffix
+    drop: str | None  # order keys (int64) of the bucket's duplicates, when it has any
+    run: str          # output path without suffix
     seed: int
 
 
@@ -133,23 +140,28 @@ def read_crawl_manifest(location: str) -> pa.Table:
 # ---- pass 1: scan and scatter ---------------------------------------------------------------
 
 class PieceFiles:
-    """One open file per (split, bucket) that a raw shard's samples go to, opened on first use."""
+    """One open file per (split, bucket) that a raw shard's samples go to, opened on first use,
+    with the order keys of its samples beside it (`NNNNN.orders`, int64) for the dedup drop."""
 
     def __init__(self, work: str, raw_shard: int) -> None:
-        self.work, self.raw_shard, self.handles = Path(work), raw_shard, {}
+        self.work, self.raw_shard, self.handles, self.orders = Path(work), raw_shard, {}, {}
 
-    def write(self, split: str, bucket: int, block: bytes) -> None:
+    def write(self, split: str, bucket: int, block: bytes, order: int) -> None:
         handle = self.handles.get((split, bucket))
         if handle is None:
             folder = self.work / "buckets" / f"{split}-{bucket:05d}"
             folder.mkdir(parents=True, exist_ok=True)
             handle = self.handles[split, bucket] = open(folder / f"{self.raw_shard:05d}.tar", "wb")
+            self.orders[split, bucket] = []
         handle.write(block)
+        self.orders[split, bucket].append(order)
 
     def close(self) -> None:
-        for handle in self.handles.values():
+        for place, handle in self.handles.items():
             handle.write(END_OF_ARCHIVE)
             handle.close()
+            np.array(self.orders[place], dtype=np.int64).tofile(
+                Path(handle.name).with_suffix(".orders"))
 
 
 def checked_meta(key: str, members: dict[str, bytes], expected: dict[str, tuple[str, str]],
@@ -191,10 +203,11 @@ def index_row(key: str, members: dict[str, bytes], meta: dict, sha256: str, imag
 
 
 def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
-    """Check one raw shard against its manifest, hash and scatter its good samples to buckets."""
+    """Check one raw shard against its manifest, hash and scatter its good samples to buckets;
+    its index rows go to one scratch parquet file, named in the result with their count."""
     problems: Counter = Counter()
     result = {"number": shard.number, "problems": problems, "statuses": Counter(),
-              "index": INDEX.empty_table()}
+              "index": None, "rows": 0}
     if shard.manifest is None:
         log.warning("shards: %s has no manifest (unfinished crawl shard): skipped", shard.tar)
         problems["tar_without_manifest"] += 1
@@ -216,7 +229,11 @@ def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
     rows, seen = scatter_samples(shard, expected, settings, problems)
     if missing := len(expected.keys() - seen):
         problems["missing_from_tar"] += missing
-    result["index"] = pa.Table.from_pylist(rows, schema=INDEX)
+    if rows:
+        result["index"] = str(Path(settings.work) / "index" / f"{shard.number:05d}.parquet")
+        result["rows"] = len(rows)
+        Path(result["index"]).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=INDEX), result["index"])
     return result
 
 
@@ -244,40 +261,70 @@ def scatter_samples(shard: RawShard, expected: dict[str, tuple[str, str]],
                     hashlib.sha256(members["jpg"]).hexdigest()
                 row = index_row(key, members, meta, sha256, image_hash, shard.number, position,
                                 settings, len(block))
-                pieces.write(row["split"], row["bucket"], block)
+                pieces.write(row["split"], row["bucket"], block, (shard.number << 32) | position)
                 rows.append(row)
     finally:
         pieces.close()
     return rows, seen
 
 
-# ---- dedup (on the index alone) -------------------------------------------------------------
+# ---- dedup (on the index files, see dedup.py) ----------------------------------------------
 
-def find_duplicates(index: pa.Table, near_dup_bits: int) -> list[dict]:
-    """Removal rows (schema DEDUP): exact copies by sha256 of the original bytes, then near copies
-    by perceptual hash; the index's order (raw shard, position) decides which copy is first."""
-    uids, digests = index["uid"].to_pylist(), index["sha256"].to_pylist()
-    first_of: dict[str, int] = {}
-    removals, survivors = [], []
-    for row, digest in enumerate(digests):
-        if digest in first_of:
-            removals.append({"uid": uids[row], "duplicate_of": uids[first_of[digest]],
-                             "kind": "exact", "distance": 0, "row": row})
-        else:
-            first_of[digest] = row
-            survivors.append(row)
-    hashes = index["phash"].to_pylist()
-    for position, kept, distance in near_duplicates([hashes[r] for r in survivors], near_dup_bits):
-        row = survivors[position]
-        removals.append({"uid": uids[row], "duplicate_of": uids[survivors[kept]],
-                         "kind": "near", "distance": distance, "row": row})
-    return sorted(removals, key=lambda removal: removal["row"])
+def drop_path(work: Path, split: str, bucket: int) -> Path:
+    return work / "drop" / f"{split}-{bucket:05d}.orders"
 
 
-def kept_mask(index: pa.Table, removals: list[dict]) -> np.ndarray:
-    mask = np.ones(index.num_rows, dtype=bool)
-    mask[[removal["row"] for removal in removals]] = False
-    return mask
+def record_removals(plan: dedup.DedupPlan, work: Path, settings: ScatterSettings, tally: Tally,
+                    sources: dataset_summary.SourceCounter) -> None:
+    """Stream the removals in order into `work/dedup.parquet` (schema DEDUP), append each one's
+    order key to its bucket's drop file, and count them by kind and source."""
+    # Row groups of pyarrow's default size (when the budget holds one) make the same bytes as
+    # writing the whole table at once.
+    group_rows = min(DEDUP_ROW_GROUP, plan.partition_rows)
+    pending: list[pa.Table] = []
+    with pq.ParquetWriter(work / "dedup.parquet", schemas.DEDUP, compression="zstd") as writer:
+        for removals in dedup.removals(plan):
+            tally.per_dedup_kind.update(removals["kind"].to_pylist())
+            sources.add(removals["uid"], -1)
+            append_drop_orders(work, removals, settings)
+            pending.append(removals.select(schemas.DEDUP.names).cast(schemas.DEDUP))
+            if sum(table.num_rows for table in pending) >= group_rows:
+                pending = write_row_groups(writer, pa.concat_tables(pending), group_rows)
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=group_rows)
+
+
+def write_row_groups(writer: pq.ParquetWriter, table: pa.Table, group_rows: int
+                     ) -> list[pa.Table]:
+    """Write the full row groups of `table`; the rest, to be continued."""
+    full = table.num_rows - table.num_rows % group_rows
+    if full:
+        writer.write_table(table.slice(0, full), row_group_size=group_rows)
+    return [table.slice(full)] if full < table.num_rows else []
+
+
+def append_drop_orders(work: Path, removals: pa.Table, settings: ScatterSettings) -> None:
+    places: dict[tuple[str, int], list[int]] = {}
+    for uid, order in zip(removals["uid"].to_pylist(), removals["order"].to_pylist()):
+        place = (split_of(uid, settings.val_fraction), bucket_of(uid, settings.seed,
+                                                                 settings.buckets))
+        places.setdefault(place, []).append(order)
+    (work / "drop").mkdir(exist_ok=True)
+    for (split, bucket), orders in places.items():
+        with open(drop_path(work, split, bucket), "ab") as handle:
+            np.array(orders, dtype=np.int64).tofile(handle)
+
+
+def kept_index(pieces: list[tuple[str, int]], work: Path) -> pa.Table:
+    """The index rows of the kept samples (for the report's plots)."""
+    drop = [np.fromfile(path, np.int64) for path in sorted((work / "drop").glob("*.orders"))]
+    removed = np.concatenate([np.zeros(0, np.int64), *drop])
+    tables = []
+    for path, _ in pieces:
+        table = pq.read_table(path)
+        orders = dedup.order_keys(table["raw_shard"].to_numpy(), table["position"].to_numpy())
+        tables.append(table.filter(pa.array(~np.isin(orders, removed))))
+    return pa.concat_tables([INDEX.empty_table(), *tables])
 
 
 # ---- pass 2: shuffle each bucket ------------------------------------------------------------
@@ -285,12 +332,13 @@ def kept_mask(index: pa.Table, removals: list[dict]) -> np.ndarray:
 def shuffle_bucket(job: BucketJob) -> dict:
     """Drop the bucket's duplicates, shuffle it in memory, write it as one run (+ its offsets)."""
     problems: Counter = Counter()
+    drop = set(np.fromfile(job.drop, np.int64).tolist()) if job.drop else set()
     blocks = []
     for piece in job.pieces:
-        raw_shard = int(Path(piece).stem)
+        orders = np.fromfile(Path(piece).with_suffix(".orders"), np.int64).tolist()
         with open(piece, "rb") as stream:
-            for key, members in read_samples(stream, problems, piece):
-                if (raw_shard, key) not in job.removed:
+            for order, (key, members) in zip(orders, read_samples(stream, problems, piece)):
+                if order not in drop:
                     blocks.append(sample_block(key, members))
     if problems:
         raise RuntimeError(f"shards: bucket piece unreadable in {job.run}: {dict(problems)}")
@@ -304,19 +352,15 @@ def shuffle_bucket(job: BucketJob) -> dict:
     return {"split": job.split, "bucket": job.bucket, "run": job.run, "samples": len(blocks)}
 
 
-def bucket_jobs(work: Path, index: pa.Table, mask: np.ndarray, seed: int) -> list[BucketJob]:
+def bucket_jobs(work: Path, seed: int) -> list[BucketJob]:
     """One job per (split, bucket) that received samples, each told which of its samples to drop."""
-    removed: dict[tuple[str, int], set[tuple[int, str]]] = {}
-    dropped = index.filter(pa.array(~mask))
-    for row in dropped.select(["split", "bucket", "raw_shard", "key"]).to_pylist():
-        removed.setdefault((row["split"], row["bucket"]), set()).add((row["raw_shard"], row["key"]))
     jobs = []
     for folder in sorted((work / "buckets").glob("*-*")):
         split, bucket = folder.name.split("-")
         pieces = tuple(str(path) for path in sorted(folder.glob("*.tar"),
                                                     key=lambda path: int(path.stem)))
-        jobs.append(BucketJob(split, int(bucket), pieces,
-                              frozenset(removed.get((split, int(bucket)), ())),
+        drop = drop_path(work, split, int(bucket))
+        jobs.append(BucketJob(split, int(bucket), pieces, str(drop) if drop.exists() else None,
                               str(work / "runs" / folder.name), seed))
     (work / "runs").mkdir(parents=True, exist_ok=True)
     return jobs
@@ -386,28 +430,43 @@ def bucket_count(raw_bytes: int, memory_budget_mb: float) -> int:
     return max(1, min(MAX_BUCKETS, math.ceil(raw_bytes / (memory_budget_mb * 2**20))))
 
 
-def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSettings
-             ) -> tuple[pa.Table, Counter, Counter]:
+def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSettings,
+             tally: Tally, sources: dataset_summary.SourceCounter) -> list[tuple[str, int]]:
+    """Scan every raw shard; the index files (path, rows) in raw shard order."""
     scan = functools.partial(scan_raw_shard, settings=settings)
-    results = map_partitions(scan, shards, workers=config.workers, engine=config.engine,
-                             desc="shards: scan + scatter")
-    problems: Counter = Counter()
-    statuses: Counter = Counter()
-    for result in results:
-        problems.update(result["problems"])
-        statuses.update(result["statuses"])
-    index = pa.concat_tables([result["index"] for result in results])
-    return index, problems, statuses
+    pieces = []
+    for result in map_partitions(scan, shards, workers=config.workers, engine=config.engine,
+                                 desc="shards: scan + scatter"):
+        tally.problems.update(result["problems"])
+        tally.statuses.update(result["statuses"])
+        if result["index"]:
+            pieces.append((result["index"], result["rows"]))
+            tally.samples_read += result["rows"]
+            sources.add(pq.read_table(result["index"], columns=["uid"])["uid"], 1)
+    return pieces
 
 
-def write_training_shards(config: ShardsConfig, work: Path, out: Path, index: pa.Table,
-                          mask: np.ndarray) -> list[dict]:
-    jobs = bucket_jobs(work, index, mask, config.seed)
+def find_duplicates(config: ShardsConfig, work: Path, pieces: list[tuple[str, int]],
+                    settings: ScatterSettings, tally: Tally,
+                    sources: dataset_summary.SourceCounter) -> None:
+    """Run dedup.py on the index files; its removals become drop files and dedup.parquet."""
+    rows_per_shard = {int(Path(path).stem): rows for path, rows in pieces}
+    plan = dedup.plan_dedup(work / "dedup", rows_per_shard, config.near_dup_bits,
+                            config.memory_budget_mb)
+    dedup.deduplicate(plan, pieces, workers=config.workers, engine=config.engine)
+    record_removals(plan, work, settings, tally, sources)
+    shutil.rmtree(work / "dedup", ignore_errors=True)
+
+
+def write_training_shards(config: ShardsConfig, work: Path, out: Path, tally: Tally
+                          ) -> list[dict]:
+    jobs = bucket_jobs(work, config.seed)
     runs = map_partitions(shuffle_bucket, jobs, workers=config.workers, engine=config.engine,
                           desc="shards: shuffle buckets")
     plans = []
     for split in SPLITS:
         ordered = sorted((run for run in runs if run["split"] == split), key=lambda r: r["bucket"])
+        tally.per_split[split] += sum(run["samples"] for run in ordered)
         plans += plan_shards([(run["run"], run["samples"]) for run in ordered], split,
                              config.samples_per_shard, out)
     return map_partitions(assemble_shard, plans, workers=config.workers, engine=config.engine,
@@ -424,6 +483,7 @@ def remove_stale_shards(out: Path, written: list[dict]) -> None:
                 path.unlink()
 
 
+@stage_engine
 def run(config: ShardsConfig) -> int:
     """Dedupe, shuffle, split and write the training shards, their manifests and the report."""
     started = time.monotonic()
@@ -435,27 +495,35 @@ def run(config: ShardsConfig) -> int:
     work.mkdir(parents=True)
     buckets = bucket_count(raw_bytes, config.memory_budget_mb)
     settings = ScatterSettings(str(work), buckets, config.seed, config.val_fraction)
+    manifests = Path(config.path("manifests"))
+    tally = Tally()
     try:
-        index, problems, statuses = scan_all(config, raw_shards, settings)
-        removals = find_duplicates(index, config.near_dup_bits)
-        mask = kept_mask(index, removals)
-        written = write_training_shards(config, work, out, index, mask)
+        sources = dataset_summary.SourceCounter(
+            dataset_summary.selection_file(manifests / "selection.parquet"), work / "sources",
+            dedup.rows_within(config.memory_budget_mb))
+        pieces = scan_all(config, raw_shards, settings, tally, sources)
+        find_duplicates(config, work, pieces, settings, tally, sources)
+        tally.per_source = sources.counts()
+        written = write_training_shards(config, work, out, tally)
+        if sum(tally.per_split.values()) != tally.samples_read - sum(tally.per_dedup_kind.values()):
+            raise RuntimeError(f"shards: {sum(tally.per_split.values())} samples written, but "
+                               f"{tally.samples_read} read less {tally.per_dedup_kind} removed")
+        remove_stale_shards(out, written)
+        atomic.write_parquet(manifests / "shards.parquet",
+                             pa.Table.from_pylist(written, schema=schemas.SHARDS))
+        with atomic.atomic_path(manifests / "dedup.parquet") as temporary:
+            shutil.copyfile(work / "dedup.parquet", temporary)
+        summary = dataset_summary.summarize(config, tally, written, raw_shards, raw_bytes,
+                                            buckets)
+        atomic.write_json(manifests / "dataset.json", summary)
+        if config.report:
+            from wit_builder import report
+
+            report.write_report(config, summary, kept_index(pieces, work), written)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    remove_stale_shards(out, written)
-    manifests = Path(config.path("manifests"))
-    atomic.write_parquet(manifests / "shards.parquet",
-                         pa.Table.from_pylist(written, schema=schemas.SHARDS))
-    atomic.write_parquet(manifests / "dedup.parquet", pa.Table.from_pylist(
-        [{k: v for k, v in r.items() if k != "row"} for r in removals], schema=schemas.DEDUP))
-    summary = dataset_summary.summarize(config, index, mask, removals, problems, statuses,
-                                        written, raw_shards, raw_bytes, buckets)
-    atomic.write_json(manifests / "dataset.json", summary)
-    if config.report:
-        from wit_builder import report
-
-        report.write_report(config, summary, index.filter(pa.array(mask)), written)
     log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1fs)",
-             summary["totals"]["train"], summary["totals"]["val"], len(written), len(removals),
-             sum(problems.values()), time.monotonic() - started)
+             summary["totals"]["train"], summary["totals"]["val"], len(written),
+             summary["totals"]["duplicates"], summary["totals"]["skipped"],
+             time.monotonic() - started)
     return 0

@@ -37,17 +37,31 @@ def split_member_name(name: str) -> tuple[str, str]:
     return key, extension.lower()
 
 
+class EndAwareTarInfo(tarfile.TarInfo):
+    """Notes on its TarFile whether the archive ended with the end-of-archive zero block: tarfile
+    takes a header cut short, or no header at all, for a normal end, which hides truncation."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            tar.reached_end_marker = True
+            raise
+
+
 def read_samples(stream: BinaryIO, problems: Counter, source: str = "tar"
                  ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {extension: bytes}) for every sample of the tar `stream`, in file order.
 
-    Skipped members and a truncated end are counted in `problems`; the sample that was being read
-    when the tar broke off is dropped (it may have lost members; the caller, comparing with the
-    manifest, counts it missing), the ones before it are kept.
+    Skipped members and a truncated end (an error, a member cut short, or no end-of-archive
+    block) are counted in `problems`; the sample that was being read when the tar broke off is
+    dropped (it may have lost members; the caller, comparing with the manifest, counts it
+    missing), the ones before it are kept.
     """
     key, members = None, {}
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=EndAwareTarInfo) as tar:
             for info in tar:
                 if not info.isfile():
                     problems["member_not_a_file"] += 1
@@ -58,11 +72,15 @@ def read_samples(stream: BinaryIO, problems: Counter, source: str = "tar"
                     continue
                 member_key, extension = split_member_name(info.name)
                 data = tar.extractfile(info).read()
+                if len(data) != info.size:
+                    raise EOFError(f"member {info.name} cut short")
                 if member_key != key:
                     if key is not None:
                         yield key, members
                     key, members = member_key, {}
                 members[extension] = data
+            if not getattr(tar, "reached_end_marker", False):
+                raise EOFError("no end-of-archive block")
     except (tarfile.TarError, EOFError, OSError) as error:
         log.warning("%s: truncated or corrupt tar (%s); the samples before %s are kept",
                     source, error, key or "its first sample")

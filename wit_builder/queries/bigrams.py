@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-BUCKET_ROWS = 1_000_000  # spilled rows per bucket, on average: 16 MB of records to sort
+from wit_builder.queries.counts import read_spill
+
+BUCKET_ROWS = 250_000  # spilled rows per bucket, on average: 4 MB of records to sort
 MAX_BUCKETS = 1024  # open files while scattering
 RECORD = np.dtype([("key", "<i8"), ("count", "<i8")])
 SCORED = np.dtype([("key", "<i8"), ("count", "<i8"), ("pmi", "<f8")])
@@ -29,15 +30,15 @@ class Bigram:
     pmi: float
 
 
-def select_bigrams(spills: list[str], unigrams: dict[str, int], vocabulary: list[str],
+def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocabulary: list[str],
                    total_tokens: int, min_count: int, limit: int, work_dir: Path) -> list[Bigram]:
-    """The `limit` highest-PMI pairs of `vocabulary` words seen at least `min_count` times."""
+    """The `limit` highest-PMI pairs of `vocabulary` words seen at least `min_count` times
+    (`rows`: how many pair rows the spill files hold)."""
     if not vocabulary or limit <= 0 or total_tokens <= 0:
         return []
     vocabulary = sorted(vocabulary)
     words = pa.array(vocabulary, pa.string())
     frequencies = np.array([unigrams[word] for word in vocabulary], dtype=np.float64)
-    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in spills)
     buckets = min(MAX_BUCKETS, max(1, math.ceil(rows / BUCKET_ROWS)))
     found = np.zeros(0, dtype=SCORED)
     for bucket_path in scatter_to_buckets(spills, words, buckets, work_dir):
@@ -64,9 +65,12 @@ def scatter_to_buckets(spills: list[str], words: pa.Array, buckets: int,
     handles = [open(path, "wb") for path in paths]
     try:
         for spill in spills:
-            for batch in pq.ParquetFile(spill).iter_batches(batch_size=1 << 18):
-                records = pair_records(batch, words)
-                bucket_of = records["key"] % buckets
+            spill_words, batches = read_spill(spill)
+            ids = vocabulary_ids(spill_words, words)
+            for batch in batches:
+                records = pair_records(batch, ids, len(words))
+                # int16 (buckets ≤ MAX_BUCKETS): numpy's stable sort is then a radix sort
+                bucket_of = (records["key"] % buckets).astype(np.int16)
                 order = np.argsort(bucket_of, kind="stable")
                 bounds = np.searchsorted(bucket_of[order], np.arange(buckets + 1))
                 for bucket in np.flatnonzero(np.diff(bounds)):
@@ -78,15 +82,20 @@ def scatter_to_buckets(spills: list[str], words: pa.Array, buckets: int,
     return paths
 
 
-def pair_records(batch: pa.RecordBatch, words: pa.Array) -> np.ndarray:
+def vocabulary_ids(spill_words: pa.Array, words: pa.Array) -> np.ndarray:
+    """For each word of a spill file, its index in the sorted vocabulary (-1: not in it)."""
+    found = pc.index_in(spill_words, value_set=words)
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def pair_records(batch: pa.RecordBatch, ids: np.ndarray, size: int) -> np.ndarray:
     """(key, count) records of a spill batch's pairs of vocabulary words; key = id1 · V + id2."""
-    first = pc.index_in(batch.column("w1"), value_set=words)
-    second = pc.index_in(batch.column("w2"), value_set=words)
-    kept = pc.and_(pc.is_valid(first), pc.is_valid(second))
-    records = np.empty(pc.sum(kept.cast(pa.int64())).as_py() or 0, dtype=RECORD)
-    records["key"] = (pc.filter(first, kept).to_numpy().astype(np.int64) * len(words)
-                      + pc.filter(second, kept).to_numpy())
-    records["count"] = pc.filter(batch.column("count"), kept).to_numpy()
+    first = ids[batch.column("w1").to_numpy()]
+    second = ids[batch.column("w2").to_numpy()]
+    kept = (first >= 0) & (second >= 0)
+    records = np.empty(int(kept.sum()), dtype=RECORD)
+    records["key"] = first[kept] * size + second[kept]
+    records["count"] = batch.column("count").to_numpy()[kept]
     return records
 
 

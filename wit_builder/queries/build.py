@@ -7,13 +7,11 @@ import dataclasses
 import hashlib
 import logging
 import os
-import queue
 import resource
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -22,14 +20,15 @@ from tqdm import tqdm
 
 from wit_builder import atomic
 from wit_builder.config import QueriesConfig
-from wit_builder.engine import run_partitions, worker_count
+from wit_builder.engine import run_partitions, stage_engine, worker_count
 from wit_builder.options import WitError
 from wit_builder.queries.bigrams import select_bigrams
-from wit_builder.queries.counts import CountTask, PartialCounts, count_partition
+from wit_builder.queries.counts import (CountTask, PartialCounts, compiled_available,
+                                        count_partition)
 from wit_builder.queries.titles import (credit_articles, pageviews_files, popular_titles,
                                         read_pageviews, titles_from_links)
 from wit_builder.queries.wordnet import read_wordnet
-from wit_builder.wikipedia.reader import DumpPlan, plan_dump
+from wit_builder.wikipedia.reader import DumpPlan, plan_dump, prefetched
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,7 @@ QUERIES_SCHEMA = pa.schema([("query_id", pa.int32()), ("query", pa.string()),
 SOURCE_ORDER = ("wordnet", "unigram", "bigram", "title")
 
 
+@stage_engine
 def run(config: QueriesConfig) -> int:
     """Build the query list described by `config`; 0 on success (bad input raises WitError)."""
     started = time.monotonic()
@@ -49,6 +49,9 @@ def run(config: QueriesConfig) -> int:
     plan = plan_dump(str(config.path(config.wiki)),
                      str(config.path(config.index)) if config.index else "", workers)
     log.info("queries: reading %s dump %s with %d workers", plan.kind, plan.source, workers)
+    if not compiled_available():
+        log.warning("queries: the compiled hot loop is not built (`pip install -e .` builds it "
+                    "with a C compiler); counting in Python, several times slower")
     hashes = start_hashing(plan.files if plan.kind != "url" else [])
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +91,7 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
     total = PartialCounts()
     options = {"workers": workers, "engine": config.engine, "desc": "queries: counting"}
     if plan.serial:
-        tasks = (CountTask(chunk, str(spill_dir / f"chunk-{chunk.number:06d}.parquet"), count_links)
+        tasks = (CountTask(chunk, str(spill_dir / f"chunk-{chunk.number:06d}.arrow"), count_links)
                  for chunk in prefetched(plan.chunks(), depth=workers + 1))
         # Waves of a few chunks per worker: the reader runs ahead (in a thread) while they count.
         with tqdm(desc="queries: counting", unit="chunk", leave=False) as bar:
@@ -97,7 +100,7 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
                     total.merge(partial)
                     bar.update()
         return total
-    tasks = [CountTask(part, str(spill_dir / f"part-{number:06d}.parquet"), count_links)
+    tasks = [CountTask(part, str(spill_dir / f"part-{number:06d}.arrow"), count_links)
              for number, part in enumerate(plan.partitions)]
     # Merged as they arrive (run_partitions, not map_partitions): holding every partition's
     # counts until the end would make memory grow with the dump.
@@ -106,47 +109,14 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
     return total
 
 
-def prefetched(items: Iterator, depth: int) -> Iterator:
-    """`items`, produced by a background thread up to `depth` ahead (bz2 releases the GIL, so
-    decompression overlaps the workers); its exceptions are re-raised here."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    finished = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(finished)
-        except BaseException as error:  # handed to the consumer, which raises it
-            buffer.put(error)
-
-    thread = threading.Thread(target=produce, name="dump-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := buffer.get()) is not finished:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
 def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
                    wordnet: list[str], pageviews: list[str],
                    spill_dir: Path) -> dict[str, list[tuple]]:
     """Each source's candidates, best first: (query, count, pmi)."""
     unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
     unigrams.sort(key=lambda item: (-item[1], item[0]))
-    bigrams = select_bigrams(counts.spills, counts.unigrams, [word for word, _ in unigrams],
+    bigrams = select_bigrams(counts.spills, counts.spill_rows, counts.unigrams,
+                             [word for word, _ in unigrams],
                              counts.tokens, config.bigram_min_count, config.bigrams, spill_dir)
     bigram_counts = {bigram.query: bigram.count for bigram in bigrams}
     if pageviews:

@@ -45,7 +45,8 @@ def xml_unescape(text: str) -> str:
 
 def numeric_character(match: re.Match) -> str:
     value = match.group(1)
-    return chr(int(value[1:], 16) if value[0] in "xX" else int(value))
+    code = int(value[1:], 16) if value[0] in "xX" else int(value)
+    return chr(code) if code <= 0x10FFFF else "\ufffd"  # beyond Unicode: shown as unknown
 
 
 def parse_page(block: bytes) -> Page:
