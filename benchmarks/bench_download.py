@@ -91,8 +91,19 @@ class DescendantCPU:
         self.thread = threading.Thread(target=self.sample_until_stopped, daemon=True)
 
     def __enter__(self) -> "DescendantCPU":
+        # Processes already alive (a fork server kept from an earlier run) count from now on.
+        self.before = self.read_all()
         self.thread.start()
         return self
+
+    def read_all(self) -> dict[int, float]:
+        usage = {}
+        for pid in descendants(os.getpid(), self.exclude):
+            try:
+                usage[pid] = cpu_seconds(pid)
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+        return usage
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
@@ -101,16 +112,13 @@ class DescendantCPU:
     def sample_until_stopped(self) -> None:
         started = time.thread_time()
         while not self.stop.wait(self.interval):
-            for pid in descendants(os.getpid(), self.exclude):
-                try:
-                    self.seen[pid] = max(self.seen.get(pid, 0.0), cpu_seconds(pid))
-                except (FileNotFoundError, ProcessLookupError, IndexError):
-                    pass
+            for pid, seconds in self.read_all().items():
+                self.seen[pid] = max(self.seen.get(pid, 0.0), seconds)
             self.sampling_cpu = time.thread_time() - started
 
     @property
     def seconds(self) -> float:
-        return sum(self.seen.values())
+        return sum(seconds - self.before.get(pid, 0.0) for pid, seconds in self.seen.items())
 
 
 def descendants(root: int, exclude: int) -> list[int]:
@@ -164,19 +172,18 @@ def run_witbuilder(selection: Path, workdir: Path, args: argparse.Namespace) -> 
     return download_selection(config, selection)["stored"]
 
 
-def ceiling_per_core(paths: list[Path], image_size: int, seconds: float) -> float:
-    """Images per CPU second of decode + resize + encode in one thread, no network (CPU time,
-    not wall time, so other programs on the machine do not lower the ceiling)."""
+def ceiling_slice(bodies: list[bytes], settings: ImageSettings,
+                  seconds: float) -> tuple[int, float]:
+    """(images, CPU seconds) of decode + resize + encode in one thread, no network, for about
+    `seconds` of CPU (CPU time, not wall time, so other programs do not lower the ceiling)."""
     import cv2
 
     cv2.setNumThreads(1)
-    settings = ImageSettings(image_size=image_size, quality=90)
-    bodies = [path.read_bytes() for path in paths]
     done, started = 0, time.thread_time()
     while time.thread_time() - started < seconds:
         process_image(bodies[done % len(bodies)], settings)
         done += 1
-    return done / (time.thread_time() - started)
+    return done, time.thread_time() - started
 
 
 def timed(label: str, function, server_pid: int, images: int) -> dict:
@@ -192,6 +199,16 @@ def timed(label: str, function, server_pid: int, images: int) -> dict:
             "cpu_ms": 1000 * cpu / images, "server_cpu": cpu_seconds(server_pid) - cpu_before}
 
 
+def combined(results: list[dict]) -> dict:
+    """Several runs of one downloader as one: total images over total seconds and CPU."""
+    images = sum(r["rate"] * r["seconds"] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    return {"label": results[0]["label"], "stored": sum(r["stored"] for r in results),
+            "seconds": seconds, "rate": images / seconds,
+            "cpu_ms": sum(r["cpu_ms"] * r["rate"] * r["seconds"] for r in results) / images,
+            "server_cpu": sum(r["server_cpu"] for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
@@ -200,10 +217,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--per-shard", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each downloader (2: img2dataset, witbuilder, witbuilder, "
+                             "img2dataset)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         (scratch / "jpegs").mkdir()
@@ -215,22 +236,34 @@ def main() -> None:
             base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
             selection = scratch / "selection.parquet"
             write_selection(selection, base, args.images)
-            i2d = timed("img2dataset", lambda: run_img2dataset(selection, scratch / "i2d", args),
-                        server.pid, args.images)
-            wit = timed("witbuilder", lambda: run_witbuilder(selection, scratch / "wit", args),
-                        server.pid, args.images)
+            # The ceiling is measured in slices before, between and after the runs, so that it
+            # sees the same machine (load, clock) as they do; with --repeats 2 the runs go
+            # img2dataset, witbuilder, witbuilder, img2dataset, which cancels a drifting load.
+            bodies = [path.read_bytes() for path in paths]
+            settings = ImageSettings(image_size=args.image_size, quality=90)
+            slices = [ceiling_slice(bodies, settings, 4)]
+            runs: dict[str, list[dict]] = {"img2dataset": [], "witbuilder": []}
+            for repeat in range(args.repeats):
+                for label in list(runs)[::1 if repeat % 2 == 0 else -1]:
+                    run = run_img2dataset if label == "img2dataset" else run_witbuilder
+                    output = scratch / f"{label}-{repeat}"
+                    runs[label].append(timed(label, lambda: run(selection, output, args),
+                                             server.pid, args.images))
+                    slices.append(ceiling_slice(bodies, settings, 4))
         finally:
             server.terminate()
             server.wait()
-        per_core = ceiling_per_core(paths, args.image_size, seconds=10)
+    i2d, wit = (combined(results) for results in runs.values())
+    per_core = sum(done for done, _ in slices) / sum(cpu for _, cpu in slices)
     ceiling, ceiling_ms = per_core * args.workers, 1000 / per_core
     rows = [[r["label"], args.workers, r["stored"], r["seconds"], r["rate"],
              r["rate"] / i2d["rate"], r["rate"] / ceiling, r["cpu_ms"], ceiling_ms / r["cpu_ms"],
              r["server_cpu"]] for r in (i2d, wit)]
     rows.append([f"ceiling ({per_core:.0f}/core x {args.workers})", args.workers, "-", "-",
                  ceiling, ceiling / i2d["rate"], 1.0, ceiling_ms, 1.0, "-"])
-    print_table(f"Download: {args.images} JPEGs ({args.distinct} distinct, mean "
-                f"{mean_kb:.0f} kB) to {args.image_size} px longest side, {os.cpu_count()} cores",
+    print_table(f"Download: {args.repeats} x {args.images} JPEGs ({args.distinct} distinct, mean "
+                f"{mean_kb:.0f} kB) to {args.image_size} px longest side, {os.cpu_count()} cores, "
+                f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
                 ["downloader", "processes", "stored", "seconds", "images/s", "vs img2dataset",
                  "share of ceiling (wall)", "CPU ms/image", "share of ceiling (CPU)",
                  "server CPU s"], rows)

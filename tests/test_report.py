@@ -5,6 +5,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 from PIL import Image
 
@@ -83,3 +84,31 @@ def test_report_survives_a_crawl_without_balance_or_queries_files(tmp_path):
                                  for src in reader.images)
     assert not any("queries.png" in src for src in reader.images)
     assert Path(tmp_path / "manifests" / "report" / "samples.png").is_file()
+
+
+def index_piece(path: Path, rows: int) -> tuple[str, int]:
+    """A scan piece of `rows` index rows (shard 0, positions 0..rows-1) with sha1-like uids."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    uids = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(rows)]
+    columns = {field.name: pa.nulls(rows, field.type) for field in shards.INDEX}
+    columns.update(uid=pa.array(uids), raw_shard=pa.array([0] * rows, pa.int32()),
+                   position=pa.array(range(rows), pa.int32()))
+    pq.write_table(pa.table(columns, schema=shards.INDEX), path)
+    return str(path), rows
+
+
+def test_report_plots_a_bounded_uniform_sample_of_the_kept_samples(tmp_path, monkeypatch):
+    piece = index_piece(tmp_path / "index.parquet", 4000)
+    (tmp_path / "drop").mkdir()
+    np.array([0, 1, 2], np.int64).tofile(tmp_path / "drop" / "train-0.orders")
+    everything = shards.kept_index([piece], tmp_path, seed=0)
+    assert everything.num_rows == 3997  # under the cap: every kept sample, the dropped excluded
+    assert not {0, 1, 2} & set(everything["position"].to_pylist())
+    monkeypatch.setattr(shards, "REPORT_ROWS", 1000)
+    sample = shards.kept_index([piece], tmp_path, seed=0)
+    assert 1000 - 3 * 28 <= sample.num_rows <= 1000 + 3 * 28  # binomial(4000, 1/4)
+    assert sample.equals(shards.kept_index([piece], tmp_path, seed=0))
+    assert not sample.equals(shards.kept_index([piece], tmp_path, seed=1))

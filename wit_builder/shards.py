@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from wit_builder import atomic, dataset_summary, dedup, schemas
+from wit_builder.balance import uid_keys
 from wit_builder.config import ShardsConfig
 from wit_builder.dataset_summary import Tally
 from wit_builder.engine import map_partitions, stage_engine
@@ -49,6 +50,9 @@ SPLITS = ("train", "val")
 MAX_BUCKETS = 4096
 REQUIRED_MEMBERS = ("jpg", "txt", "json")
 DEDUP_ROW_GROUP = 1 << 20  # pyarrow's default row group length
+# The report's size and caption-length plots are drawn from a uniform sample of at most this many
+# kept samples, so that writing it takes the same memory at any dataset size.
+REPORT_ROWS = 200_000
 
 INDEX = pa.schema([
     ("uid", pa.string()), ("sha256", pa.string()), ("phash", pa.uint64()),
@@ -315,15 +319,19 @@ def append_drop_orders(work: Path, removals: pa.Table, settings: ScatterSettings
             np.array(orders, dtype=np.int64).tofile(handle)
 
 
-def kept_index(pieces: list[tuple[str, int]], work: Path) -> pa.Table:
-    """The index rows of the kept samples (for the report's plots)."""
+def kept_index(pieces: list[tuple[str, int]], work: Path, seed: int) -> pa.Table:
+    """The index rows of a uniform sample of the kept samples (at most REPORT_ROWS, chosen by a
+    seeded hash of uid), for the report's size and caption-length plots."""
     drop = [np.fromfile(path, np.int64) for path in sorted((work / "drop").glob("*.orders"))]
     removed = np.concatenate([np.zeros(0, np.int64), *drop])
+    share = min(1.0, REPORT_ROWS / max(1, sum(rows for _, rows in pieces)))
+    threshold = np.uint64(min(int(share * 2**64), 2**64 - 1))
     tables = []
     for path, _ in pieces:
         table = pq.read_table(path)
         orders = dedup.order_keys(table["raw_shard"].to_numpy(), table["position"].to_numpy())
-        tables.append(table.filter(pa.array(~np.isin(orders, removed))))
+        sampled = uid_keys(table["uid"], seed) <= threshold
+        tables.append(table.filter(pa.array(~np.isin(orders, removed) & sampled)))
     return pa.concat_tables([INDEX.empty_table(), *tables])
 
 
@@ -519,7 +527,7 @@ def run(config: ShardsConfig) -> int:
         if config.report:
             from wit_builder import report
 
-            report.write_report(config, summary, kept_index(pieces, work), written)
+            report.write_report(config, summary, kept_index(pieces, work, config.seed), written)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1fs)",

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from wit_builder.config import CrawlConfig
 from wit_builder.download.fetch import FetchSettings
 from wit_builder.download.images import ImageSettings
-from wit_builder.download.native import DownloadSettings, download_shard, plan_shards
+from wit_builder.download.native import (DownloadSettings, download_shard, finish_shard,
+                                          plan_shards)
 from wit_builder.download.stats import progress_postfix, status_table, summary
 from wit_builder.engine import run_partitions
 from wit_builder.options import WitError
@@ -61,6 +62,10 @@ def download_selection(config: CrawlConfig, selection: Path) -> dict:
         from wit_builder.download.img2dataset_backend import download_with_img2dataset
 
         return download_with_img2dataset(config, selection)
+    # This process writes the manifests, and pyarrow's first list → Arrow conversion imports
+    # pandas (~0.35 CPU s): load it now, not between two shards (workers never need it).
+    import pandas  # noqa: F401
+
     started = time.monotonic()
     shards = plan_shards(selection, config.samples_per_shard)
     work = functools.partial(download_shard, settings=download_settings(config))
@@ -70,6 +75,7 @@ def download_selection(config: CrawlConfig, selection: Path) -> dict:
     try:
         for result in run_partitions(work, shards, workers=config.workers,
                                      engine=config.engine, progress=False):
+            finish_shard(result, str(config.workdir))
             statuses.update(result["statuses"])
             skipped += result["skipped"]
             if result["skipped"]:

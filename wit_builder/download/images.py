@@ -4,6 +4,7 @@ when the target is smaller), fix orientation and colour mode, resize, re-encode 
 JPEGs in RGB or grey go through OpenCV's reduced decode (the fastest scaled decoder here; it applies
 the EXIF orientation itself); every other format, and any JPEG that is CMYK, truncated or odd, goes
 through Pillow, which handles the colour modes (CMYK, palette, alpha, 16-bit) explicitly.
+Pixels stay in OpenCV's BGR order from decode to encode: no colour conversion on the JPEG path.
 """
 
 from __future__ import annotations
@@ -121,11 +122,10 @@ def reduction_factor(scale: float) -> int:
 
 
 def decode_with_opencv(data: bytes, factor: int) -> np.ndarray | None:
-    """RGB array of a JPEG decoded at 1/factor scale, or None when OpenCV cannot."""
+    """BGR array of a JPEG decoded at 1/factor scale, or None when OpenCV cannot."""
     flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
              8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    return None if array is None else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -146,14 +146,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_with_pillow(image: Image.Image, scale: float) -> np.ndarray:
-    """RGB array of any format Pillow reads (first frame of animations), EXIF-oriented."""
+    """BGR array of any format Pillow reads (first frame of animations), EXIF-oriented."""
     if image.format == "JPEG" and scale < 1.0:
         width, height = image.size
         image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
-        return np.asarray(to_rgb(image))
+        return cv2.cvtColor(np.asarray(to_rgb(image)), cv2.COLOR_RGB2BGR)
     except Exception as error:
         raise ImageRejected("decode_error", f"cannot decode: {error}") from None
 
@@ -190,15 +190,14 @@ def scale_to(array: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def encode_jpeg(array: np.ndarray, quality: int) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(array, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, encoded = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ImageRejected("decode_error", "JPEG encoding failed")
     return encoded.tobytes()
 
 
 def decode(data: bytes, settings: ImageSettings) -> tuple[np.ndarray, int, int]:
-    """(RGB array, original width, original height) after the format and size checks."""
+    """(BGR array, original width, original height) after the format and size checks."""
     if sniff_format(data) is None:
         raise ImageRejected("not_image", "content is not an image (magic bytes)")
     image = open_header(data)

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import pandas  # noqa: F401  (pyarrow imports it at its first list→Arrow conversion, ~0.7 s;
-#                 imported here, the fork server loads it once for every worker)
 import pyarrow.parquet as pq
 
 from wit_builder.download import writer
@@ -46,10 +44,11 @@ class DownloadSettings:
 
 @dataclass
 class Outcome:
-    """What became of one selected row: its manifest row and, when stored, its sample."""
+    """What became of one selected row: its manifest row and, when stored, its sample as tar
+    members (encoded in the thread pool, so the event loop only appends bytes to the file)."""
 
     row: dict
-    sample: dict | None
+    members: bytes | None
 
 
 def plan_shards(selection: Path, samples_per_shard: int) -> list[DownloadShard]:
@@ -82,7 +81,8 @@ def manifest_row(row: dict, shard: int, fetched: Fetched, status: str, error: st
 
 def stored_outcome(row: dict, shard: int, index: int, fetched: Fetched,
                    image_settings: ImageSettings) -> Outcome:
-    """Decode, check and re-encode fetched bytes (runs in the thread pool)."""
+    """Decode, check and re-encode fetched bytes, and encode the sample's tar members (runs in
+    the thread pool)."""
     started = time.monotonic()
     digest = sha256_hex(fetched.body)
     try:
@@ -99,7 +99,7 @@ def stored_outcome(row: dict, shard: int, index: int, fetched: Fetched,
             "sha256": digest}
     seconds = fetched.seconds + time.monotonic() - started
     return Outcome(manifest_row(row, shard, fetched, "ok", None, digest, key, seconds),
-                   writer.sample_members(key, image.jpeg, row["text"], meta))
+                   writer.tar_members(writer.sample_members(key, image.jpeg, row["text"], meta)))
 
 
 async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings,
@@ -114,8 +114,8 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
     def write_ready() -> None:
         while len(manifest) in done:
             outcome = done.pop(len(manifest))
-            if outcome.sample is not None:
-                tar.write(outcome.sample)
+            if outcome.members is not None:
+                tar.write_members(outcome.members)
             manifest.append(outcome.row)
 
     async def worker(session, pool) -> None:
@@ -146,18 +146,28 @@ def status_counts(manifest: list[dict]) -> Counter:
 
 
 def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
-    """Download one shard (skipped when its manifest exists) and return its status counts."""
+    """Download one shard's tar (skipped when its manifest exists) and return its status counts
+    and manifest rows, for the caller to write with `finish_shard`.
+
+    The manifest is written by the process that collects the results: a list → Arrow conversion
+    imports pandas (~0.35 CPU s), which the workers' fork server then never needs to load."""
     manifest_file = writer.manifest_path(settings.workdir, shard.index)
     if manifest_file.exists():
         table = writer.read_manifest(manifest_file)
         counts = Counter(table.column("status").to_pylist())
-        return {"shard": shard.index, "statuses": dict(counts), "skipped": True, "seconds": 0.0}
+        return {"shard": shard.index, "statuses": dict(counts), "skipped": True, "seconds": 0.0,
+                "manifest": None}
     # One worker process per core already: OpenCV's own threads would only contend.
     cv2.setNumThreads(1)
     started = time.monotonic()
     rows = read_rows(shard)
     with writer.shard_tar(writer.tar_path(settings.workdir, shard.index)) as tar:
         manifest = asyncio.run(download_rows(rows, shard.index, settings, tar))
-    writer.write_manifest(manifest_file, manifest)
     return {"shard": shard.index, "statuses": dict(status_counts(manifest)), "skipped": False,
-            "seconds": time.monotonic() - started}
+            "seconds": time.monotonic() - started, "manifest": manifest}
+
+
+def finish_shard(result: dict, workdir: str) -> None:
+    """Write the manifest of a shard `download_shard` downloaded: last, it marks the shard done."""
+    if result["manifest"] is not None:
+        writer.write_manifest(writer.manifest_path(workdir, result["shard"]), result["manifest"])
