@@ -79,3 +79,22 @@ def test_held_out_zero_shot_images_are_never_in_the_training_data(demo):
                                   ["sha256"])
     assert len(originals) > 400 and held_out
     assert not held_out & originals
+
+
+def test_demo_serves_on_a_free_port_when_its_own_is_taken(synthweb_dir, caplog):
+    import socket
+    import urllib.request
+
+    from wit_builder.demo import serve_site
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with serve_site(synthweb_dir / "site", port) as server:
+            assert not server.url.endswith(f":{port}")
+            assert urllib.request.urlopen(server.url + "/robots.txt", timeout=10).status == 200
+    finally:
+        taken.close()
+    assert "serving on another port" in caplog.text

@@ -22,7 +22,8 @@ from wit_builder.cli import main
 from wit_builder.config import SynthwebConfig
 from wit_builder.options import WitError
 from wit_builder.queries.counts import CountTask, PartialCounts, count_partition, read_spill
-from wit_builder.queries.titles import credit_articles, read_pageviews, titles_from_links
+from wit_builder.queries.titles import (credit_articles, pageviews_files, read_pageviews,
+                                        titles_from_links)
 from wit_builder.queries.wordnet import read_wordnet
 from wit_builder.synthweb import wiki, wordnet
 from wit_builder.text import normalize_query
@@ -118,7 +119,7 @@ def test_title_views_go_to_existing_articles_and_through_redirects(synth: Path, 
     assert dump_counts.titles == set(truth["article_titles"])
     assert dump_counts.redirect_targets == truth["redirect_targets"]
     namespaces = plan_dump(str(synth / MULTISTREAM)).namespaces
-    views = read_pageviews([str(synth / "pageviews")], namespaces)
+    views = read_pageviews(pageviews_files([str(synth / "pageviews")]), namespaces)
     credited = credit_articles(views, dump_counts.titles, dump_counts.redirect_targets)
     articles = {normalize_query(title) for title in truth["article_titles"]}
     redirects = {normalize_query(a): normalize_query(b) for a, b in truth["redirect_targets"].items()}

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from wit_builder import atomic
 from wit_builder.config import DemoConfig, load_config
+from wit_builder.dataset_summary import read_json_if_present
 from wit_builder.options import WitError
 
 log = logging.getLogger(__name__)
@@ -71,18 +72,16 @@ def serve_site(site: Path, port: int) -> Iterator[Any]:
     on every run), else on any free port."""
     from wit_builder.synthweb.server import SiteServer
 
-    try:
-        server = SiteServer(site, host="127.0.0.1", port=port).__enter__()
-    except WitError as error:
-        if port == 0:
-            raise
-        log.warning("demo: %s; serving on another port, so this run's selection of pairs and "
-                    "its val split differ from a run on port %d", error, port)
-        server = SiteServer(site, host="127.0.0.1", port=0).__enter__()
-    try:
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(SiteServer(site, host="127.0.0.1", port=port))
+        except WitError as error:
+            if port == 0:
+                raise
+            log.warning("demo: %s; serving on another port, so this run's selection of pairs "
+                        "and its val split differ from a run on port %d", error, port)
+            server = stack.enter_context(SiteServer(site, host="127.0.0.1", port=0))
         yield server
-    finally:
-        server.stop()
 
 
 def run_stages(demo: DemoConfig) -> dict:
@@ -123,10 +122,6 @@ def evaluate_run(demo: DemoConfig, train_config: Any, out: Path) -> dict:
                                str((Path(demo.workdir) / "data" / "shards").resolve() / "val-*.tar"))
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def summary_rows(workdir: Path, outcome: dict) -> list[tuple[str, str]]:
     """(what, figure) rows of the demo's closing table, read back from the stages' outputs."""
     rows: list[tuple[str, str]] = []
@@ -134,7 +129,7 @@ def summary_rows(workdir: Path, outcome: dict) -> list[tuple[str, str]]:
     per_source = queries.column("source").value_counts().to_pylist()
     rows.append(("queries", f"{queries.num_rows:,} (" + ", ".join(
         f"{item['values']} {item['counts']:,}" for item in per_source) + ")"))
-    crawl = read_json(workdir / "manifests" / "crawl_stats.json")
+    crawl = read_json_if_present(workdir / "manifests" / "crawl_stats.json")
     found = sum(source.get("candidates", 0) for source in crawl.get("per_source", {}).values())
     rows.append(("candidates found", f"{found:,}"))
     dropped = crawl.get("dropped", {})
@@ -144,15 +139,15 @@ def summary_rows(workdir: Path, outcome: dict) -> list[tuple[str, str]]:
     balance = crawl.get("balance", {})
     rows.append(("matched → selected", f"{balance.get('matched_pairs', 0):,} → "
                                        f"{balance.get('selected_pairs', 0):,}"))
-    statuses = download_statuses(workdir)
+    dataset = read_json_if_present(workdir / "manifests" / "dataset.json")
+    statuses = dict(dataset.get("per_status", {}))
     rows.append(("images stored", f"{statuses.pop('ok', 0):,}"))
     rows.append(("download failures", ", ".join(f"{k} {v:,}" for k, v in sorted(statuses.items()))
                  or "none"))
-    shards = pq.read_table(workdir / "manifests" / "shards.parquet").to_pylist()
+    totals = dataset.get("totals", {})
     for split in ("train", "val"):
-        of_split = [s for s in shards if s["split"] == split]
-        rows.append((f"{split} shards", f"{len(of_split)} ({sum(s['samples'] for s in of_split):,}"
-                                        f" samples)"))
+        rows.append((f"{split} shards", f"{totals.get(f'{split}_shards', 0)} "
+                                        f"({totals.get(split, 0):,} samples)"))
     losses = training_losses(workdir / "runs" / outcome["run"] / "metrics.jsonl")
     rows.append(("training loss", f"{losses[0]:.3f} → {losses[-1]:.3f}" if losses else "—"))
     for name, result in outcome["evaluation"].get("zeroshot", {}).items():
@@ -168,15 +163,6 @@ def summary_rows(workdir: Path, outcome: dict) -> list[tuple[str, str]]:
     rows.append(("run", str(workdir / "runs" / outcome["run"])))
     rows.append(("seconds per stage", ", ".join(f"{k} {v}" for k, v in outcome["timings"].items())))
     return rows
-
-
-def download_statuses(workdir: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for path in sorted((workdir / "manifests" / "crawl").glob("*.parquet")):
-        for item in pq.read_table(path, columns=["status"]).column("status").value_counts() \
-                .to_pylist():
-            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
-    return counts
 
 
 def training_losses(metrics: Path) -> list[float]:

@@ -65,13 +65,6 @@ def ascii_words(text: str) -> str:
     return padded
 
 
-def word_string(normalized: str) -> str:
-    """The words of normalised text joined by single spaces."""
-    if normalized.isascii():
-        return " ".join(ascii_words(normalized).split())
-    return " ".join(WORD.findall(normalized))
-
-
 def matchable_text(text: str) -> str:
     """The text as the automaton sees it: its words between spaces, possessives split off. Words
     are single-spaced; runs of spaces may remain at the two ends, where they change no match."""

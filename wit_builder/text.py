@@ -19,7 +19,7 @@ WORD_OR_SENTENCE_END = re.compile(WORD_PATTERN + r"|[.!?\n]+")
 
 # Typographic apostrophes and hyphens folded to ASCII so "O’Neill" and "O'Neill" are one word.
 FOLDED_PUNCTUATION = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2010": "-", "\u2011": "-"})
-FOLDED_CHARACTERS = ("\u2019", "\u02bc", "\u2010", "\u2011")
+FOLDED_CHARACTERS = tuple(map(chr, FOLDED_PUNCTUATION))
 
 
 def normalize(text: str) -> str:

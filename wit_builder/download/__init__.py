@@ -15,7 +15,7 @@ from tqdm import tqdm
 from wit_builder.config import CrawlConfig
 from wit_builder.download.fetch import FetchSettings
 from wit_builder.download.images import ImageSettings
-from wit_builder.download.native import (DownloadSettings, download_shard, finish_shard,
+from wit_builder.download.native import (COLUMNS, DownloadSettings, download_shard, finish_shard,
                                           plan_shards)
 from wit_builder.download.stats import progress_postfix, status_table, summary
 from wit_builder.engine import run_partitions
@@ -31,8 +31,7 @@ def check_selection(config: CrawlConfig, selection: Path) -> None:
         raise WitError(f"selection '{selection}' does not exist; run `wit crawl --no-download` "
                        f"first or check --workdir")
     names = set(pq.read_schema(selection).names)
-    missing = [name for name in ("uid", "url", "text", "page_url", "query_ids")
-               if name not in names]
+    missing = [name for name in COLUMNS if name not in names]
     if missing:
         raise WitError(f"selection '{selection}' lacks column(s) {', '.join(missing)}")
     for name in ("samples_per_shard", "concurrency", "image_size", "download_per_host"):

@@ -590,20 +590,21 @@ static int table_grow_slots(StringTable *t) {
     return 0;
 }
 
+/* Resize one per-id array; on failure the old block stays valid and owned by the table. */
+static int grow_array(void **array, ssz capacity, size_t item_size) {
+    void *grown = PyMem_RawRealloc(*array, capacity * item_size);
+    if (!grown) return FAILED;
+    *array = grown;
+    return 0;
+}
+
 static int table_grow_ids(StringTable *t) {
     ssz capacity = t->ids_capacity ? t->ids_capacity * 2 : 1 << 13;
-    uint64_t *hashes = PyMem_RawRealloc(t->hashes, capacity * sizeof(uint64_t));
-    if (!hashes) return FAILED;
-    t->hashes = hashes;
-    ssz *offsets = PyMem_RawRealloc(t->offsets, capacity * sizeof(ssz));
-    if (!offsets) return FAILED;
-    t->offsets = offsets;
-    uint32_t *lengths = PyMem_RawRealloc(t->lengths, capacity * sizeof(uint32_t));
-    if (!lengths) return FAILED;
-    t->lengths = lengths;
-    int64_t *counts = PyMem_RawRealloc(t->counts, capacity * sizeof(int64_t));
-    if (!counts) return FAILED;
-    t->counts = counts;
+    if (grow_array((void **)&t->hashes, capacity, sizeof *t->hashes)
+            || grow_array((void **)&t->offsets, capacity, sizeof *t->offsets)
+            || grow_array((void **)&t->lengths, capacity, sizeof *t->lengths)
+            || grow_array((void **)&t->counts, capacity, sizeof *t->counts))
+        return FAILED;
     t->ids_capacity = capacity;
     return 0;
 }

@@ -53,7 +53,7 @@ COMMON_ENTITIES = ("&nbsp;", "&ndash;", "&mdash;", "&amp;", "&lt;", "&gt;", "&qu
 COMMON_CHARACTERS = ("\xa0\u2013\u2014\u2018\u2019\u201c\u201d\u2026\u00b7\u2022\u00b0\u00d7"
                      "\u2212\u2009\u2002\u2003\u200b\u202f\u2032\u2033\u00ab\u00bb\u00a9"
                      "\u00ae\u2122\u2192\u2190\u00b1\u00bd\ufb01\ufb02\u2010\u2011\u00ad"
-                     "\u3001\u3002\uff0c\u00a7\u00b6\u2020\u00bf\u00a1\u2044\u2011")
+                     "\u3001\u3002\uff0c\u00a7\u00b6\u2020\u00bf\u00a1\u2044")
 STAND_IN_CONTEXTS = ("a", "Z", "7", ".", "!", "'", "-", "_", "&", ";", "#", "/", "")
 
 
@@ -191,7 +191,7 @@ def count_partition_python(task: CountTask) -> PartialCounts:
     counts = PartialCounts()
     pairs = PairCounter()
     with SpillWriter(task.spill_path) as spill:
-        for fragment in read_partition(task.partition, fast_bz2=False):
+        for fragment in read_partition(task.partition):
             text = article_text(fragment, counts, task.count_links)
             # Sentence ends are tokens too (".", "\n\n", "?"...), so pairs are counted in one
             # pass over all tokens and those touching a sentence end are dropped afterwards.

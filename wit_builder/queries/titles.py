@@ -9,7 +9,6 @@ import logging
 import os
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 from wit_builder.options import WitError
@@ -22,15 +21,20 @@ log = logging.getLogger(__name__)
 ENGLISH_WIKIPEDIA = {"en", "en.m", "en.wikipedia", "en.m.wikipedia"}
 
 
-def is_article_title(title: str, namespaces: Iterable[str]) -> bool:
-    """False for titles with a namespace prefix ("Talk:", "File:") or "(disambiguation)"."""
+def lowered_namespaces(namespaces: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(name.lower() for name in namespaces)
+
+
+def is_article_title(title: str, namespaces: frozenset[str]) -> bool:
+    """False for titles with a namespace prefix ("Talk:", "File:"; `namespaces` lower-cased) or
+    "(disambiguation)"."""
     if "(disambiguation)" in title.lower():
         return False
     prefix, colon, _ = title.partition(":")
     if not colon:
         return True
     prefix = prefix.replace("_", " ").strip().lower()
-    return prefix not in {name.lower() for name in namespaces}
+    return prefix not in namespaces
 
 
 def pageviews_files(paths: list[str]) -> list[str]:
@@ -51,10 +55,11 @@ def pageviews_files(paths: list[str]) -> list[str]:
 
 
 def read_pageviews(paths: list[str], namespaces: tuple[str, ...]) -> Counter:
-    """Summed views of every normalised English Wikipedia article title in the pageviews files."""
-    lowered = frozenset(name.lower() for name in namespaces)
+    """Summed views of every normalised English Wikipedia article title in the pageviews files
+    (`paths` as `pageviews_files` expanded them)."""
+    lowered = lowered_namespaces(namespaces)
     views: Counter = Counter()
-    for path in pageviews_files(paths):
+    for path in paths:
         views.update(pageviews_of_file(path, lowered))
     return views
 
@@ -89,9 +94,10 @@ def pageviews_of_file(path: str, namespaces: frozenset[str]) -> Counter:
 
 def titles_from_links(link_targets: Counter, namespaces: tuple[str, ...]) -> Counter:
     """Inbound links per normalised article title, from raw link targets counted in the dump."""
+    lowered = lowered_namespaces(namespaces)
     links: Counter = Counter()
     for target, count in link_targets.items():
-        if is_article_title(target, namespaces):
+        if is_article_title(target, lowered):
             query = normalize_query(target.replace("_", " "))
             if query:
                 links[query] += count
