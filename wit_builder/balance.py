@@ -18,14 +18,13 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wit_builder import atomic, schemas
+from wit_builder import schemas, store
 from wit_builder.engine import map_partitions
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ def uid_keys(uids: pa.Array, seed: int) -> np.ndarray:
 
 def read_matches(path: str, seed: int) -> Matches:
     """The flattened matches of one partition file (only `uid` and `query_ids` are read)."""
-    table = pq.read_table(path, columns=["uid", "query_ids"])
+    table = store.read_parquet(path, columns=["uid", "query_ids"])
     lists = table.column("query_ids").combine_chunks()
     queries = lists.flatten().to_numpy(zero_copy_only=False).astype(np.int32)
     rows = np.asarray(lists.value_parent_indices(), dtype=np.int64) if len(queries) else \
@@ -207,31 +206,31 @@ def select_partition(job: tuple[str, str], seed: int, rule: dict, query_count: i
     source, target = job
     matches = read_matches(source, seed)
     kept = kept_mask(matches, rule)
-    table = pq.read_table(source)
+    table = store.read_parquet(source)
     per_row = np.bincount(matches.rows[kept], minlength=table.num_rows)
     offsets = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)
     selected_by = pa.ListArray.from_arrays(pa.array(offsets),
                                            pa.array(matches.queries[kept], pa.int32()))
     rows = np.flatnonzero(per_row > 0)
     table = table.append_column("selected_by", selected_by).take(pa.array(rows))
-    atomic.write_parquet(target, table.select(schemas.SELECTION.names).cast(schemas.SELECTION))
+    store.write_parquet(target, table.select(schemas.SELECTION.names).cast(schemas.SELECTION))
     return np.bincount(matches.queries[kept], minlength=query_count).astype(np.int64)
 
 
-def merge_parquet(parts: list[str], target: Path, schema: pa.Schema) -> int:
+def merge_parquet(parts: list[str], target: store.Location, schema: pa.Schema) -> int:
     """Concatenate part files into one parquet file, streaming; returns the row count."""
     rows = 0
-    with atomic.atomic_path(target) as temporary:
+    with store.atomic_path(target) as temporary:
         with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
             for part in parts:
-                table = pq.read_table(part).cast(schema)
+                table = store.read_parquet(part).cast(schema)
                 rows += table.num_rows
                 writer.write_table(table)
     return rows
 
 
-def balance_by_query(matched: list[str], query_count: int, manifests: Path, scratch: Path,
-                     settings: BalanceSettings) -> dict:
+def balance_by_query(matched: list[str], query_count: int, manifests: store.Location,
+                     scratch: store.Location, settings: BalanceSettings) -> dict:
     """Select from the matched partitions; write selection.parquet and balance.parquet."""
     paths = sorted(str(p) for p in matched)
     count = functools.partial(count_partition, seed=settings.seed, query_count=query_count)
@@ -243,20 +242,21 @@ def balance_by_query(matched: list[str], query_count: int, manifests: Path, scra
         rule = {"threshold_hash": threshold_hash, "threshold_key": threshold_key}
     else:
         rule = {"probability_bounds": keep_probabilities(counts, settings.per_query)}
-    scratch.mkdir(parents=True, exist_ok=True)
-    jobs = [(path, str(scratch / f"selection-{i:05d}.parquet")) for i, path in enumerate(paths)]
+    store.makedirs(scratch)
+    jobs = [(path, str(store.join(scratch, f"selection-{i:05d}.parquet")))
+            for i, path in enumerate(paths)]
     select = functools.partial(select_partition, seed=settings.seed, rule=rule,
                                query_count=query_count)
     selected = np.sum(map_partitions(select, jobs, workers=settings.workers,
                                      engine=settings.engine, desc="balance: select"),
                       axis=0, dtype=np.int64) if jobs else np.zeros(query_count, np.int64)
-    rows = merge_parquet([target for _, target in jobs], manifests / "selection.parquet",
+    rows = merge_parquet([target for _, target in jobs], store.join(manifests, "selection.parquet"),
                          schemas.SELECTION)
     balance_table = pa.table({"query_id": np.arange(query_count, dtype=np.int32),
                               "matched": counts, "selected": selected}, schema=schemas.BALANCE)
-    atomic.write_parquet(manifests / "balance.parquet", balance_table)
+    store.write_parquet(store.join(manifests, "balance.parquet"), balance_table)
     for _, target in jobs:
-        Path(target).unlink(missing_ok=True)
-    return {"matched_pairs": int(sum(pq.read_metadata(p).num_rows for p in paths)),
+        store.remove(target)
+    return {"matched_pairs": int(sum(store.parquet_file(p).metadata.num_rows for p in paths)),
             "selected_pairs": rows, "queries_over_cap": int((counts > settings.per_query).sum()),
             "queries_matched": int((counts > 0).sum())}

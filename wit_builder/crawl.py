@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wit_builder import atomic, schemas
+from wit_builder import atomic, schemas, store
 from wit_builder.balance import BalanceSettings, balance_by_query
 from wit_builder.captions import (DEFAULT_MIN_PROB, CaptionLimits, LanguageDetector, caption_problem,
                                  clean_caption)
@@ -104,17 +103,17 @@ def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
         allow_private=config.allow_private)
 
 
-def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: Path, name: str,
-                    dropped: Counter) -> list[Path]:
+def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Location, name: str,
+                    dropped: Counter) -> list[store.Location]:
     """Crawl from `seeds` and write the pages' (url, text, page_url) pairs to parquet chunks,
     sorted by page so the result does not depend on the order pages arrived in."""
-    marker = staging / f"{name}.json"
-    if marker.exists():
-        done = json.loads(marker.read_text())
+    marker = store.join(staging, f"{name}.json")
+    if store.exists(marker):
+        done = store.read_json(marker)
         dropped.update(done["dropped"])
         log.info("crawl: %s already crawled (%d pages); delete %s to crawl again",
                  name, done["dropped"].get("pages", 0), marker)
-        return [staging / chunk for chunk in done["chunks"]]
+        return [store.join(staging, chunk) for chunk in done["chunks"]]
     pairs: list[tuple[str, int, str, str]] = []
     stats: Counter = Counter()
 
@@ -130,18 +129,19 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: Path, name: 
     chunks = []
     for start in range(0, max(len(pairs), 1), config.partition_rows):
         chunk = pairs[start:start + config.partition_rows]
-        path = staging / f"{name}-{len(chunks):05d}.parquet"
-        atomic.write_parquet(path, pa.table({"url": [p[2] for p in chunk],
+        path = store.join(staging, f"{name}-{len(chunks):05d}.parquet")
+        store.write_parquet(path, pa.table({"url": [p[2] for p in chunk],
                                              "text": [p[3] for p in chunk],
                                              "page_url": [p[0] for p in chunk]}, schema=STAGED))
         chunks.append(path)
-    atomic.write_json(marker, {"chunks": [c.name for c in chunks], "dropped": dict(stats)})
+    store.write_json(marker, {"chunks": [store.name(c) for c in chunks],
+                              "dropped": dict(stats)})
     dropped.update(stats)
     log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], len(pairs))
     return chunks
 
 
-def source_partitions(source: Source, config: CrawlConfig, staging: Path, start: int,
+def source_partitions(source: Source, config: CrawlConfig, staging: store.Location, start: int,
                       dropped: Counter, site_url: str | None) -> list[Partition]:
     """The partitions of one source, numbered from `start`."""
     if source.kind in ("web", "synthweb"):
@@ -173,33 +173,35 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
         for url, text in read_pool(part, settings.columns):
             yield url, text, ""
     else:
-        table = pq.read_table(partition.location)
+        table = store.read_parquet(partition.location)
         yield from zip(*(table.column(name).to_pylist() for name in STAGED.names))
 
 
 @functools.lru_cache(maxsize=2)
 def cached_matcher(queries: str) -> QueryMatcher:
-    """One matcher per worker process (loading it per partition would dominate small ones)."""
-    return QueryMatcher.for_queries_file(queries)
+    """One matcher per worker process (loading it per partition would dominate small ones). A
+    queries file on an object store is copied to a local cache first (once per machine): the
+    matcher keeps its automaton cache beside the file it reads."""
+    return QueryMatcher.for_queries_file(store.local_copy(queries))
 
 
 def pair_uid(url: str, text: str) -> str:
     return hashlib.sha1(f"{url}\t{text}".encode("utf-8")).hexdigest()
 
 
-def partition_paths(workdir: str, index: int) -> dict[str, Path]:
-    data = Path(workdir) / "data"
+def partition_paths(workdir: str, index: int) -> dict[str, store.Location]:
+    data = store.join(workdir, "data")
     name = f"part-{index:05d}"
-    return {"candidates": data / "candidates" / f"{name}.parquet",
-            "matched": data / "matched" / ".staging" / f"{name}.parquet",
-            "stats": data / "matched" / ".staging" / f"{name}.json"}
+    return {"candidates": store.join(data, "candidates", f"{name}.parquet"),
+            "matched": store.join(data, "matched", ".staging", f"{name}.parquet"),
+            "stats": store.join(data, "matched", ".staging", f"{name}.json")}
 
 
 def process_partition(partition: Partition, settings: PartitionSettings) -> dict:
     """Clean, filter, match and language-detect one partition; write its candidates and matches."""
     paths = partition_paths(settings.workdir, partition.index)
-    if paths["stats"].exists():
-        return json.loads(paths["stats"].read_text())
+    if store.exists(paths["stats"]):
+        return store.read_json(paths["stats"])
     matcher = cached_matcher(settings.queries)
     detector = LanguageDetector(settings.lang_detector, settings.seed)
     dropped: Counter = Counter()
@@ -225,12 +227,12 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
         else:
             matched_ids.append((len(candidates) - 1, query_ids))
     table = pa.Table.from_pylist(candidates, schema=schemas.CANDIDATES)
-    atomic.write_parquet(paths["candidates"], table)
+    store.write_parquet(paths["candidates"], table)
     rows = [candidates[i] | {"query_ids": ids} for i, ids in matched_ids]
-    atomic.write_parquet(paths["matched"], pa.Table.from_pylist(rows, schema=schemas.MATCHES))
+    store.write_parquet(paths["matched"], pa.Table.from_pylist(rows, schema=schemas.MATCHES))
     stats = {"source": partition.source, "candidates": len(candidates), "matched": len(rows),
              "dropped": dict(dropped)}
-    atomic.write_json(paths["stats"], stats)  # last: its presence marks the partition done
+    store.write_json(paths["stats"], stats)  # last: its presence marks the partition done
     return stats
 
 
@@ -238,14 +240,15 @@ def url_key(url: str) -> int:
     return int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "little")
 
 
-def dedupe_matched(staged: list[Path], out_dir: Path, dropped: Counter) -> list[Path]:
+def dedupe_matched(staged: list[store.Location], out_dir: store.Location, dropped: Counter
+                   ) -> list[store.Location]:
     """Keep the first occurrence of every image URL across the whole crawl (in partition order):
     the same (URL, text) is a `duplicate_pair`, the same URL with another text a `duplicate_url`."""
     seen_urls: set[int] = set()
     seen_pairs: set[str] = set()
     outputs = []
     for path in staged:
-        table = pq.read_table(path)
+        table = store.read_parquet(path)
         keep = []
         for uid, url in zip(table.column("uid").to_pylist(), table.column("url").to_pylist()):
             key = url_key(url)
@@ -259,8 +262,8 @@ def dedupe_matched(staged: list[Path], out_dir: Path, dropped: Counter) -> list[
                 seen_pairs.add(uid)
                 continue
             keep.append(False)
-        target = out_dir / path.name
-        atomic.write_parquet(target, table.filter(pa.array(keep, pa.bool_())))
+        target = store.join(out_dir, store.name(path))
+        store.write_parquet(target, table.filter(pa.array(keep, pa.bool_())))
         outputs.append(target)
     return outputs
 
@@ -278,6 +281,9 @@ def synthweb_site(config: CrawlConfig, sources: list[Source]) -> Iterator[str | 
         return
     from wit_builder.synthweb.server import SiteServer
 
+    if store.is_url(config.path(config.synthweb_dir)):
+        raise WitError(f"source synthweb: serves local files; with --workdir "
+                       f"'{config.workdir}' give an absolute local --synthweb-dir")
     site_dir = Path(config.path(config.synthweb_dir)) / "site"
     if not site_dir.is_dir():
         raise WitError(f"source synthweb: needs {site_dir}; run `wit synthweb generate` first")
@@ -288,7 +294,7 @@ def synthweb_site(config: CrawlConfig, sources: list[Source]) -> Iterator[str | 
 
 def harvest(config: CrawlConfig, sources: list[Source], site_url: str | None,
             dropped: Counter) -> list[Partition]:
-    staging = Path(config.path("data/harvest"))
+    staging = config.path("data/harvest")
     partitions: list[Partition] = []
     for source in sources:
         partitions += source_partitions(source, config, staging, len(partitions), dropped,
@@ -303,7 +309,7 @@ def min_lang_prob(config: CrawlConfig) -> float:
     return DEFAULT_MIN_PROB[config.lang_detector]
 
 
-def partition_settings(config: CrawlConfig, queries: Path) -> PartitionSettings:
+def partition_settings(config: CrawlConfig, queries: store.Location) -> PartitionSettings:
     return PartitionSettings(
         workdir=str(config.workdir), queries=str(queries),
         limits=CaptionLimits(min_chars=config.min_text_chars, max_chars=config.max_text_chars),
@@ -323,9 +329,11 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
     `site_url` is where the embedded site is served, when a source is `synthweb:`."""
     started = time.monotonic()
     sources = parse_sources(config)
-    queries = Path(config.path(config.queries))
-    if not queries.exists():
+    store.check_reachable(config.workdir)
+    queries = config.path(config.queries)
+    if not store.exists(queries):
         raise WitError(f"queries file '{queries}' does not exist; run `wit queries` first")
+    local_queries = store.local_copy(queries)
     dropped: Counter = Counter()
     partitions = harvest(config, sources, site_url, dropped)
     settings = partition_settings(config, queries)
@@ -339,19 +347,19 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
         counts = per_source.setdefault(result["source"], Counter())
         counts.update(candidates=result["candidates"], matched=result["matched"])
     staged = [partition_paths(config.workdir, p.index)["matched"] for p in partitions]
-    matched = dedupe_matched(staged, Path(config.path("data/matched")), dropped)
-    manifests = Path(config.path("manifests"))
+    matched = dedupe_matched(staged, config.path("data/matched"), dropped)
+    manifests = config.path("manifests")
     summary = balance_by_query(
-        [str(p) for p in matched], query_count(queries), manifests,
-        Path(config.path("data/matched/.balance")),
+        [str(p) for p in matched], query_count(local_queries), manifests,
+        config.path("data/matched/.balance"),
         BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed,
                         workers=config.workers, engine=config.engine))
     stats = {"sources": config.source, "dropped": dict(sorted(dropped.items())),
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
-             "queries_sha256": atomic.sha256_file(queries),
+             "queries_sha256": atomic.sha256_file(local_queries),
              "seconds": round(time.monotonic() - started, 2)}
-    atomic.write_json(manifests / "crawl_stats.json", stats)
+    store.write_json(store.join(manifests, "crawl_stats.json"), stats)
     return stats
 
 
@@ -365,7 +373,7 @@ def run(config: CrawlConfig) -> int:
                  balance["matched_pairs"], balance["selected_pairs"],
                  balance["queries_over_cap"], config.per_query)
         if config.download:
-            download = download_selection(config, Path(config.path("manifests/selection.parquet")))
+            download = download_selection(config, config.path("manifests/selection.parquet"))
             log.info("crawl: %d of %d selected images stored", download["stored"],
                      download["attempted"])
             print(status_table(download))

@@ -8,7 +8,6 @@ while the stage streams, so nothing here holds a row per sample.
 
 from __future__ import annotations
 
-import json
 import logging
 import zlib
 from collections import Counter
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wit_builder import atomic, dedup
+from wit_builder import dedup, store
 from wit_builder.config import ShardsConfig
 
 log = logging.getLogger(__name__)
@@ -36,19 +35,19 @@ class Tally:
     statuses: Counter = field(default_factory=Counter)        # crawl manifest statuses
 
 
-def read_json_if_present(path: Path) -> dict:
+def read_json_if_present(path: store.Location) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return store.read_json(path)
     except (OSError, ValueError):
         return {}
 
 
-def selection_file(path: Path) -> pq.ParquetFile | None:
+def selection_file(path: store.Location) -> pq.ParquetFile | None:
     """The selection, opened (its footer only), or None when there is no usable one."""
-    if not path.is_file():
+    if not store.is_file(path):
         return None
     try:
-        return pq.ParquetFile(path)
+        return store.parquet_file(path)
     except (OSError, pa.ArrowException) as error:
         log.warning("shards: selection %s unreadable (%s): no per-source counts", path, error)
         return None
@@ -118,16 +117,16 @@ def language_decisions(selection: pq.ParquetFile | None, crawl_stats: dict) -> d
 def queries_sha256(config: ShardsConfig, crawl_stats: dict) -> str | None:
     if crawl_stats.get("queries_sha256"):
         return crawl_stats["queries_sha256"]
-    queries = Path(config.path("queries/queries.parquet"))
-    return atomic.sha256_file(queries) if queries.is_file() else None
+    queries = config.path("queries/queries.parquet")
+    return store.sha256(queries) if store.is_file(queries) else None
 
 
 def summarize(config: ShardsConfig, tally: Tally, written: list[dict], raw_shards: list,
               raw_bytes: int, buckets: int) -> dict:
     """The content of dataset.json."""
-    manifests = Path(config.path("manifests"))
-    crawl_stats = read_json_if_present(manifests / "crawl_stats.json")
-    selection = selection_file(manifests / "selection.parquet")
+    manifests = config.path("manifests")
+    crawl_stats = read_json_if_present(store.join(manifests, "crawl_stats.json"))
+    selection = selection_file(store.join(manifests, "selection.parquet"))
     shards = Counter(row["split"] for row in written)
     duplicates = sum(tally.per_dedup_kind.values())
     return {

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from wit_builder import store
 from wit_builder.engine import map_partitions
 from wit_builder.phash import bands
 
@@ -137,9 +136,9 @@ def write_partitioned(table: pa.Table, keys: np.ndarray, folder: str, partitions
     ordering = np.argsort(keys, kind="stable")
     batch = table.take(pa.array(ordering)).combine_chunks().to_batches()[0]
     bounds = np.searchsorted(keys[ordering], np.arange(partitions + 1))
-    os.makedirs(folder, exist_ok=True)
     offsets = [0]
-    with open(os.path.join(folder, f"{name}.arrow"), "wb") as out:
+    with store.atomic_path(store.join(folder, f"{name}.arrow")) as temporary, \
+            open(temporary, "wb") as out:
         for start, stop in zip(bounds[:-1], bounds[1:]):
             if stop > start:
                 buffer = pa.BufferOutputStream()
@@ -153,11 +152,11 @@ def write_partitioned(table: pa.Table, keys: np.ndarray, folder: str, partitions
 def read_partitioned(folder: str, number: int, partitions: int, schema: pa.Schema) -> pa.Table:
     """The rows of partition `number` from every file of `folder` written so far, in name order."""
     # Plain names, not pathlib: pathlib interns every path part, a table that grows with files.
-    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    names = store.list_files(folder)
     from_end = 8 * (number - partitions - 1)  # where its offsets are
     tables = [schema.empty_table()]
     for name in names:
-        with open(os.path.join(folder, name), "rb") as stream:
+        with store.open(store.join(folder, name), "rb") as stream:
             stream.seek(from_end, os.SEEK_END)
             start, stop = np.frombuffer(stream.read(16), np.int64)
             if stop > start:
@@ -167,11 +166,11 @@ def read_partitioned(folder: str, number: int, partitions: int, schema: pa.Schem
 
 
 def route(table: pa.Table, keys: np.ndarray, plan: DedupPlan, kind: str, name: str) -> None:
-    write_partitioned(table, keys, os.path.join(plan.work, kind), plan.destinations(kind), name)
+    write_partitioned(table, keys, store.join(plan.work, kind), plan.destinations(kind), name)
 
 
 def read_partition(plan: DedupPlan, kind: str, number: int, schema: pa.Schema) -> pa.Table:
-    return read_partitioned(os.path.join(plan.work, kind), number, plan.destinations(kind),
+    return read_partitioned(store.join(plan.work, kind), number, plan.destinations(kind),
                             schema)
 
 
@@ -184,7 +183,7 @@ def column(table: pa.Table, name: str) -> np.ndarray:
 def spill_exact(job: PartitionJob) -> int:
     """Scatter index pieces (uid, sha256, phash, raw_shard, position) to exact partitions."""
     piece = pa.concat_tables([
-        pq.read_table(source, columns=["uid", "sha256", "phash", "raw_shard", "position"])
+        store.read_parquet(source, columns=["uid", "sha256", "phash", "raw_shard", "position"])
         for source in job.sources])
     orders = order_keys(column(piece, "raw_shard"), column(piece, "position"))
     rows = pa.table([pa.array(orders), piece["sha256"], piece["phash"], piece["uid"]],
@@ -412,7 +411,7 @@ def deduplicate(plan: DedupPlan, pieces: list[tuple[str, int]], *, workers: int 
                 engine: str = "local", progress: bool = True) -> DedupStats:
     """Find every duplicate among the index pieces ((parquet path, rows), in raw shard order);
     `removals(plan)` reads them back in order. `plan.work` is scratch: emptied first."""
-    shutil.rmtree(plan.work, ignore_errors=True)
+    store.remove_tree(plan.work)
     options = {"workers": workers, "engine": engine, "progress": progress}
     groups = spill_groups(pieces, plan.partition_rows)
     spilled = map_partitions(spill_exact, [PartitionJob(plan, number, group)

@@ -8,6 +8,7 @@ wrapped in `stage_engine`, so that with `--engine ray` one Ray session serves al
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import multiprocessing
@@ -31,6 +32,12 @@ Result = TypeVar("Result")
 TASK_CPUS = 1          # what one Ray task asks the scheduler for (one partition, one core)
 TASK_RETRIES = 3       # reruns of a task whose worker process or node died
 TASKS_PER_CPU = 2      # tasks in flight per cluster CPU: keeps every core busy, memory bounded
+
+# Whether Ray tasks need the driver's directory on their node: yes when the stage's workdir is a
+# local path (relative paths are resolved there), no when it is an fsspec URL. Set by
+# `stage_engine` for the duration of a stage; a context variable, so it is scoped to that call.
+SHARED_DIRECTORY_REQUIRED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "SHARED_DIRECTORY_REQUIRED", default=True)
 
 
 def worker_count(requested: int) -> int:
@@ -110,8 +117,12 @@ def stage_engine(run: Callable[[Any], int]) -> Callable[[Any], int]:
     def run_with_engine(config: Any) -> int:
         if config.engine != "ray":
             return run(config)
-        with ray_session(config.ray_address, config.workers):
-            return run(config)
+        token = SHARED_DIRECTORY_REQUIRED.set("://" not in str(config.workdir))
+        try:
+            with ray_session(config.ray_address, config.workers):
+                return run(config)
+        finally:
+            SHARED_DIRECTORY_REQUIRED.reset(token)
 
     return run_with_engine
 
@@ -177,9 +188,10 @@ def run_on_ray(function: Callable[[Partition], Result], items: list[Partition], 
         task = ray.remote(call_partition).options(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES)
         # The function (its settings may be large) goes to the object store once, not per task.
         shared, driver_dir = ray.put(function), os.getcwd()
+        required = SHARED_DIRECTORY_REQUIRED.get()
 
         def submit(index: int) -> Any:
-            return task.remote(shared, items[index], driver_dir)
+            return task.remote(shared, items[index], driver_dir, required)
 
         bar = tqdm(total=len(items), desc=desc, unit="part", disable=not progress, leave=False)
         try:
@@ -230,17 +242,22 @@ class TaskFailure:
 
 
 def call_partition(function: Callable[[Partition], Result], item: Partition,
-                   driver_dir: str) -> Result:
-    """The body of every Ray task: `function(item)`, run from the driver's working directory."""
+                   driver_dir: str, shared_directory_required: bool = True) -> Result:
+    """The body of every Ray task: `function(item)`, run from the driver's working directory
+    when the node has it."""
     # Stages pass paths relative to the driver's directory (the default --workdir is "."); on a
-    # cluster that directory must be on the filesystem every node shares, at the same path.
+    # cluster that directory must be on the filesystem every node shares, at the same path,
+    # unless the workdir is an fsspec URL (s3://...), which every node reaches by itself.
     if os.getcwd() != driver_dir:
         try:
             os.chdir(driver_dir)
         except OSError:
+            if not shared_directory_required:
+                return function(item)
             raise WitError(f"directory '{driver_dir}' does not exist on Ray node "
                            f"{socket.gethostname()}; the workdir must be on a filesystem shared "
-                           f"by every node, at the same path") from None
+                           f"by every node, at the same path, or an fsspec URL "
+                           f"(--workdir s3://bucket/run)") from None
     return function(item)
 
 

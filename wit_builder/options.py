@@ -25,12 +25,17 @@ def option(default: Any, help: str, **extra: Any) -> Any:
 
 @dataclass
 class StageConfig:
-    workdir: str = option(".", "directory holding queries/, data/, manifests/ and runs/")
+    workdir: str = option(".", "directory or fsspec URL (s3://bucket/run) holding queries/, "
+                                "data/, manifests/ and runs/")
     seed: int = option(0, "seed of every random choice; same seed and inputs, same outputs")
 
     def path(self, relative: str | Path) -> Path | str:
-        """`relative` resolved against the workdir; absolute paths and URLs come back as they are."""
+        """`relative` resolved against the workdir (a directory or an fsspec URL such as
+        s3://bucket/run); absolute paths and URLs come back as they are."""
         text = str(relative)
         if "://" in text:
             return text
-        return Path(self.workdir) / text
+        workdir = str(self.workdir)
+        if "://" in workdir and not Path(text).is_absolute():
+            return f"{workdir.rstrip('/')}/{text.removeprefix('./')}"
+        return Path(workdir) / text

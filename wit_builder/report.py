@@ -13,7 +13,6 @@ import json
 import logging
 import textwrap
 from collections import Counter
-from pathlib import Path
 
 import matplotlib
 
@@ -21,10 +20,9 @@ matplotlib.use("Agg")  # no display: the report is rendered to files
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from wit_builder import atomic  # noqa: E402
+from wit_builder import store  # noqa: E402
 from wit_builder.config import ShardsConfig  # noqa: E402
 from wit_builder.tarsamples import read_samples  # noqa: E402
 
@@ -35,25 +33,25 @@ THUMBNAILS = 16
 ZERO_MATCH_LISTED = 100
 
 
-def save_figure(figure: plt.Figure, path: Path) -> str:
+def save_figure(figure: plt.Figure, path: store.Location) -> str:
     """Write the figure as a PNG atomically; its name, for the page's <img>."""
-    with atomic.atomic_path(path) as temporary:
+    with store.atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=96, metadata={"Software": None})
     plt.close(figure)
-    return path.name
+    return store.name(path)
 
 
-def read_table_if_present(path: Path, columns: list[str]) -> pa.Table | None:
-    if not path.is_file():
+def read_table_if_present(path: store.Location, columns: list[str]) -> pa.Table | None:
+    if not store.is_file(path):
         return None
     try:
-        return pq.read_table(path, columns=columns)
+        return store.read_parquet(path, columns=columns)
     except (OSError, pa.ArrowException, KeyError) as error:
         log.warning("report: %s unreadable (%s): its plot is left out", path, error)
         return None
 
 
-def plot_query_ranks(balance: pa.Table, cap: int, path: Path) -> str:
+def plot_query_ranks(balance: pa.Table, cap: int, path: store.Location) -> str:
     """Samples per query, queries ranked by count, before and after balancing, log-log."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for column, label in (("matched", "matched (before balancing)"),
@@ -82,7 +80,7 @@ def head_tail_shares(balance: pa.Table, cap: int) -> dict[str, dict[str, float]]
     return shares
 
 
-def plot_head_tail(shares: dict, path: Path) -> str:
+def plot_head_tail(shares: dict, path: store.Location) -> str:
     figure, axes = plt.subplots(figsize=(6, 3.5))
     labels = ["before balancing", "after balancing"]
     heads = [shares["before"]["head"], shares["after"]["head"]]
@@ -95,7 +93,7 @@ def plot_head_tail(shares: dict, path: Path) -> str:
     return save_figure(figure, path)
 
 
-def plot_counts(counts: dict[str, int], title: str, path: Path) -> str:
+def plot_counts(counts: dict[str, int], title: str, path: store.Location) -> str:
     figure, axes = plt.subplots(figsize=(7, 0.4 * max(len(counts), 3) + 1.2))
     names = sorted(counts, key=lambda name: (counts[name], name))  # largest bar on top
     axes.barh(names, [counts[name] for name in names])
@@ -110,7 +108,7 @@ def image_sides(samples: pa.Table, prefix: str = "") -> list[tuple[int, int]]:
                                    samples[f"{prefix}height"].to_pylist()) if w and h]
 
 
-def plot_images(samples: pa.Table, path: Path) -> str:
+def plot_images(samples: pa.Table, path: store.Location) -> str:
     """Original and stored longest sides, and aspect ratios, of the kept images."""
     figure, (sizes, aspects) = plt.subplots(1, 2, figsize=(10, 3.8))
     for prefix, label in (("original_", "original"), ("", "stored")):
@@ -127,7 +125,7 @@ def plot_images(samples: pa.Table, path: Path) -> str:
     return save_figure(figure, path)
 
 
-def plot_caption_lengths(samples: pa.Table, path: Path) -> str:
+def plot_caption_lengths(samples: pa.Table, path: store.Location) -> str:
     figure, axes = plt.subplots(figsize=(7, 3.5))
     lengths = np.asarray(samples["text_chars"].to_pylist(), dtype=np.int64)
     if len(lengths):
@@ -137,11 +135,11 @@ def plot_caption_lengths(samples: pa.Table, path: Path) -> str:
     return save_figure(figure, path)
 
 
-def first_samples(shards: list[Path], count: int) -> list[tuple[bytes, str]]:
+def first_samples(shards: list[store.Location], count: int) -> list[tuple[bytes, str]]:
     """(jpeg, caption) of the first `count` samples of the shards, in order."""
     found: list[tuple[bytes, str]] = []
     for shard in shards:
-        with open(shard, "rb") as stream:
+        with store.open(shard, "rb") as stream:
             for _, members in read_samples(stream, Counter(), str(shard)):
                 if "jpg" in members and "txt" in members:
                     found.append((members["jpg"], members["txt"].decode("utf-8", "replace")))
@@ -150,7 +148,7 @@ def first_samples(shards: list[Path], count: int) -> list[tuple[bytes, str]]:
     return found
 
 
-def plot_thumbnails(samples: list[tuple[bytes, str]], path: Path) -> str:
+def plot_thumbnails(samples: list[tuple[bytes, str]], path: store.Location) -> str:
     columns = 4
     rows = max(1, -(-len(samples) // columns))
     figure, grid = plt.subplots(rows, columns, figsize=(12, 3.4 * rows), squeeze=False)
@@ -206,45 +204,50 @@ td:last-child{{text-align:right}}img{{max-width:100%}}figure{{margin:1em 0}}</st
 
 
 def write_report(config: ShardsConfig, summary: dict, samples: pa.Table, written: list[dict]
-                 ) -> Path:
+                 ) -> store.Location:
     """Write manifests/report.html and its PNGs from the stage's results and the crawl's files."""
-    manifests = Path(config.path("manifests"))
-    folder = manifests / "report"
+    manifests = config.path("manifests")
+    folder = store.join(manifests, "report")
     cap = summary["parameters"].get("per_query") or DEFAULT_CAP
     parts = [table_html("Totals", summary["totals"])]
-    balance = read_table_if_present(manifests / "balance.parquet",
+    balance = read_table_if_present(store.join(manifests, "balance.parquet"),
                                     ["query_id", "matched", "selected"])
     if balance is not None and balance.num_rows:
-        parts.append(figure_html(f"report/{plot_query_ranks(balance, cap, folder / 'queries.png')}",
+        ranks = plot_query_ranks(balance, cap, store.join(folder, "queries.png"))
+        parts.append(figure_html(f"report/{ranks}",
                                  "Pairs per query, ranked, before and after balancing"))
         shares = head_tail_shares(balance, cap)
-        parts.append(figure_html(f"report/{plot_head_tail(shares, folder / 'head_tail.png')}",
+        head_tail = plot_head_tail(shares, store.join(folder, "head_tail.png"))
+        parts.append(figure_html(f"report/{head_tail}",
                                  f"Share of pairs held by queries over the cap of {cap:,}"))
-        queries = read_table_if_present(Path(config.path("queries/queries.parquet")),
+        queries = read_table_if_present(config.path("queries/queries.parquet"),
                                         ["query_id", "query"])
         zero, names = zero_match_queries(balance, queries)
         listed = ", ".join(html.escape(name) for name in names)
         parts.append(f"<h2>Queries with zero matches: {zero:,} of {balance.num_rows:,}</h2>"
                      f"<p>{listed}{' ...' if zero > len(names) else ''}</p>")
     if summary["per_status"]:
-        name = plot_counts(summary["per_status"], "Download statuses", folder / "statuses.png")
+        name = plot_counts(summary["per_status"], "Download statuses",
+                           store.join(folder, "statuses.png"))
         parts.append(figure_html(f"report/{name}", "Download statuses of every attempted URL"))
     if samples.num_rows:
-        parts.append(figure_html(f"report/{plot_images(samples, folder / 'images.png')}",
+        images = plot_images(samples, store.join(folder, "images.png"))
+        parts.append(figure_html(f"report/{images}",
                                  "Image sizes and aspect ratios of the kept samples"))
-        parts.append(figure_html(f"report/{plot_caption_lengths(samples, folder / 'captions.png')}",
+        captions = plot_caption_lengths(samples, store.join(folder, "captions.png"))
+        parts.append(figure_html(f"report/{captions}",
                                  "Caption lengths of the kept samples"))
     for title, key in (("Per source", "per_source"), ("Language decisions", "per_language"),
                        ("Duplicates removed", "per_dedup_kind"), ("Skipped inputs", "skipped"),
                        ("Parameters", "parameters")):
         parts.append(table_html(title, summary[key]))
     shards = sorted(written, key=lambda row: (row["split"] != "train", row["shard"]))
-    out = Path(config.path("data/shards"))
-    thumbnails = first_samples([out / row["shard"] for row in shards], THUMBNAILS)
+    out = config.path("data/shards")
+    thumbnails = first_samples([store.join(out, row["shard"]) for row in shards], THUMBNAILS)
     if thumbnails:
-        name = plot_thumbnails(thumbnails, folder / "samples.png")
+        name = plot_thumbnails(thumbnails, store.join(folder, "samples.png"))
         parts.append(figure_html(f"report/{name}", "The first samples of the training shards, "
                                                    "with their captions"))
-    path = manifests / "report.html"
-    atomic.write_text(path, PAGE.format(body="\n".join(parts)))
+    path = store.join(manifests, "report.html")
+    store.write_text(path, PAGE.format(body="\n".join(parts)))
     return path

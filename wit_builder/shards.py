@@ -19,23 +19,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import logging
 import math
+import os
 import random
 import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from wit_builder import atomic, dataset_summary, dedup, schemas
+from wit_builder import atomic, dataset_summary, dedup, schemas, store
 from wit_builder.balance import uid_keys
 from wit_builder.config import ShardsConfig
 from wit_builder.dataset_summary import Tally
@@ -113,7 +115,7 @@ def bucket_of(uid: str, seed: int, buckets: int) -> int:
 
 def list_numbered(location: str, suffix: str) -> dict[int, tuple[str, int]]:
     """{number: (path or URL, size)} of the files NNNNN`suffix` directly under `location`."""
-    fs, root = fsspec.core.url_to_fs(location)
+    fs, root = store.filesystem(location)
     found = {}
     for path in fs.glob(f"{root.rstrip('/')}/*{suffix}"):
         stem = PurePosixPath(path).name[: -len(suffix)]
@@ -137,35 +139,46 @@ def discover_raw_shards(config: ShardsConfig) -> tuple[list[RawShard], int]:
 
 
 def read_crawl_manifest(location: str) -> pa.Table:
-    with fsspec.open(location, "rb") as handle:
-        return pq.read_table(handle, columns=["uid", "status", "sha256", "key"])
+    return store.read_parquet(location, columns=["uid", "status", "sha256", "key"])
 
 
 # ---- pass 1: scan and scatter ---------------------------------------------------------------
 
 class PieceFiles:
     """One open file per (split, bucket) that a raw shard's samples go to, opened on first use,
-    with the order keys of its samples beside it (`NNNNN.orders`, int64) for the dedup drop."""
+    with the order keys of its samples beside it (`NNNNN.orders`, int64) for the dedup drop.
+    With the workdir on an object store they are written to local disk, then uploaded on close."""
 
     def __init__(self, work: str, raw_shard: int) -> None:
-        self.work, self.raw_shard, self.handles, self.orders = Path(work), raw_shard, {}, {}
+        self.work, self.raw_shard, self.handles, self.orders = work, raw_shard, {}, {}
+        self.local = tempfile.mkdtemp(prefix="wit-pieces-") if store.is_url(work) else work
 
     def write(self, split: str, bucket: int, block: bytes, order: int) -> None:
         handle = self.handles.get((split, bucket))
         if handle is None:
-            folder = self.work / "buckets" / f"{split}-{bucket:05d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            handle = self.handles[split, bucket] = open(folder / f"{self.raw_shard:05d}.tar", "wb")
+            folder = os.path.join(self.local, "buckets", f"{split}-{bucket:05d}")
+            os.makedirs(folder, exist_ok=True)
+            handle = self.handles[split, bucket] = open(
+                os.path.join(folder, f"{self.raw_shard:05d}.tar"), "wb")
             self.orders[split, bucket] = []
         handle.write(block)
         self.orders[split, bucket].append(order)
 
-    def close(self) -> None:
+    def close(self, publish: bool = True) -> None:
+        """End every piece; upload them to the store unless the scan failed (`publish` False)."""
         for place, handle in self.handles.items():
             handle.write(END_OF_ARCHIVE)
             handle.close()
             np.array(self.orders[place], dtype=np.int64).tofile(
                 Path(handle.name).with_suffix(".orders"))
+        if self.local != self.work:
+            try:
+                for (split, bucket), handle in self.handles.items() if publish else ():
+                    for local in (Path(handle.name), Path(handle.name).with_suffix(".orders")):
+                        store.put_file(local, store.join(self.work, "buckets",
+                                                         f"{split}-{bucket:05d}", local.name))
+            finally:
+                shutil.rmtree(self.local, ignore_errors=True)
 
 
 def checked_meta(key: str, members: dict[str, bytes], expected: dict[str, tuple[str, str]],
@@ -234,10 +247,10 @@ def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
     if missing := len(expected.keys() - seen):
         problems["missing_from_tar"] += missing
     if rows:
-        result["index"] = str(Path(settings.work) / "index" / f"{shard.number:05d}.parquet")
+        result["index"] = store.join(settings.work, "index", f"{shard.number:05d}.parquet")
         result["rows"] = len(rows)
-        Path(result["index"]).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=INDEX), result["index"])
+        store.write_parquet(result["index"], pa.Table.from_pylist(rows, schema=INDEX),
+                            compression="snappy")
     return result
 
 
@@ -249,7 +262,7 @@ def scatter_samples(shard: RawShard, expected: dict[str, tuple[str, str]],
     seen: set[str] = set()
     pieces = PieceFiles(settings.work, shard.number)
     try:
-        with fsspec.open(shard.tar, "rb") as stream:
+        with store.open(shard.tar, "rb") as stream:
             for position, (key, members) in enumerate(read_samples(stream, problems, shard.tar)):
                 meta = checked_meta(key, members, expected, seen, problems)
                 if meta is None:
@@ -267,15 +280,17 @@ def scatter_samples(shard: RawShard, expected: dict[str, tuple[str, str]],
                                 settings, len(block))
                 pieces.write(row["split"], row["bucket"], block, (shard.number << 32) | position)
                 rows.append(row)
-    finally:
-        pieces.close()
+    except BaseException:
+        pieces.close(publish=False)
+        raise
+    pieces.close()
     return rows, seen
 
 
 # ---- dedup (on the index files, see dedup.py) ----------------------------------------------
 
-def drop_path(work: Path, split: str, bucket: int) -> Path:
-    return work / "drop" / f"{split}-{bucket:05d}.orders"
+def drop_path(work: store.Location, split: str, bucket: int) -> store.Location:
+    return store.join(work, "drop", f"{split}-{bucket:05d}.orders")
 
 
 def record_removals(plan: dedup.DedupPlan, work: Path, settings: ScatterSettings, tally: Tally,
@@ -319,16 +334,16 @@ def append_drop_orders(work: Path, removals: pa.Table, settings: ScatterSettings
             np.array(orders, dtype=np.int64).tofile(handle)
 
 
-def kept_index(pieces: list[tuple[str, int]], work: Path, seed: int) -> pa.Table:
+def kept_index(pieces: list[tuple[str, int]], work: store.Location, seed: int) -> pa.Table:
     """The index rows of a uniform sample of the kept samples (at most REPORT_ROWS, chosen by a
     seeded hash of uid), for the report's size and caption-length plots."""
-    drop = [np.fromfile(path, np.int64) for path in sorted((work / "drop").glob("*.orders"))]
+    drop = [read_orders(path) for path in store.glob(store.join(work, "drop", "*.orders"))]
     removed = np.concatenate([np.zeros(0, np.int64), *drop])
     share = min(1.0, REPORT_ROWS / max(1, sum(rows for _, rows in pieces)))
     threshold = np.uint64(min(int(share * 2**64), 2**64 - 1))
     tables = []
     for path, _ in pieces:
-        table = pq.read_table(path)
+        table = store.read_parquet(path)
         orders = dedup.order_keys(table["raw_shard"].to_numpy(), table["position"].to_numpy())
         sampled = uid_keys(table["uid"], seed) <= threshold
         tables.append(table.filter(pa.array(~np.isin(orders, removed) & sampled)))
@@ -337,14 +352,24 @@ def kept_index(pieces: list[tuple[str, int]], work: Path, seed: int) -> pa.Table
 
 # ---- pass 2: shuffle each bucket ------------------------------------------------------------
 
+def read_orders(location: store.Location) -> np.ndarray:
+    """The int64 order keys of a `.orders` file."""
+    return np.frombuffer(store.read_bytes(location), np.int64)
+
+
+def orders_beside(piece: str) -> str:
+    """The `.orders` file beside a bucket piece `NNNNN.tar`."""
+    return piece.removesuffix(".tar") + ".orders"
+
+
 def shuffle_bucket(job: BucketJob) -> dict:
     """Drop the bucket's duplicates, shuffle it in memory, write it as one run (+ its offsets)."""
     problems: Counter = Counter()
-    drop = set(np.fromfile(job.drop, np.int64).tolist()) if job.drop else set()
+    drop = set(read_orders(job.drop).tolist()) if job.drop else set()
     blocks = []
     for piece in job.pieces:
-        orders = np.fromfile(Path(piece).with_suffix(".orders"), np.int64).tolist()
-        with open(piece, "rb") as stream:
+        orders = read_orders(orders_beside(piece)).tolist()
+        with store.open(piece, "rb") as stream:
             for order, (key, members) in zip(orders, read_samples(stream, problems, piece)):
                 if order not in drop:
                     blocks.append(sample_block(key, members))
@@ -353,30 +378,35 @@ def shuffle_bucket(job: BucketJob) -> dict:
     random.Random(f"{job.seed}:{job.split}:{job.bucket}").shuffle(blocks)
     offsets = np.zeros(len(blocks) + 1, dtype=np.int64)
     np.cumsum([len(block) for block in blocks], out=offsets[1:])
-    with open(f"{job.run}.tar", "wb") as run:
+    with store.atomic_path(f"{job.run}.tar") as temporary, open(temporary, "wb") as run:
         for block in blocks:
             run.write(block)
-    np.save(f"{job.run}.npy", offsets)
+    with store.atomic_path(f"{job.run}.npy") as temporary, open(temporary, "wb") as handle:
+        np.save(handle, offsets)
     return {"split": job.split, "bucket": job.bucket, "run": job.run, "samples": len(blocks)}
 
 
-def bucket_jobs(work: Path, seed: int) -> list[BucketJob]:
+def bucket_jobs(work: str, seed: int) -> list[BucketJob]:
     """One job per (split, bucket) that received samples, each told which of its samples to drop."""
+    folders: dict[str, list[str]] = {}
+    for piece in store.glob(store.join(work, "buckets", "*-*", "*.tar")):
+        folders.setdefault(PurePosixPath(piece).parent.name, []).append(str(piece))
+    drops = {store.name(path) for path in store.glob(store.join(work, "drop", "*.orders"))}
     jobs = []
-    for folder in sorted((work / "buckets").glob("*-*")):
-        split, bucket = folder.name.split("-")
-        pieces = tuple(str(path) for path in sorted(folder.glob("*.tar"),
-                                                    key=lambda path: int(path.stem)))
+    for name in sorted(folders):
+        split, bucket = name.split("-")
+        pieces = tuple(sorted(folders[name], key=lambda piece: int(store.name(piece)[:-4])))
         drop = drop_path(work, split, int(bucket))
-        jobs.append(BucketJob(split, int(bucket), pieces, str(drop) if drop.exists() else None,
-                              str(work / "runs" / folder.name), seed))
-    (work / "runs").mkdir(parents=True, exist_ok=True)
+        jobs.append(BucketJob(split, int(bucket), pieces,
+                              str(drop) if store.name(drop) in drops else None,
+                              str(store.join(work, "runs", name)), seed))
+    store.makedirs(store.join(work, "runs"))
     return jobs
 
 
 # ---- pass 3: cut the runs into shards -------------------------------------------------------
 
-def plan_shards(runs: list[tuple[str, int]], split: str, per_shard: int, out: Path
+def plan_shards(runs: list[tuple[str, int]], split: str, per_shard: int, out: store.Location
                 ) -> list[ShardJob]:
     """Shards of `per_shard` samples (the last may be short) over runs taken in bucket order."""
     jobs: list[ShardJob] = []
@@ -385,7 +415,8 @@ def plan_shards(runs: list[tuple[str, int]], split: str, per_shard: int, out: Pa
 
     def close_shard() -> None:
         nonlocal segments, filled
-        jobs.append(ShardJob(str(out / f"{split}-{len(jobs):06d}.tar"), split, tuple(segments)))
+        jobs.append(ShardJob(str(store.join(out, f"{split}-{len(jobs):06d}.tar")), split,
+                             tuple(segments)))
         segments, filled = [], 0
 
     for run, count in runs:
@@ -404,21 +435,22 @@ def plan_shards(runs: list[tuple[str, int]], split: str, per_shard: int, out: Pa
 def assemble_shard(job: ShardJob) -> dict:
     """Copy the job's byte ranges of the runs into one tar, atomically; its manifest row."""
     samples = 0
-    with atomic.atomic_path(job.path) as temporary, open(temporary, "wb") as out:
-        for run, first, stop in job.segments:
-            offsets = np.load(f"{run}.npy")
-            with open(f"{run}.tar", "rb") as source:
-                source.seek(int(offsets[first]))
-                remaining = int(offsets[stop] - offsets[first])
-                while remaining:
-                    chunk = source.read(min(remaining, 1 << 20))
-                    out.write(chunk)
-                    remaining -= len(chunk)
-            samples += stop - first
-        out.write(END_OF_ARCHIVE)
-    path = Path(job.path)
-    return {"shard": path.name, "split": job.split, "samples": samples,
-            "bytes": path.stat().st_size, "sha256": atomic.sha256_file(path)}
+    with store.atomic_path(job.path) as temporary:
+        with open(temporary, "wb") as out:
+            for run, first, stop in job.segments:
+                offsets = np.load(io.BytesIO(store.read_bytes(f"{run}.npy")))
+                with store.open(f"{run}.tar", "rb") as source:
+                    source.seek(int(offsets[first]))
+                    remaining = int(offsets[stop] - offsets[first])
+                    while remaining:
+                        chunk = source.read(min(remaining, 1 << 20))
+                        out.write(chunk)
+                        remaining -= len(chunk)
+                samples += stop - first
+            out.write(END_OF_ARCHIVE)
+        size, digest = temporary.stat().st_size, atomic.sha256_file(temporary)
+    return {"shard": store.name(job.path), "split": job.split, "samples": samples,
+            "bytes": size, "sha256": digest}
 
 
 # ---- the stage ------------------------------------------------------------------------------
@@ -450,23 +482,27 @@ def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSett
         if result["index"]:
             pieces.append((result["index"], result["rows"]))
             tally.samples_read += result["rows"]
-            sources.add(pq.read_table(result["index"], columns=["uid"])["uid"], 1)
+            sources.add(store.read_parquet(result["index"], columns=["uid"])["uid"], 1)
     return pieces
 
 
-def find_duplicates(config: ShardsConfig, work: Path, pieces: list[tuple[str, int]],
-                    settings: ScatterSettings, tally: Tally,
+def find_duplicates(config: ShardsConfig, work: str, local_work: Path,
+                    pieces: list[tuple[str, int]], settings: ScatterSettings, tally: Tally,
                     sources: dataset_summary.SourceCounter) -> None:
-    """Run dedup.py on the index files; its removals become drop files and dedup.parquet."""
-    rows_per_shard = {int(Path(path).stem): rows for path, rows in pieces}
-    plan = dedup.plan_dedup(work / "dedup", rows_per_shard, config.near_dup_bits,
+    """Run dedup.py on the index files (in `work`, which tasks share); its removals become drop
+    files and dedup.parquet, written by this process to `local_work` (drop files then shared)."""
+    rows_per_shard = {int(store.name(path)[:-len(".parquet")]): rows for path, rows in pieces}
+    plan = dedup.plan_dedup(store.join(work, "dedup"), rows_per_shard, config.near_dup_bits,
                             config.memory_budget_mb)
     dedup.deduplicate(plan, pieces, workers=config.workers, engine=config.engine)
-    record_removals(plan, work, settings, tally, sources)
-    shutil.rmtree(work / "dedup", ignore_errors=True)
+    record_removals(plan, local_work, settings, tally, sources)
+    store.remove_tree(plan.work)
+    if str(local_work) != work:
+        for path in sorted((local_work / "drop").glob("*.orders")):
+            store.put_file(path, store.join(work, "drop", path.name))
 
 
-def write_training_shards(config: ShardsConfig, work: Path, out: Path, tally: Tally
+def write_training_shards(config: ShardsConfig, work: str, out: store.Location, tally: Tally
                           ) -> list[dict]:
     jobs = bucket_jobs(work, config.seed)
     runs = map_partitions(shuffle_bucket, jobs, workers=config.workers, engine=config.engine,
@@ -481,14 +517,14 @@ def write_training_shards(config: ShardsConfig, work: Path, out: Path, tally: Ta
                           desc="shards: write")
 
 
-def remove_stale_shards(out: Path, written: list[dict]) -> None:
+def remove_stale_shards(out: store.Location, written: list[dict]) -> None:
     """Shards of an earlier, larger run that this run did not rewrite."""
     names = {row["shard"] for row in written}
     for split in SPLITS:
-        for path in out.glob(f"{split}-*.tar"):
-            if path.name not in names:
+        for path in store.glob(store.join(out, f"{split}-*.tar")):
+            if store.name(path) not in names:
                 log.info("shards: removing stale %s from an earlier run", path)
-                path.unlink()
+                store.remove(path)
 
 
 @stage_engine
@@ -496,40 +532,46 @@ def run(config: ShardsConfig) -> int:
     """Dedupe, shuffle, split and write the training shards, their manifests and the report."""
     started = time.monotonic()
     check_config(config)
+    store.check_reachable(config.workdir)
     raw_shards, raw_bytes = discover_raw_shards(config)
-    out = Path(config.path("data/shards"))
-    work = out / ".work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    out = config.path("data/shards")
+    # Files that tasks hand to one another live in `work`, beside the shards (on the store when
+    # the workdir is one); files only this process reads and writes live in `local_work`.
+    work = str(store.join(out, ".work"))
+    store.remove_tree(work)
+    store.makedirs(work)
+    local_work = Path(tempfile.mkdtemp(prefix="wit-shards-")) if store.is_url(work) \
+        else Path(work)
     buckets = bucket_count(raw_bytes, config.memory_budget_mb)
-    settings = ScatterSettings(str(work), buckets, config.seed, config.val_fraction)
-    manifests = Path(config.path("manifests"))
+    settings = ScatterSettings(work, buckets, config.seed, config.val_fraction)
+    manifests = config.path("manifests")
     tally = Tally()
     try:
         sources = dataset_summary.SourceCounter(
-            dataset_summary.selection_file(manifests / "selection.parquet"), work / "sources",
-            dedup.rows_within(config.memory_budget_mb))
+            dataset_summary.selection_file(store.join(manifests, "selection.parquet")),
+            local_work / "sources", dedup.rows_within(config.memory_budget_mb))
         pieces = scan_all(config, raw_shards, settings, tally, sources)
-        find_duplicates(config, work, pieces, settings, tally, sources)
+        find_duplicates(config, work, local_work, pieces, settings, tally, sources)
         tally.per_source = sources.counts()
         written = write_training_shards(config, work, out, tally)
         if sum(tally.per_split.values()) != tally.samples_read - sum(tally.per_dedup_kind.values()):
             raise RuntimeError(f"shards: {sum(tally.per_split.values())} samples written, but "
                                f"{tally.samples_read} read less {tally.per_dedup_kind} removed")
         remove_stale_shards(out, written)
-        atomic.write_parquet(manifests / "shards.parquet",
-                             pa.Table.from_pylist(written, schema=schemas.SHARDS))
-        with atomic.atomic_path(manifests / "dedup.parquet") as temporary:
-            shutil.copyfile(work / "dedup.parquet", temporary)
+        store.write_parquet(store.join(manifests, "shards.parquet"),
+                            pa.Table.from_pylist(written, schema=schemas.SHARDS))
+        store.put_file(local_work / "dedup.parquet", store.join(manifests, "dedup.parquet"))
         summary = dataset_summary.summarize(config, tally, written, raw_shards, raw_bytes,
                                             buckets)
-        atomic.write_json(manifests / "dataset.json", summary)
+        store.write_json(store.join(manifests, "dataset.json"), summary)
         if config.report:
             from wit_builder import report
 
-            report.write_report(config, summary, kept_index(pieces, work, config.seed), written)
+            report.write_report(config, summary, kept_index(pieces, local_work, config.seed),
+                                written)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        store.remove_tree(work)
+        shutil.rmtree(local_work, ignore_errors=True)
     log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1fs)",
              summary["totals"]["train"], summary["totals"]["val"], len(written),
              summary["totals"]["duplicates"], summary["totals"]["skipped"],

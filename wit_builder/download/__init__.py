@@ -7,11 +7,9 @@ import functools
 import logging
 import time
 from collections import Counter
-from pathlib import Path
-
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from wit_builder import store
 from wit_builder.config import CrawlConfig
 from wit_builder.download.fetch import FetchSettings
 from wit_builder.download.images import ImageSettings
@@ -26,11 +24,11 @@ log = logging.getLogger(__name__)
 __all__ = ["download_selection", "status_table", "download_settings"]
 
 
-def check_selection(config: CrawlConfig, selection: Path) -> None:
-    if not selection.is_file():
+def check_selection(config: CrawlConfig, selection: store.Location) -> None:
+    if not store.is_file(selection):
         raise WitError(f"selection '{selection}' does not exist; run `wit crawl --no-download` "
                        f"first or check --workdir")
-    names = set(pq.read_schema(selection).names)
+    names = set(store.parquet_file(selection).schema_arrow.names)
     missing = [name for name in COLUMNS if name not in names]
     if missing:
         raise WitError(f"selection '{selection}' lacks column(s) {', '.join(missing)}")
@@ -53,9 +51,9 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
     return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
 
 
-def download_selection(config: CrawlConfig, selection: Path) -> dict:
-    """Download every row of `selection` into raw shards; return the counts per status."""
-    selection = Path(selection)
+def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
+    """Download every row of `selection` (a path or URL) into raw shards; return the counts per
+    status."""
     check_selection(config, selection)
     if config.downloader == "img2dataset":
         from wit_builder.download.img2dataset_backend import download_with_img2dataset

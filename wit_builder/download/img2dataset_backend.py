@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wit_builder import atomic
+from wit_builder import atomic, store
 from wit_builder.config import CrawlConfig
 from wit_builder.download import writer
 from wit_builder.download.fetch import OPT_OUT_DIRECTIVES, user_agent_token
@@ -48,9 +49,9 @@ ERROR_STATUSES = (       # img2dataset's error messages → our statuses, first 
 )
 
 
-def guarded_input(selection: Path, target: Path, config: CrawlConfig) -> set[str]:
+def guarded_input(selection: store.Location, target: Path, config: CrawlConfig) -> set[str]:
     """Copy the selection for img2dataset with the URLs our guard refuses replaced; their uids."""
-    table = pq.read_table(selection, columns=["uid", "url", "text"])
+    table = store.read_parquet(selection, columns=["uid", "url", "text"])
     urls, blocked = table.column("url").to_pylist(), set()
     for i, (uid, url) in enumerate(zip(table.column("uid").to_pylist(), urls)):
         try:
@@ -139,18 +140,27 @@ def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set
     return Counter(row["status"] for row in manifest)
 
 
-def download_with_img2dataset(config: CrawlConfig, selection: Path) -> dict:
+def img2dataset_scratch(config: CrawlConfig) -> Path:
+    """img2dataset's own input and output: beside the raw shards on local disk, in a local
+    temporary folder when the workdir is an object store (it is read back by this process)."""
+    if store.is_url(config.workdir):
+        return Path(tempfile.mkdtemp(prefix="wit-img2dataset-"))
+    return Path(config.path("data/.img2dataset"))
+
+
+def download_with_img2dataset(config: CrawlConfig, selection: store.Location) -> dict:
     """Download with img2dataset into a scratch folder, then convert every shard not done yet."""
     started = time.monotonic()
     shards = plan_shards(selection, config.samples_per_shard)
-    todo = [s for s in shards if not writer.manifest_path(config.workdir, s.index).exists()]
+    todo = [s for s in shards
+            if not store.exists(writer.manifest_path(config.workdir, s.index))]
     statuses: Counter = Counter()
     for shard in shards:
         if shard not in todo:
             table = writer.read_manifest(writer.manifest_path(config.workdir, shard.index))
             statuses.update(table.column("status").to_pylist())
     if todo:
-        scratch = Path(config.path("data/.img2dataset"))
+        scratch = img2dataset_scratch(config)
         if not config.allow_private:
             log.warning("download: img2dataset follows redirects and resolves names without "
                         "our address guard; only private IP literals are refused")

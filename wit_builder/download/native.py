@@ -12,11 +12,9 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-
 import cv2
-import pyarrow.parquet as pq
 
+from wit_builder import store
 from wit_builder.download import writer
 from wit_builder.download.fetch import FetchSettings, Fetched, fetch, open_session
 from wit_builder.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
@@ -29,7 +27,7 @@ COLUMNS = ["uid", "url", "text", "page_url", "query_ids"]
 @dataclass(frozen=True)
 class DownloadShard:
     index: int
-    selection: str
+    selection: str   # path or URL
     start: int   # rows [start, stop) of the selection
     stop: int
 
@@ -51,16 +49,16 @@ class Outcome:
     members: bytes | None
 
 
-def plan_shards(selection: Path, samples_per_shard: int) -> list[DownloadShard]:
+def plan_shards(selection: store.Location, samples_per_shard: int) -> list[DownloadShard]:
     """The selection cut into consecutive slices of `samples_per_shard` rows."""
-    rows = pq.ParquetFile(selection).metadata.num_rows
+    rows = store.parquet_file(selection).metadata.num_rows
     return [DownloadShard(index, str(selection), start, min(start + samples_per_shard, rows))
             for index, start in enumerate(range(0, rows, samples_per_shard))]
 
 
 def read_rows(shard: DownloadShard) -> list[dict]:
     """The shard's rows, reading only the row groups that overlap it (flat memory)."""
-    parquet = pq.ParquetFile(shard.selection)
+    parquet = store.parquet_file(shard.selection)
     rows, offset = [], 0
     for group in range(parquet.metadata.num_row_groups):
         count = parquet.metadata.row_group(group).num_rows
@@ -152,7 +150,7 @@ def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
     The manifest is written by the process that collects the results: a list → Arrow conversion
     imports pandas (~0.35 CPU s), which the workers' fork server then never needs to load."""
     manifest_file = writer.manifest_path(settings.workdir, shard.index)
-    if manifest_file.exists():
+    if store.exists(manifest_file):
         table = writer.read_manifest(manifest_file)
         counts = Counter(table.column("status").to_pylist())
         return {"shard": shard.index, "statuses": dict(counts), "skipped": True, "seconds": 0.0,

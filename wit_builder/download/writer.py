@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from wit_builder import atomic, schemas
+from wit_builder import schemas, store
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tar's default record: archives end padded to a whole one, as tarfile does
@@ -103,16 +102,20 @@ def shard_key(shard: int, index: int) -> str:
     return f"{shard:05d}{index:05d}"
 
 
-def tar_path(workdir: str | Path, shard: int) -> Path:
-    return Path(workdir) / "data" / "raw" / f"{shard:05d}.tar"
+def tar_path(workdir: store.Location, shard: int) -> store.Location:
+    return store.join(workdir, "data", "raw", f"{shard:05d}.tar")
 
 
-def manifest_path(workdir: str | Path, shard: int) -> Path:
-    return Path(workdir) / "manifests" / "crawl" / f"{shard:05d}.parquet"
+def manifest_path(workdir: store.Location, shard: int) -> store.Location:
+    return store.join(workdir, "manifests", "crawl", f"{shard:05d}.parquet")
 
 
-def remove_stale_temporaries(path: Path) -> None:
-    """Temporary files a killed run left for this shard (atomic_path names them .NAME.*.tmp)."""
+def remove_stale_temporaries(path: store.Location) -> None:
+    """Temporary files a killed run left for this shard (atomic_path names them .NAME.*.tmp);
+    an object store never holds any: its uploads appear whole or not at all."""
+    if store.is_url(path):
+        return
+    path = Path(path)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
@@ -125,19 +128,19 @@ def sample_members(key: str, jpeg: bytes, text: str, meta: dict) -> dict:
 
 
 @contextlib.contextmanager
-def shard_tar(path: Path) -> Iterator[SampleTarWriter]:
+def shard_tar(path: store.Location) -> Iterator[SampleTarWriter]:
     """A sample writer whose tar appears under `path` only once it is complete."""
     remove_stale_temporaries(path)
-    with atomic.atomic_path(path) as temporary, open(temporary, "wb", buffering=1 << 20) as stream:
+    with store.atomic_path(path) as temporary, open(temporary, "wb", buffering=1 << 20) as stream:
         writer = SampleTarWriter(stream)
         yield writer
         writer.close()
 
 
-def write_manifest(path: Path, rows: list[dict]) -> None:
+def write_manifest(path: store.Location, rows: list[dict]) -> None:
     """One row per attempted URL, schema CRAWL_MANIFEST; written last: it marks the shard done."""
-    atomic.write_parquet(path, pa.Table.from_pylist(rows, schema=schemas.CRAWL_MANIFEST))
+    store.write_parquet(path, pa.Table.from_pylist(rows, schema=schemas.CRAWL_MANIFEST))
 
 
-def read_manifest(path: Path) -> pa.Table:
-    return pq.read_table(path, schema=schemas.CRAWL_MANIFEST)
+def read_manifest(path: store.Location) -> pa.Table:
+    return store.read_parquet(path, schema=schemas.CRAWL_MANIFEST)

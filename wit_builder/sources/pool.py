@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from wit_builder import store
 from wit_builder.options import WitError
 from wit_builder.sources.paths import expand_input_paths
 
@@ -50,7 +51,10 @@ def pool_format(path: str) -> str:
 
 
 def expand_pool_paths(spec: str) -> list[str]:
-    """A file, a directory (its pool files) or a glob, as a sorted list of files."""
+    """A file, a directory (its pool files) or a glob, as a sorted list of files (local paths or
+    fsspec URLs: s3://bucket/pool/)."""
+    if store.is_url(spec):
+        return store.expand(spec, is_pool_file, "pool")
     return expand_input_paths(spec, is_pool_file, "pool")
 
 
@@ -79,7 +83,7 @@ def pool_partitions(spec: str) -> list[PoolPartition]:
 
 def open_parquet(path: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        return store.parquet_file(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise WitError(f"pool: '{path}' is not a readable parquet file ({error})") from None
 
@@ -93,7 +97,8 @@ def require_columns(path: str, present: list[str], columns: PoolColumns) -> None
 
 def read_parquet(partition: PoolPartition, columns: PoolColumns) -> Iterator[pa.RecordBatch]:
     if partition.path.endswith(".gz"):
-        table = pq.read_table(io.BytesIO(gzip.open(partition.path).read()))
+        with store.open(partition.path, "rb") as raw:
+            table = pq.read_table(io.BytesIO(gzip.decompress(raw.read())))
         require_columns(partition.path, table.column_names, columns)
         yield from table.select([columns.url, columns.text]).to_batches(BATCH_ROWS)
         return
@@ -105,7 +110,8 @@ def read_parquet(partition: PoolPartition, columns: PoolColumns) -> Iterator[pa.
 
 def read_delimited(partition: PoolPartition, columns: PoolColumns) -> Iterator[pa.RecordBatch]:
     delimiter = "\t" if partition.format == "tsv" else ","
-    stream = pa.input_stream(partition.path, compression="detect")
+    compression = "gzip" if partition.path.endswith(".gz") else None
+    stream = pa.input_stream(store.open(partition.path, "rb"), compression=compression)
     try:
         reader = pacsv.open_csv(
             stream, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
@@ -120,10 +126,11 @@ def read_delimited(partition: PoolPartition, columns: PoolColumns) -> Iterator[p
 
 
 def read_jsonl(partition: PoolPartition, columns: PoolColumns) -> Iterator[pa.RecordBatch]:
-    opener = gzip.open if partition.path.endswith(".gz") else open
     rows: list[dict] = []
     checked = False
-    with opener(partition.path, "rt", encoding="utf-8", errors="replace") as handle:
+    with store.open(partition.path, "rb") as raw, \
+            io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if partition.path.endswith(".gz")
+                             else raw, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue

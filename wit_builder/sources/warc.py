@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+from wit_builder import store
 from wit_builder.options import WitError
 from wit_builder.sources.html import is_html_type
 from wit_builder.sources.paths import expand_input_paths
@@ -19,17 +20,25 @@ from wit_builder.sources.paths import expand_input_paths
 log = logging.getLogger(__name__)
 
 def expand_warc_locations(spec: str) -> list[str]:
-    """A URL, a file, a directory (its *.warc / *.warc.gz) or a glob, as a sorted list."""
+    """An HTTP(S) URL, or a file, a directory (its *.warc / *.warc.gz) or a glob, local or on a
+    store (s3://...), as a sorted list."""
     if spec.startswith(("http://", "https://")):
         return [spec]
-    return expand_input_paths(spec, lambda name: name.endswith((".warc", ".warc.gz")), "warc")
+    if store.is_url(spec):
+        return store.expand(spec, is_warc_name, "warc")
+    return expand_input_paths(spec, is_warc_name, "warc")
+
+
+def is_warc_name(name: str) -> bool:
+    return name.endswith((".warc", ".warc.gz"))
 
 
 @contextmanager
 def open_location(location: str, timeout: float = 60.0) -> Iterator[BinaryIO]:
-    """A binary stream of a local file or of an HTTP(S) body, read as it arrives (never saved)."""
+    """A binary stream of a file (local or on a store) or of an HTTP(S) body, read as it arrives
+    (never saved)."""
     if not location.startswith(("http://", "https://")):
-        with open(location, "rb") as handle:
+        with store.open(location, "rb") as handle:
             yield handle
         return
     import requests
@@ -69,7 +78,7 @@ def read_html_responses(location: str, dropped: Counter) -> Iterator[tuple[str, 
                         location, error)
             return
     last_record_was_cut = dropped["truncated_record"] > cut_counted
-    if not location.startswith(("http://", "https://")) and not last_record_was_cut \
+    if not store.is_url(location) and not last_record_was_cut \
             and gzip_tail_is_cut(location, last_position):
         dropped["truncated_record"] += 1
         log.warning("warc: '%s' ends inside a record (file cut short); that record skipped",
