@@ -5,26 +5,43 @@ the URL is the largest `srcset` candidate, else a lazy-loading attribute (`data-
 `src`; the text is `alt`, else `title`, else the `<figcaption>` of the enclosing `<figure>`. URLs
 are resolved against the page (and its `<base href>`): relative URLs are ~40% of images on the web,
 and dropping them (as LAION and DataComp did) loses them.
+
+Speed (benchmarks/bench_match.py): with the compiled extension, `extract_images` reads the tree
+selectolax parsed straight from Lexbor in C (`_crawlfast.page_images_lexbor`: one walk, no Python
+node or attribute dict per element) and decides the common shapes of images there; every other
+image goes to `image_outcome`, the Python reference, on selectolax's own node. `parse_page` (which
+also wants links) finds elements with `tags()` (several times cheaper than the CSS engine) and
+runs the same per-image C on their attribute dicts. Without the extension, the reference does all.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import selectolax
+import selectolax.lexbor
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+try:
+    from wit_builder import _crawlfast
+except ImportError:  # not built: the Python reference does every image (wit_builder.match warns)
+    _crawlfast = None
+
+log = logging.getLogger(__name__)
 
 LAZY_URL_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-url")
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset", "data-lazy-srcset")
-# Attributes that may name an image's URL besides `src`; most images have none of them.
+# Attributes that may name an image's URL besides `src`; most images have none of them. The
+# compiled path looks up only attribute names of 6+ characters that start with "s" or "d".
 URL_ATTRIBUTES = frozenset(("srcset", *LAZY_SRCSET_ATTRIBUTES, *LAZY_URL_ATTRIBUTES))
 WEB_SCHEMES = {"http", "https"}
 OPT_OUT_DIRECTIVES = {"noimageindex", "noai", "noimageai", "none"}
-# Every element extraction reads, found in one walk of the document (each css() call is a walk).
-IMAGE_ELEMENTS = "img, base[href], meta[name]"
-IMAGE_AND_LINK_ELEMENTS = "img, a[href], base[href], meta[name]"
 
 
 class ImageText(NamedTuple):
@@ -213,23 +230,25 @@ class PageElements:
     directives: set[str] = field(default_factory=set)  # of <meta name="robots">, lower case
 
 
-def page_elements(tree: LexborHTMLParser, selector: str) -> PageElements:
-    """`<img>`, `<a href>` (when `selector` asks for them), the first `<base href>` and the
-    directives of `<meta name="robots">` (nofollow, noimageindex, noai, ...)."""
-    found = PageElements()
-    for node in tree.css(selector):
-        tag = node.tag
-        if tag == "img":
-            found.images.append(node)
-        elif tag == "a":
-            found.anchors.append(node)
-        elif tag == "base":
-            if found.base_href is None:
-                found.base_href = node.attributes.get("href")
-        elif (node.attributes.get("name") or "").strip().lower() in ("robots", "witbuilder"):
-            content = node.attributes.get("content") or ""
-            found.directives.update(part.strip().lower() for part in content.split(","))
+def page_elements(tree: LexborHTMLParser, with_links: bool) -> PageElements:
+    """`<img>`, `<a>` (when `with_links`), the first `<base href>` and the directives of
+    `<meta name="robots">` (nofollow, noimageindex, noai, ...)."""
+    # One tags() walk per element name costs less than one CSS-engine walk for all of them.
+    found = PageElements(images=tree.tags("img"), anchors=tree.tags("a") if with_links else [])
+    for node in tree.tags("base"):
+        attributes = node.attributes
+        if "href" in attributes and found.base_href is None:
+            found.base_href = attributes["href"]
+    for node in tree.tags("meta"):
+        attributes = node.attributes
+        add_robots_directives(found.directives, attributes.get("name"), attributes.get("content"))
     return found
+
+
+def add_robots_directives(directives: set[str], name: str | None, content: str | None) -> None:
+    """Adds the directives of a `<meta name="robots" content="...">` (lower case)."""
+    if (name or "").strip().lower() in ("robots", "witbuilder"):
+        directives.update(part.strip().lower() for part in (content or "").split(","))
 
 
 def page_resolver(elements: PageElements, page_url: str) -> UrlResolver:
@@ -238,34 +257,42 @@ def page_resolver(elements: PageElements, page_url: str) -> UrlResolver:
     return UrlResolver(urljoin(page_url, href.strip()) if href else page_url)
 
 
-def images_of(elements: PageElements, resolver: UrlResolver) -> PageImages:
-    """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped."""
+def image_outcome(node: LexborNode, attributes: dict[str, str | None],
+                  resolve: Callable[[str], str | None]) -> ImageText | str:
+    """The pair of one `<img>`, or the reason it yields none (the reference of page_images)."""
+    raw_url = raw_image_url(attributes)
+    if not raw_url:
+        return "no_url"
+    if ":" in raw_url and raw_url.lstrip()[:5].lower() == "data:":
+        return "data_uri"
+    if is_tracking_pixel(attributes):
+        return "tracking_pixel"
+    url = resolve(raw_url)
+    if url is None:
+        return "not_http"
+    text, source = image_text(node, attributes)
+    if not text:
+        return "no_text"
+    return ImageText(url, text, source)
+
+
+def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = True) -> PageImages:
+    """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped;
+    `compiled=False` takes the Python reference for every image."""
     result = PageImages()
-    dropped, resolve = result.dropped, resolver.resolve  # the loop runs per image: no lookups
     if elements.directives & OPT_OUT_DIRECTIVES:
-        dropped["opted_out"] += len(elements.images)
-        return result
-    for node in elements.images:
-        attributes = node.attributes
-        raw_url = raw_image_url(attributes)
-        if not raw_url:
-            dropped["no_url"] += 1
-            continue
-        if ":" in raw_url and raw_url.lstrip()[:5].lower() == "data:":
-            dropped["data_uri"] += 1
-            continue
-        if is_tracking_pixel(attributes):
-            dropped["tracking_pixel"] += 1
-            continue
-        url = resolve(raw_url)
-        if url is None:
-            dropped["not_http"] += 1
-            continue
-        text, source = image_text(node, attributes)
-        if not text:
-            dropped["no_text"] += 1
-            continue
-        result.pairs.append(ImageText(url, text, source))
+        result.dropped["opted_out"] += len(elements.images)
+    elif compiled and _crawlfast is not None:
+        _crawlfast.page_images(elements.images, URL_ATTRIBUTES, resolver.origin,
+                               resolver.directory, resolver.simple_base, resolver.resolve,
+                               image_outcome, ImageText, result.pairs, result.dropped)
+    else:
+        for node in elements.images:
+            outcome = image_outcome(node, node.attributes, resolver.resolve)
+            if isinstance(outcome, str):
+                result.dropped[outcome] += 1
+            else:
+                result.pairs.append(outcome)
     return result
 
 
@@ -276,6 +303,8 @@ def links_of(elements: PageElements, resolver: UrlResolver) -> list[str]:
     links = []
     for node in elements.anchors:
         attributes = node.attributes
+        if "href" not in attributes:
+            continue
         if "nofollow" in (attributes.get("rel") or "").lower().split():
             continue
         url = resolver.resolve(attributes.get("href") or "")
@@ -286,12 +315,68 @@ def links_of(elements: PageElements, resolver: UrlResolver) -> list[str]:
 
 def parse_page(body: bytes | str, page_url: str) -> tuple[PageImages, list[str]]:
     """A page parsed and walked once: its image–text pairs and its outgoing links."""
-    elements = page_elements(LexborHTMLParser(decode_html(body)), IMAGE_AND_LINK_ELEMENTS)
+    elements = page_elements(LexborHTMLParser(decode_html(body)), with_links=True)
     resolver = page_resolver(elements, page_url)
     return images_of(elements, resolver), links_of(elements, resolver)
 
 
-def extract_images(body: bytes | str, page_url: str) -> PageImages:
-    """Every (image URL, text) pair of a page, with the reasons the other images were dropped."""
-    elements = page_elements(LexborHTMLParser(decode_html(body)), IMAGE_ELEMENTS)
-    return images_of(elements, page_resolver(elements, page_url))
+# A page of every shape the compiled path meets, extracted both ways once per process before
+# Lexbor's tree is read directly: a selectolax whose bundled Lexbor behaves otherwise is not used.
+SELF_CHECK_PAGE = (
+    '<html><head><base href="/media/"><meta name="robots" content="index, follow"></head><body>'
+    '<img src="a.jpg" alt="  two   words "><img src="//cdn.test/b.png" title="t&amp;t">'
+    '<img srcset="s.jpg 1x, l.jpg 2x" alt="srcset"><img data-src="/lazy.jpg" alt="lazy">'
+    '<figure><img src="f.jpg"><figcaption> a <b>caption</b></figcaption></figure>'
+    '<img src="data:image/gif;base64,R0" alt="inline">'
+    '<img src="p.gif" width="1" height="1" alt="p">'
+    '<img src="javascript:void(0)" alt="script"><img alt="no source"><img src="café.jpg" alt="é">'
+    '<template><img src="hidden.jpg" alt="template"></template><svg><img src="svg.jpg" alt="s">'
+    '</svg></body></html>')
+
+
+@functools.cache
+def lexbor_direct() -> bool:
+    """True when the compiled path can read Lexbor's tree itself: the extension is built, the
+    Lexbor that selectolax bundles exports the DOM functions it calls, and both paths agree on
+    SELF_CHECK_PAGE."""
+    if _crawlfast is None or not _crawlfast.bind_lexbor(selectolax.lexbor.__file__):
+        return False
+    page_url = "http://site.test/a/page.html"
+    tree = LexborHTMLParser(SELF_CHECK_PAGE)
+    elements = page_elements(tree, with_links=False)
+    reference = images_of(elements, page_resolver(elements, page_url), compiled=False)
+    if images_of_tree(tree, page_url) != reference:
+        log.warning("html: reading selectolax %s's Lexbor tree directly disagrees with its "
+                    "Python API on a test page; extracting through the Python API instead",
+                    getattr(selectolax, "__version__", "?"))
+        return False
+    return True
+
+
+def robots_resolver(page_url: str, base_href: str | None,
+                    metas: list[tuple[str, str | None]]) -> UrlResolver | None:
+    """The resolver of a page with a `<base href>` or robots metas; None when it opts out."""
+    directives: set[str] = set()
+    for name, content in metas:
+        add_robots_directives(directives, name, content)
+    if directives & OPT_OUT_DIRECTIVES:
+        return None
+    return UrlResolver(urljoin(page_url, base_href.strip()) if base_href else page_url)
+
+
+def images_of_tree(tree: LexborHTMLParser, page_url: str) -> PageImages:
+    """`extract_images` of a parsed page by the compiled path over Lexbor's tree."""
+    result = PageImages()
+    _crawlfast.page_images_lexbor(tree, page_url, URL_ATTRIBUTES, robots_resolver, UrlResolver,
+                                  image_outcome, ImageText, result.pairs, result.dropped)
+    return result
+
+
+def extract_images(body: bytes | str, page_url: str, compiled: bool = True) -> PageImages:
+    """Every (image URL, text) pair of a page, with the reasons the other images were dropped
+    (`compiled=False`: by the Python reference only)."""
+    tree = LexborHTMLParser(decode_html(body))
+    if compiled and tree.root is not None and lexbor_direct():
+        return images_of_tree(tree, page_url)
+    elements = page_elements(tree, with_links=False)
+    return images_of(elements, page_resolver(elements, page_url), compiled)

@@ -1,0 +1,1368 @@
+/* The compiled hot paths of `wit crawl`: query matching over words, and the per-image work of
+ * HTML extraction. Each does exactly what its Python reference does (wit_builder/match.py's
+ * automaton matcher, wit_builder/sources/html.py's images_of); tests compare them on generated
+ * inputs.
+ *
+ * Matching. Queries match whole words and phrases, so the alphabet here is words, not
+ * characters: a hash table maps every word of the queries to a node (its word id), and a second
+ * table maps (node, next word id) to the node of the longer phrase. A phrase can only start at a
+ * word, so matching probes, from every word of the text, successively longer phrases while the
+ * trie has them: exactly the queries whose words occur contiguously in the text, which is what
+ * the character automaton over " query " keys finds in " word word ... ". A text costs one pass
+ * over its bytes (lower-casing and cutting words as match.matchable_text does for ASCII) and one
+ * hash probe per word; non-ASCII texts are cut by the Python reference (NFKC) and split here.
+ *
+ * Extraction. The per-image work (which URL, data: URIs, 1x1 pixels, resolution of relative
+ * URLs, alt/title whitespace) is decided here for the common shapes of images, on attribute
+ * values read either from selectolax's attribute dicts or straight from the Lexbor tree that
+ * selectolax parsed; every other image is handed to the Python reference.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef unsigned char u8;
+typedef Py_ssize_t ssz;
+
+/* ---------- word hashing ---------- */
+
+static uint64_t hash_bytes(const u8 *s, ssz n) {
+    uint64_t h = 0xcbf29ce484222325ULL;  /* FNV-1a, then a final mix so low bits spread */
+    for (ssz i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 32);
+}
+
+/* ---------- the tables ---------- */
+
+#define INLINE_KEY 16
+#define NO_QUERY (-1)
+#define HAS_CHILDREN 0x80000000u
+
+/* A word of the queries: 32 bytes, so a probe that finds it touches one cache line. */
+typedef struct {
+    uint32_t hash;      /* high half of the word's hash */
+    uint32_t id_plus1;  /* word id + 1; 0 marks an empty slot */
+    int32_t query;      /* id of the query that is this word alone, else NO_QUERY */
+    uint32_t length;    /* bytes of the word; HAS_CHILDREN bit: a phrase continues it */
+    union {
+        u8 key[INLINE_KEY];          /* words of up to INLINE_KEY bytes */
+        uint64_t arena_offset;       /* longer ones live in the arena */
+    } word;
+} WordSlot;
+
+/* A phrase edge: (parent node, next word) -> child node. */
+typedef struct {
+    uint32_t parent_plus1;  /* 0 marks an empty slot */
+    uint32_t word;
+    int32_t query;          /* id of the query this phrase is, else NO_QUERY */
+    uint32_t child;         /* child node; HAS_CHILDREN bit: a longer phrase continues it */
+} EdgeSlot;
+
+typedef struct {
+    WordSlot *words;
+    uint64_t word_mask, word_count;
+    EdgeSlot *edges;
+    uint64_t edge_mask, edge_count;
+    u8 *arena;
+    uint64_t arena_len, arena_cap;
+} Tables;
+
+static void tables_free(Tables *t) {
+    PyMem_RawFree(t->words);
+    PyMem_RawFree(t->edges);
+    PyMem_RawFree(t->arena);
+    memset(t, 0, sizeof(*t));
+}
+
+static uint64_t slot_length(const WordSlot *slot) { return slot->length & ~HAS_CHILDREN; }
+
+static const u8 *slot_key(const Tables *t, const WordSlot *slot) {
+    return slot_length(slot) <= INLINE_KEY ? slot->word.key : t->arena + slot->word.arena_offset;
+}
+
+/* The slot of word s[:n] (hash h), or the empty slot where it would go. */
+static WordSlot *find_word(const Tables *t, const u8 *s, ssz n, uint64_t h) {
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint64_t i = h & t->word_mask;; i = (i + 1) & t->word_mask) {
+        WordSlot *slot = &t->words[i];
+        if (!slot->id_plus1) return slot;
+        if (slot->hash == tag && slot_length(slot) == (uint64_t)n &&
+            !memcmp(slot_key(t, slot), s, n))
+            return slot;
+    }
+}
+
+static uint64_t edge_hash(uint32_t parent, uint32_t word) {
+    uint64_t h = ((uint64_t)parent << 32 | word) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 31);
+}
+
+static EdgeSlot *find_edge(const Tables *t, uint32_t parent, uint32_t word) {
+    for (uint64_t i = edge_hash(parent, word) & t->edge_mask;; i = (i + 1) & t->edge_mask) {
+        EdgeSlot *slot = &t->edges[i];
+        if (!slot->parent_plus1 || (slot->parent_plus1 == parent + 1 && slot->word == word))
+            return slot;
+    }
+}
+
+/* ---------- building ---------- */
+
+static int grow_words(Tables *t) {
+    uint64_t capacity = (t->word_mask + 1) * 2;
+    WordSlot *old = t->words;
+    uint64_t old_capacity = t->word_mask + 1;
+    t->words = PyMem_RawCalloc(capacity, sizeof(WordSlot));
+    if (!t->words) { t->words = old; return -1; }
+    t->word_mask = capacity - 1;
+    for (uint64_t i = 0; i < old_capacity; i++) {
+        if (!old[i].id_plus1) continue;
+        const u8 *key = slot_key(t, &old[i]);
+        *find_word(t, key, slot_length(&old[i]), hash_bytes(key, slot_length(&old[i]))) = old[i];
+    }
+    PyMem_RawFree(old);
+    return 0;
+}
+
+static int grow_edges(Tables *t) {
+    uint64_t capacity = (t->edge_mask + 1) * 2;
+    EdgeSlot *old = t->edges;
+    uint64_t old_capacity = t->edge_mask + 1;
+    t->edges = PyMem_RawCalloc(capacity, sizeof(EdgeSlot));
+    if (!t->edges) { t->edges = old; return -1; }
+    t->edge_mask = capacity - 1;
+    for (uint64_t i = 0; i < old_capacity; i++)
+        if (old[i].parent_plus1) *find_edge(t, old[i].parent_plus1 - 1, old[i].word) = old[i];
+    PyMem_RawFree(old);
+    return 0;
+}
+
+static int tables_init(Tables *t) {
+    memset(t, 0, sizeof(*t));
+    t->word_mask = 1023;
+    t->edge_mask = 1023;
+    t->words = PyMem_RawCalloc(t->word_mask + 1, sizeof(WordSlot));
+    t->edges = PyMem_RawCalloc(t->edge_mask + 1, sizeof(EdgeSlot));
+    return t->words && t->edges ? 0 : -1;
+}
+
+/* The slot of word s[:n], added when new. */
+static WordSlot *add_word(Tables *t, const u8 *s, ssz n) {
+    if ((t->word_count + 1) * 2 > t->word_mask + 1 && grow_words(t) < 0) return NULL;
+    uint64_t h = hash_bytes(s, n);
+    WordSlot *slot = find_word(t, s, n, h);
+    if (slot->id_plus1) return slot;
+    if (t->word_count >= 0x7fffffffu) return NULL;
+    slot->hash = (uint32_t)(h >> 32);
+    slot->id_plus1 = (uint32_t)++t->word_count;
+    slot->query = NO_QUERY;
+    slot->length = (uint32_t)n;
+    if (n <= INLINE_KEY) {
+        memcpy(slot->word.key, s, n);
+        return slot;
+    }
+    if (t->arena_len + n > t->arena_cap) {
+        uint64_t capacity = t->arena_cap ? t->arena_cap : 4096;
+        while (capacity < t->arena_len + n) capacity *= 2;
+        u8 *arena = PyMem_RawRealloc(t->arena, capacity);
+        if (!arena) return NULL;
+        t->arena = arena;
+        t->arena_cap = capacity;
+    }
+    memcpy(t->arena + t->arena_len, s, n);
+    slot->word.arena_offset = t->arena_len;
+    t->arena_len += n;
+    return slot;
+}
+
+/* The node of phrase (parent, word), added when new; nodes past the words are numbered on. */
+static EdgeSlot *add_edge(Tables *t, uint32_t parent, uint32_t word) {
+    if ((t->edge_count + 1) * 2 > t->edge_mask + 1 && grow_edges(t) < 0) return NULL;
+    EdgeSlot *slot = find_edge(t, parent, word);
+    if (slot->parent_plus1) return slot;
+    slot->parent_plus1 = parent + 1;
+    slot->word = word;
+    slot->query = NO_QUERY;
+    slot->child = 0;  /* numbered once the vocabulary is complete */
+    t->edge_count++;
+    return slot;
+}
+
+/* ---------- the matcher object ---------- */
+
+typedef struct {
+    PyObject_HEAD
+    Tables t;
+    PyObject *cut_words;  /* str -> str of words between spaces: the non-ASCII reference */
+    /* scratch reused across texts (the GIL is held throughout) */
+    u8 *folded;
+    ssz folded_cap;
+    const WordSlot **found;
+    ssz found_cap;
+    int32_t *hits;
+    ssz hits_cap;
+} Matcher;
+
+static int reserve(void **buffer, ssz *capacity, ssz need, size_t item) {
+    if (need <= *capacity) return 0;
+    ssz cap = *capacity ? *capacity : 256;
+    while (cap < need) cap *= 2;
+    void *grown = PyMem_RawRealloc(*buffer, (size_t)cap * item);
+    if (!grown) { PyErr_NoMemory(); return -1; }
+    *buffer = grown;
+    *capacity = cap;
+    return 0;
+}
+
+/* ASCII byte classes: letters and digits fold to lower case; ' and - may join words. */
+static u8 fold_table[256];
+#define JOINER 1
+static u8 joiner_table[256];
+
+static u8 latin1_space[256];  /* str.isspace() of every one-byte (Latin-1) character */
+
+static void init_byte_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        latin1_space[c] = (u8)Py_UNICODE_ISSPACE((Py_UCS4)c);
+        fold_table[c] = (c < 128 && Py_ISALNUM(c)) ? (u8)Py_TOLOWER(c) : 0;
+        joiner_table[c] = (c == '\'' || c == '-') ? JOINER : 0;
+    }
+}
+
+/* Adds one word's slot (NULL: a word of no query) to m->found. */
+static void note_word(Matcher *m, const u8 *s, ssz n, ssz *count) {
+    const WordSlot *slot = find_word(&m->t, s, n, hash_bytes(s, n));
+    m->found[(*count)++] = slot->id_plus1 ? slot : NULL;
+}
+
+/* ASCII text cut into words as match.matchable_text cuts it (text.WORD on the lower-cased
+ * text: letters and digits, joined by single ' or - between two of them; a final "'s" split off
+ * as a word of its own), written to m->folded as words between single spaces. Returns the
+ * length written, or -1. */
+static ssz fold_ascii(Matcher *m, const u8 *s, ssz n) {
+    /* each word may grow by one byte (the possessive's space) and needs one separator */
+    if (reserve((void **)&m->folded, &m->folded_cap, 2 * n + 2, 1) < 0) return -1;
+    u8 *out = m->folded;
+    ssz i = 0;
+    while (i < n) {
+        if (!fold_table[s[i]]) { i++; continue; }
+        if (out != m->folded) *out++ = ' ';
+        ssz length = 0;
+        for (;;) {
+            while (i < n && fold_table[s[i]]) out[length++] = fold_table[s[i++]];
+            if (i + 1 < n && joiner_table[s[i]] && fold_table[s[i + 1]]) {
+                out[length++] = s[i++];
+                continue;
+            }
+            break;
+        }
+        if (length >= 3 && out[length - 2] == '\'' && out[length - 1] == 's') {
+            memcpy(out + length - 2, " 's", 3);
+            length++;
+        }
+        out += length;
+    }
+    return out - m->folded;
+}
+
+/* Words of text already cut by the reference (single spaces; runs allowed at the ends). */
+static ssz spaced_words(Matcher *m, const u8 *s, ssz n) {
+    if (reserve((void **)&m->found, &m->found_cap, n / 2 + 2, sizeof(WordSlot *)) < 0) return -1;
+    ssz count = 0, i = 0;
+    while (i < n) {
+        if (s[i] == ' ') { i++; continue; }
+        ssz start = i;
+        while (i < n && s[i] != ' ') i++;
+        note_word(m, s + start, i - start, &count);
+    }
+    return count;
+}
+
+/* The words of `text` looked up in m->found; -1 on error. */
+static ssz text_words(Matcher *m, PyObject *text) {
+    if (PyUnicode_IS_ASCII(text)) {
+        ssz n = fold_ascii(m, PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text));
+        return n < 0 ? -1 : spaced_words(m, m->folded, n);
+    }
+    PyObject *cut = PyObject_CallOneArg(m->cut_words, text);
+    if (!cut) return -1;
+    ssz n;
+    const char *s = PyUnicode_Check(cut) ? PyUnicode_AsUTF8AndSize(cut, &n) : NULL;
+    ssz count = -1;
+    if (s) count = spaced_words(m, (const u8 *)s, n);
+    else if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cut_words must return str");
+    Py_DECREF(cut);
+    return count;
+}
+
+static int add_hit(Matcher *m, ssz *hits, int32_t query) {
+    if (reserve((void **)&m->hits, &m->hits_cap, *hits + 1, sizeof(int32_t)) < 0) return -1;
+    m->hits[(*hits)++] = query;
+    return 0;
+}
+
+static int compare_ints(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorted distinct ids of the queries found in the text's words. */
+static PyObject *Matcher_match(Matcher *m, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "match() takes a str");
+        return NULL;
+    }
+    ssz words = text_words(m, text), hits = 0;
+    if (words < 0) return NULL;
+    const WordSlot **found = m->found;
+    for (ssz i = 0; i < words; i++) {
+        const WordSlot *slot = found[i];
+        if (!slot) continue;
+        if (slot->query != NO_QUERY && add_hit(m, &hits, slot->query) < 0) return NULL;
+        if (!(slot->length & HAS_CHILDREN)) continue;
+        uint32_t node = slot->id_plus1 - 1;
+        for (ssz j = i + 1; j < words && found[j]; j++) {
+            const EdgeSlot *edge = find_edge(&m->t, node, found[j]->id_plus1 - 1);
+            if (!edge->parent_plus1) break;
+            if (edge->query != NO_QUERY && add_hit(m, &hits, edge->query) < 0) return NULL;
+            if (!(edge->child & HAS_CHILDREN)) break;
+            node = edge->child & ~HAS_CHILDREN;
+        }
+    }
+    if (hits > 1) qsort(m->hits, hits, sizeof(int32_t), compare_ints);
+    ssz distinct = 0;
+    for (ssz i = 0; i < hits; i++)
+        if (i == 0 || m->hits[i] != m->hits[distinct - 1]) m->hits[distinct++] = m->hits[i];
+    PyObject *result = PyList_New(distinct);
+    if (!result) return NULL;
+    for (ssz i = 0; i < distinct; i++) {
+        PyObject *id = PyLong_FromLong(m->hits[i]);
+        if (!id) { Py_DECREF(result); return NULL; }
+        PyList_SET_ITEM(result, i, id);
+    }
+    return result;
+}
+
+/* The words match() looks up for `text` (for tests: they must be matchable_text's). */
+static PyObject *Matcher_words(Matcher *m, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "words() takes a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) {
+        PyObject *cut = PyObject_CallOneArg(m->cut_words, text);
+        if (!cut) return NULL;
+        PyObject *result = PyUnicode_Split(cut, NULL, -1);
+        Py_DECREF(cut);
+        return result;
+    }
+    ssz n = fold_ascii(m, PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text));
+    if (n < 0) return NULL;
+    PyObject *folded = PyUnicode_DecodeASCII((const char *)m->folded, n, NULL);
+    if (!folded) return NULL;
+    PyObject *result = PyUnicode_Split(folded, NULL, -1);
+    Py_DECREF(folded);
+    return result;
+}
+
+/* Marks every word that a phrase continues (phrase nodes are marked when renumbered). */
+static int mark_words_with_phrases(Tables *t) {
+    uint64_t words = t->word_count;
+    uint64_t *word_slot = PyMem_RawMalloc((words + 1) * sizeof(uint64_t));
+    if (!word_slot) return -1;
+    for (uint64_t i = 0; i <= t->word_mask; i++)
+        if (t->words[i].id_plus1) word_slot[t->words[i].id_plus1 - 1] = i;
+    for (uint64_t i = 0; i <= t->edge_mask; i++) {
+        uint64_t parent = t->edges[i].parent_plus1;
+        if (parent && parent - 1 < words) t->words[word_slot[parent - 1]].length |= HAS_CHILDREN;
+    }
+    PyMem_RawFree(word_slot);
+    return 0;
+}
+
+/* ---------- construction, serialisation ---------- */
+
+static PyTypeObject MatcherType;
+
+static Matcher *new_matcher(PyObject *cut_words) {
+    Matcher *m = (Matcher *)MatcherType.tp_alloc(&MatcherType, 0);
+    if (!m) return NULL;
+    m->cut_words = Py_NewRef(cut_words);
+    return m;
+}
+
+/* Phrase nodes are numbered while building: a phrase's node must exist before its children's
+ * edges name it. Edge nodes take ids from a counter above every possible word id. */
+#define PHRASE_NODE_BASE 0x40000000u
+
+static int add_phrase(Tables *t, int32_t query, const u8 *key, ssz n, uint32_t *next_node) {
+    ssz i = 0;
+    uint32_t node = 0;
+    int depth = 0;
+    int32_t *target = NULL;
+    while (i < n) {
+        if (key[i] == ' ') { i++; continue; }
+        ssz start = i;
+        while (i < n && key[i] != ' ') i++;
+        WordSlot *slot = add_word(t, key + start, i - start);
+        if (!slot) return -1;
+        uint32_t word = slot->id_plus1 - 1;
+        if (depth++ == 0) {
+            node = word;
+            target = &slot->query;
+            continue;
+        }
+        EdgeSlot *edge = add_edge(t, node, word);
+        if (!edge) return -1;
+        if (!edge->child) edge->child = (*next_node)++;
+        node = edge->child;
+        target = &edge->query;
+    }
+    if (target) *target = query;  /* equal keys: the last query wins, as in the automaton */
+    return 0;
+}
+
+/* Renumbers phrase nodes from PHRASE_NODE_BASE + k to word_count + k, once words are final. */
+static int renumber_phrase_nodes(Tables *t) {
+    uint64_t words = t->word_count;
+    uint64_t *node_slot = PyMem_RawMalloc((t->edge_count + 1) * sizeof(uint64_t));
+    if (!node_slot) return -1;
+    EdgeSlot *old = t->edges;
+    uint64_t capacity = t->edge_mask + 1;
+    t->edges = PyMem_RawCalloc(capacity, sizeof(EdgeSlot));
+    if (!t->edges) { t->edges = old; PyMem_RawFree(node_slot); return -1; }
+    for (uint64_t i = 0; i < capacity; i++) {
+        EdgeSlot edge = old[i];
+        if (!edge.parent_plus1) continue;
+        uint32_t parent = edge.parent_plus1 - 1;
+        if (parent >= PHRASE_NODE_BASE) parent = (uint32_t)(words + parent - PHRASE_NODE_BASE);
+        edge.parent_plus1 = parent + 1;
+        edge.child = (uint32_t)(words + edge.child - PHRASE_NODE_BASE);
+        EdgeSlot *slot = find_edge(t, parent, edge.word);
+        *slot = edge;
+        node_slot[edge.child - words] = (uint64_t)(slot - t->edges);
+    }
+    PyMem_RawFree(old);
+    /* mark nodes that longer phrases continue */
+    for (uint64_t i = 0; i < capacity; i++) {
+        EdgeSlot *edge = &t->edges[i];
+        if (!edge->parent_plus1) continue;
+        uint64_t parent = edge->parent_plus1 - 1;
+        if (parent >= words) t->edges[node_slot[parent - words]].child |= HAS_CHILDREN;
+    }
+    PyMem_RawFree(node_slot);
+    return 0;
+}
+
+static PyObject *Matcher_build(PyObject *cls, PyObject *args) {
+    PyObject *phrases, *cut_words;
+    if (!PyArg_ParseTuple(args, "OO", &phrases, &cut_words)) return NULL;
+    Matcher *m = new_matcher(cut_words);
+    if (!m) return NULL;
+    if (tables_init(&m->t) < 0) { Py_DECREF(m); return PyErr_NoMemory(); }
+    PyObject *iterator = PyObject_GetIter(phrases), *item;
+    if (!iterator) { Py_DECREF(m); return NULL; }
+    uint32_t next_node = PHRASE_NODE_BASE;
+    while ((item = PyIter_Next(iterator))) {
+        int query;
+        const char *key;
+        ssz n;
+        /* the key's UTF-8 lives as long as the item: release the item only after adding */
+        int ok = PyArg_ParseTuple(item, "is#", &query, &key, &n) &&
+                 add_phrase(&m->t, query, (const u8 *)key, n, &next_node) == 0;
+        Py_DECREF(item);
+        if (!ok || m->t.word_count >= PHRASE_NODE_BASE) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_MemoryError, "query matcher: too many words or phrases");
+            break;
+        }
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) { Py_DECREF(m); return NULL; }
+    if (renumber_phrase_nodes(&m->t) < 0 || mark_words_with_phrases(&m->t) < 0) {
+        Py_DECREF(m);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)m;
+}
+
+#define MAGIC "witbuilder-wordmatcher-1"
+
+typedef struct {
+    char magic[32];
+    uint64_t word_mask, word_count, edge_mask, edge_count, arena_len;
+} Header;
+
+/* The tables as bytes: a header, then the three arrays as they lie in memory. */
+static PyObject *Matcher_to_bytes(Matcher *m, PyObject *unused) {
+    Tables *t = &m->t;
+    Header header = {{0}, t->word_mask, t->word_count, t->edge_mask, t->edge_count, t->arena_len};
+    memcpy(header.magic, MAGIC, sizeof(MAGIC));
+    size_t words = (t->word_mask + 1) * sizeof(WordSlot);
+    size_t edges = (t->edge_mask + 1) * sizeof(EdgeSlot);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, sizeof(header) + words + edges + t->arena_len);
+    if (!out) return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, &header, sizeof(header));
+    memcpy(p + sizeof(header), t->words, words);
+    memcpy(p + sizeof(header) + words, t->edges, edges);
+    if (t->arena_len) memcpy(p + sizeof(header) + words + edges, t->arena, t->arena_len);
+    return out;
+}
+
+static PyObject *Matcher_from_bytes(PyObject *cls, PyObject *args) {
+    Py_buffer data;
+    PyObject *cut_words;
+    if (!PyArg_ParseTuple(args, "y*O", &data, &cut_words)) return NULL;
+    Header header;
+    const char *p = data.buf;
+    size_t words = 0, edges = 0;
+    int valid = (size_t)data.len >= sizeof(header);
+    if (valid) {
+        memcpy(&header, p, sizeof(header));
+        words = (header.word_mask + 1) * sizeof(WordSlot);
+        edges = (header.edge_mask + 1) * sizeof(EdgeSlot);
+        valid = !memcmp(header.magic, MAGIC, sizeof(MAGIC)) &&
+                !(header.word_mask & (header.word_mask + 1)) &&
+                !(header.edge_mask & (header.edge_mask + 1)) &&
+                (size_t)data.len == sizeof(header) + words + edges + header.arena_len;
+    }
+    if (!valid) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "not the bytes of a query matcher of this version");
+        return NULL;
+    }
+    Matcher *m = new_matcher(cut_words);
+    if (!m) { PyBuffer_Release(&data); return NULL; }
+    Tables *t = &m->t;
+    t->word_mask = header.word_mask;
+    t->word_count = header.word_count;
+    t->edge_mask = header.edge_mask;
+    t->edge_count = header.edge_count;
+    t->arena_len = t->arena_cap = header.arena_len;
+    t->words = PyMem_RawMalloc(words);
+    t->edges = PyMem_RawMalloc(edges);
+    t->arena = PyMem_RawMalloc(header.arena_len ? header.arena_len : 1);
+    if (!t->words || !t->edges || !t->arena) {
+        PyBuffer_Release(&data);
+        Py_DECREF(m);
+        return PyErr_NoMemory();
+    }
+    memcpy(t->words, p + sizeof(header), words);
+    memcpy(t->edges, p + sizeof(header) + words, edges);
+    memcpy(t->arena, p + sizeof(header) + words + edges, header.arena_len);
+    PyBuffer_Release(&data);
+    return (PyObject *)m;
+}
+
+static PyObject *Matcher_stats(Matcher *m, PyObject *unused) {
+    return Py_BuildValue("{sKsKsK}", "words", (unsigned long long)m->t.word_count,
+                         "phrase_nodes", (unsigned long long)m->t.edge_count, "bytes",
+                         (unsigned long long)((m->t.word_mask + 1) * sizeof(WordSlot) +
+                                              (m->t.edge_mask + 1) * sizeof(EdgeSlot) +
+                                              m->t.arena_len));
+}
+
+static void Matcher_dealloc(Matcher *m) {
+    Py_XDECREF(m->cut_words);
+    tables_free(&m->t);
+    PyMem_RawFree(m->folded);
+    PyMem_RawFree(m->found);
+    PyMem_RawFree(m->hits);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static PyMethodDef Matcher_methods[] = {
+    {"build", (PyCFunction)Matcher_build, METH_VARARGS | METH_CLASS,
+     "build(phrases, cut_words): phrases are (query id, words joined by single spaces)."},
+    {"from_bytes", (PyCFunction)Matcher_from_bytes, METH_VARARGS | METH_CLASS,
+     "from_bytes(data, cut_words): the matcher to_bytes() wrote."},
+    {"to_bytes", (PyCFunction)Matcher_to_bytes, METH_NOARGS, "The tables as bytes."},
+    {"match", (PyCFunction)Matcher_match, METH_O, "Sorted distinct ids of the queries in a str."},
+    {"words", (PyCFunction)Matcher_words, METH_O, "The words match() looks up for a str."},
+    {"stats", (PyCFunction)Matcher_stats, METH_NOARGS, "Words, phrase nodes, bytes."},
+    {NULL, NULL, 0, NULL}};
+
+/* ---------- HTML extraction: the per-image work of sources/html.py's images_of ---------- */
+/*
+ * Decided here: no lazy or srcset attribute, an ASCII src, an ASCII width/height, a URL that
+ * UrlResolver.fast_path resolves, a non-empty alt or title. Any other image (srcset, data-src,
+ * figcaption, non-ASCII src, URLs needing urljoin) is decided by the Python reference
+ * (html.image_outcome, UrlResolver.resolve), so the outcome is the reference's by construction.
+ */
+
+static PyObject *S_resolve, *S_slash, *S_attributes, *S_src, *S_alt, *S_title, *S_width, *S_height;
+static PyObject *R_opted_out, *R_no_url, *R_data_uri, *R_tracking_pixel, *R_not_http;
+static PyObject *R_alt, *R_title;
+#define UNDECIDED ((PyObject *)1)
+
+static int ascii_space(u8 c) { return Py_UNICODE_ISSPACE(c); }
+
+/* s[:n] without whitespace at either end (str.strip on ASCII). */
+static void strip_ascii(const u8 **s, ssz *n) {
+    while (*n && ascii_space((*s)[0])) { (*s)++; (*n)--; }
+    while (*n && ascii_space((*s)[*n - 1])) (*n)--;
+}
+
+static const u8 *find_pair(const u8 *s, ssz n, u8 a, u8 b) {
+    for (ssz i = 0; i + 1 < n; i++)
+        if (s[i] == a && s[i + 1] == b) return s + i;
+    return NULL;
+}
+
+static int starts_with(const u8 *s, ssz n, const char *prefix) {
+    ssz k = (ssz)strlen(prefix);
+    return n >= k && !memcmp(s, prefix, k);
+}
+
+static PyObject *ascii_str(const u8 *s, ssz n) {
+    return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s, n);
+}
+
+/* prefix + s[:n] (s is ASCII). */
+static PyObject *joined(PyObject *prefix, const u8 *s, ssz n) {
+    if (!PyUnicode_IS_ASCII(prefix)) {
+        PyObject *tail = ascii_str(s, n);
+        if (!tail) return NULL;
+        PyObject *result = PyUnicode_Concat(prefix, tail);
+        Py_DECREF(tail);
+        return result;
+    }
+    ssz length = PyUnicode_GET_LENGTH(prefix);
+    PyObject *result = PyUnicode_New(length + n, 127);
+    if (!result) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(result), PyUnicode_1BYTE_DATA(prefix), length);
+    memcpy(PyUnicode_1BYTE_DATA(result) + length, s, n);
+    return result;
+}
+
+/* UrlResolver.fast_path on a stripped, fragment-free ASCII URL: a new str, or UNDECIDED. */
+static PyObject *fast_url(const u8 *u, ssz n, PyObject *origin, PyObject *directory,
+                          int simple_base) {
+    if (!n || u[n - 1] == '?') return UNDECIDED;
+    for (ssz i = 0; i < n; i++)
+        if (u[i] <= ' ' || u[i] > '~' || u[i] == '\\') return UNDECIDED;
+    if (find_pair(u, n, '/', '.')) return UNDECIDED;
+    if (u[0] == '/' && !(n > 1 && u[1] == '/'))  /* root-relative, the commonest shape */
+        return simple_base && !find_pair(u, n, '/', '/') ? joined(origin, u, n) : UNDECIDED;
+    if (starts_with(u, n, "http://") || starts_with(u, n, "https://")) {
+        ssz host = find_pair(u, n, '/', '/') - u + 2, slash = host;
+        while (slash < n && u[slash] != '/') slash++;
+        if (slash == host) return UNDECIDED;
+        for (ssz i = host; i < slash; i++)
+            if (u[i] == '?' || u[i] == '@') return UNDECIDED;
+        if (slash < n) return ascii_str(u, n);
+        PyObject *url = ascii_str(u, n);
+        if (!url) return NULL;
+        PyObject *result = PyUnicode_Concat(url, S_slash);
+        Py_DECREF(url);
+        return result;
+    }
+    if (!simple_base || starts_with(u, n, "//") || u[0] == '?') return UNDECIDED;
+    if (find_pair(u, n, '/', '/')) return UNDECIDED;
+    if (u[0] == '/') return joined(origin, u, n);
+    for (ssz i = 0; i < n && u[i] != '/'; i++)
+        if (u[i] == ':') return UNDECIDED;
+    if (u[0] == '.') return UNDECIDED;
+    return joined(directory, u, n);
+}
+
+/* ASCII src: "data_uri" (a borrowed reason) when it is a data: URI, else NULL. */
+static PyObject *data_uri(const u8 *s, ssz n) {
+    if (!memchr(s, ':', n)) return NULL;
+    while (n && ascii_space(s[0])) { s++; n--; }
+    static const char data[] = "data:";
+    if (n < 5) return NULL;
+    for (int i = 0; i < 5; i++)
+        if (Py_TOLOWER(s[i]) != data[i]) return NULL;
+    return R_data_uri;
+}
+
+/* One attribute value of an image, from a selectolax attribute dict or straight from Lexbor. */
+typedef struct {
+    int present;      /* the attribute exists */
+    const u8 *bytes;  /* its UTF-8 bytes; NULL for a valueless attribute (None) */
+    ssz n;
+    int ascii;        /* bytes are ASCII (only then are src, width, height decided here) */
+    PyObject *str;    /* the str itself when it came from a dict (borrowed), else NULL */
+} Value;
+
+/* The attributes the compiled path reads; `lazy`: a URL attribute other than src is set. */
+typedef struct {
+    Value src, alt, title, width, height;
+    int lazy;
+} ImageAttributes;
+
+/* The value as selectolax gives it: a new str (UTF-8 decoded with "replace"), or None. */
+static PyObject *value_str(const Value *v) {
+    if (v->str) return Py_NewRef(v->str);
+    if (!v->present || !v->bytes) return Py_NewRef(Py_None);
+    return PyUnicode_DecodeUTF8((const char *)v->bytes, v->n, "replace");
+}
+
+/* is_tracking_pixel's `declared` on one value: 1 when it declares a size <= 1, 0 when it
+ * declares more or nothing readable, -1 when only the reference can tell (non-ASCII). */
+static int declares_at_most_one(const Value *v, int *declared) {
+    *declared = 0;
+    if (!v->bytes) return 0;
+    if (!v->ascii) return -1;
+    const u8 *s = v->bytes;
+    ssz n = v->n;
+    strip_ascii(&s, &n);
+    if (n >= 2 && Py_TOLOWER(s[n - 2]) == 'p' && Py_TOLOWER(s[n - 1]) == 'x') n -= 2;
+    if (!n) return 0;
+    for (ssz i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    *declared = 1;
+    while (n && s[0] == '0') { s++; n--; }  /* int(value) <= 1 without overflowing */
+    return n == 0 || (n == 1 && s[0] == '1');
+}
+
+/* 1: a declared 1x1 (or smaller) image; 0: not; -1: only the reference can tell. */
+static int tracking_pixel(const ImageAttributes *a) {
+    if (!a->width.present || !a->height.present) return 0;
+    int width_declared, height_declared;
+    int small_width = declares_at_most_one(&a->width, &width_declared);
+    int small_height = declares_at_most_one(&a->height, &height_declared);
+    if (small_width < 0 || small_height < 0) return -1;
+    return width_declared && height_declared && small_width && small_height;
+}
+
+/* True when a one-byte str needs no collapsing: no whitespace but single ' ' between words. */
+static int latin1_collapsed(const u8 *s, ssz n) {
+    if (n && (latin1_space[s[0]] || latin1_space[s[n - 1]])) return 0;
+    /* Branch- and table-free so that the compiler vectorises it: captions hold a space every
+     * few bytes, and a branch on each mispredicts. Latin-1 whitespace is \t-\r, \x1c-\x1f,
+     * ' ', \x85 and \xa0; only a ' ' followed by a non-space may stay. */
+    unsigned bad = 0;
+    for (ssz i = 0; i + 1 < n; i++) {
+        u8 c = s[i], next = s[i + 1];
+        bad |= ((u8)(c - '\t') < 5) | ((u8)(c - 0x1c) < 4) | (c == 0x85) | (c == 0xa0) |
+               ((c == ' ') & (next == ' '));
+    }
+    return !bad;
+}
+
+/* collapse_whitespace: runs of whitespace made one space, none at the ends (any str kind).
+ * Returns a new reference (the same str when nothing changes); None or a non-str gives "". */
+static PyObject *collapsed(PyObject *text) {
+    if (!text || !PyUnicode_Check(text)) return PyUnicode_New(0, 0);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    ssz n = PyUnicode_GET_LENGTH(text);
+    if (kind == PyUnicode_1BYTE_KIND && latin1_collapsed(data, n)) return Py_NewRef(text);
+    Py_UCS4 *out = PyMem_Malloc((n ? n : 1) * sizeof(Py_UCS4));
+    if (!out) return PyErr_NoMemory();
+    ssz length = 0;
+    for (ssz i = 0; i < n;) {
+        while (i < n && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i))) i++;
+        if (i == n) break;
+        if (length) out[length++] = ' ';
+        while (i < n && !Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)))
+            out[length++] = PyUnicode_READ(kind, data, i++);
+    }
+    /* FromKindAndData narrows to the canonical kind: equal strs must have equal kinds */
+    PyObject *result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out, length);
+    PyMem_Free(out);
+    return result;
+}
+
+/* Where a page's URLs resolve: origin and directory for the fast path, and the reference's
+ * UrlResolver.resolve, made on first need (most pages never need it) by make(base). */
+typedef struct {
+    PyObject *origin, *directory;  /* owned */
+    int simple_base;
+    PyObject *resolve;             /* owned; NULL until needed */
+    PyObject *make, *base;         /* borrowed */
+} Resolution;
+
+static void resolution_clear(Resolution *r) {
+    Py_CLEAR(r->origin);
+    Py_CLEAR(r->directory);
+    Py_CLEAR(r->resolve);
+}
+
+/* The reference's resolve (borrowed), or NULL on error. */
+static PyObject *reference_resolve(Resolution *r) {
+    if (!r->resolve) {
+        PyObject *resolver = PyObject_CallOneArg(r->make, r->base);
+        if (!resolver) return NULL;
+        r->resolve = PyObject_GetAttr(resolver, S_resolve);
+        Py_DECREF(resolver);
+    }
+    return r->resolve;
+}
+
+/* The Resolution of a UrlResolver object; -1 on error. */
+static int resolution_of(PyObject *resolver, Resolution *r) {
+    memset(r, 0, sizeof(*r));
+    PyObject *simple = PyObject_GetAttrString(resolver, "simple_base");
+    r->simple_base = simple ? PyObject_IsTrue(simple) : -1;
+    Py_XDECREF(simple);
+    r->origin = PyObject_GetAttrString(resolver, "origin");
+    r->directory = PyObject_GetAttrString(resolver, "directory");
+    r->resolve = PyObject_GetAttr(resolver, S_resolve);
+    if (r->simple_base < 0 || !r->origin || !r->directory || !r->resolve) return -1;
+    if (!PyUnicode_Check(r->origin) || !PyUnicode_Check(r->directory)) {
+        PyErr_SetString(PyExc_TypeError, "not a UrlResolver");
+        return -1;
+    }
+    return 0;
+}
+
+/* UrlResolver(page_url)'s origin and directory without urlsplit, for the page URLs whose split
+ * is plain: ASCII, http(s)://host[/path][?query][#fragment], nothing urlsplit strips, removes
+ * or validates (controls, spaces, backslashes, brackets), no "/." in the path. 0 when the URL
+ * is not one of those, -1 on error. */
+static int plain_page_resolution(PyObject *page_url, PyObject *make, Resolution *r) {
+    memset(r, 0, sizeof(*r));
+    if (!PyUnicode_Check(page_url) || !PyUnicode_IS_ASCII(page_url)) return 0;
+    const u8 *u = PyUnicode_1BYTE_DATA(page_url);
+    ssz n = PyUnicode_GET_LENGTH(page_url), host;
+    if (starts_with(u, n, "http://")) host = 7;
+    else if (starts_with(u, n, "https://")) host = 8;
+    else return 0;
+    for (ssz i = 0; i < n; i++)
+        if (u[i] <= ' ' || u[i] >= 0x7f || u[i] == '\\' || u[i] == '[' || u[i] == ']') return 0;
+    ssz path = host, end;
+    while (path < n && u[path] != '/' && u[path] != '?' && u[path] != '#') path++;
+    if (path == host) return 0;  /* no host */
+    for (end = path; end < n && u[end] != '?' && u[end] != '#'; end++) {}
+    if (find_pair(u + path, end - path, '/', '.')) return 0;
+    ssz slash = end - 1;
+    while (slash >= path && u[slash] != '/') slash--;
+    r->origin = ascii_str(u, path);
+    /* an empty path is "/": the directory is the origin and "/" */
+    r->directory = slash < path ? joined(r->origin, (const u8 *)"/", 1)
+                                : ascii_str(u, slash + 1);
+    if (!r->origin || !r->directory) { resolution_clear(r); return -1; }
+    r->simple_base = 1;
+    r->make = make;
+    r->base = page_url;
+    return 1;
+}
+
+/* The image's URL resolved (a new str), or None when the reference drops it, NULL on error. */
+static PyObject *resolved_url(const Value *src, Resolution *r) {
+    const u8 *u = src->bytes;
+    ssz n = src->n;
+    strip_ascii(&u, &n);
+    const u8 *fragment = memchr(u, '#', n);
+    if (fragment) n = fragment - u;
+    PyObject *url = fast_url(u, n, r->origin, r->directory, r->simple_base);
+    if (url != UNDECIDED) return url;
+    PyObject *resolve = reference_resolve(r);
+    PyObject *raw = resolve ? value_str(src) : NULL;
+    if (!raw) return NULL;
+    url = PyObject_CallOneArg(resolve, raw);
+    Py_DECREF(raw);
+    return url;
+}
+
+/* A non-empty collapsed text (a new str) from alt, else title; NULL with no error when both
+ * are empty (the figure's caption: the reference reads it). */
+static PyObject *alt_or_title(const ImageAttributes *a, PyObject **source) {
+    const Value *candidates[2] = {&a->alt, &a->title};
+    PyObject *sources[2] = {R_alt, R_title};
+    for (int k = 0; k < 2; k++) {
+        PyObject *raw = value_str(candidates[k]);
+        if (!raw) return NULL;
+        PyObject *text = collapsed(raw);
+        Py_DECREF(raw);
+        if (!text) return NULL;
+        if (PyUnicode_GET_LENGTH(text)) {
+            *source = sources[k];
+            return text;
+        }
+        Py_DECREF(text);
+    }
+    return NULL;
+}
+
+/* The outcome of one image: a new ImageText, a borrowed reason, UNDECIDED, or NULL on error.
+ * The checks run in the reference's order; an image it cannot finish is left UNDECIDED. */
+static PyObject *decide_image(const ImageAttributes *a, Resolution *r, PyObject *image_text) {
+    if (a->lazy) return UNDECIDED;
+    if (!a->src.present || !a->src.bytes) return R_no_url;
+    if (!a->src.ascii) return UNDECIDED;
+    if (a->src.n == 0) return R_no_url;
+    if (data_uri(a->src.bytes, a->src.n)) return R_data_uri;
+    int pixel = tracking_pixel(a);
+    if (pixel) return pixel < 0 ? UNDECIDED : R_tracking_pixel;
+    PyObject *source = NULL;
+    PyObject *text = alt_or_title(a, &source);
+    if (!text) return PyErr_Occurred() ? NULL : UNDECIDED;
+    PyObject *url = resolved_url(&a->src, r);
+    if (!url || url == Py_None) {
+        Py_DECREF(text);
+        if (!url) return NULL;
+        Py_DECREF(url);
+        return R_not_http;
+    }
+    /* ImageText(url, text, source) as tuple.__new__ builds a tuple subclass (tp_alloc, then
+     * the items), without the NamedTuple's Python-level __new__ frame */
+    PyObject *pair = ((PyTypeObject *)image_text)->tp_alloc((PyTypeObject *)image_text, 3);
+    if (!pair) { Py_DECREF(url); Py_DECREF(text); return NULL; }
+    PyTuple_SET_ITEM(pair, 0, url);
+    PyTuple_SET_ITEM(pair, 1, text);
+    PyTuple_SET_ITEM(pair, 2, Py_NewRef(source));
+    return pair;
+}
+
+/* Every URL attribute is "srcset" or "data-..." (a test holds html.URL_ATTRIBUTES to it): other
+ * names (src, alt, width...) need no set lookup. */
+static int may_be_url_attribute(const u8 *name, ssz n) {
+    return n >= 6 && (name[0] == 's' || name[0] == 'd');
+}
+
+static int ascii_bytes(const u8 *s, ssz n) {
+    ssz i = 0;
+    for (; i + 8 <= n; i += 8) {  /* eight bytes a step: values run to a hundred bytes */
+        uint64_t chunk;
+        memcpy(&chunk, s + i, 8);
+        if (chunk & 0x8080808080808080ULL) return 0;
+    }
+    for (; i < n; i++)
+        if (s[i] & 0x80) return 0;
+    return 1;
+}
+
+static int named(const u8 *name, ssz n, const char *expected) {
+    return (ssz)strlen(expected) == n && !memcmp(name, expected, n);
+}
+
+/* Which of the read attributes `name` is, or NULL. */
+static Value *slot_for(ImageAttributes *a, const u8 *name, ssz n) {
+    if (named(name, n, "src")) return &a->src;
+    if (named(name, n, "alt")) return &a->alt;
+    if (named(name, n, "title")) return &a->title;
+    if (named(name, n, "width")) return &a->width;
+    if (named(name, n, "height")) return &a->height;
+    return NULL;
+}
+
+/* ImageAttributes of a selectolax attribute dict; -1 on error. */
+static int dict_attributes(PyObject *attributes, PyObject *url_attributes, ImageAttributes *a) {
+    memset(a, 0, sizeof(*a));
+    PyObject *key, *value;
+    ssz position = 0;
+    while (PyDict_Next(attributes, &position, &key, &value)) {
+        if (!PyUnicode_Check(key) || !PyUnicode_IS_ASCII(key)) {
+            int lazy = PySet_Contains(url_attributes, key);
+            if (lazy < 0) return -1;
+            a->lazy |= lazy;
+            continue;
+        }
+        const u8 *name = PyUnicode_1BYTE_DATA(key);
+        ssz n = PyUnicode_GET_LENGTH(key);
+        if (may_be_url_attribute(name, n)) {
+            int lazy = PySet_Contains(url_attributes, key);
+            if (lazy < 0) return -1;
+            a->lazy |= lazy;
+        }
+        Value *v = slot_for(a, name, n);
+        if (!v) continue;
+        v->present = 1;
+        if (!PyUnicode_Check(value)) continue;  /* None: a valueless attribute */
+        v->str = value;
+        v->ascii = PyUnicode_IS_ASCII(value);
+        v->bytes = v->ascii ? PyUnicode_1BYTE_DATA(value) : (const u8 *)"";
+        v->n = v->ascii ? PyUnicode_GET_LENGTH(value) : 0;
+    }
+    return 0;
+}
+
+/* dropped[reason] += by (the key is set even when `by` is 0, as Counter's += sets it). */
+static int count_drops(PyObject *dropped, PyObject *reason, long by) {
+    PyObject *count = PyDict_GetItemWithError(dropped, reason);
+    if (!count && PyErr_Occurred()) return -1;
+    long n = count ? PyLong_AsLong(count) : 0;
+    if (n == -1 && PyErr_Occurred()) return -1;
+    PyObject *next = PyLong_FromLong(n + by);
+    if (!next) return -1;
+    int status = PyDict_SetItem(dropped, reason, next);
+    Py_DECREF(next);
+    return status;
+}
+
+/* page_images(nodes, url_attributes, origin, directory, simple_base, resolve, decide,
+ *             image_text, pairs, dropped): appends each image's ImageText to `pairs` or counts
+ * its drop reason in `dropped` (a Counter), in page order. */
+static PyObject *page_images(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "page_images() takes 10 arguments");
+        return NULL;
+    }
+    PyObject *nodes = args[0], *url_attributes = args[1], *origin = args[2];
+    PyObject *directory = args[3], *resolve = args[5], *decide = args[6];
+    Resolution r = {origin, directory, 0, resolve, NULL, NULL};  /* borrowed: not cleared */
+    PyObject *image_text = args[7], *pairs = args[8], *dropped = args[9];
+    int simple_base = PyObject_IsTrue(args[4]);
+    if (simple_base < 0) return NULL;
+    r.simple_base = simple_base;
+    if (!PyList_Check(nodes) || !PyAnySet_Check(url_attributes) || !PyUnicode_Check(origin) ||
+        !PyUnicode_Check(directory) || !PyType_Check(image_text) ||
+        !PyType_IsSubtype((PyTypeObject *)image_text, &PyTuple_Type) || !PyList_Check(pairs) ||
+        !PyDict_Check(dropped)) {
+        PyErr_SetString(PyExc_TypeError, "page_images(): unexpected argument types");
+        return NULL;
+    }
+    for (ssz i = 0; i < PyList_GET_SIZE(nodes); i++) {
+        PyObject *node = PyList_GET_ITEM(nodes, i);
+        PyObject *attributes = PyObject_GetAttr(node, S_attributes);
+        if (!attributes) return NULL;
+        ImageAttributes read;
+        PyObject *outcome = UNDECIDED;
+        if (PyDict_Check(attributes)) {
+            outcome = dict_attributes(attributes, url_attributes, &read) < 0
+                ? NULL
+                : decide_image(&read, &r, image_text);
+        }
+        if (outcome == UNDECIDED)
+            outcome = PyObject_CallFunctionObjArgs(decide, node, attributes, resolve, NULL);
+        else if (outcome && PyUnicode_CheckExact(outcome))
+            Py_INCREF(outcome);  /* reasons come back borrowed */
+        Py_DECREF(attributes);
+        if (!outcome) return NULL;
+        int status = PyUnicode_CheckExact(outcome) ? count_drops(dropped, outcome, 1)
+                                                   : PyList_Append(pairs, outcome);
+        Py_DECREF(outcome);
+        if (status < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---------- HTML extraction straight from Lexbor's tree ---------- */
+/*
+ * selectolax builds a Python node and an attribute dict for every element it hands out; for
+ * pages of dozens of images that costs as much as the rest of the extraction. The Lexbor that
+ * selectolax bundles exports its DOM functions, so the tree selectolax parsed is read here
+ * directly: one walk finds <img>, <base> and <meta> (as tags() matches names: the element's
+ * qualified name, ASCII case-insensitively, in document order), and attribute values are read
+ * as selectolax's `attributes` would give them (qualified names, the last of equal names,
+ * UTF-8 decoded with "replace", a valueless attribute as None). Images this path does not
+ * finish are decided by the reference (`image_outcome`) on selectolax's own node.
+ */
+
+typedef void LxbNode;
+typedef void LxbAttr;
+
+typedef struct {
+    LxbNode *(*first_child)(LxbNode *);
+    LxbNode *(*next)(LxbNode *);
+    LxbNode *(*parent)(LxbNode *);
+    int (*type)(LxbNode *);
+    const u8 *(*element_name)(LxbNode *, size_t *);
+    LxbAttr *(*first_attribute)(LxbNode *);
+    LxbAttr *(*next_attribute)(LxbAttr *);
+    const u8 *(*attribute_name)(LxbAttr *, size_t *);
+    const u8 *(*attribute_value)(LxbAttr *, size_t *);
+} Lexbor;
+
+static Lexbor lexbor;
+static int lexbor_bound;
+#define ELEMENT_NODE 1
+
+/* bind_lexbor(path): resolves the DOM functions of the Lexbor in selectolax's module at
+ * `path`; True when every one was found. */
+static PyObject *bind_lexbor(PyObject *module, PyObject *path) {
+    if (lexbor_bound) Py_RETURN_TRUE;
+    const char *file = PyUnicode_AsUTF8(path);
+    if (!file) return NULL;
+    void *library = dlopen(file, RTLD_NOW | RTLD_NOLOAD);
+    if (!library) library = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (!library) Py_RETURN_FALSE;
+    struct { void **target; const char *symbol; } functions[] = {
+        {(void **)&lexbor.first_child, "lxb_dom_node_first_child_noi"},
+        {(void **)&lexbor.next, "lxb_dom_node_next_noi"},
+        {(void **)&lexbor.parent, "lxb_dom_node_parent_noi"},
+        {(void **)&lexbor.type, "lxb_dom_node_type_noi"},
+        {(void **)&lexbor.element_name, "lxb_dom_element_qualified_name"},
+        {(void **)&lexbor.first_attribute, "lxb_dom_element_first_attribute_noi"},
+        {(void **)&lexbor.next_attribute, "lxb_dom_element_next_attribute_noi"},
+        {(void **)&lexbor.attribute_name, "lxb_dom_attr_qualified_name"},
+        {(void **)&lexbor.attribute_value, "lxb_dom_attr_value_noi"}};
+    for (size_t i = 0; i < sizeof(functions) / sizeof(functions[0]); i++)
+        if (!(*functions[i].target = dlsym(library, functions[i].symbol))) Py_RETURN_FALSE;
+    lexbor_bound = 1;
+    Py_RETURN_TRUE;
+}
+
+static int ascii_equal_lower(const u8 *s, size_t n, const char *lower) {
+    if (strlen(lower) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (Py_TOLOWER(s[i]) != (u8)lower[i]) return 0;
+    return 1;
+}
+
+/* The value of the last attribute named `name` (selectolax's dict keeps the last). */
+static int attribute_value(LxbNode *element, const char *name, Value *v) {
+    memset(v, 0, sizeof(*v));
+    for (LxbAttr *attr = lexbor.first_attribute(element); attr;
+         attr = lexbor.next_attribute(attr)) {
+        size_t n = 0, length = 0;
+        const u8 *key = lexbor.attribute_name(attr, &n);
+        if (!key || !named(key, n, name)) continue;
+        v->present = 1;
+        v->bytes = lexbor.attribute_value(attr, &length);
+        v->n = v->bytes ? (ssz)length : 0;
+        v->ascii = v->bytes ? ascii_bytes(v->bytes, v->n) : 1;
+    }
+    return v->present;
+}
+
+/* ImageAttributes of an <img> element; -1 on error. */
+static int lexbor_attributes(LxbNode *element, PyObject *url_attributes, ImageAttributes *a) {
+    memset(a, 0, sizeof(*a));
+    for (LxbAttr *attr = lexbor.first_attribute(element); attr;
+         attr = lexbor.next_attribute(attr)) {
+        size_t n = 0, length = 0;
+        const u8 *name = lexbor.attribute_name(attr, &n);
+        if (!name) continue;
+        if (may_be_url_attribute(name, n) || !ascii_bytes(name, n)) {
+            PyObject *key = PyUnicode_DecodeUTF8((const char *)name, n, "replace");
+            if (!key) return -1;
+            int lazy = PySet_Contains(url_attributes, key);
+            Py_DECREF(key);
+            if (lazy < 0) return -1;
+            a->lazy |= lazy;
+        }
+        Value *v = slot_for(a, name, n);
+        if (!v) continue;
+        v->present = 1;
+        v->bytes = lexbor.attribute_value(attr, &length);
+        v->n = v->bytes ? (ssz)length : 0;
+        /* alt and title are decoded whatever they hold: only URL and sizes need ASCII */
+        v->ascii = !v->bytes || v == &a->alt || v == &a->title || ascii_bytes(v->bytes, v->n);
+        v->str = NULL;
+    }
+    return 0;
+}
+
+/* A robots meta's (name, content) for the reference to read, when `name` may be one (an ASCII
+ * name equal to robots or witbuilder once stripped and lower-cased, or any non-ASCII name). */
+static int note_meta(LxbNode *element, PyObject *metas) {
+    Value name, content;
+    if (!attribute_value(element, "name", &name) || !name.bytes) return 0;
+    if (name.ascii) {
+        const u8 *s = name.bytes;
+        ssz n = name.n;
+        strip_ascii(&s, &n);
+        if (!ascii_equal_lower(s, n, "robots") && !ascii_equal_lower(s, n, "witbuilder"))
+            return 0;
+    }
+    attribute_value(element, "content", &content);
+    PyObject *pair = Py_BuildValue("(NN)", value_str(&name), value_str(&content));
+    if (!pair) return -1;
+    int status = PyList_Append(metas, pair);
+    Py_DECREF(pair);
+    return status;
+}
+
+typedef struct {
+    LxbNode **images;
+    ssz count, cap;
+    PyObject *base_href;  /* the first non-None href of a <base>, or NULL */
+    PyObject *metas;      /* robots metas: [(name, content)] */
+} PageScan;
+
+/* One walk of the element tree under `root` (document order). */
+static int scan_page(LxbNode *root, PageScan *scan) {
+    LxbNode *node = root;
+    while (node) {
+        if (lexbor.type(node) == ELEMENT_NODE) {
+            size_t n = 0;
+            const u8 *name = lexbor.element_name(node, &n);
+            if (name && ascii_equal_lower(name, n, "img")) {
+                if (reserve((void **)&scan->images, &scan->cap, scan->count + 1,
+                            sizeof(LxbNode *)) < 0)
+                    return -1;
+                scan->images[scan->count++] = node;
+            } else if (name && ascii_equal_lower(name, n, "base") && !scan->base_href) {
+                Value href;
+                if (attribute_value(node, "href", &href) && href.bytes &&
+                    !(scan->base_href = value_str(&href)))
+                    return -1;
+            } else if (name && ascii_equal_lower(name, n, "meta")) {
+                if (note_meta(node, scan->metas) < 0) return -1;
+            }
+        }
+        LxbNode *child = lexbor.first_child(node);
+        if (child) { node = child; continue; }
+        while (node != root && !lexbor.next(node)) node = lexbor.parent(node);
+        if (node == root) break;
+        node = lexbor.next(node);
+    }
+    return 0;
+}
+
+/* The images of a scanned page against `resolver` (a UrlResolver). */
+/* The reference's outcome of the index-th <img> of `tree`, on selectolax's own node (the
+ * nodes are listed once per page, and only when an image needs them). */
+static PyObject *deferred_outcome(PyObject *tree, PyObject **nodes, ssz index,
+                                  PyObject *image_outcome, Resolution *r) {
+    PyObject *resolve = reference_resolve(r);
+    if (!resolve) return NULL;
+    if (!*nodes && !(*nodes = PyObject_CallMethod(tree, "tags", "s", "img"))) return NULL;
+    if (!PyList_Check(*nodes) || index >= PyList_GET_SIZE(*nodes)) {
+        PyErr_SetString(PyExc_RuntimeError, "page_images_lexbor: the tree walk and tags('img') "
+                                            "disagree");
+        return NULL;
+    }
+    PyObject *node = PyList_GET_ITEM(*nodes, index);
+    PyObject *attributes = PyObject_GetAttr(node, S_attributes);
+    if (!attributes) return NULL;
+    PyObject *outcome = PyObject_CallFunctionObjArgs(image_outcome, node, attributes, resolve,
+                                                     NULL);
+    Py_DECREF(attributes);
+    return outcome;
+}
+
+static int decide_scanned(PageScan *scan, Resolution *r, PyObject *url_attributes,
+                          PyObject *tree, PyObject *image_outcome, PyObject *image_text,
+                          PyObject *pairs, PyObject *dropped) {
+    PyObject *nodes = NULL;
+    int status = -1;
+    for (ssz i = 0; i < scan->count; i++) {
+        ImageAttributes read;
+        PyObject *outcome = lexbor_attributes(scan->images[i], url_attributes, &read) < 0
+            ? NULL
+            : decide_image(&read, r, image_text);
+        if (outcome == UNDECIDED) {
+            outcome = deferred_outcome(tree, &nodes, i, image_outcome, r);
+        } else if (outcome && PyUnicode_CheckExact(outcome)) {
+            Py_INCREF(outcome);  /* reasons come back borrowed */
+        }
+        if (!outcome) goto done;
+        int appended = PyUnicode_CheckExact(outcome) ? count_drops(dropped, outcome, 1)
+                                                     : PyList_Append(pairs, outcome);
+        Py_DECREF(outcome);
+        if (appended < 0) goto done;
+    }
+    status = 0;
+done:
+    Py_XDECREF(nodes);
+    return status;
+}
+
+/* page_images_lexbor(tree, page_url, url_attributes, resolver_for, url_resolver,
+ *                    image_outcome, image_text, pairs, dropped): extract_images on a parsed
+ * selectolax tree. URLs resolve against url_resolver(page_url) (a UrlResolver, made only when
+ * the fast path needs the reference) when the page has no <base href> and no robots meta, else
+ * against resolver_for(page_url, base_href, metas), None when the page opts out; images left
+ * undecided go to image_outcome(node, attributes, resolve). */
+static PyObject *page_images_lexbor(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "page_images_lexbor() takes 9 arguments");
+        return NULL;
+    }
+    if (!lexbor_bound) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_lexbor() has not succeeded");
+        return NULL;
+    }
+    PyObject *tree = args[0], *page_url = args[1], *url_attributes = args[2];
+    PyObject *resolver_for = args[3], *url_resolver = args[4], *image_outcome = args[5];
+    PyObject *image_text = args[6], *pairs = args[7], *dropped = args[8];
+    if (!PyAnySet_Check(url_attributes) || !PyType_Check(image_text) ||
+        !PyType_IsSubtype((PyTypeObject *)image_text, &PyTuple_Type) || !PyList_Check(pairs) ||
+        !PyDict_Check(dropped)) {
+        PyErr_SetString(PyExc_TypeError, "page_images_lexbor(): unexpected argument types");
+        return NULL;
+    }
+    PageScan scan = {NULL, 0, 0, NULL, NULL};
+    PyObject *root_node = NULL, *address = NULL, *resolver = NULL;
+    int status = -1;
+    if (!(root_node = PyObject_GetAttrString(tree, "root")) || root_node == Py_None ||
+        !(address = PyObject_GetAttrString(root_node, "mem_id")))
+        goto done;
+    LxbNode *root = PyLong_AsVoidPtr(address);
+    if (!root || !(scan.metas = PyList_New(0)) || scan_page(root, &scan) < 0) goto done;
+    Resolution r;
+    int plain = 0;
+    if (!scan.base_href && !PyList_GET_SIZE(scan.metas) &&
+        (plain = plain_page_resolution(page_url, url_resolver, &r)) < 0)
+        goto done;
+    if (!plain) {  /* a <base href>, robots metas or an unusual page URL: the reference */
+        resolver = !scan.base_href && !PyList_GET_SIZE(scan.metas)
+            ? PyObject_CallOneArg(url_resolver, page_url)
+            : PyObject_CallFunctionObjArgs(resolver_for, page_url,
+                                           scan.base_href ? scan.base_href : Py_None,
+                                           scan.metas, NULL);
+        if (!resolver) goto done;
+        if (resolver == Py_None) {
+            status = count_drops(dropped, R_opted_out, (long)scan.count);
+            goto done;
+        }
+        if (resolution_of(resolver, &r) < 0) { resolution_clear(&r); goto done; }
+    }
+    status = decide_scanned(&scan, &r, url_attributes, tree, image_outcome, image_text, pairs,
+                            dropped);
+    resolution_clear(&r);
+done:
+    if (status < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "page_images_lexbor(): the tree has no root");
+    Py_XDECREF(root_node);
+    Py_XDECREF(address);
+    Py_XDECREF(resolver);
+    Py_XDECREF(scan.base_href);
+    Py_XDECREF(scan.metas);
+    PyMem_RawFree(scan.images);
+    if (status < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject MatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wit_builder._crawlfast.WordMatcher",
+    .tp_basicsize = sizeof(Matcher),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Word-level query matcher (see match.py); made by build() or from_bytes().",
+    .tp_dealloc = (destructor)Matcher_dealloc,
+    .tp_methods = Matcher_methods,
+};
+
+static PyMethodDef module_functions[] = {
+    {"bind_lexbor", (PyCFunction)bind_lexbor, METH_O,
+     "bind_lexbor(path): True when the Lexbor functions of selectolax's module are found."},
+    {"page_images_lexbor", (PyCFunction)(void (*)(void))page_images_lexbor, METH_FASTCALL,
+     "page_images_lexbor(tree, page_url, url_attributes, resolver_for, url_resolver, "
+     "image_outcome, image_text, pairs, dropped): extract_images on Lexbor's tree "
+     "(see sources/html.py)."},
+    {"page_images", (PyCFunction)(void (*)(void))page_images, METH_FASTCALL,
+     "page_images(nodes, url_attributes, origin, directory, simple_base, resolve, decide, "
+     "image_text, pairs, dropped): the images_of loop (see sources/html.py)."},
+    {NULL, NULL, 0, NULL}};
+
+static int intern_strings(void) {
+    struct { PyObject **target; const char *text; } strings[] = {
+        {&S_resolve, "resolve"}, {&S_slash, "/"}, {&S_attributes, "attributes"}, {&S_src, "src"}, {&S_alt, "alt"},
+        {&S_title, "title"}, {&S_width, "width"}, {&S_height, "height"},
+        {&R_opted_out, "opted_out"}, {&R_no_url, "no_url"}, {&R_data_uri, "data_uri"},
+        {&R_tracking_pixel, "tracking_pixel"},
+        {&R_not_http, "not_http"}, {&R_alt, "alt"}, {&R_title, "title"}};
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        if (!(*strings[i].target = PyUnicode_InternFromString(strings[i].text))) return -1;
+    return 0;
+}
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_crawlfast",
+                                    "Compiled hot paths of wit crawl (see _crawlfast.c).", -1,
+                                    module_functions};
+
+PyMODINIT_FUNC PyInit__crawlfast(void) {
+    init_byte_classes();
+    if (intern_strings() < 0 || PyType_Ready(&MatcherType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&MatcherType);
+    if (PyModule_AddObject(m, "WordMatcher", (PyObject *)&MatcherType) < 0) {
+        Py_DECREF(&MatcherType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
