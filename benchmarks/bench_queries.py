@@ -1,8 +1,10 @@
 """Query builder speed: `wit queries` on a synthetic multistream dump against plain decompression
 (`bzip2 -dc`, and `lbzip2 -dc -n 2` when the Debian package lbzip2 is installed), in MB of XML per
 second of wall time and per CPU-second; the two bz2 decoders a worker can use (Python's bz2 and
-indexed_bzip2 on one thread) over the same partitions; and peak memory on the dump and on a dump
-4x smaller (it should stay flat).
+indexed_bzip2 on one thread) over the same partitions; where `wit queries`'s CPU goes (counting
+workers, bigram-reduce workers, main process); and peak memory on the dump and on a dump 4x
+smaller (it should stay flat). Every row shows the load average before it ran: on a shared
+machine wall-clock figures move with it, per-CPU-second figures much less.
 
     .venv/bin/python benchmarks/bench_queries.py --xml-mb 200 --workers 2
 """
@@ -43,6 +45,10 @@ def make_dump(folder: Path, xml_mb: float) -> dict:
     return made
 
 
+def load() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
 def timed_command(command: list[str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds `command` takes, its output discarded."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -76,13 +82,20 @@ def decoder_rows(dump: dict, mb: float) -> list[list]:
     if reader.indexed_bzip2 is not None:  # without it the "fast" path is Python's bz2 again
         decoders.append(("indexed_bzip2, 1 thread", True))
     for name, fast in decoders:
+        before = load()
         started, cpu = time.perf_counter(), time.process_time()
         for part in partitions:
             for _ in decompressed(part.path, part.start, part.end, fast_bz2=fast):
                 pass
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        rows.append([name, 1, round(mb / seconds, 1), round(seconds, 1), round(mb / cpu, 1), "-"])
+        rows.append([name, 1, round(mb / seconds, 1), round(seconds, 1), round(mb / cpu, 1), "-",
+                     "-", before])
     return rows
+
+
+def cpu_breakdown(workers: int, cpu: dict, mb: float) -> list:
+    return [workers, *(round(1000 * cpu[key] / mb, 1)
+                       for key in ("count_workers", "reduce_workers", "main", "total"))]
 
 
 def peak_mb(stats: dict) -> float:
@@ -110,14 +123,16 @@ def benchmark(root: Path, xml_mb: float, workers: int) -> None:
     large = make_dump(root / "large", xml_mb)
     mb = large["xml_bytes"] / 1e6
     rows = []
+    before = load()
     seconds, cpu = timed_command(["bzip2", "-dc", large["dump"]])
     rows.append(["bzip2 -dc", 1, round(mb / seconds, 1), round(seconds, 1), round(mb / cpu, 1),
-                 "-"])
+                 "-", "-", before])
     lbzip2 = None
     if shutil.which("lbzip2"):
+        before = load()
         lbzip2, cpu = timed_command(["lbzip2", "-dc", "-n", str(workers), large["dump"]])
         rows.append([f"lbzip2 -dc -n {workers}", workers, round(mb / lbzip2, 1),
-                     round(lbzip2, 1), round(mb / cpu, 1), "-"])
+                     round(lbzip2, 1), round(mb / cpu, 1), "-", "-", before])
     else:
         print("lbzip2 is not installed (apt-get install lbzip2): its row is skipped")
     rows.extend(decoder_rows(large, mb))
@@ -125,15 +140,20 @@ def benchmark(root: Path, xml_mb: float, workers: int) -> None:
         print("the compiled hot loop is not built (pip install -e .): wit queries runs in Python")
     results = {}
     for count in sorted({1, workers}):
+        before = load()
         seconds, stats = run_queries(large, count, root / f"run-{count}")
         results[count] = (seconds, stats)
         rows.append([f"wit queries --workers {count}", count, round(mb / seconds, 1),
                      round(seconds, 1), round(mb / stats["cpu_seconds"]["total"], 1),
-                     round(peak_mb(stats), 1)])
+                     round(peak_mb(stats), 1), round(mb / stats["count_seconds"], 1), before])
     print_table(f"Query builder on a multistream dump of {mb:,.0f} MB of XML "
-                f"({large['pages']:,} pages; load average {os.getloadavg()[0]:.1f} on "
-                f"{os.cpu_count()} cores)", ["tool", "workers", "MB/s of XML", "seconds",
-                                             "MB per CPU-second", "peak RSS MB"], rows)
+                f"({large['pages']:,} pages, {os.cpu_count()} cores)",
+                ["tool", "workers", "MB/s of XML", "seconds", "MB per CPU-second", "peak RSS MB",
+                 "MB/s to end of counting", "load before"], rows)
+    print_table("Where wit queries's CPU goes (ms of CPU per MB of XML)",
+                ["workers", "counting workers", "bigram-reduce workers", "main process", "total"],
+                [cpu_breakdown(count, stats["cpu_seconds"], mb)
+                 for count, (_, stats) in results.items()])
     small_seconds, small_stats = run_queries(small, workers, root / "run-small")
     small_mb = small["xml_bytes"] / 1e6
     large_peak = peak_mb(results[workers][1])
@@ -148,7 +168,8 @@ def benchmark(root: Path, xml_mb: float, workers: int) -> None:
     if lbzip2:
         ratio = lbzip2 / results[workers][0]
         print(f"wit queries ({workers} workers) throughput / lbzip2 -n {workers}: {ratio:.0%} "
-              f"(target: 80%)")
+              f"(target: 80%); {workers} workers run {results[1][0] / results[workers][0]:.2f}x "
+              f"as fast as 1")
     print("MB per CPU-second does not depend on what else the machine runs: times the cores "
           "given to it, it is the throughput a dedicated machine reaches.")
 

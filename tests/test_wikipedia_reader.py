@@ -13,6 +13,7 @@ import pytest
 
 import wiki_fixtures as fx
 from wit_builder.options import WitError
+from wit_builder.wikipedia import reader
 from wit_builder.wikipedia.pages import iter_pages, namespace_names, xml_unescape
 from wit_builder.wikipedia.reader import (PartFile, StreamRange, XmlRange, plan_dump,
                                           read_partition, xml_ranges)
@@ -151,3 +152,35 @@ def test_url_is_streamed_without_saving_it_first(tmp_path):
             plan_dump(f"{base}/missing.xml.bz2")
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 22])
+def test_index_offsets_are_the_same_whatever_the_read_block(tmp_path, monkeypatch, block):
+    dump = fx.write_multistream(tmp_path, ARTICLES, per_stream=3)
+    index = tmp_path / "enwiki-test-pages-articles-multistream-index.txt.bz2"
+    lines = bz2.decompress(index.read_bytes()).splitlines()
+    expected = list(dict.fromkeys(int(line.split(b":")[0]) for line in lines))
+    monkeypatch.setattr(reader, "READ_SIZE", block)
+    assert reader.read_index_offsets(index) == expected and len(expected) > 10
+    index.write_bytes(bz2.compress(b"\n".join(lines)))  # no newline after the last line
+    assert reader.read_index_offsets(index) == expected
+
+
+def test_index_line_without_an_offset_falls_back_to_the_serial_reader(tmp_path, caplog):
+    dump = fx.write_multistream(tmp_path, ARTICLES)
+    index = tmp_path / "enwiki-test-pages-articles-multistream-index.txt.bz2"
+    index.write_bytes(bz2.compress(bz2.decompress(index.read_bytes()) + b"no offset here\n"))
+    with caplog.at_level(logging.WARNING):
+        plan = plan_dump(str(dump))
+    assert plan.serial and "unreadable" in caplog.text
+    assert titles_read(str(dump)) == all_titles()
+
+
+def test_truncated_index_falls_back_saying_why(tmp_path, caplog):
+    dump = fx.write_multistream(tmp_path, ARTICLES)
+    index = tmp_path / "enwiki-test-pages-articles-multistream-index.txt.bz2"
+    index.write_bytes(index.read_bytes()[:-40])
+    with caplog.at_level(logging.WARNING):
+        plan = plan_dump(str(dump), workers=2)
+    assert plan.serial and "unreadable (Compressed file ended" in caplog.text
+    assert titles_read(str(dump)) == all_titles()

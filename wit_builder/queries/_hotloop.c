@@ -552,20 +552,26 @@ typedef struct {
     Buf arena;
 } StringTable;
 
-static uint64_t hash_bytes(const u8 *s, ssz n) {
+/* Keys are hashed and compared as 64-bit words of their bytes, zero-padded to a multiple of 8
+ * (the arena stores them padded and aligned): no memcpy or memcmp call per token, which cost as
+ * much as the probing itself on short words. */
+#define PADDED(n) (((n) + 7) & ~(ssz)7)
+
+static uint64_t hash_padded(const uint64_t *w, ssz n) {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
-    ssz i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        h = (h ^ v) * 0xBF58476D1CE4E5B9ULL;
+    for (ssz i = 0, chunks = PADDED(n) >> 3; i < chunks; i++) {
+        h = (h ^ w[i]) * 0xBF58476D1CE4E5B9ULL;
         h ^= h >> 31;
     }
-    uint64_t tail = 0;
-    memcpy(&tail, s + i, n - i);
-    h = (h ^ tail) * 0x94D049BB133111EBULL;
+    h *= 0x94D049BB133111EBULL;
     h ^= h >> 29;
     return h;
+}
+
+static int same_padded(const uint64_t *a, const uint64_t *b, ssz n) {
+    for (ssz i = 0, chunks = PADDED(n) >> 3; i < chunks; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
 }
 
 static void table_free(StringTable *t) {
@@ -609,15 +615,17 @@ static int table_grow_ids(StringTable *t) {
     return 0;
 }
 
-/* The id of `s`, -1 when absent. */
-static int64_t table_find(const StringTable *t, const u8 *s, ssz n, uint64_t h, ssz *free_slot) {
+/* The id of the key `w` (n bytes, zero-padded), -1 when absent (*free_slot: where it would go). */
+static int64_t table_find(const StringTable *t, const uint64_t *w, ssz n, uint64_t h,
+                          ssz *free_slot) {
     if (!t->capacity) { *free_slot = -1; return -1; }
     ssz slot = h & (t->capacity - 1);
     uint64_t entry, tag = h & 0xFFFFFFFF00000000ULL;
     while ((entry = t->slots[slot])) {
         if ((entry & 0xFFFFFFFF00000000ULL) == tag) {
             ssz id = (ssz)(entry & 0xFFFFFFFF) - 1;
-            if (t->lengths[id] == (uint32_t)n && !memcmp(t->arena.data + t->offsets[id], s, n))
+            if (t->lengths[id] == (uint32_t)n &&
+                    same_padded((const uint64_t *)(t->arena.data + t->offsets[id]), w, n))
                 return id;
         }
         slot = (slot + 1) & (t->capacity - 1);
@@ -626,12 +634,12 @@ static int64_t table_find(const StringTable *t, const u8 *s, ssz n, uint64_t h, 
     return -1;
 }
 
-/* The id of `s` (added with count 0 when new); FAILED on memory errors. */
-static int64_t table_id(StringTable *t, const u8 *s, ssz n) {
+/* The id of the zero-padded key `w` (added with count 0 when new); FAILED on memory errors. */
+static int64_t table_id_padded(StringTable *t, const uint64_t *w, ssz n) {
     if (2 * (t->size + 1) > t->capacity && table_grow_slots(t) < 0) return FAILED;
-    uint64_t h = hash_bytes(s, n);
+    uint64_t h = hash_padded(w, n);
     ssz slot = 0;
-    int64_t found = table_find(t, s, n, h, &slot);
+    int64_t found = table_find(t, w, n, h, &slot);
     if (found >= 0) return found;
     if (t->size >= UINT32_MAX - 1) return FAILED;  /* reported as MemoryError */
     if (t->size == t->ids_capacity && table_grow_ids(t) < 0) return FAILED;
@@ -640,8 +648,39 @@ static int64_t table_id(StringTable *t, const u8 *s, ssz n) {
     t->offsets[id] = t->arena.len;
     t->lengths[id] = (uint32_t)n;
     t->counts[id] = 0;
-    if (buf_put(&t->arena, s, n) < 0) return FAILED;
+    if (buf_put(&t->arena, (const u8 *)w, PADDED(n)) < 0) return FAILED;
     t->slots[slot] = (h & 0xFFFFFFFF00000000ULL) | (uint64_t)(id + 1);
+    return id;
+}
+
+/* A key's bytes copied into a zero-padded, aligned buffer: `small` when it fits, else a new
+ * block that the caller frees (NULL when out of memory). */
+static uint64_t *padded_copy(const u8 *s, ssz n, uint64_t *small, ssz small_words) {
+    uint64_t *w = PADDED(n) <= small_words * 8 ? small : PyMem_RawMalloc(PADDED(n) + 8);
+    if (!w) return NULL;
+    if (n) w[(PADDED(n) >> 3) - 1] = 0;
+    memcpy(w, s, n);
+    return w;
+}
+
+/* table_id_padded of unpadded bytes. */
+static int64_t table_id(StringTable *t, const u8 *s, ssz n) {
+    uint64_t small[32];
+    uint64_t *w = padded_copy(s, n, small, 32);
+    if (!w) return FAILED;
+    int64_t id = table_id_padded(t, w, n);
+    if (w != small) PyMem_RawFree(w);
+    return id;
+}
+
+/* table_find of unpadded bytes: the id, -1 when absent, FAILED when out of memory. */
+static int64_t table_lookup(const StringTable *t, const u8 *s, ssz n) {
+    uint64_t small[32];
+    uint64_t *w = padded_copy(s, n, small, 32);
+    if (!w) return FAILED;
+    ssz unused;
+    int64_t id = table_find(t, w, n, hash_padded(w, n), &unused);
+    if (w != small) PyMem_RawFree(w);
     return id;
 }
 
@@ -693,7 +732,47 @@ static void radix_sort(uint64_t *keys, uint64_t *scratch, ssz n, uint64_t **sort
     *sorted = from;
 }
 
+/* Keys of a partition with at most 65536 words fit in 32 bits (id1 << 16 | id2): packed into
+ * `scratch` (2n entries: the keys, then room to sort them) and sorted in three passes of 11
+ * bits, moving half the bytes of the 64-bit sort in fewer passes; the result is in scratch. */
+static uint32_t *radix_sort32(const uint64_t *keys, uint32_t *scratch, ssz n) {
+    uint32_t *from = scratch, *to = scratch + n;
+    for (ssz i = 0; i < n; i++) from[i] = (uint32_t)((keys[i] >> 16) | (keys[i] & 0xFFFF));
+    enum { BITS = 11, DIGITS = 1 << BITS };
+    static const int shifts[3] = {0, BITS, 2 * BITS};
+    ssz counts[3][DIGITS];
+    memset(counts, 0, sizeof(counts));
+    for (ssz i = 0; i < n; i++)
+        for (int pass = 0; pass < 3; pass++)
+            counts[pass][(from[i] >> shifts[pass]) & (DIGITS - 1)]++;
+    for (int pass = 0; pass < 3; pass++) {
+        ssz *count = counts[pass], position = 0;
+        int shift = shifts[pass];
+        if (count[(from[0] >> shift) & (DIGITS - 1)] == n) continue;
+        for (int digit = 0; digit < DIGITS; digit++) {
+            ssz c = count[digit];
+            count[digit] = position;
+            position += c;
+        }
+        for (ssz i = 0; i < n; i++) to[count[(from[i] >> shift) & (DIGITS - 1)]++] = from[i];
+        uint32_t *t = from;
+        from = to;
+        to = t;
+    }
+    return from;
+}
+
 /* ---------- the counter object ---------- */
+
+/* A direct-mapped cache of short words (<= 8 bytes: most tokens) in front of the word table:
+ * a hit costs one compare in a 64 KB array that stays in cache, where a table lookup touches
+ * four arrays that outgrow it (words follow Zipf's law, so a few thousand cover most tokens). */
+#define WORD_CACHE_BITS 12
+typedef struct {
+    uint64_t word;    /* the word's bytes, zero-padded */
+    uint32_t length;  /* 0: empty */
+    uint32_t id;
+} CachedWord;
 
 typedef struct {
     PyObject_HEAD
@@ -710,6 +789,7 @@ typedef struct {
     PyObject *titles, *redirects;      /* lists, taken by take_pages() */
     long long pages, articles, redirect_pages, other_namespaces, fallback_pages, python_segments;
     int64_t previous;                  /* id of the word before, -1 after a sentence end */
+    CachedWord word_cache[1 << WORD_CACHE_BITS];
     PyThreadState *released;           /* set while an article is counted without the GIL */
 } Counter;
 
@@ -724,14 +804,17 @@ static void give_back_gil(Counter *c, PyThreadState *saved) {
     if (saved) c->released = PyEval_SaveThread();
 }
 
-static int emit_word(Counter *c, const u8 *s, ssz n) {
-    int64_t id = table_id(&c->words, s, n);
+static int count_word_id(Counter *c, int64_t id) {
     if (id < 0) return FAILED;
     c->words.counts[id]++;
     if (c->previous >= 0 && pairs_add(&c->pairs, ((uint64_t)c->previous << 32) | (uint64_t)id) < 0)
         return FAILED;
     c->previous = id;
     return 0;
+}
+
+static int emit_word(Counter *c, const u8 *s, ssz n) {
+    return count_word_id(c, table_id(&c->words, s, n));
 }
 
 /* Tokens of one segment, through Python (non-ASCII or entity-bearing text). */
@@ -785,8 +868,21 @@ static void init_byte_classes(void) {
 }
 
 /* Words of ASCII text: [A-Za-z0-9]+ joined by single ' or -, lower-cased; .!?\n end sentences. */
+/* The id of a word of at most 8 bytes (`word`: its bytes, zero-padded). */
+static int64_t cached_word_id(Counter *c, uint64_t word, ssz length) {
+    CachedWord *entry = &c->word_cache[(word * 0x9E3779B97F4A7C15ULL) >> (64 - WORD_CACHE_BITS)];
+    if (entry->word == word && entry->length == (uint32_t)length) return entry->id;
+    int64_t id = table_id_padded(&c->words, &word, length);
+    if (id >= 0) {
+        entry->word = word;
+        entry->length = (uint32_t)length;
+        entry->id = (uint32_t)id;
+    }
+    return id;
+}
+
 static int ascii_words(Counter *c, const u8 *s, ssz n) {
-    u8 lowered[256];
+    uint64_t lowered[32];  /* the word, lower-cased and zero-padded: hashed as it is */
     ssz k = 0;
     while (k < n) {
         u8 cls = byte_class[s[k]];
@@ -802,17 +898,16 @@ static int ascii_words(Counter *c, const u8 *s, ssz n) {
             else break;
         }
         ssz length = m - k;
-        if (length <= (ssz)sizeof(lowered)) {
-            for (ssz j = 0; j < length; j++) lowered[j] = Py_TOLOWER(s[k + j]);
-            if (emit_word(c, lowered, length) < 0) return FAILED;
-        } else {
-            u8 *long_word = PyMem_RawMalloc(length);
-            if (!long_word) return FAILED;
-            for (ssz j = 0; j < length; j++) long_word[j] = Py_TOLOWER(s[k + j]);
-            int status = emit_word(c, long_word, length);
-            PyMem_RawFree(long_word);
-            if (status < 0) return FAILED;
-        }
+        uint64_t *w = PADDED(length) <= (ssz)sizeof(lowered) ? lowered
+                                                              : PyMem_RawMalloc(PADDED(length));
+        if (!w) return FAILED;
+        w[(PADDED(length) >> 3) - 1] = 0;
+        u8 *bytes = (u8 *)w;
+        for (ssz j = 0; j < length; j++) bytes[j] = Py_TOLOWER(s[k + j]);
+        int status = count_word_id(c, length <= 8 ? cached_word_id(c, w[0], length)
+                                                  : table_id_padded(&c->words, w, length));
+        if (w != lowered) PyMem_RawFree(w);
+        if (status < 0) return FAILED;
         k = m;
     }
     return 0;
@@ -838,8 +933,8 @@ static int replace_known_pieces(Counter *c, const u8 *s, ssz n, int decode_entit
             o->data[o->len++] = s[i++];
             continue;
         }
-        ssz unused;
-        int64_t id = table_find(&c->replaceable, s + i, length, hash_bytes(s + i, length), &unused);
+        int64_t id = table_lookup(&c->replaceable, s + i, length);
+        if (id == FAILED) return FAILED;
         if (id < 0) return 0;
         ssz start = c->replacement_offsets[id], size = c->replacement_offsets[id + 1] - start;
         if (o->len + size > o->cap) return 0;
@@ -1169,42 +1264,99 @@ static PyObject *Counter_words(Counter *c, PyObject *unused) {
     return result;
 }
 
-/* (keys, counts) of the pairs counted since the last call, as int64 bytes; the keys empty. */
+/* (first ids int32, second ids int32, counts int64) of the distinct pairs counted since the last
+ * call, as bytes, sorted by (first, second); the pair keys empty. */
 static PyObject *Counter_take_pairs(Counter *c, PyObject *unused) {
     PairKeys *t = &c->pairs;
     ssz n = t->len, rows = 0;
+    int narrow = c->words.size <= 0x10000;  /* ids fit in 16 bits: sorted as 32-bit keys */
+    /* 64-bit keys: n more for the sort; 32-bit: n for the packed keys, n for the sort */
     uint64_t *scratch = n ? PyMem_RawMalloc(n * sizeof(uint64_t)) : NULL;
     if (n && !scratch) return PyErr_NoMemory();
     uint64_t *sorted = t->keys;
+    uint32_t *sorted32 = NULL;
     if (n) {
         Py_BEGIN_ALLOW_THREADS
-        radix_sort(t->keys, scratch, n, &sorted);
-        for (ssz i = 0; i < n; i++) rows += (i == 0 || sorted[i] != sorted[i - 1]);
+        if (narrow) {
+            sorted32 = radix_sort32(t->keys, (uint32_t *)scratch, n);
+            for (ssz i = 0; i < n; i++) rows += (i == 0 || sorted32[i] != sorted32[i - 1]);
+        } else {
+            radix_sort(t->keys, scratch, n, &sorted);
+            for (ssz i = 0; i < n; i++) rows += (i == 0 || sorted[i] != sorted[i - 1]);
+        }
         Py_END_ALLOW_THREADS
     }
-    PyObject *keys = PyBytes_FromStringAndSize(NULL, rows * 8);
+    PyObject *first = PyBytes_FromStringAndSize(NULL, rows * 4);
+    PyObject *second = PyBytes_FromStringAndSize(NULL, rows * 4);
     PyObject *counts = PyBytes_FromStringAndSize(NULL, rows * 8);
-    if (!keys || !counts) {
-        Py_XDECREF(keys); Py_XDECREF(counts); PyMem_RawFree(scratch);
+    if (!first || !second || !counts) {
+        Py_XDECREF(first); Py_XDECREF(second); Py_XDECREF(counts); PyMem_RawFree(scratch);
         return NULL;
     }
-    int64_t *key_out = (int64_t *)PyBytes_AS_STRING(keys);
+    int32_t *first_out = (int32_t *)PyBytes_AS_STRING(first);
+    int32_t *second_out = (int32_t *)PyBytes_AS_STRING(second);
     int64_t *count_out = (int64_t *)PyBytes_AS_STRING(counts);
     ssz row = -1;
     for (ssz i = 0; i < n; i++) {
-        if (i == 0 || sorted[i] != sorted[i - 1]) {
-            key_out[++row] = (int64_t)sorted[i];
+        uint64_t key = narrow ? ((uint64_t)(sorted32[i] >> 16) << 32) | (sorted32[i] & 0xFFFF)
+                              : sorted[i];
+        if (i == 0 || key != (narrow ? ((uint64_t)(sorted32[i - 1] >> 16) << 32) |
+                                           (sorted32[i - 1] & 0xFFFF)
+                                     : sorted[i - 1])) {
+            row++;
+            first_out[row] = (int32_t)(key >> 32);
+            second_out[row] = (int32_t)(key & 0xFFFFFFFF);
             count_out[row] = 0;
         }
         count_out[row]++;
     }
     PyMem_RawFree(scratch);
     pairs_free(t);
-    PyObject *result = PyTuple_Pack(2, keys, counts);
-    Py_DECREF(keys);
+    PyObject *result = PyTuple_Pack(3, first, second, counts);
+    Py_DECREF(first);
+    Py_DECREF(second);
     Py_DECREF(counts);
     return result;
 }
+
+/* (offsets int32, key bytes, counts int64) of a table's keys with a count, as bytes: the
+ * buffers of an Arrow binary array and an int64 array, made without a Python object per key. */
+static PyObject *table_buffers(StringTable *t) {
+    ssz rows = 0, size = 0;
+    for (ssz id = 0; id < t->size; id++) {
+        if (!t->counts[id]) continue;
+        rows++;
+        size += t->lengths[id];
+    }
+    if (size > INT32_MAX) return PyErr_NoMemory();
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, (rows + 1) * 4);
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    PyObject *counts = PyBytes_FromStringAndSize(NULL, rows * 8);
+    if (!offsets || !data || !counts) {
+        Py_XDECREF(offsets); Py_XDECREF(data); Py_XDECREF(counts);
+        return NULL;
+    }
+    int32_t *offset_out = (int32_t *)PyBytes_AS_STRING(offsets);
+    u8 *data_out = (u8 *)PyBytes_AS_STRING(data);
+    int64_t *count_out = (int64_t *)PyBytes_AS_STRING(counts);
+    ssz row = 0, at = 0;
+    offset_out[0] = 0;
+    for (ssz id = 0; id < t->size; id++) {
+        if (!t->counts[id]) continue;
+        memcpy(data_out + at, t->arena.data + t->offsets[id], t->lengths[id]);
+        at += t->lengths[id];
+        count_out[row] = t->counts[id];
+        offset_out[++row] = (int32_t)at;
+    }
+    PyObject *result = PyTuple_Pack(3, offsets, data, counts);
+    Py_DECREF(offsets);
+    Py_DECREF(data);
+    Py_DECREF(counts);
+    return result;
+}
+
+static PyObject *Counter_word_buffers(Counter *c, PyObject *unused) { return table_buffers(&c->words); }
+static PyObject *Counter_link_buffers(Counter *c, PyObject *unused) { return table_buffers(&c->links); }
 
 /* (titles of articles, [(redirect title, target)]) seen since the last call, in page order. */
 static PyObject *Counter_take_pages(Counter *c, PyObject *unused) {
@@ -1232,7 +1384,11 @@ static PyMethodDef Counter_methods[] = {
     {"links", (PyCFunction)Counter_links, METH_NOARGS, "{link target: count} so far."},
     {"words", (PyCFunction)Counter_words, METH_NOARGS, "Every word, indexed by its pair id."},
     {"take_pairs", (PyCFunction)Counter_take_pairs, METH_NOARGS,
-     "(keys, counts): int64 bytes of id1 << 32 | id2 and counts; the pair table empties."},
+     "(first ids, second ids, counts): int32, int32, int64 bytes; the pair table empties."},
+    {"word_buffers", (PyCFunction)Counter_word_buffers, METH_NOARGS,
+     "(offsets, bytes, counts) of every word so far: Arrow binary and int64 buffers."},
+    {"link_buffers", (PyCFunction)Counter_link_buffers, METH_NOARGS,
+     "(offsets, bytes, counts) of every link target so far: Arrow binary and int64 buffers."},
     {"take_pages", (PyCFunction)Counter_take_pages, METH_NOARGS,
      "(article titles, [(redirect, target)]) since the last call."},
     {"stats", (PyCFunction)Counter_stats, METH_NOARGS, "Page counts and fallbacks so far."},

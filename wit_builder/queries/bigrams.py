@@ -2,12 +2,16 @@
 of words that passed the unigram threshold, and rank them by pointwise mutual information.
 
 Memory stays bounded however large the dump: pairs become int64 keys (two vocabulary ids), are
-scattered into hash buckets on disk, and each bucket is summed on its own with numpy.
+scattered into hash buckets on disk (one uint64 per pair: key within the bucket, and count), and
+each bucket is summed on its own with numpy. Both steps
+are engine partitions (groups of spill files, then groups of buckets), run by the workers.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wit_builder.engine import run_partitions, worker_count
 from wit_builder.queries.counts import read_spill
 
-BUCKET_ROWS = 250_000  # spilled rows per bucket, on average: 4 MB of records to sort
+BUCKET_ROWS = 250_000  # spilled rows per bucket, on average: 2 MB of packed records to sort
 MAX_BUCKETS = 1024  # open files while scattering
-RECORD = np.dtype([("key", "<i8"), ("count", "<i8")])
+TASKS_PER_WORKER = 2  # tasks of each reduce round: balance the workers, few files per bucket
+# Below this many spilled rows (~0.1 s of work) the reduce runs in this process: starting worker
+# processes for it would cost more than it saves.
+PARALLEL_ROWS = 1_000_000
 SCORED = np.dtype([("key", "<i8"), ("count", "<i8"), ("pmi", "<f8")])
 
 
@@ -30,21 +38,64 @@ class Bigram:
     pmi: float
 
 
+@dataclass(frozen=True)
+class ScatterTask:
+    """Round 1 of the reduce: some spill files' kept pairs, appended to the group's bucket files."""
+    spills: tuple[str, ...]
+    words: pa.Array  # the sorted vocabulary
+    buckets: int
+    folder: str
+    group: int
+
+
+@dataclass(frozen=True)
+class SumTask:
+    """Round 2 of the reduce: some buckets, each summed over every group's file of it."""
+    buckets: tuple[int, ...]
+    buckets_in_all: int
+    groups: int
+    folder: str
+    frequencies: np.ndarray  # unigram counts of the vocabulary, float64
+    total_tokens: int
+    min_count: int
+    limit: int
+
+
 def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocabulary: list[str],
-                   total_tokens: int, min_count: int, limit: int, work_dir: Path) -> list[Bigram]:
+                   total_tokens: int, min_count: int, limit: int, work_dir: Path, *,
+                   workers: int = 1, engine: str = "local",
+                   worker_cpu: dict[int, float] | None = None) -> list[Bigram]:
     """The `limit` highest-PMI pairs of `vocabulary` words seen at least `min_count` times
-    (`rows`: how many pair rows the spill files hold)."""
+    (`rows`: how many pair rows the spill files hold).
+
+    Both rounds run as engine partitions, so the reduce uses every worker instead of running
+    alone in this process after the counting: groups of spill files are scattered into hash
+    buckets of pair keys, then each bucket is summed and scored on its own. The tasks' CPU
+    seconds are added to `worker_cpu` (by process id) when given."""
+    cpu = worker_cpu if worker_cpu is not None else {}
     if not vocabulary or limit <= 0 or total_tokens <= 0:
         return []
     vocabulary = sorted(vocabulary)
     words = pa.array(vocabulary, pa.string())
     frequencies = np.array([unigrams[word] for word in vocabulary], dtype=np.float64)
     buckets = min(MAX_BUCKETS, max(1, math.ceil(rows / BUCKET_ROWS)))
+    if rows < PARALLEL_ROWS and engine == "local":
+        workers = 1
+    tasks = max(1, worker_count(workers) * TASKS_PER_WORKER)
+    groups = split_evenly(spills, tasks)
+    options = {"workers": workers, "engine": engine, "progress": False}
+    scatter = [ScatterTask(group, words, buckets, str(work_dir), number)
+               for number, group in enumerate(groups)]
+    for pid, seconds in run_partitions(scatter_group, scatter, desc="queries: bigram scatter",
+                                       **options):
+        cpu[pid] = cpu.get(pid, 0.0) + seconds
+    sums = [SumTask(chunk, buckets, len(groups), str(work_dir), frequencies, total_tokens,
+                    min_count, limit) for chunk in split_evenly(list(range(buckets)), tasks)]
     found = np.zeros(0, dtype=SCORED)
-    for bucket_path in scatter_to_buckets(spills, words, buckets, work_dir):
-        found = np.concatenate([found, sum_bucket(bucket_path, frequencies, total_tokens,
-                                                  min_count)])
-        bucket_path.unlink()
+    for scored, (pid, seconds) in run_partitions(sum_buckets, sums, desc="queries: bigram sums",
+                                                 **options):
+        cpu[pid] = cpu.get(pid, 0.0) + seconds
+        found = np.concatenate([found, scored])
         # Only the best `limit` can be kept: trimming as we go bounds memory on huge dumps.
         if len(found) > 4 * limit:
             found = best(found, limit)
@@ -58,28 +109,99 @@ def best(scored: np.ndarray, limit: int) -> np.ndarray:
     return scored[np.lexsort((scored["key"], -scored["pmi"]))][:limit]
 
 
-def scatter_to_buckets(spills: list[str], words: pa.Array, buckets: int,
-                       work_dir: Path) -> list[Path]:
-    """Append every kept pair's (key, count) record to the file of its bucket (key % buckets)."""
-    paths = [work_dir / f"bucket-{b:05d}.bin" for b in range(buckets)]
-    handles = [open(path, "wb") for path in paths]
+def split_evenly(items: list, parts: int) -> list[tuple]:
+    """`items` in at most `parts` consecutive runs of near-equal length (none empty)."""
+    size, extra = divmod(len(items), max(1, min(parts, len(items))))
+    runs, start = [], 0
+    while start < len(items):
+        end = start + size + (len(runs) < extra)
+        runs.append(tuple(items[start:end]))
+        start = end
+    return runs
+
+
+def bucket_path(folder: str, bucket: int, group: int) -> Path:
+    return Path(folder) / f"bucket-{bucket:05d}-{group:05d}.bin"
+
+
+def scatter_group(task: ScatterTask) -> tuple[int, float]:
+    """Append every kept pair of the task's spill files, as a packed record, to the file of its
+    bucket (key % buckets) for this group; (process id, CPU seconds) back."""
+    started = time.process_time()
+    count_bits = count_bits_for(len(task.words), task.buckets)
+    handles = [open(bucket_path(task.folder, b, task.group), "wb") for b in range(task.buckets)]
     try:
-        for spill in spills:
+        for spill in task.spills:
             spill_words, batches = read_spill(spill)
-            ids = vocabulary_ids(spill_words, words)
+            ids = vocabulary_ids(spill_words, task.words)
             for batch in batches:
-                records = pair_records(batch, ids, len(words))
-                # int16 (buckets ≤ MAX_BUCKETS): numpy's stable sort is then a radix sort
-                bucket_of = (records["key"] % buckets).astype(np.int16)
-                order = np.argsort(bucket_of, kind="stable")
-                bounds = np.searchsorted(bucket_of[order], np.arange(buckets + 1))
-                for bucket in np.flatnonzero(np.diff(bounds)):
-                    handles[bucket].write(records[order[bounds[bucket]:bounds[bucket + 1]]]
-                                          .tobytes())
+                keys, counts = pair_keys(batch, ids, len(task.words))
+                write_by_bucket(keys, counts, handles, count_bits)
     finally:
         for handle in handles:
             handle.close()
-    return paths
+    return os.getpid(), time.process_time() - started
+
+
+def count_bits_for(vocabulary_size: int, buckets: int) -> int:
+    """Bits of a packed record left for the count: the others hold the pair's key within its
+    bucket (key // buckets)."""
+    key_bits = max(1, (vocabulary_size * vocabulary_size - 1) // buckets).bit_length()
+    return 64 - key_bits
+
+
+def pair_keys(batch: pa.RecordBatch, ids: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """Keys (id1 · V + id2) and counts of a spill batch's pairs of vocabulary words."""
+    first = ids[batch.column("w1").to_numpy()]
+    second = ids[batch.column("w2").to_numpy()]
+    kept = (first >= 0) & (second >= 0)
+    return first[kept] * size + second[kept], batch.column("count").to_numpy()[kept]
+
+
+def write_by_bucket(keys: np.ndarray, counts: np.ndarray, handles: list, count_bits: int) -> None:
+    """Records (key // buckets) << count_bits | count, appended to their buckets' files.
+
+    One uint64 per pair: half the bytes of a (key, count) record, and a bucket is then summed
+    by sorting plain integers (numpy's vectorised sort) instead of an argsort. A count too large
+    for its bits (never seen: it would take millions of one pair in one spill) is split."""
+    buckets, largest = len(handles), (1 << count_bits) - 1
+    if len(counts) and counts.max() > largest:
+        keys, counts = split_counts(keys, counts, largest)
+    # int16 (buckets ≤ MAX_BUCKETS): numpy's stable sort is then a radix sort
+    bucket_of = (keys % buckets).astype(np.int16)
+    records = ((keys // buckets).astype(np.uint64) << np.uint64(count_bits)) \
+        | counts.astype(np.uint64)
+    order = np.argsort(bucket_of, kind="stable")
+    bounds = np.searchsorted(bucket_of[order], np.arange(buckets + 1))
+    for bucket in np.flatnonzero(np.diff(bounds)):
+        handles[bucket].write(records[order[bounds[bucket]:bounds[bucket + 1]]].tobytes())
+
+
+def split_counts(keys: np.ndarray, counts: np.ndarray, largest: int) -> tuple[np.ndarray, ...]:
+    """The same pairs with no count above `largest`: whole records of `largest`, and the rest."""
+    full, rest = np.divmod(counts, largest)
+    return (np.concatenate([np.repeat(keys, full), keys[rest > 0]]),
+            np.concatenate([np.full(int(full.sum()), largest, dtype=np.int64), rest[rest > 0]]))
+
+
+def sum_buckets(task: SumTask) -> tuple[np.ndarray, tuple[int, float]]:
+    """The best `limit` scored pairs of the task's buckets (their files removed once read), and
+    (process id, CPU seconds)."""
+    started = time.process_time()
+    count_bits = count_bits_for(len(task.frequencies), task.buckets_in_all)
+    found = np.zeros(0, dtype=SCORED)
+    for bucket in task.buckets:
+        paths = [bucket_path(task.folder, bucket, group) for group in range(task.groups)]
+        records = np.concatenate([np.fromfile(path, dtype=np.uint64) for path in paths])
+        for path in paths:
+            path.unlink()
+        keys, counts = summed_records(records, count_bits)
+        scored = score_pairs(keys * task.buckets_in_all + bucket, counts, task.frequencies,
+                             task.total_tokens, task.min_count)
+        found = np.concatenate([found, scored])
+        if len(found) > 4 * task.limit:
+            found = best(found, task.limit)
+    return best(found, task.limit), (os.getpid(), time.process_time() - started)
 
 
 def vocabulary_ids(spill_words: pa.Array, words: pa.Array) -> np.ndarray:
@@ -88,30 +210,23 @@ def vocabulary_ids(spill_words: pa.Array, words: pa.Array) -> np.ndarray:
     return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def pair_records(batch: pa.RecordBatch, ids: np.ndarray, size: int) -> np.ndarray:
-    """(key, count) records of a spill batch's pairs of vocabulary words; key = id1 · V + id2."""
-    first = ids[batch.column("w1").to_numpy()]
-    second = ids[batch.column("w2").to_numpy()]
-    kept = (first >= 0) & (second >= 0)
-    records = np.empty(int(kept.sum()), dtype=RECORD)
-    records["key"] = first[kept] * size + second[kept]
-    records["count"] = batch.column("count").to_numpy()[kept]
-    return records
-
-
-def sum_bucket(path: Path, frequencies: np.ndarray, total_tokens: int,
-               min_count: int) -> np.ndarray:
-    """The pairs of one bucket with their summed counts ≥ min_count, and their PMI."""
-    records = np.fromfile(path, dtype=RECORD)
+def summed_records(records: np.ndarray, count_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (within the bucket) of packed records and their summed counts."""
     if records.size == 0:
-        return np.zeros(0, dtype=SCORED)
-    order = np.argsort(records["key"])  # 10x faster than sorting the structured records
-    keys, counts = records["key"][order], records["count"][order]
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    records.sort()  # a record's key is in its high bits: equal keys end up side by side
+    keys = (records >> np.uint64(count_bits)).astype(np.int64)
+    counts = (records & np.uint64((1 << count_bits) - 1)).astype(np.int64)
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    totals = np.add.reduceat(counts, starts)
+    return keys[starts], np.add.reduceat(counts, starts)
+
+
+def score_pairs(keys: np.ndarray, totals: np.ndarray, frequencies: np.ndarray, total_tokens: int,
+                min_count: int) -> np.ndarray:
+    """The pairs with summed counts ≥ min_count, and their PMI."""
     frequent = totals >= min_count
     scored = np.empty(int(frequent.sum()), dtype=SCORED)
-    scored["key"] = keys[starts][frequent]
+    scored["key"] = keys[frequent]
     scored["count"] = totals[frequent]
     first, second = np.divmod(scored["key"], len(frequencies))
     scored["pmi"] = np.log2(scored["count"] * float(total_tokens)

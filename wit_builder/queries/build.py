@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
@@ -58,13 +59,14 @@ def run(config: QueriesConfig) -> int:
     spill_dir = Path(tempfile.mkdtemp(dir=out, prefix=".spill-"))
     try:
         counts = count_dump(plan, spill_dir, config, workers)
+        phases = {"count_seconds": time.monotonic() - started, "reduce_cpu": {}}
         log.info("queries: counted %d pages, %d tokens (%d distinct words) in %.1f s; peak "
                  "memory so far %.0f MB", counts.pages, counts.tokens, len(counts.unigrams),
-                 time.monotonic() - started,
-                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                 phases["count_seconds"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if counts.articles == 0:
             raise WitError(f"dump '{plan.source}' holds no articles (namespace 0, not redirects)")
-        sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir)
+        sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir, workers,
+                                 phases["reduce_cpu"])
     except BaseException:
         shutil.rmtree(spill_dir, ignore_errors=True)
         if created:
@@ -78,7 +80,8 @@ def run(config: QueriesConfig) -> int:
     if not pageviews:
         log.info("queries: no --pageviews given; titles are ranked by inbound links in the dump")
     rows = merge_sources(sources, config.target)
-    stats = run_stats(config, plan, counts, rows, sources, hashes, started, workers, pageviews)
+    stats = run_stats(config, plan, counts, rows, sources, hashes, started, workers, pageviews,
+                      phases)
     write_outputs(out, rows, stats)
     log.info("queries: %d queries written to %s in %.1f s", len(rows), out, stats["seconds"])
     return 0
@@ -110,22 +113,23 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
 
 
 def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
-                   wordnet: list[str], pageviews: list[str],
-                   spill_dir: Path) -> dict[str, list[tuple]]:
-    """Each source's candidates, best first: (query, count, pmi)."""
+                   wordnet: list[str], pageviews: list[str], spill_dir: Path, workers: int,
+                   reduce_cpu: dict[int, float]) -> dict[str, list[tuple]]:
+    """Each source's candidates, best first: (query, count, pmi); the bigram reduce's worker
+    CPU seconds are added to `reduce_cpu`."""
     unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
     unigrams.sort(key=lambda item: (-item[1], item[0]))
-    bigrams = select_bigrams(counts.spills, counts.spill_rows, counts.unigrams,
-                             [word for word, _ in unigrams],
-                             counts.tokens, config.bigram_min_count, config.bigrams, spill_dir)
+    # Titles (reading pageviews, or normalising link targets) take this process seconds that
+    # would otherwise follow the bigram reduce: they run in a thread while the workers reduce.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="titles") as background:
+        titles_ranked = background.submit(title_candidates, config, plan, counts, pageviews)
+        bigrams = select_bigrams(counts.spills, counts.spill_rows, counts.unigrams,
+                                 [word for word, _ in unigrams],
+                                 counts.tokens, config.bigram_min_count, config.bigrams,
+                                 spill_dir, workers=workers, engine=config.engine,
+                                 worker_cpu=reduce_cpu)
+        titles = titles_ranked.result()
     bigram_counts = {bigram.query: bigram.count for bigram in bigrams}
-    if pageviews:
-        popularity, threshold = read_pageviews(pageviews, plan.namespaces), config.title_min_views
-    else:
-        popularity = titles_from_links(counts.links, plan.namespaces)
-        threshold = config.title_min_links
-    titles = popular_titles(credit_articles(popularity, counts.titles, counts.redirect_targets),
-                            threshold)
 
     def dump_count(query: str) -> int | None:
         return counts.unigrams.get(query) if " " not in query else bigram_counts.get(query)
@@ -136,6 +140,18 @@ def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
         "bigram": [(bigram.query, bigram.count, bigram.pmi) for bigram in bigrams],
         "title": [(title, dump_count(title), None) for title, _ in titles],
     }
+
+
+def title_candidates(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
+                     pageviews: list[str]) -> list[tuple[str, int]]:
+    """The dump's article titles at or above the popularity threshold, most popular first."""
+    if pageviews:
+        popularity, threshold = read_pageviews(pageviews, plan.namespaces), config.title_min_views
+    else:
+        popularity = titles_from_links(counts.links, plan.namespaces)
+        threshold = config.title_min_links
+    return popular_titles(credit_articles(popularity, counts.titles, counts.redirect_targets),
+                          threshold)
 
 
 def merge_sources(sources: dict[str, list[tuple]], target: int) -> list[tuple]:
@@ -186,7 +202,7 @@ def input_descriptions(paths: list[str], hashes: dict) -> list[dict]:
 
 def run_stats(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts, rows: list[tuple],
               sources: dict, hashes: dict, started: float, workers: int,
-              pageviews: list[str]) -> dict:
+              pageviews: list[str], phases: dict) -> dict:
     """stats.json: inputs, parameters, counts per source, pages and tokens read, time, memory."""
     per_source = {source: 0 for source in SOURCE_ORDER}
     for row in rows:
@@ -212,21 +228,24 @@ def run_stats(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts, rows
         "distinct_words": len(counts.unigrams),
         "workers": workers,
         "seconds": round(time.monotonic() - started, 3),
-        "cpu_seconds": cpu_seconds(counts),
+        "count_seconds": round(phases["count_seconds"], 3),
+        "cpu_seconds": cpu_seconds(counts.worker_cpu_seconds, phases["reduce_cpu"]),
         "peak_rss_mb": {"main": round(own / 1024, 1),
                         "worker_max": round(counts.peak_rss_kb / 1024, 1),
                         "children_max": round(children / 1024, 1)},
     }
 
 
-def cpu_seconds(counts: PartialCounts) -> dict:
-    """CPU time of this process and of the worker processes (what throughput per core is
-    computed from: unlike wall time, it does not depend on what else the machine runs)."""
+def cpu_seconds(count_cpu: dict[int, float], reduce_cpu: dict[int, float]) -> dict:
+    """CPU time of this process and of the worker processes, counting and bigram reduce (what
+    throughput per core is computed from: unlike wall time, it does not depend on what else the
+    machine runs). Work run in this process (one worker) is in `main` only."""
     main = time.process_time()
-    workers = sum(seconds for pid, seconds in counts.worker_cpu_seconds.items()
-                  if pid != os.getpid())
-    return {"main": round(main, 3), "workers": round(workers, 3),
-            "total": round(main + workers, 3)}
+    count, reduce = (sum(seconds for pid, seconds in cpu.items() if pid != os.getpid())
+                     for cpu in (count_cpu, reduce_cpu))
+    return {"main": round(main, 3), "count_workers": round(count, 3),
+            "reduce_workers": round(reduce, 3), "workers": round(count + reduce, 3),
+            "total": round(main + count + reduce, 3)}
 
 
 def describe_file(path: str) -> dict:

@@ -1,8 +1,9 @@
 """The map step: one partition of the dump → word counts, link counts and a bigram spill file.
 
-Unigram counts are small (bounded by the vocabulary) and come back as a dict; bigram counts are
-not, so each worker writes them to a spill file in batches of bounded size, and the
-reduce (`bigrams.py`) keeps only pairs of words that passed the unigram threshold.
+Unigram and link counts are small (bounded by the vocabulary) and come back as Arrow columns
+(`CountTable`), which the main process sums as they arrive; bigram counts are not, so each worker
+writes them to a spill file in batches of bounded size, and the reduce (`bigrams.py`) keeps only
+pairs of words that passed the unigram threshold.
 
 Two implementations give identical counts: the compiled hot loop (`_hotloop.c`, built by
 `pip install -e .`), used when it is built, and the Python one here, its reference and fallback.
@@ -23,11 +24,20 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wit_builder.text import WORD_OR_SENTENCE_END, normalize
 from wit_builder.wikipedia.pages import iter_page_blocks, parse_page, xml_unescape
 from wit_builder.wikipedia.reader import Partition, prefetched, read_partition
 from wit_builder.wikipedia.wikitext import strip_wikitext
+
+# pyarrow imports pandas, when it is installed, at its first array conversion: ~0.25 s of CPU.
+# Imported here, the fork server that `wit queries`'s workers are forked from pays it once,
+# instead of every worker of every round (counting, and the two of the bigram reduce).
+try:
+    import pandas  # noqa: F401
+except ImportError:
+    pass
 
 try:
     from wit_builder.queries import _hotloop
@@ -39,6 +49,8 @@ SENTENCE_END_CHARS = ".!?\n"
 # it): writing ids is several times cheaper than writing two string columns, and the reduce maps
 # each partition's few thousand words once instead of every pair's strings.
 SPILL_SCHEMA = pa.schema([("w1", pa.int32()), ("w2", pa.int32()), ("count", pa.int64())])
+# zstd's fastest level: spill files as small as with its default level, and no slower to write.
+SPILL_CODEC = pa.Codec("zstd", compression_level=1)
 # Pair rows held before a row group is written: bounds a worker's memory whatever the dump.
 FLUSH_PAIRS = 2_000_000
 # Entities and characters frequent in Wikipedia text that the compiled loop replaces by an ASCII
@@ -65,11 +77,92 @@ class CountTask:
     count_links: bool = False
 
 
+# Rows of per-partition counts a CountTable holds before summing them: few enough for memory,
+# many enough that summing (one Arrow group-by) costs little per row.
+COMPACT_ROWS = 250_000
+
+
+class CountTable:
+    """Counts by string, kept as Arrow columns (binary keys, int64 counts) and summed by Arrow's
+    group-by: a partition's counts travel from a worker as two buffers instead of a pickled
+    dict, and merging them costs the main process little (a Counter.update per partition
+    was the largest serial step of `wit queries`)."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.summed_rows = 0  # rows of tables[0] after the last compaction
+        self.rows = 0
+        self.as_dict: dict[str, int] | None = None  # to_dict's result, until the next add
+
+    @classmethod
+    def from_mapping(cls, counts: dict[str, int]) -> CountTable:
+        """The counts of a mapping (keys may hold lone surrogates: kept through the round trip)."""
+        table = cls()
+        if counts:
+            keys = [key.encode("utf-8", "surrogatepass") for key in counts]
+            table.tables.append(pa.table({"key": pa.array(keys, pa.binary()),
+                                          "count": pa.array(list(counts.values()), pa.int64())}))
+            table.rows = len(keys)
+        return table
+
+    @classmethod
+    def from_buffers(cls, offsets: bytes, keys: bytes, counts: bytes) -> CountTable:
+        """The counts the compiled loop hands over as Arrow buffers (see its `word_buffers`)."""
+        table = cls()
+        rows = len(offsets) // 4 - 1
+        if rows:
+            table.tables.append(pa.table({
+                "key": pa.Array.from_buffers(pa.binary(), rows,
+                                             [None, pa.py_buffer(offsets), pa.py_buffer(keys)]),
+                "count": pa.Array.from_buffers(pa.int64(), rows, [None, pa.py_buffer(counts)])}))
+            table.rows = rows
+        return table
+
+    def total(self) -> int:
+        """The sum of the counts."""
+        return sum(pc.sum(table.column("count")).as_py() or 0
+                   for table in self.tables)
+
+    def add(self, other: CountTable) -> None:
+        """Add another table's counts (summed when enough rows are pending)."""
+        self.tables.extend(other.tables)
+        self.rows += other.rows
+        self.as_dict = None
+        if self.rows - self.summed_rows > max(COMPACT_ROWS, 2 * self.summed_rows):
+            self.compact()
+
+    def compact(self) -> None:
+        """One table of distinct keys (memory then stays near the number of distinct keys)."""
+        if len(self.tables) > 1:
+            summed = pa.concat_tables(self.tables).group_by("key", use_threads=False) \
+                .aggregate([("count", "sum")])
+            self.tables = [summed.rename_columns(["key", "count"])]
+        self.rows = self.summed_rows = sum(len(table) for table in self.tables)
+
+    def to_dict(self) -> dict[str, int]:
+        """{key: summed count} (computed once; cached until the next add)."""
+        if self.as_dict is None:
+            self.compact()
+            self.as_dict = {}
+            for table in self.tables:
+                self.as_dict.update(zip(decoded_keys(table.column("key")),
+                                        table.column("count").to_pylist()))
+        return self.as_dict
+
+
+def decoded_keys(keys: pa.ChunkedArray) -> list[str]:
+    """Binary keys as str; lone surrogates (encoded with surrogatepass) come back as they were."""
+    try:
+        return keys.cast(pa.string()).to_pylist()
+    except pa.ArrowInvalid:  # a lone surrogate in a link target (rare): decoded in Python
+        return [key.decode("utf-8", "surrogatepass") for key in keys.to_pylist()]
+
+
 @dataclass
 class PartialCounts:
     """What one partition (or, merged, the whole dump) contributed."""
-    unigrams: Counter = field(default_factory=Counter)
-    links: Counter = field(default_factory=Counter)
+    word_counts: CountTable = field(default_factory=CountTable)
+    link_counts: CountTable = field(default_factory=CountTable)
     pages: int = 0
     articles: int = 0
     redirects: int = 0
@@ -82,9 +175,17 @@ class PartialCounts:
     peak_rss_kb: int = 0
     worker_cpu_seconds: dict[int, float] = field(default_factory=dict)  # by process id
 
+    @property
+    def unigrams(self) -> dict[str, int]:
+        return self.word_counts.to_dict()
+
+    @property
+    def links(self) -> dict[str, int]:
+        return self.link_counts.to_dict()
+
     def merge(self, other: PartialCounts) -> None:
-        self.unigrams.update(other.unigrams)
-        self.links.update(other.links)
+        self.word_counts.add(other.word_counts)
+        self.link_counts.add(other.link_counts)
         self.pages += other.pages
         self.articles += other.articles
         self.redirects += other.redirects
@@ -126,16 +227,16 @@ def count_partition_compiled(task: CountTask) -> PartialCounts:
             counts.titles.update(titles)
             counts.redirect_targets.update(redirects)
             if counter.pair_rows >= FLUSH_PAIRS:
-                spill.write(*map(int64_array, counter.take_pairs()))
-        spill.write(*map(int64_array, counter.take_pairs()))
-        spill.words = counter.words()
+                spill.write(*pair_arrays(*counter.take_pairs()))
+        spill.write(*pair_arrays(*counter.take_pairs()))
+        words = CountTable.from_buffers(*counter.word_buffers())
+        spill.words = words_by_id(words)
     counts.spill_rows = spill.rows
     pages = counter.stats()
     counts.pages, counts.articles = pages["pages"], pages["articles"]
     counts.redirects, counts.other_namespaces = pages["redirects"], pages["other_namespaces"]
-    counts.unigrams = Counter(counter.unigrams())
-    counts.links = Counter(counter.links())
-    return finished(counts, task, started)
+    return finished(counts, task, started, words, CountTable.from_buffers(*counter.link_buffers()),
+                    words.total())
 
 
 @functools.lru_cache(maxsize=1)
@@ -156,8 +257,18 @@ def ascii_stand_ins() -> dict[bytes, bytes]:
     return stand_ins
 
 
-def int64_array(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype=np.int64)
+def words_by_id(words: CountTable) -> pa.Array:
+    """The compiled loop's words as strings, indexed by their pair ids: every word it stores has
+    a count, so its word buffers list them all, in id order."""
+    if not words.tables:
+        return pa.array([], pa.string())
+    return words.tables[0].column("key").combine_chunks().cast(pa.string())
+
+
+def pair_arrays(first: bytes, second: bytes, counts: bytes) -> tuple[np.ndarray, ...]:
+    """The compiled loop's pair buffers as arrays (no copy)."""
+    return (np.frombuffer(first, dtype=np.int32), np.frombuffer(second, dtype=np.int32),
+            np.frombuffer(counts, dtype=np.int64))
 
 
 def segment_tokens(segment: str) -> list[str]:
@@ -176,9 +287,11 @@ def strip_with_links(wikitext: str) -> tuple[str, list[str]]:
     return strip_wikitext(wikitext, links), links
 
 
-def finished(counts: PartialCounts, task: CountTask, started: float) -> PartialCounts:
-    """Totals, the spill file, and this process's memory and CPU time, recorded."""
-    counts.tokens = sum(counts.unigrams.values())
+def finished(counts: PartialCounts, task: CountTask, started: float, words: CountTable,
+             links: CountTable, tokens: int) -> PartialCounts:
+    """Word and link counts, totals, the spill file, and this process's memory and CPU time,
+    recorded."""
+    counts.word_counts, counts.link_counts, counts.tokens = words, links, tokens
     counts.spills.append(task.spill_path)
     counts.peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     counts.worker_cpu_seconds = {os.getpid(): time.process_time() - started}
@@ -189,24 +302,27 @@ def count_partition_python(task: CountTask) -> PartialCounts:
     """`count_partition` in Python: the reference the compiled loop is tested against."""
     started = time.process_time()
     counts = PartialCounts()
+    unigrams: Counter = Counter()
+    links: Counter = Counter()
     pairs = PairCounter()
     with SpillWriter(task.spill_path) as spill:
         for fragment in read_partition(task.partition):
-            text = article_text(fragment, counts, task.count_links)
+            text = article_text(fragment, counts, links if task.count_links else None)
             # Sentence ends are tokens too (".", "\n\n", "?"...), so pairs are counted in one
             # pass over all tokens and those touching a sentence end are dropped afterwards.
             tokens = WORD_OR_SENTENCE_END.findall(text)
             fragment_counts = Counter(tokens)
-            counts.unigrams.update(fragment_counts)
+            unigrams.update(fragment_counts)
             pairs.add(tokens, fragment_counts)
             if pairs.rows >= FLUSH_PAIRS:
                 pairs.write(spill)
         pairs.write(spill)
         spill.words = pairs.words
     counts.spill_rows = spill.rows
-    for token in [token for token in counts.unigrams if token[0] in SENTENCE_END_CHARS]:
-        del counts.unigrams[token]
-    return finished(counts, task, started)
+    for token in [token for token in unigrams if token[0] in SENTENCE_END_CHARS]:
+        del unigrams[token]
+    return finished(counts, task, started, CountTable.from_mapping(unigrams),
+                    CountTable.from_mapping(links), sum(unigrams.values()))
 
 
 class PairCounter:
@@ -249,7 +365,7 @@ class PairCounter:
         """One batch of (w1, w2, count); the counter starts again empty."""
         keys, counts = self.summed()
         self.keys, self.counts, self.rows = [], [], 0
-        spill.write(keys, counts)
+        spill.write((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), counts)
 
 
 class SpillWriter:
@@ -258,25 +374,24 @@ class SpillWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.words: list[str] = []
+        self.words: list[str] | pa.Array = []
         self.rows = 0
         self.sink = pa.OSFile(path, "wb")
         self.writer = pa.ipc.new_file(self.sink, SPILL_SCHEMA,
-                                      options=pa.ipc.IpcWriteOptions(compression="zstd"))
+                                      options=pa.ipc.IpcWriteOptions(compression=SPILL_CODEC))
 
-    def write(self, keys: np.ndarray, counts: np.ndarray) -> None:
-        """Pairs given as keys id1 << 32 | id2 and their counts."""
-        if not len(keys):
+    def write(self, first: np.ndarray, second: np.ndarray, counts: np.ndarray) -> None:
+        """Pairs given as their words' ids (int32) and their counts (int64)."""
+        if not len(first):
             return
-        self.writer.write_batch(pa.record_batch(
-            [pa.array((keys >> 32).astype(np.int32)), pa.array((keys & 0xFFFFFFFF).astype(np.int32)),
-             pa.array(counts, pa.int64())], schema=SPILL_SCHEMA))
-        self.rows += len(keys)
+        self.writer.write_batch(pa.record_batch([first, second, counts], schema=SPILL_SCHEMA))
+        self.rows += len(first)
 
     def close(self) -> None:
         self.writer.close()
         self.sink.close()
-        words = pa.table({"word": pa.array(self.words, pa.string())})
+        words = pa.table({"word": self.words if isinstance(self.words, pa.Array)
+                          else pa.array(self.words, pa.string())})
         with pa.OSFile(self.path + ".words", "wb") as sink, \
                 pa.ipc.new_file(sink, words.schema) as writer:
             writer.write_table(words)
@@ -302,8 +417,9 @@ def spill_batches(path: str) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(number)
 
 
-def article_text(fragment: bytes, counts: PartialCounts, count_links: bool) -> str:
-    """The normalised plain text of a fragment's articles (namespace 0, not redirects)."""
+def article_text(fragment: bytes, counts: PartialCounts, links: Counter | None) -> str:
+    """The normalised plain text of a fragment's articles (namespace 0, not redirects); their
+    link targets are counted in `links` when given."""
     texts = []
     for block in iter_page_blocks(fragment):
         page = parse_page(block)
@@ -317,10 +433,10 @@ def article_text(fragment: bytes, counts: PartialCounts, count_links: bool) -> s
             continue
         counts.articles += 1
         counts.titles.add(page.title)
-        if count_links:
-            links: list[str] = []
-            texts.append(normalize(strip_wikitext(page.text, links)))
-            counts.links.update(links)
+        if links is not None:
+            targets: list[str] = []
+            texts.append(normalize(strip_wikitext(page.text, targets)))
+            links.update(targets)
         else:
             texts.append(normalize(strip_wikitext(page.text)))
     return "\n".join(texts)

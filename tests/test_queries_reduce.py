@@ -1,0 +1,95 @@
+"""The parallel parts of `wit queries`'s reduce: word and link counts merged as Arrow tables, and
+the bigram reduce run as engine partitions, give the same results however they are cut."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import wiki_fixtures as fx
+from wit_builder.queries import bigrams, counts
+from wit_builder.queries.counts import CountTable, CountTask, PartialCounts, count_partition
+from wit_builder.wikipedia.reader import plan_dump
+
+
+def random_counts(rng: random.Random, words: list[str]) -> dict[str, int]:
+    return {word: rng.randint(1, 9) for word in rng.sample(words, rng.randint(0, len(words)))}
+
+
+def test_count_tables_merged_in_small_compactions_equal_a_counter(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(counts, "COMPACT_ROWS", 7)
+    rng = random.Random(4)
+    # a lone surrogate (possible in a link target) and non-ASCII keys survive the round trip
+    words = [f"w{n}" for n in range(40)] + ["\u00e9t\u00e9", "\ud800x", ""]
+    parts = [random_counts(rng, words) for _ in range(30)]
+    merged = CountTable()
+    for part in parts:
+        merged.add(CountTable.from_mapping(part))
+    expected = sum((Counter(part) for part in parts), Counter())
+    assert merged.to_dict() == expected
+    assert len(merged.tables) == 1  # to_dict compacted what the adds left
+
+
+def test_compiled_loop_hands_over_the_same_counts_as_buffers():
+    counter = counts._hotloop.FragmentCounter(
+        counts.segment_tokens, counts.decoded_segment_tokens, counts.xml_unescape,
+        counts.strip_with_links, count_links=True, stand_ins=counts.ascii_stand_ins())
+    articles = fx.make_articles(20, seed=6)
+    counter.count(("<mediawiki>" + "".join(fx.pages_xml(articles)) + "</mediawiki>").encode())
+    assert CountTable.from_buffers(*counter.word_buffers()).to_dict() == counter.unigrams()
+    assert CountTable.from_buffers(*counter.link_buffers()).to_dict() == counter.links()
+    assert CountTable.from_buffers(*counter.word_buffers()).total() == \
+        sum(fx.expected_unigrams(articles).values())
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> tuple[PartialCounts, Path]:
+    folder = tmp_path_factory.mktemp("reduce")
+    dump = fx.write_multistream(folder, fx.make_articles(150, seed=8))
+    total = PartialCounts()
+    for number, partition in enumerate(plan_dump(str(dump)).partitions):
+        total.merge(count_partition(CountTask(partition, str(folder / f"{number}.arrow"))))
+    return total, folder
+
+
+def reference_bigrams(total: PartialCounts, vocabulary: list[str], min_count: int,
+                      limit: int) -> list[tuple[str, int, float]]:
+    """The reduce's answer computed plainly from every spilled pair."""
+    pairs: Counter = Counter()
+    for path in total.spills:
+        words, batches = counts.read_spill(path)
+        words = words.to_pylist()
+        for batch in batches:
+            for row in batch.to_pylist():
+                pairs[words[row["w1"]], words[row["w2"]]] += row["count"]
+    kept = set(vocabulary)
+    unigrams = total.unigrams
+    scored = [(f"{a} {b}", n, math.log2(n * total.tokens / (unigrams[a] * unigrams[b])))
+              for (a, b), n in pairs.items() if a in kept and b in kept and n >= min_count]
+    scored.sort(key=lambda item: (-item[2], item[0]))
+    return scored[:limit]
+
+
+@pytest.mark.parametrize("bucket_rows, workers", [(250_000, 1), (40, 1), (40, 2)])
+def test_bigram_reduce_gives_the_same_answer_for_any_buckets_and_workers(
+        counted: tuple[PartialCounts, Path], bucket_rows: int, workers: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    total, _ = counted
+    monkeypatch.setattr(bigrams, "BUCKET_ROWS", bucket_rows)
+    monkeypatch.setattr(bigrams, "PARALLEL_ROWS", 0)  # the 2-worker case runs a real pool
+    vocabulary = [word for word, n in total.unigrams.items() if n >= 3]
+    cpu: dict[int, float] = {}
+    found = bigrams.select_bigrams(total.spills, total.spill_rows, total.unigrams, vocabulary,
+                                   total.tokens, 2, 60, tmp_path, workers=workers,
+                                   worker_cpu=cpu)
+    expected = reference_bigrams(total, vocabulary, 2, 60)
+    assert [(b.query, b.count) for b in found] == [(q, n) for q, n, _ in expected]
+    assert [b.pmi for b in found] == pytest.approx([pmi for _, _, pmi in expected])
+    assert len(found) == 60 and cpu and all(seconds >= 0 for seconds in cpu.values())
+    assert (os.getpid() in cpu) == (workers == 1)  # 2 workers: the tasks ran in worker processes
+    assert not list(tmp_path.iterdir())  # every bucket file removed once summed
