@@ -1,7 +1,8 @@
 """A workdir on an object store (`--workdir s3://bucket/run`), against a real S3 API on loopback
 (moto's server, reached through s3fs): the store's atomic writes, then `wit crawl` and `wit shards`
 writing the same bytes as on a local workdir, with local processes and on Ray, and a crawl rerun
-on the store that downloads only its unfinished shard."""
+on the store that downloads only its unfinished shard; `wit queries` spilling to the store and
+writing the local workdir's queries, leaving no spill behind whether it succeeds or fails."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+import wiki_fixtures as fx
 
 fsspec = pytest.importorskip("fsspec")
 s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs and moto[server]")
@@ -294,3 +297,113 @@ def test_crawl_and_shards_on_ray_with_s3_write_the_local_workdirs_bytes(site, lo
         crawl_and_shard(f"{bucket}/run", site, "--workers", "2", "--engine", "ray")
     assert_same_outputs(f"{bucket}/run", local_run)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- wit queries ----------------------------------------------------------------------------
+
+QUERIES_OUTPUTS = ("queries.parquet", "queries.txt", "stats.json")
+UNTIMED_STATS = ("seconds", "count_seconds", "cpu_seconds", "peak_rss_mb")
+
+
+def run_wit_queries(workdir: str, synthweb_dir: Path, *extra: str) -> None:
+    assert main(["queries", "--workdir", workdir, "--workers", "2", *extra,
+                 "--wiki", str(synthweb_dir / "enwiki-20260101-pages-articles-multistream.xml.bz2"),
+                 "--wordnet", str(synthweb_dir / "wordnet"),
+                 "--pageviews", str(synthweb_dir / "pageviews"),
+                 "--min-count", "20", "--bigram-min-count", "5", "--bigrams", "200"]) == 0
+
+
+def queries_outputs(workdir: str) -> dict[str, bytes | dict]:
+    """The three outputs under `workdir/queries` (the only files there), stats.json without its
+    timings, memory and workdir."""
+    fs, root = store.filesystem(workdir)
+    assert sorted(fs.find(root)) == [f"{root}/queries/{name}" for name in QUERIES_OUTPUTS]
+    outputs: dict[str, bytes | dict] = {
+        name: store.read_bytes(store.join(workdir, "queries", name)) for name in QUERIES_OUTPUTS}
+    stats = json.loads(outputs["stats.json"])
+    outputs["stats.json"] = {key: value for key, value in stats.items()
+                             if key not in UNTIMED_STATS}
+    del outputs["stats.json"]["parameters"]["workdir"]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def s3_forkserver(s3_endpoint):
+    """Worker processes that see the S3 environment: they are forked from the fork server, which
+    has the environment of when it started (an earlier test may have started it without)."""
+    import multiprocessing.forkserver
+
+    multiprocessing.forkserver._forkserver._stop()  # the next pool starts a new one
+    yield
+    multiprocessing.forkserver._forkserver._stop()
+
+
+@pytest.fixture(scope="module")
+def local_queries(synthweb_dir: Path, s3_forkserver,
+                  tmp_path_factory: pytest.TempPathFactory) -> dict:
+    workdir = tmp_path_factory.mktemp("local-queries")
+    run_wit_queries(str(workdir), synthweb_dir)
+    return queries_outputs(str(workdir))
+
+
+def test_queries_on_s3_spill_there_and_write_the_local_workdirs_bytes(synthweb_dir: Path,
+                                                                       local_queries: dict,
+                                                                       bucket: str,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch):
+    uploaded, spilled = [], []
+    put_file, remove_tree = store.put_file, store.remove_tree
+    # The bigram reduce of this small dump runs in this process; the counting does not.
+    monkeypatch.setattr(store, "put_file", lambda local, location: (
+        uploaded.append(str(location)), put_file(local, location)))
+    monkeypatch.setattr(store, "remove_tree", lambda location: (
+        spilled.extend(map(store.name, store.filesystem(location)[0].find(location))),
+        remove_tree(location)))
+    run_wit_queries(f"{bucket}/run", synthweb_dir)
+    assert queries_outputs(f"{bucket}/run") == local_queries
+    assert local_queries["stats.json"]["queries"] > 100
+    # Every worker's spill and its words went through the store and were removed from it.
+    parts = len(spilled) // 2
+    assert parts >= 2 and sorted(spilled) == sorted(
+        [f"part-{n:06d}.arrow" for n in range(parts)]
+        + [f"part-{n:06d}.arrow.words" for n in range(parts)])
+    assert [name for name in uploaded if "/.spill-" in name and "/bucket-" in name]
+    assert list(tmp_path.iterdir()) == []  # nothing written to the local directory
+
+
+def test_queries_on_ray_with_s3_write_the_local_workdirs_bytes(synthweb_dir: Path,
+                                                               local_queries: dict, bucket: str):
+    pytest.importorskip("ray", reason="the ray extra is not installed: pip install '.[ray]'")
+    with ray_session(workers=2):  # started here, so its workers inherit the S3 environment
+        run_wit_queries(f"{bucket}/run", synthweb_dir, "--engine", "ray")
+    on_ray = queries_outputs(f"{bucket}/run")
+    assert on_ray["stats.json"]["parameters"].pop("engine") == "ray"
+    local = {**local_queries, "stats.json": json.loads(json.dumps(local_queries["stats.json"]))}
+    assert local["stats.json"]["parameters"].pop("engine") == "local"
+    assert on_ray == local
+
+
+def test_queries_failing_on_s3_leave_nothing_on_the_store(s3_forkserver, bucket: str,
+                                                         tmp_path: Path, capsys, monkeypatch):
+    dump = fx.write_multistream(tmp_path, fx.make_articles(200, seed=2))
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    dump.write_bytes(bytes(data))
+    workdir = f"{bucket}/run"
+    earlier = store.join(workdir, "queries", "queries.txt")  # an earlier run's output: kept
+    store.write_text(earlier, "dog\n")
+    spilled, remove_tree = [], store.remove_tree
+    monkeypatch.setattr(store, "remove_tree", lambda location: (
+        spilled.extend(store.filesystem(location)[0].find(location)), remove_tree(location)))
+    assert main(["queries", "--workdir", workdir, "--wiki", str(dump), "--workers", "2"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert str(dump) in message and "bz2" in message and "\n" not in message
+    assert [path for path in spilled if path.endswith(".arrow.words")]  # the good partitions'
+    fs, root = store.filesystem(workdir)
+    assert fs.find(root) == [f"{root}/queries/queries.txt"] and store.read_text(earlier) == "dog\n"
+    # A relative input under a URL workdir would be on the store: refused before any work.
+    assert main(["queries", "--workdir", workdir, "--wiki", "dump.xml.bz2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"wit queries: dump '{workdir}/dump.xml.bz2': wit queries reads its inputs from local "
+        f"paths or http(s) URLs; copy it to a local disk (an absolute path when the workdir is "
+        f"a URL)")

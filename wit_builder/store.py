@@ -302,3 +302,22 @@ def local_copy(location: Location, cache_dir: Location | None = None) -> Path:
         with atomic.atomic_path(copy) as temporary:
             fs.get_file(path, str(temporary))
     return copy
+
+
+@contextlib.contextmanager
+def local_file(location: Location) -> Iterator[Path]:
+    """A local path holding the file at `location` for the duration of the block: the path
+    itself when local, else a temporary download removed at the end (unlike `local_copy`,
+    for files read once, such as spill files, that a cache would only fill the disk with)."""
+    if not is_url(location):
+        yield Path(location)
+        return
+    fs, path = filesystem(location)
+    handle, temporary = tempfile.mkstemp(prefix=".wit-", suffix=f"-{name(location)}")
+    os.close(handle)
+    try:
+        fs.get_file(path, temporary)
+        yield Path(temporary)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)

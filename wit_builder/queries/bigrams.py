@@ -9,16 +9,19 @@ are engine partitions (groups of spill files, then groups of buckets), run by th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wit_builder import store
 from wit_builder.engine import run_partitions, worker_count
 from wit_builder.queries.counts import read_spill
 
@@ -62,7 +65,7 @@ class SumTask:
 
 
 def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocabulary: list[str],
-                   total_tokens: int, min_count: int, limit: int, work_dir: Path, *,
+                   total_tokens: int, min_count: int, limit: int, work_dir: store.Location, *,
                    workers: int = 1, engine: str = "local",
                    worker_cpu: dict[int, float] | None = None) -> list[Bigram]:
     """The `limit` highest-PMI pairs of `vocabulary` words seen at least `min_count` times
@@ -120,8 +123,8 @@ def split_evenly(items: list, parts: int) -> list[tuple]:
     return runs
 
 
-def bucket_path(folder: str, bucket: int, group: int) -> Path:
-    return Path(folder) / f"bucket-{bucket:05d}-{group:05d}.bin"
+def bucket_path(folder: str, bucket: int, group: int) -> store.Location:
+    return store.join(folder, f"bucket-{bucket:05d}-{group:05d}.bin")
 
 
 def scatter_group(task: ScatterTask) -> tuple[int, float]:
@@ -129,18 +132,46 @@ def scatter_group(task: ScatterTask) -> tuple[int, float]:
     bucket (key % buckets) for this group; (process id, CPU seconds) back."""
     started = time.process_time()
     count_bits = count_bits_for(len(task.words), task.buckets)
-    handles = [open(bucket_path(task.folder, b, task.group), "wb") for b in range(task.buckets)]
-    try:
+    with bucket_files(task) as handles:
         for spill in task.spills:
             spill_words, batches = read_spill(spill)
             ids = vocabulary_ids(spill_words, task.words)
             for batch in batches:
                 keys, counts = pair_keys(batch, ids, len(task.words))
                 write_by_bucket(keys, counts, handles, count_bits)
-    finally:
-        for handle in handles:
-            handle.close()
     return os.getpid(), time.process_time() - started
+
+
+@contextlib.contextmanager
+def bucket_files(task: ScatterTask) -> Iterator[list]:
+    """The group's bucket files, open to write: in the work folder when it is local; on an
+    object store, local temporary files uploaded when the block ends without error."""
+    if not store.is_url(task.folder):
+        handles = [open(bucket_path(task.folder, b, task.group), "wb")
+                   for b in range(task.buckets)]
+        try:
+            yield handles
+        finally:
+            for handle in handles:
+                handle.close()
+        return
+    with tempfile.TemporaryDirectory(prefix="wit-buckets-") as scratch:
+        scratch_paths = [os.path.join(scratch, f"{b:05d}.bin") for b in range(task.buckets)]
+        handles = [open(path, "wb") for path in scratch_paths]
+        try:
+            yield handles
+        finally:
+            for handle in handles:
+                handle.close()
+        for bucket, path in enumerate(scratch_paths):
+            store.put_file(path, bucket_path(task.folder, bucket, task.group))
+
+
+def read_records(path: store.Location) -> np.ndarray:
+    """A bucket file's packed records."""
+    if not store.is_url(path):
+        return np.fromfile(path, dtype=np.uint64)
+    return np.frombuffer(store.read_bytes(path), dtype=np.uint64)
 
 
 def count_bits_for(vocabulary_size: int, buckets: int) -> int:
@@ -192,9 +223,10 @@ def sum_buckets(task: SumTask) -> tuple[np.ndarray, tuple[int, float]]:
     found = np.zeros(0, dtype=SCORED)
     for bucket in task.buckets:
         paths = [bucket_path(task.folder, bucket, group) for group in range(task.groups)]
-        records = np.concatenate([np.fromfile(path, dtype=np.uint64) for path in paths])
+        # concatenate copies: the records are writable (sorted in place) whatever their source
+        records = np.concatenate([read_records(path) for path in paths])
         for path in paths:
-            path.unlink()
+            store.remove(path)
         keys, counts = summed_records(records, count_bits)
         scored = score_pairs(keys * task.buckets_in_all + bucket, counts, task.frequencies,
                              task.total_tokens, task.min_count)

@@ -7,11 +7,12 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import resource
-import shutil
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
-from wit_builder import atomic
+from wit_builder import store
 from wit_builder.config import QueriesConfig
 from wit_builder.engine import run_partitions, stage_engine, worker_count
 from wit_builder.options import WitError
@@ -42,7 +43,10 @@ SOURCE_ORDER = ("wordnet", "unigram", "bigram", "title")
 def run(config: QueriesConfig) -> int:
     """Build the query list described by `config`; 0 on success (bad input raises WitError)."""
     started = time.monotonic()
-    out = Path(config.path(config.out))
+    out = config.path(config.out)
+    store.check_reachable(config.workdir)
+    store.check_reachable(out, "--out")
+    refuse_store_inputs(config)
     wordnet = read_wordnet(str(config.path(config.wordnet)), config.wordnet_all_lemmas) \
         if config.wordnet else []
     pageviews = pageviews_files([str(config.path(p)) for p in config.pageviews])
@@ -54,9 +58,8 @@ def run(config: QueriesConfig) -> int:
         log.warning("queries: the compiled hot loop is not built (`pip install -e .` builds it "
                     "with a C compiler); counting in Python, several times slower")
     hashes = start_hashing(plan.files if plan.kind != "url" else [])
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    spill_dir = Path(tempfile.mkdtemp(dir=out, prefix=".spill-"))
+    created = not store.exists(out)
+    spill_dir = make_spill_dir(out)
     try:
         counts = count_dump(plan, spill_dir, config, workers)
         phases = {"count_seconds": time.monotonic() - started, "reduce_cpu": {}}
@@ -68,11 +71,11 @@ def run(config: QueriesConfig) -> int:
         sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir, workers,
                                  phases["reduce_cpu"])
     except BaseException:
-        shutil.rmtree(spill_dir, ignore_errors=True)
+        store.remove_tree(spill_dir)
         if created:
-            shutil.rmtree(out, ignore_errors=True)  # nothing else can be in it yet
+            store.remove_tree(out)  # nothing else can be in it yet
         raise
-    shutil.rmtree(spill_dir, ignore_errors=True)
+    store.remove_tree(spill_dir)
     log.info("queries: skipped %d redirects and %d pages outside the article namespace",
              counts.redirects, counts.other_namespaces)
     if not config.wordnet:
@@ -87,14 +90,38 @@ def run(config: QueriesConfig) -> int:
     return 0
 
 
-def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
+def make_spill_dir(out: store.Location) -> store.Location:
+    """A new folder under `out` for the spill and bucket files (removed at the end). On an
+    object store it is a fresh prefix: folders there need no creating."""
+    if store.is_url(out):
+        return store.join(out, f".spill-{uuid.uuid4().hex[:12]}")
+    store.makedirs(out)
+    return Path(tempfile.mkdtemp(dir=out, prefix=".spill-"))
+
+
+def refuse_store_inputs(config: QueriesConfig) -> None:
+    """A one-line WitError for an input on an object store (a relative path under an
+    `s3://` workdir becomes one): the dump, pageviews and WordNet are read from local files or
+    http(s) URLs only."""
+    inputs = [("dump", config.wiki), ("index", config.index), ("wordnet", config.wordnet),
+              *(("pageviews", path) for path in config.pageviews)]
+    for what, given in inputs:
+        location = str(config.path(given)) if given else ""
+        if store.is_url(location) and not re.match(r"https?://", location):
+            raise WitError(f"{what} '{location}': wit queries reads its inputs from local "
+                           f"paths or http(s) URLs; copy it to a local disk (an absolute path "
+                           f"when the workdir is a URL)")
+
+
+def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
                workers: int) -> PartialCounts:
     """The map step over every partition (or every chunk of the serial reader), merged."""
     count_links = not config.pageviews
     total = PartialCounts()
     options = {"workers": workers, "engine": config.engine, "desc": "queries: counting"}
     if plan.serial:
-        tasks = (CountTask(chunk, str(spill_dir / f"chunk-{chunk.number:06d}.arrow"), count_links)
+        tasks = (CountTask(chunk, str(store.join(spill_dir, f"chunk-{chunk.number:06d}.arrow")),
+                           count_links)
                  for chunk in prefetched(plan.chunks(), depth=workers + 1))
         # Waves of a few chunks per worker: the reader runs ahead (in a thread) while they count.
         with tqdm(desc="queries: counting", unit="chunk", leave=False) as bar:
@@ -103,7 +130,7 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
                     total.merge(partial)
                     bar.update()
         return total
-    tasks = [CountTask(part, str(spill_dir / f"part-{number:06d}.arrow"), count_links)
+    tasks = [CountTask(part, str(store.join(spill_dir, f"part-{number:06d}.arrow")), count_links)
              for number, part in enumerate(plan.partitions)]
     # Merged as they arrive (run_partitions, not map_partitions): holding every partition's
     # counts until the end would make memory grow with the dump.
@@ -113,8 +140,8 @@ def count_dump(plan: DumpPlan, spill_dir: Path, config: QueriesConfig,
 
 
 def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
-                   wordnet: list[str], pageviews: list[str], spill_dir: Path, workers: int,
-                   reduce_cpu: dict[int, float]) -> dict[str, list[tuple]]:
+                   wordnet: list[str], pageviews: list[str], spill_dir: store.Location,
+                   workers: int, reduce_cpu: dict[int, float]) -> dict[str, list[tuple]]:
     """Each source's candidates, best first: (query, count, pmi); the bigram reduce's worker
     CPU seconds are added to `reduce_cpu`."""
     unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
@@ -167,13 +194,15 @@ def merge_sources(sources: dict[str, list[tuple]], target: int) -> list[tuple]:
     return [(number, query, *chosen[query]) for number, query in enumerate(sorted(chosen))]
 
 
-def write_outputs(out: Path, rows: list[tuple], stats: dict) -> None:
-    """queries.parquet, queries.txt and stats.json, each written atomically."""
+def write_outputs(out: store.Location, rows: list[tuple], stats: dict) -> None:
+    """queries.parquet, queries.txt and stats.json, each written atomically (locally or on the
+    store)."""
     columns = list(zip(*rows)) if rows else [[] for _ in QUERIES_SCHEMA]
     table = pa.table(dict(zip(QUERIES_SCHEMA.names, map(list, columns))), schema=QUERIES_SCHEMA)
-    atomic.write_parquet(out / "queries.parquet", table)
-    atomic.write_text(out / "queries.txt", "".join(f"{row[1]}\n" for row in rows))
-    atomic.write_json(out / "stats.json", stats)
+    store.makedirs(out)
+    store.write_parquet(store.join(out, "queries.parquet"), table)
+    store.write_text(store.join(out, "queries.txt"), "".join(f"{row[1]}\n" for row in rows))
+    store.write_json(store.join(out, "stats.json"), stats)
 
 
 def start_hashing(paths: list[str]) -> dict[str, threading.Thread | dict]:

@@ -11,11 +11,13 @@ Two implementations give identical counts: the compiled hot loop (`_hotloop.c`, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import itertools
 import os
 import resource
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wit_builder import store
 from wit_builder.text import WORD_OR_SENTENCE_END, normalize
 from wit_builder.wikipedia.pages import iter_page_blocks, parse_page, xml_unescape
 from wit_builder.wikipedia.reader import Partition, prefetched, read_partition
@@ -370,13 +373,17 @@ class PairCounter:
 
 class SpillWriter:
     """One partition's pair counts: Arrow IPC batches (zstd) of (w1, w2, count), the ids indexing
-    the words that `close` writes to `<path>.words` (Arrow IPC too)."""
+    the words that `close` writes to `<path>.words` (Arrow IPC too).
+
+    A spill on an object store (`path` a URL) is written to a local temporary file and both files
+    are uploaded when it closes without error; a local one is written in place."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.local = path if not store.is_url(path) else local_scratch_path(path)
         self.words: list[str] | pa.Array = []
         self.rows = 0
-        self.sink = pa.OSFile(path, "wb")
+        self.sink = pa.OSFile(self.local, "wb")
         self.writer = pa.ipc.new_file(self.sink, SPILL_SCHEMA,
                                       options=pa.ipc.IpcWriteOptions(compression=SPILL_CODEC))
 
@@ -387,31 +394,51 @@ class SpillWriter:
         self.writer.write_batch(pa.record_batch([first, second, counts], schema=SPILL_SCHEMA))
         self.rows += len(first)
 
-    def close(self) -> None:
-        self.writer.close()
-        self.sink.close()
-        words = pa.table({"word": self.words if isinstance(self.words, pa.Array)
-                          else pa.array(self.words, pa.string())})
-        with pa.OSFile(self.path + ".words", "wb") as sink, \
-                pa.ipc.new_file(sink, words.schema) as writer:
-            writer.write_table(words)
+    def close(self, upload: bool = True) -> None:
+        """Finish both files (uploaded to the store when `upload` and the spill is remote)."""
+        try:
+            self.writer.close()
+            self.sink.close()
+            words = pa.table({"word": self.words if isinstance(self.words, pa.Array)
+                              else pa.array(self.words, pa.string())})
+            with pa.OSFile(self.local + ".words", "wb") as sink, \
+                    pa.ipc.new_file(sink, words.schema) as writer:
+                writer.write_table(words)
+            if upload and self.local != self.path:
+                store.put_file(self.local, self.path)
+                store.put_file(self.local + ".words", self.path + ".words")
+        finally:
+            if self.local != self.path:
+                for path in (self.local, self.local + ".words"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
 
     def __enter__(self) -> SpillWriter:
         return self
 
-    def __exit__(self, *error) -> None:
-        self.close()
+    def __exit__(self, error_type, *_) -> None:
+        # A failed partition's spill is not uploaded: nothing of it may outlive the stage's
+        # removal of its spill folder.
+        self.close(upload=error_type is None)
+
+
+def local_scratch_path(location: str) -> str:
+    """A new local temporary file for the content of `location` (written, then uploaded)."""
+    handle, path = tempfile.mkstemp(prefix=".wit-", suffix=f"-{store.name(location)}")
+    os.close(handle)
+    return path
 
 
 def read_spill(path: str) -> tuple[pa.Array, Iterator[pa.RecordBatch]]:
-    """A spill file's words and its batches of (w1, w2, count) ids into them."""
-    with pa.memory_map(path + ".words") as source:
+    """A spill file's words and its batches of (w1, w2, count) ids into them (a spill on an
+    object store is downloaded to a temporary file while it is read)."""
+    with store.local_file(path + ".words") as local, pa.memory_map(str(local)) as source:
         words = pa.ipc.open_file(source).read_all().column("word").combine_chunks()
     return words, spill_batches(path)
 
 
 def spill_batches(path: str) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(path) as source:
+    with store.local_file(path) as local, pa.memory_map(str(local)) as source:
         reader = pa.ipc.open_file(source)
         for number in range(reader.num_record_batches):
             yield reader.get_batch(number)
