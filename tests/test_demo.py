@@ -55,14 +55,15 @@ def test_crawl_used_all_three_sources_and_balancing_bit(demo):
     assert max(row["selected"] for row in balance) == stats["per_query"]
 
 
-def test_training_loss_falls_and_colour_zero_shot_beats_chance_threefold(demo):
+def test_training_loss_falls_and_zero_shot_beats_chance_threefold_on_colour_twofold_on_shape(demo):
     lines = [json.loads(line) for line in
              (demo / "runs" / "demo" / "metrics.jsonl").read_text().splitlines()]
     losses = [line["loss"] for line in lines if "loss" in line]
     assert losses[-1] < 0.7 * losses[0]
     evaluation = json.loads((demo / "manifests" / "demo.json").read_text())["evaluation"]
-    colour = evaluation["zeroshot"]["colour"]
+    colour, shape = evaluation["zeroshot"]["colour"], evaluation["zeroshot"]["shape"]
     assert colour["top1"] >= 3 * colour["chance"]
+    assert shape["top1"] >= 2 * shape["chance"]
 
 
 def test_held_out_zero_shot_images_are_never_in_the_training_data(demo):

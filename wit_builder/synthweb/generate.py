@@ -20,7 +20,7 @@ MANIFEST = "synthweb.json"
 SERVING_ONLY = {"action", "host", "port", "workdir"}
 # Bumped whenever the generator's output changes for the same parameters, so that an older
 # generation is made anew rather than taken as up to date.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def generation_parameters(config: SynthwebConfig) -> dict:

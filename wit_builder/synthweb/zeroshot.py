@@ -31,13 +31,15 @@ TASKS = {"shape": list(SHAPES), "colour": list(COLOURS)}
 
 
 def prompt_templates(task: str) -> list[str]:
-    """Zero-shot prompts of `task` worded like the site's captions."""
+    """Zero-shot prompts of `task` worded like the site's captions, which end without a full stop:
+    a final "." is a token the text tower never saw just before the end token its features are
+    read at (on the reduced demo, shape top-1 32.3% with it, 34.3% without)."""
     if task == "shape":
-        return ["a photo of a {}.", "a drawing of a {}.", "a large {}.", "a small {}."] + \
-            [render.english_article(colour) + " {}." for colour in COLOURS]
+        return ["a photo of a {}", "a drawing of a {}", "a large {}", "a small {}"] + \
+            [render.english_article(colour) + " {}" for colour in COLOURS]
     # Plurals: "a {} circle" would give "a orange circle".
-    return ["a photo of {} shapes.", "{} shapes on a background."] + \
-        [f"{{}} {plural}." for plural in SHAPES.values()]
+    return ["a photo of {} shapes", "{} shapes on a background"] + \
+        [f"{{}} {plural}" for plural in SHAPES.values()]
 
 
 def labelled_samples(task: str, per_class: int, image_size: int,
