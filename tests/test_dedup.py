@@ -216,3 +216,14 @@ def test_dedup_peak_memory_does_not_grow_with_samples(tmp_path):
     assert large_rows < 1.3 * small_rows
     assert large_peak < 1.3 * small_peak, (small_peak, large_peak)
     assert large_peak < 1.5 * 2**20
+
+
+def test_vectorised_digest_prefixes_equal_the_per_digest_rule_on_hex_and_garbage():
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
+    digests += ["ABCDEF0123" + "0" * 54, "abc", "", "ab cd ef 01 23", "é1234567890",
+                "12345678", "1234567g99", "0x12345678", "ÀBCDEF01", "FFFFFFFF"]
+    random.Random(3).shuffle(digests)
+    chunked = pa.chunked_array([pa.array(digests[:7]), pa.array(digests[7:])])
+    assert dedup.digest_prefixes(chunked).tolist() == \
+        [dedup.digest_prefix(digest) for digest in digests]
+    assert dedup.digest_prefix("FFFFFFFF") == 2**32 - 1 and dedup.digest_prefix("abc") != 0xabc

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 from aiohttp import web
@@ -14,6 +16,8 @@ from PIL import Image
 from hostile_web import Server, image_bytes, write_selection
 from wit_builder.config import load_config
 from wit_builder.download import download_selection
+from wit_builder.download.img2dataset_backend import convert_shard
+from wit_builder.download.native import DownloadShard
 
 BODIES = {f"/img/{i}.jpg": image_bytes(w, h, seed=i)
           for i, (w, h) in enumerate([(300, 200), (50, 40), (120, 260), (64, 64), (400, 300)])}
@@ -77,3 +81,33 @@ def test_img2dataset_backend_is_converted_to_the_same_contract(tmp_path):
     check_contract(manifests, samples)
     assert [row["http_status"] for row in manifests if row["status"] == "http_error"] == [404]
     assert not (tmp_path / "img2dataset" / "data" / ".img2dataset").exists()
+
+
+def test_img2dataset_tar_cut_short_keeps_the_whole_samples_before_and_counts_the_rest(tmp_path):
+    selection = write_selection(tmp_path / "selection.parquet",
+                                [f"http://example.com/{i}.jpg" for i in range(3)])
+    uids = pq.read_table(selection)["uid"].to_pylist()
+    output = tmp_path / "output"
+    output.mkdir()
+    theirs = [{"uid": uid, "key": f"{i:09d}", "status": "success", "error_message": None,
+               "width": 8, "height": 8, "original_width": 8, "original_height": 8,
+               "sha256": f"{i:064x}"} for i, uid in enumerate(uids)]
+    pq.write_table(pa.Table.from_pylist(theirs), output / "00000.parquet")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for row in theirs:
+            data = row["key"].encode() * 200  # their image, as far as the conversion cares
+            info = tarfile.TarInfo(f"{row['key']}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (output / "00000.tar").write_bytes(archive.getvalue()[:2 * 2560 + 1000])  # into the third
+    shard = DownloadShard(0, str(selection), 0, 3)
+    counts = convert_shard(shard, output, str(tmp_path / "work"), blocked=set())
+    # The sample being read when the tar broke off may have lost members: it goes too.
+    assert counts == {"ok": 1, "connection_error": 2}
+    manifest = pq.read_table(tmp_path / "work" / "manifests" / "crawl" / "00000.parquet")
+    assert all("truncated" in error for error in manifest["error"].to_pylist()[1:])
+    samples = list(wds.WebDataset(str(tmp_path / "work" / "data" / "raw" / "00000.tar"),
+                                  shardshuffle=False))
+    assert [json.loads(s["json"])["uid"] for s in samples] == uids[:1]
+    assert samples[0]["jpg"] == b"000000000" * 200

@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections import Counter
 
 import pytest
 import webdataset as wds
 
+from wit_builder import tarsamples
 from wit_builder.download import writer
 
 
@@ -44,7 +46,7 @@ def test_headers_are_byte_identical_to_tarfiles_ustar_headers():
     for name, size in [("0000000001.jpg", 12345), ("é.txt", 0), ("k" * 100, 8 ** 11 - 1)]:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode, info.uname, info.gname = size, 0, 0o444, "wit", "wit"
-        assert writer.ustar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8",
+        assert tarsamples.ustar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8",
                                                              "strict")
 
 
@@ -83,8 +85,18 @@ def test_shard_appears_only_when_complete_and_a_failure_leaves_nothing(tmp_path)
     assert not failed.exists() and not list(path.parent.glob("*.tmp"))
 
 
-def test_long_names_and_non_bytes_values_are_refused():
+def test_long_names_fall_back_to_gnu_records_and_non_bytes_values_are_refused():
     with pytest.raises(ValueError, match="longer than 100 bytes"):
-        writer.ustar_header("k" * 101, 1)
+        tarsamples.ustar_header("k" * 101, 1)
+    stream = io.BytesIO()
+    tar = writer.SampleTarWriter(stream)
+    tar.write({"__key__": "k" * 120, "txt": b"long"})
+    tar.write({"__key__": "short", "txt": b"ustar"})
+    tar.close()
+    stream.seek(0)
+    problems = Counter()
+    assert list(tarsamples.read_samples(stream, problems)) == [
+        ("k" * 120, {"txt": b"long"}), ("short", {"txt": b"ustar"})]
+    assert not problems
     with pytest.raises(TypeError, match="'txt' is str"):
-        writer.tar_members({"__key__": "k", "txt": "not bytes"})
+        tarsamples.sample_block("k", {"__key__": "k", "txt": "not bytes"})

@@ -10,6 +10,7 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -20,7 +21,7 @@ from wit_builder.cli import main
 from wit_builder.config import load_config
 from wit_builder.options import WitError
 from wit_builder.phash import phash
-from wit_builder.tarsamples import read_samples
+from wit_builder.tarsamples import read_samples, sample_block
 
 
 def shards_config(workdir: Path, **overrides):
@@ -234,3 +235,26 @@ def test_tar_cut_between_members_counts_as_truncated(tmp_path):
         samples = list(read_samples(data, problems, str(tar_path)))
         assert len(samples) == complete
         assert problems["truncated_tar"] == (cut is not None)
+
+
+def test_bucket_shuffle_cuts_pieces_by_recorded_lengths_and_refuses_a_damaged_piece(tmp_path):
+    pieces = shards.PieceFiles(str(tmp_path), raw_shard=7)
+    blocks = [sample_block(f"k{i}", {"txt": b"x" * (100 * i + 1), "json": b"{}"})
+              for i in range(5)]
+    for position, block in enumerate(blocks):
+        pieces.write("train", 0, block, (7 << 32) | position)
+    pieces.close()
+    piece = tmp_path / "buckets" / "train-00000" / "00007.tar"
+    drop = tmp_path / "drop.orders"
+    np.array([(7 << 32) | 1], np.int64).tofile(drop)
+    job = shards.BucketJob("train", 0, (str(piece),), str(drop), str(tmp_path / "run"), seed=1)
+    assert shards.shuffle_bucket(job)["samples"] == 4
+    stream = io.BytesIO((tmp_path / "run.tar").read_bytes() + b"\0" * 1024)  # + end of archive
+    problems = Counter()
+    assert sorted(key for key, _ in read_samples(stream, problems)) == ["k0", "k2", "k3", "k4"]
+    assert not problems
+    offsets = np.load(tmp_path / "run.npy")
+    assert sorted(np.diff(offsets).tolist()) == sorted(len(blocks[i]) for i in (0, 2, 3, 4))
+    piece.write_bytes(piece.read_bytes()[:-600])
+    with pytest.raises(RuntimeError, match="not the 5 samples"):
+        shards.shuffle_bucket(job)

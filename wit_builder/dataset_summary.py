@@ -9,7 +9,6 @@ while the stage streams, so nothing here holds a row per sample.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wit_builder import dedup, store
+from wit_builder.balance import uid_keys
 from wit_builder.config import ShardsConfig
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,11 @@ def selection_file(path: store.Location) -> pq.ParquetFile | None:
 
 
 def uid_partitions(uids: pa.Array | pa.ChunkedArray, partitions: int) -> np.ndarray:
-    return np.array([zlib.crc32(uid.encode("utf-8", "surrogatepass")) % partitions
-                     for uid in uids.to_pylist()], dtype=np.int64)
+    """The partition of each uid for the source join (any fixed hash of uid would do: the counts
+    are the same however uids are spread)."""
+    if isinstance(uids, pa.ChunkedArray):
+        uids = uids.combine_chunks()
+    return (uid_keys(uids, 0) % np.uint64(partitions)).astype(np.int64)
 
 
 class SourceCounter:

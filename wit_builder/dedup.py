@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wit_builder import store
+from wit_builder.balance import HEX_VALUES
 from wit_builder.engine import map_partitions
 from wit_builder.phash import bands
 
@@ -188,8 +190,7 @@ def spill_exact(job: PartitionJob) -> int:
     orders = order_keys(column(piece, "raw_shard"), column(piece, "position"))
     rows = pa.table([pa.array(orders), piece["sha256"], piece["phash"], piece["uid"]],
                     schema=EXACT_ROW)
-    prefixes = np.array([digest_prefix(digest) for digest in piece["sha256"].to_pylist()],
-                        dtype=np.uint64)
+    prefixes = digest_prefixes(piece["sha256"])
     partitions = (prefixes * np.uint64(job.plan.exact_partitions)) >> np.uint64(32)
     route(rows, partitions.astype(np.int64), job.plan, "exact", f"{job.number:05d}")
     return piece.num_rows
@@ -204,6 +205,30 @@ def digest_prefix(digest: str) -> int:
     if len(prefix) == 4:
         return int.from_bytes(prefix, "big")
     return zlib.crc32(digest.encode("utf-8", "surrogatepass"))
+
+
+def digest_prefixes(digests: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """`digest_prefix` of every digest (uint64): hex heads are read all at once, only the rare
+    digest that is not hex is handled row by row."""
+    if isinstance(digests, pa.ChunkedArray):
+        digests = digests.combine_chunks()
+    heads = pc.utf8_slice_codeunits(digests, 0, 8).cast(pa.binary())
+    eight = pc.fill_null(pc.equal(pc.binary_length(heads), 8), False).to_numpy(
+        zero_copy_only=False)
+    fixed = heads.filter(pa.array(eight))
+    start = int(np.frombuffer(fixed.buffers()[1], np.int32)[fixed.offset]) if len(fixed) else 0
+    digits = HEX_VALUES[np.frombuffer(fixed.buffers()[2] or b"", np.uint8)
+                        [start:start + 8 * len(fixed)]].reshape(-1, 8)
+    # A non-hex character reads as 255: its high nibble is set. Eight digits are one uint64.
+    hexadecimal = np.zeros(len(digests), dtype=bool)
+    hexadecimal[eight] = (np.ascontiguousarray(digits).view(np.uint64).ravel()
+                          & np.uint64(0xF0F0F0F0F0F0F0F0)) == 0
+    shifts = np.arange(28, -4, -4, dtype=np.uint32)
+    prefixes = np.zeros(len(digests), dtype=np.uint64)
+    prefixes[eight] = (digits.astype(np.uint32) << shifts).sum(axis=1, dtype=np.uint64)
+    for row in np.flatnonzero(~hexadecimal).tolist():
+        prefixes[row] = digest_prefix(digests[row].as_py())
+    return prefixes
 
 
 def spill_groups(pieces: list[tuple[str, int]], partition_rows: int) -> list[tuple[str, ...]]:

@@ -146,11 +146,12 @@ def read_crawl_manifest(location: str) -> pa.Table:
 
 class PieceFiles:
     """One open file per (split, bucket) that a raw shard's samples go to, opened on first use,
-    with the order keys of its samples beside it (`NNNNN.orders`, int64) for the dedup drop.
+    with the order key and byte length of each of its samples beside it (`NNNNN.blocks`, int64
+    pairs): the dedup drop goes by order key, the shuffle cuts the piece by the lengths.
     With the workdir on an object store they are written to local disk, then uploaded on close."""
 
     def __init__(self, work: str, raw_shard: int) -> None:
-        self.work, self.raw_shard, self.handles, self.orders = work, raw_shard, {}, {}
+        self.work, self.raw_shard, self.handles, self.blocks = work, raw_shard, {}, {}
         self.local = tempfile.mkdtemp(prefix="wit-pieces-") if store.is_url(work) else work
 
     def write(self, split: str, bucket: int, block: bytes, order: int) -> None:
@@ -160,21 +161,21 @@ class PieceFiles:
             os.makedirs(folder, exist_ok=True)
             handle = self.handles[split, bucket] = open(
                 os.path.join(folder, f"{self.raw_shard:05d}.tar"), "wb")
-            self.orders[split, bucket] = []
+            self.blocks[split, bucket] = []
         handle.write(block)
-        self.orders[split, bucket].append(order)
+        self.blocks[split, bucket].append((order, len(block)))
 
     def close(self, publish: bool = True) -> None:
         """End every piece; upload them to the store unless the scan failed (`publish` False)."""
         for place, handle in self.handles.items():
             handle.write(END_OF_ARCHIVE)
             handle.close()
-            np.array(self.orders[place], dtype=np.int64).tofile(
-                Path(handle.name).with_suffix(".orders"))
+            np.array(self.blocks[place], dtype=np.int64).reshape(-1, 2).tofile(
+                Path(handle.name).with_suffix(".blocks"))
         if self.local != self.work:
             try:
                 for (split, bucket), handle in self.handles.items() if publish else ():
-                    for local in (Path(handle.name), Path(handle.name).with_suffix(".orders")):
+                    for local in (Path(handle.name), Path(handle.name).with_suffix(".blocks")):
                         store.put_file(local, store.join(self.work, "buckets",
                                                          f"{split}-{bucket:05d}", local.name))
             finally:
@@ -357,24 +358,28 @@ def read_orders(location: store.Location) -> np.ndarray:
     return np.frombuffer(store.read_bytes(location), np.int64)
 
 
-def orders_beside(piece: str) -> str:
-    """The `.orders` file beside a bucket piece `NNNNN.tar`."""
-    return piece.removesuffix(".tar") + ".orders"
+def piece_blocks(piece: str) -> tuple[list[memoryview], np.ndarray]:
+    """The sample blocks of a bucket piece `NNNNN.tar`, cut by the lengths in the `.blocks` file
+    beside it (no tar parsing: the scan wrote both), and their order keys."""
+    pairs = np.frombuffer(store.read_bytes(piece.removesuffix(".tar") + ".blocks"),
+                          np.int64).reshape(-1, 2)
+    data = memoryview(store.read_bytes(piece))
+    ends = np.cumsum(pairs[:, 1])
+    if (int(ends[-1]) if len(ends) else 0) + len(END_OF_ARCHIVE) != len(data):
+        raise RuntimeError(f"shards: bucket piece {piece} is not the {len(ends)} samples its "
+                           f".blocks file lists")
+    starts = (ends - pairs[:, 1]).tolist()
+    return [data[start:end] for start, end in zip(starts, ends.tolist())], pairs[:, 0]
 
 
 def shuffle_bucket(job: BucketJob) -> dict:
     """Drop the bucket's duplicates, shuffle it in memory, write it as one run (+ its offsets)."""
-    problems: Counter = Counter()
-    drop = set(read_orders(job.drop).tolist()) if job.drop else set()
+    drop = read_orders(job.drop) if job.drop else np.zeros(0, np.int64)
     blocks = []
     for piece in job.pieces:
-        orders = read_orders(orders_beside(piece)).tolist()
-        with store.open(piece, "rb") as stream:
-            for order, (key, members) in zip(orders, read_samples(stream, problems, piece)):
-                if order not in drop:
-                    blocks.append(sample_block(key, members))
-    if problems:
-        raise RuntimeError(f"shards: bucket piece unreadable in {job.run}: {dict(problems)}")
+        piece_samples, orders = piece_blocks(piece)
+        keep = ~np.isin(orders, drop)
+        blocks += [block for block, kept in zip(piece_samples, keep.tolist()) if kept]
     random.Random(f"{job.seed}:{job.split}:{job.bucket}").shuffle(blocks)
     offsets = np.zeros(len(blocks) + 1, dtype=np.int64)
     np.cumsum([len(block) for block in blocks], out=offsets[1:])

@@ -90,19 +90,67 @@ def read_samples(stream: BinaryIO, problems: Counter, source: str = "tar"
         yield key, members
 
 
-def member_block(name: str, data: bytes) -> bytes:
-    """One tar member (header, data, padding) with fixed owner, mode and mtime."""
+def ustar_template(mode: int = 0o444, owner: str = "wit") -> bytes:
+    """The fields every member shares: regular file, mtime 0, uid/gid 0 named `owner`."""
+    header = bytearray(BLOCK)
+    header[100:108] = b"%07o\0" % mode
+    header[108:116] = b"%07o\0" % 0                    # uid
+    header[116:124] = b"%07o\0" % 0                    # gid
+    header[136:148] = b"%011o\0" % 0                   # mtime
+    header[148:156] = b" " * 8                         # checksum, summed as spaces
+    header[156:157] = b"0"                             # regular file
+    header[257:265] = b"ustar\x0000"
+    header[265:265 + len(owner)] = owner.encode("ascii")   # uname
+    header[297:297 + len(owner)] = owner.encode("ascii")   # gname
+    return bytes(header)
+
+
+TEMPLATE = ustar_template()
+TEMPLATE_SUM = sum(TEMPLATE)
+MAX_SIZE = 8 ** 11 - 1  # what the 11 octal digits of a ustar size field hold
+
+
+def ustar_header(name: str, size: int) -> bytes:
+    """The 512-byte ustar header of a regular file `name` of `size` bytes (as tarfile writes it).
+
+    Built from one template rather than by tarfile (a TarInfo and per-field checks per member:
+    seven times the CPU); the template is zero where name and size go, so the checksum only adds
+    their bytes."""
+    encoded = name.encode("utf-8")
+    if len(encoded) > 100:
+        raise ValueError(f"tar member name '{name}' is longer than 100 bytes")
+    if not 0 <= size <= MAX_SIZE:
+        raise ValueError(f"tar member '{name}' of {size} bytes does not fit a ustar header")
+    size_field = b"%011o\0" % size
+    header = bytearray(TEMPLATE)
+    header[:len(encoded)] = encoded
+    header[124:136] = size_field
+    header[148:155] = b"%06o\0" % (TEMPLATE_SUM + sum(encoded) + sum(size_field))
+    return bytes(header)
+
+
+def gnu_header(name: str, size: int) -> bytes:
+    """Headers for what ustar cannot hold (a name over 100 bytes, a huge size): tarfile's GNU
+    extension records, with the same metadata."""
     info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o444
-    info.uid = info.gid = 0
+    info.size, info.mtime, info.mode, info.uid, info.gid = size, 0, 0o444, 0, 0
     info.uname = info.gname = "wit"
-    header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-    return header + data + b"\0" * (-len(data) % BLOCK)
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
 def sample_block(key: str, members: dict[str, bytes]) -> bytes:
-    """The tar blocks of one sample, members in extension order."""
-    return b"".join(member_block(f"{key}.{extension}", members[extension])
-                    for extension in sorted(members))
+    """The tar blocks of one sample: a member KEY.EXT per extension in sorted order (as
+    webdataset's TarWriter writes them), each with fixed owner, mode and mtime, padded to a block.
+    Names starting with '__' (webdataset's `__key__`, `__url__`) are not members."""
+    parts = []
+    for extension in sorted(name for name in members if not name.startswith("__")):
+        data = members[extension]
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"sample {key}: '{extension}' is {type(data).__name__}, not bytes")
+        name, size = f"{key}.{extension}", len(data)
+        try:
+            header = ustar_header(name, size)
+        except ValueError:  # too long, too large, or not UTF-8 (a raw tar's surrogate escapes)
+            header = gnu_header(name, size)
+        parts += [header, data, bytes(-size % BLOCK)]
+    return b"".join(parts)

@@ -7,17 +7,18 @@ import functools
 import logging
 import time
 from collections import Counter
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from wit_builder import store
-from wit_builder.config import CrawlConfig
 from wit_builder.download.fetch import FetchSettings
 from wit_builder.download.images import ImageSettings
 from wit_builder.download.native import (COLUMNS, DownloadSettings, download_shard, finish_shard,
                                           plan_shards)
 from wit_builder.download.stats import progress_postfix, status_table, summary
-from wit_builder.engine import run_partitions
 from wit_builder.options import WitError
+
+if TYPE_CHECKING:  # the workers' fork server imports this package: only what they run
+    from wit_builder.config import CrawlConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
     # This process writes the manifests, and pyarrow's first list → Arrow conversion imports
     # pandas (~0.35 CPU s): load it now, not between two shards (workers never need it).
     import pandas  # noqa: F401
+    from tqdm import tqdm
+
+    from wit_builder.engine import run_partitions
 
     started = time.monotonic()
     shards = plan_shards(selection, config.samples_per_shard)

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from wit_builder.download.native import DownloadShard, plan_shards, read_rows
 from wit_builder.download.stats import summary
 from wit_builder.engine import worker_count
 from wit_builder.netguard import BlockedAddressError, check_url
+from wit_builder.tarsamples import read_samples
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ ERROR_STATUSES = (       # img2dataset's error messages → our statuses, first 
     ("decod", "decode_error"),
     ("cannot identify", "decode_error"),
 )
+
+MISSING = {"status": "failed_to_download", "error_message": "missing from img2dataset output"}
+MISSING_FROM_TAR = {"status": "failed_to_download",
+                    "error_message": "missing from img2dataset's tar (truncated or unsafe)"}
 
 
 def guarded_input(selection: store.Location, target: Path, config: CrawlConfig) -> set[str]:
@@ -97,16 +101,16 @@ def our_status(status: str, message: str | None) -> tuple[str, int | None]:
     return ("decode_error" if status == "failed_to_resize" else "connection_error"), None
 
 
-def tar_members(path: Path) -> dict[str, dict[str, bytes]]:
-    """img2dataset's samples by key: {'jpg': ..., ...}."""
-    samples: dict[str, dict[str, bytes]] = {}
+def their_samples(path: Path) -> dict[str, dict[str, bytes]]:
+    """img2dataset's samples by key: {'jpg': ..., ...}; a truncated tar keeps the samples before
+    the break (the rest are counted missing by `convert_shard`), unsafe members are skipped."""
     if not path.exists():
-        return samples
-    with tarfile.open(path) as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                key, _, extension = member.name.rpartition(".")
-                samples.setdefault(key, {})[extension] = tar.extractfile(member).read()
+        return {}
+    problems: Counter = Counter()
+    with open(path, "rb") as stream:
+        samples = dict(read_samples(stream, problems, str(path)))
+    if problems:
+        log.warning("download: img2dataset shard %s: %s", path, dict(problems))
     return samples
 
 
@@ -114,12 +118,13 @@ def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set
     """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order)."""
     name = f"{shard.index:05d}"
     theirs = {row["uid"]: row for row in pq.read_table(output / f"{name}.parquet").to_pylist()}
-    images = tar_members(output / f"{name}.tar")
+    images = their_samples(output / f"{name}.tar")
     manifest = []
     with writer.shard_tar(writer.tar_path(workdir, shard.index)) as tar:
         for index, row in enumerate(read_rows(shard)):
-            their = theirs.get(row["uid"], {"status": "failed_to_download",
-                                            "error_message": "missing from img2dataset output"})
+            their = theirs.get(row["uid"], MISSING)
+            if their["status"] == "success" and "jpg" not in images.get(their["key"], {}):
+                their = MISSING_FROM_TAR
             status, http_status = our_status(their["status"], their.get("error_message"))
             if row["uid"] in blocked:
                 status, http_status = "blocked_address", None

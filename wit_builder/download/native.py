@@ -12,12 +12,19 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+
 import cv2
 
 from wit_builder import store
 from wit_builder.download import writer
 from wit_builder.download.fetch import FetchSettings, Fetched, fetch, open_session
 from wit_builder.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
+from wit_builder.tarsamples import sample_block
+
+try:  # optional: libuv's event loop costs ~0.14 CPU ms an image less than asyncio's own
+    import uvloop
+except ImportError:
+    uvloop = None
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +104,7 @@ def stored_outcome(row: dict, shard: int, index: int, fetched: Fetched,
             "sha256": digest}
     seconds = fetched.seconds + time.monotonic() - started
     return Outcome(manifest_row(row, shard, fetched, "ok", None, digest, key, seconds),
-                   writer.tar_members(writer.sample_members(key, image.jpeg, row["text"], meta)))
+                   sample_block(key, writer.sample_members(key, image.jpeg, row["text"], meta)))
 
 
 async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings,
@@ -160,7 +167,8 @@ def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
     started = time.monotonic()
     rows = read_rows(shard)
     with writer.shard_tar(writer.tar_path(settings.workdir, shard.index)) as tar:
-        manifest = asyncio.run(download_rows(rows, shard.index, settings, tar))
+        run_loop = uvloop.run if uvloop is not None else asyncio.run
+        manifest = run_loop(download_rows(rows, shard.index, settings, tar))
     return {"shard": shard.index, "statuses": dict(status_counts(manifest)), "skipped": False,
             "seconds": time.monotonic() - started, "manifest": manifest}
 

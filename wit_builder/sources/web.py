@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from wit_builder import httpbody
 from wit_builder.netguard import BlockedAddressError, GuardedResolver, check_url
 from wit_builder.sources.html import is_html_type
 
@@ -260,16 +261,10 @@ class Crawler:
 
 async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     """The body, streamed; FetchFailed("too_large") as soon as it passes `max_bytes`."""
-    declared = response.content_length
-    if declared is not None and declared > max_bytes:
-        raise FetchFailed("too_large")
-    chunks, size = [], 0
-    async for chunk in response.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > max_bytes:
-            raise FetchFailed("too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await httpbody.read_capped(response, max_bytes)
+    except httpbody.BodyTooLarge:
+        raise FetchFailed("too_large") from None
 
 
 def crawl_web(seeds: list[str], settings: WebCrawlSettings,
