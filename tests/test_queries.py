@@ -317,3 +317,41 @@ def test_dump_streamed_from_a_url_gives_the_same_parquet(tmp_path: Path):
         (tmp_path / "from-file" / "queries.parquet").read_bytes()
     stats = json.loads((tmp_path / "from-url" / "stats.json").read_text())
     assert stats["inputs"]["dump_format"] == "url"
+
+
+def test_rerun_after_a_failed_partition_recounts_only_unfinished_ones(synth: Path, tmp_path: Path,
+                                                                       monkeypatch):
+    from wit_builder.queries import build
+
+    out = tmp_path / "queries"
+    assert run_queries(synth, out, "--workers", "1") == 0  # counts in this process
+    uninterrupted = {name: (out / name).read_bytes() for name in ("queries.parquet",
+                                                                  "queries.txt")}
+    counted_fields = ("queries_per_source", "candidates_per_source", "pages_read",
+                      "articles_read", "redirects_skipped", "tokens_read", "distinct_words")
+
+    def stats_counts() -> dict:
+        stats = json.loads((out / "stats.json").read_text())
+        return {name: stats[name] for name in counted_fields}
+    uninterrupted_stats = stats_counts()
+    counted: Counter = Counter()
+    count_partition_once = build.count_partition
+
+    def failing_count(task: CountTask) -> PartialCounts:
+        counted[task.spill_path] += 1
+        if task.spill_path.endswith("part-000002.arrow") and counted[task.spill_path] == 1:
+            raise OSError("simulated crash while counting a partition")
+        return count_partition_once(task)
+
+    monkeypatch.setattr(build, "count_partition", failing_count)
+    with pytest.raises(OSError, match="simulated crash"):
+        run_queries(synth, out, "--workers", "1")
+    assert sorted(path.name for path in (out / ".work").glob("*.done")) == \
+        ["part-000000.arrow.done", "part-000001.arrow.done"]
+    assert run_queries(synth, out, "--workers", "1") == 0
+    parts = sorted(counted)
+    assert len(parts) > 3
+    assert [counted[part] for part in parts] == [1, 1, 2] + [1] * (len(parts) - 3)
+    assert {name: (out / name).read_bytes() for name in uninterrupted} == uninterrupted
+    assert stats_counts() == uninterrupted_stats
+    assert not (out / ".work").exists()

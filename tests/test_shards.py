@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import shutil
 import tarfile
@@ -258,3 +259,82 @@ def test_bucket_shuffle_cuts_pieces_by_recorded_lengths_and_refuses_a_damaged_pi
     piece.write_bytes(piece.read_bytes()[:-600])
     with pytest.raises(RuntimeError, match="not the 5 samples"):
         shards.shuffle_bucket(job)
+
+
+def stage_outputs(workdir: Path) -> dict[str, bytes]:
+    """Every file the stage writes (shards, their manifest, dedup list, dataset.json)."""
+    files = sorted((workdir / "data" / "shards").glob("*.tar"))
+    files += [workdir / "manifests" / name for name in
+              ("shards.parquet", "dedup.parquet", "dataset.json")]
+    return {path.name: path.read_bytes() for path in files}
+
+
+def crash_scan_once(monkeypatch, raw_shard: int, position: int) -> Counter:
+    """Make the scan of `raw_shard` fail once, at `position`, after it has written part of its
+    pieces; count the scans of every raw shard."""
+    scans: Counter = Counter()
+    scatter, index_row = shards.scatter_raw_shard, shards.index_row
+
+    def counted_scatter(shard, settings):
+        scans[shard.number] += 1
+        return scatter(shard, settings)
+
+    def failing_index_row(key, members, meta, sha256, image_hash, shard, place, *rest):
+        if shard == raw_shard and place == position and scans[shard] == 1:
+            raise OSError("simulated crash in the middle of a scan")
+        return index_row(key, members, meta, sha256, image_hash, shard, place, *rest)
+
+    monkeypatch.setattr(shards, "scatter_raw_shard", counted_scatter)
+    monkeypatch.setattr(shards, "index_row", failing_index_row)
+    return scans
+
+
+def test_rerun_after_a_crashed_scan_rescans_only_unfinished_shards_with_same_bytes(
+        tmp_path, monkeypatch):
+    build_raw_dataset(tmp_path, shards=4, per_shard=12)
+    assert shards.run(shards_config(tmp_path)) == 0  # workers=1: scans run in this process
+    uninterrupted = stage_outputs(tmp_path)
+    scans = crash_scan_once(monkeypatch, raw_shard=2, position=6)
+    with pytest.raises(OSError, match="simulated crash"):
+        shards.run(shards_config(tmp_path))
+    done = tmp_path / "data" / "shards" / ".work" / "done"
+    assert sorted(path.name for path in done.iterdir()) == ["00000.json", "00001.json"]
+    assert shards.run(shards_config(tmp_path)) == 0
+    assert scans == {0: 1, 1: 1, 2: 2, 3: 1}
+    assert stage_outputs(tmp_path) == uninterrupted
+    assert not (tmp_path / "data" / "shards" / ".work").exists()
+
+
+def test_rerun_rescans_a_raw_shard_that_changed_since_its_scan(tmp_path, monkeypatch):
+    build_raw_dataset(tmp_path, shards=3, per_shard=8)
+    scans = crash_scan_once(monkeypatch, raw_shard=2, position=3)
+    with pytest.raises(OSError, match="simulated crash"):
+        shards.run(shards_config(tmp_path))
+    tar = tmp_path / "data" / "raw" / "00000.tar"
+    stat = tar.stat()
+    os.utime(tar, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert shards.run(shards_config(tmp_path)) == 0
+    assert scans == {0: 2, 1: 1, 2: 2}
+
+
+def test_rerun_keeps_scans_of_raw_shards_read_from_an_fsspec_url(tmp_path, monkeypatch):
+    import fsspec
+
+    build_raw_dataset(tmp_path / "local", shards=3, per_shard=8)
+    memory = fsspec.filesystem("memory")
+    for relative in [f"data/raw/{n:05d}.tar" for n in range(3)] + \
+            [f"manifests/crawl/{n:05d}.parquet" for n in range(3)]:
+        memory.pipe(f"/resume/{relative}", (tmp_path / "local" / relative).read_bytes())
+    config = shards_config(tmp_path / "out", raw="memory://resume/data/raw",
+                           crawl_manifests="memory://resume/manifests/crawl")
+    try:
+        assert shards.run(config) == 0
+        uninterrupted = stage_outputs(tmp_path / "out")
+        scans = crash_scan_once(monkeypatch, raw_shard=1, position=2)
+        with pytest.raises(OSError, match="simulated crash"):
+            shards.run(config)
+        assert shards.run(config) == 0
+        assert scans == {0: 1, 1: 2, 2: 1}
+        assert stage_outputs(tmp_path / "out") == uninterrupted
+    finally:
+        memory.rm("/resume", recursive=True)

@@ -11,8 +11,10 @@ Passes, each a map over partitions that `engine.py` runs anywhere:
      one run of tar blocks;
   4. assemble: the runs, concatenated in bucket order, are cut into shards of a fixed size by byte
      ranges. The same seed gives byte-identical shards whatever the number of workers.
-The main process holds counts and one partition's rows at a time, never a row per sample (but
-for the report, whose plots take the kept samples' sizes and caption lengths).
+Each finished scan leaves a done marker (its inputs' sizes and times, and its result) in the
+scratch folder, which is kept after a failure: a rerun rescans only the raw shards without a
+matching marker. The main process holds counts and one partition's rows at a time, never a row
+per sample (but for the report, whose plots take the kept samples' sizes and caption lengths).
 """
 
 from __future__ import annotations
@@ -221,6 +223,18 @@ def index_row(key: str, members: dict[str, bytes], meta: dict, sha256: str, imag
 
 
 def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
+    """`scatter_raw_shard`, then its done marker (last, atomically), which lets a rerun after a
+    crash keep this scan's pieces, index and result as long as the inputs are unchanged."""
+    inputs = scan_inputs(shard, settings)  # before reading: a change during the scan redoes it
+    result = scatter_raw_shard(shard, settings)
+    record = {"inputs": inputs, "result": {
+        **result, "problems": list(result["problems"].items()),
+        "statuses": list(result["statuses"].items())}}  # pairs: their order is the tally's
+    store.write_json(done_path(settings.work, shard.number), record)
+    return result
+
+
+def scatter_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
     """Check one raw shard against its manifest, hash and scatter its good samples to buckets;
     its index rows go to one scratch parquet file, named in the result with their count."""
     problems: Counter = Counter()
@@ -253,6 +267,65 @@ def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
         store.write_parquet(result["index"], pa.Table.from_pylist(rows, schema=INDEX),
                             compression="snappy")
     return result
+
+
+def file_signature(location: str | None) -> list | None:
+    """[size, modification time] of a local file or a store object; None for no file."""
+    if location is None:
+        return None
+    if not store.is_url(location):
+        status = os.stat(location)
+        return [status.st_size, status.st_mtime_ns]
+    fs, path = store.filesystem(location)
+    info = fs.info(path)
+    modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created", "ETag")
+                     if info.get(key) is not None), None)
+    return [info.get("size"), str(modified)]
+
+
+def scan_inputs(shard: RawShard, settings: ScatterSettings) -> dict:
+    """What a scan's outputs depend on: its files as they are now, and where samples go."""
+    return {"number": shard.number, "tar": shard.tar, "tar_file": file_signature(shard.tar),
+            "manifest": shard.manifest, "manifest_file": file_signature(shard.manifest),
+            "buckets": settings.buckets, "seed": settings.seed,
+            "val_fraction": settings.val_fraction}
+
+
+def done_path(work: str, number: int) -> str:
+    return store.join(work, "done", f"{number:05d}.json")
+
+
+def finished_scans(shards: list[RawShard], settings: ScatterSettings) -> dict[int, dict]:
+    """{raw shard: scan result} of the scans an interrupted run finished on the same inputs."""
+    finished = {}
+    for shard in shards:
+        marker = done_path(settings.work, shard.number)
+        try:
+            record = store.read_json(marker) if store.exists(marker) else None
+        except (OSError, ValueError) as error:
+            log.warning("shards: unreadable scan marker %s (%s): rescanning", marker, error)
+            record = None
+        if record and record.get("inputs") == scan_inputs(shard, settings):
+            result = record["result"]
+            finished[shard.number] = {**result, "problems": Counter(dict(result["problems"])),
+                                      "statuses": Counter(dict(result["statuses"]))}
+    return finished
+
+
+def prepare_work(settings: ScatterSettings, finished: set[int]) -> None:
+    """Empty the scratch folder but for the outputs of the `finished` scans: an unfinished
+    scan's pieces would be rewritten anyway, a changed shard's might not be."""
+    work = settings.work
+    for entry in store.glob(store.join(work, "*")):
+        if store.name(entry) not in ("buckets", "index", "done"):
+            store.remove_tree(entry)
+            store.remove(entry)
+    for pattern in (("buckets", "*", "*"), ("index", "*"), ("done", "*")):
+        for path in store.glob(store.join(work, *pattern)):
+            stem = store.name(path).split(".")[0]
+            if not (stem.isdigit() and int(stem) in finished):
+                store.remove(path)
+    store.makedirs(work)
 
 
 def scatter_samples(shard: RawShard, expected: dict[str, tuple[str, str]],
@@ -476,12 +549,20 @@ def bucket_count(raw_bytes: int, memory_budget_mb: float) -> int:
 
 
 def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSettings,
-             tally: Tally, sources: dataset_summary.SourceCounter) -> list[tuple[str, int]]:
-    """Scan every raw shard; the index files (path, rows) in raw shard order."""
+             finished: dict[int, dict], tally: Tally, sources: dataset_summary.SourceCounter
+             ) -> list[tuple[str, int]]:
+    """Scan every raw shard but those an interrupted run `finished` (their results given); the
+    index files (path, rows) in raw shard order."""
+    if finished:
+        log.info("shards: %d of %d raw shards were scanned by an interrupted run: kept",
+                 len(finished), len(shards))
     scan = functools.partial(scan_raw_shard, settings=settings)
+    todo = [shard for shard in shards if shard.number not in finished]
+    scanned = map_partitions(scan, todo, workers=config.workers, engine=config.engine,
+                             desc="shards: scan + scatter")
+    results = {**finished, **{result["number"]: result for result in scanned}}
     pieces = []
-    for result in map_partitions(scan, shards, workers=config.workers, engine=config.engine,
-                                 desc="shards: scan + scatter"):
+    for result in (results[shard.number] for shard in shards):
         tally.problems.update(result["problems"])
         tally.statuses.update(result["statuses"])
         if result["index"]:
@@ -542,20 +623,21 @@ def run(config: ShardsConfig) -> int:
     out = config.path("data/shards")
     # Files that tasks hand to one another live in `work`, beside the shards (on the store when
     # the workdir is one); files only this process reads and writes live in `local_work`.
+    # Kept after a failure, so that a rerun redoes only the unfinished scans (see scan_all).
     work = str(store.join(out, ".work"))
-    store.remove_tree(work)
-    store.makedirs(work)
     local_work = Path(tempfile.mkdtemp(prefix="wit-shards-")) if store.is_url(work) \
         else Path(work)
     buckets = bucket_count(raw_bytes, config.memory_budget_mb)
     settings = ScatterSettings(work, buckets, config.seed, config.val_fraction)
     manifests = config.path("manifests")
     tally = Tally()
+    finished = finished_scans(raw_shards, settings)
+    prepare_work(settings, set(finished))
     try:
         sources = dataset_summary.SourceCounter(
             dataset_summary.selection_file(store.join(manifests, "selection.parquet")),
             local_work / "sources", dedup.rows_within(config.memory_budget_mb))
-        pieces = scan_all(config, raw_shards, settings, tally, sources)
+        pieces = scan_all(config, raw_shards, settings, finished, tally, sources)
         find_duplicates(config, work, local_work, pieces, settings, tally, sources)
         tally.per_source = sources.counts()
         written = write_training_shards(config, work, out, tally)
@@ -574,9 +656,10 @@ def run(config: ShardsConfig) -> int:
 
             report.write_report(config, summary, kept_index(pieces, local_work, config.seed),
                                 written)
-    finally:
         store.remove_tree(work)
-        shutil.rmtree(local_work, ignore_errors=True)
+    finally:
+        if local_work != Path(work):
+            shutil.rmtree(local_work, ignore_errors=True)
     log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1fs)",
              summary["totals"]["train"], summary["totals"]["val"], len(written),
              summary["totals"]["duplicates"], summary["totals"]["skipped"],

@@ -7,12 +7,11 @@ import dataclasses
 import hashlib
 import logging
 import os
+import pickle
 import re
 import resource
-import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -70,8 +69,8 @@ def run(config: QueriesConfig) -> int:
             raise WitError(f"dump '{plan.source}' holds no articles (namespace 0, not redirects)")
         sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir, workers,
                                  phases["reduce_cpu"])
-    except BaseException:
-        store.remove_tree(spill_dir)
+    except WitError:
+        store.remove_tree(spill_dir)  # bad input: a rerun needs other input, nothing to resume
         if created:
             store.remove_tree(out)  # nothing else can be in it yet
         raise
@@ -91,12 +90,47 @@ def run(config: QueriesConfig) -> int:
 
 
 def make_spill_dir(out: store.Location) -> store.Location:
-    """A new folder under `out` for the spill and bucket files (removed at the end). On an
-    object store it is a fresh prefix: folders there need no creating."""
-    if store.is_url(out):
-        return store.join(out, f".spill-{uuid.uuid4().hex[:12]}")
-    store.makedirs(out)
-    return Path(tempfile.mkdtemp(dir=out, prefix=".spill-"))
+    """`out/.work`, for the spill and bucket files: removed after success or bad input, kept
+    after a crash so that a rerun recounts only the unfinished partitions (see count_dump)."""
+    spill_dir = store.join(out, ".work")
+    store.makedirs(spill_dir)
+    return spill_dir
+
+
+def partition_inputs(task: CountTask) -> dict:
+    """What a partition's counts depend on: its byte range, its file as it is now, the options."""
+    status = os.stat(task.partition.path)
+    return {"partition": repr(task.partition), "count_links": task.count_links,
+            "dump_file": [status.st_size, status.st_mtime_ns]}
+
+
+def count_and_record(task: CountTask) -> PartialCounts:
+    """`count_partition`, then its result and (last, atomically) a done marker beside its spill."""
+    inputs = partition_inputs(task)  # before reading: a change during the count redoes it
+    counts = count_partition(task)
+    store.write_bytes(f"{task.spill_path}.result", pickle.dumps(counts))
+    store.write_json(f"{task.spill_path}.done", inputs)
+    return counts
+
+
+def finished_partition(task: CountTask) -> bool:
+    """Whether an interrupted run counted `task` on the same inputs (its result is kept)."""
+    marker = f"{task.spill_path}.done"
+    try:
+        return store.exists(marker) and store.read_json(marker) == partition_inputs(task)
+    except (OSError, ValueError) as error:
+        log.warning("queries: unreadable marker %s (%s): recounting", marker, error)
+        return False
+
+
+def keep_only(spill_dir: store.Location, finished: list[CountTask]) -> None:
+    """Remove every file of `spill_dir` but the spills, words and results of `finished`."""
+    kept = {store.name(f"{task.spill_path}{suffix}") for task in finished
+            for suffix in ("", ".words", ".result", ".done")}
+    for entry in store.glob(store.join(spill_dir, "*")):
+        if store.name(entry) not in kept:
+            store.remove_tree(entry)
+            store.remove(entry)
 
 
 def refuse_store_inputs(config: QueriesConfig) -> None:
@@ -120,6 +154,7 @@ def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
     total = PartialCounts()
     options = {"workers": workers, "engine": config.engine, "desc": "queries: counting"}
     if plan.serial:
+        keep_only(spill_dir, [])  # the serial reader's chunks are not resumable: read anyway
         tasks = (CountTask(chunk, str(store.join(spill_dir, f"chunk-{chunk.number:06d}.arrow")),
                            count_links)
                  for chunk in prefetched(plan.chunks(), depth=workers + 1))
@@ -132,10 +167,19 @@ def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
         return total
     tasks = [CountTask(part, str(store.join(spill_dir, f"part-{number:06d}.arrow")), count_links)
              for number, part in enumerate(plan.partitions)]
-    # Merged as they arrive (run_partitions, not map_partitions): holding every partition's
-    # counts until the end would make memory grow with the dump.
-    for partial in run_partitions(count_partition, tasks, **options):
-        total.merge(partial)
+    finished = [task for task in tasks if finished_partition(task)]
+    keep_only(spill_dir, finished)
+    if finished:
+        log.info("queries: %d of %d partitions were counted by an interrupted run: kept",
+                 len(finished), len(tasks))
+    # Merged as they arrive, in partition order (run_partitions, not map_partitions): holding
+    # every partition's counts until the end would make memory grow with the dump.
+    kept = {task.spill_path for task in finished}
+    counted = run_partitions(count_and_record, [t for t in tasks if t.spill_path not in kept],
+                             **options)
+    for task in tasks:
+        total.merge(pickle.loads(store.read_bytes(f"{task.spill_path}.result"))
+                    if task.spill_path in kept else next(counted))
     return total
 
 
