@@ -92,25 +92,24 @@ def as_url(fs: Any, path: str) -> str:
 
 # ---- reading --------------------------------------------------------------------------------
 
-def exists(location: Location) -> bool:
+def local_or_store(location: Location, local: Callable[[str], Any], method: str) -> Any:
+    """`local(location)` for a local path, else the store filesystem's `method` on it."""
     if not is_url(location):
-        return os.path.exists(location)
+        return local(location)
     fs, path = filesystem(location)
-    return fs.exists(path)
+    return getattr(fs, method)(path)
+
+
+def exists(location: Location) -> bool:
+    return local_or_store(location, os.path.exists, "exists")
 
 
 def is_file(location: Location) -> bool:
-    if not is_url(location):
-        return os.path.isfile(location)
-    fs, path = filesystem(location)
-    return fs.isfile(path)
+    return local_or_store(location, os.path.isfile, "isfile")
 
 
 def size(location: Location) -> int:
-    if not is_url(location):
-        return os.path.getsize(location)
-    fs, path = filesystem(location)
-    return fs.size(path)
+    return local_or_store(location, os.path.getsize, "size")
 
 
 def open(location: Location, mode: str = "rb") -> IO:  # noqa: A001 - the store's `open`
@@ -197,12 +196,9 @@ def parquet_file(location: Location) -> pq.ParquetFile:
     return pq.ParquetFile(path, filesystem=fs)
 
 
-def sha256(location: Location, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256(location: Location) -> str:
     with open(location, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return atomic.sha256_stream(handle)
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -243,11 +239,18 @@ def atomic_path(location: Location) -> Iterator[Path]:
         with atomic.atomic_path(location) as temporary:
             yield temporary
         return
+    with scratch_file(location) as temporary:
+        yield temporary
+        put_file(temporary, location)
+
+
+@contextlib.contextmanager
+def scratch_file(location: Location) -> Iterator[Path]:
+    """A local temporary file named after `location`, removed when the block ends."""
     handle, temporary = tempfile.mkstemp(prefix=".wit-", suffix=f"-{name(location)}")
     os.close(handle)
     try:
         yield Path(temporary)
-        put_file(temporary, location)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -273,7 +276,7 @@ def write_text(location: Location, text: str) -> None:
 
 
 def write_json(location: Location, value: Any) -> None:
-    write_text(location, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    write_text(location, atomic.json_text(value))
 
 
 def write_parquet(location: Location, table: pa.Table, compression: str = "zstd") -> None:
@@ -313,11 +316,6 @@ def local_file(location: Location) -> Iterator[Path]:
         yield Path(location)
         return
     fs, path = filesystem(location)
-    handle, temporary = tempfile.mkstemp(prefix=".wit-", suffix=f"-{name(location)}")
-    os.close(handle)
-    try:
-        fs.get_file(path, temporary)
-        yield Path(temporary)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+    with scratch_file(location) as temporary:
+        fs.get_file(path, str(temporary))
+        yield temporary
