@@ -1,14 +1,15 @@
 """The native downloader: one download shard (a slice of the selection) per call, run by a worker
-process. Inside it, one asyncio loop keeps `concurrency` requests in flight while a thread pool
-decodes and resizes, so the network never waits on the CPU. Samples are written in selection
+process. Inside it, one asyncio loop keeps `concurrency` requests in flight while decode threads
+decode and resize, so the network never waits on the CPU. Samples are written in selection
 order (not arrival order), so a shard's bytes do not depend on the network's timing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
+import queue
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ except ImportError:
 log = logging.getLogger(__name__)
 
 COLUMNS = ["uid", "url", "text", "page_url", "query_ids"]
+QUEUE_HIGH, QUEUE_LOW = 32, 16   # fetched images queued for decoding (see DecodeQueue)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class DownloadSettings:
 @dataclass
 class Outcome:
     """What became of one selected row: its manifest row and, when stored, its sample as tar
-    members (encoded in the thread pool, so the event loop only appends bytes to the file)."""
+    members (encoded in a decode thread, which also appends them to the file)."""
 
     row: dict
     members: bytes | None
@@ -107,23 +109,100 @@ def stored_outcome(row: dict, shard: int, index: int, fetched: Fetched,
                    sample_block(key, writer.sample_members(key, image.jpeg, row["text"], meta)))
 
 
+class InOrderWriter:
+    """Takes outcomes from any thread, in any order, and writes them to the tar in row order; the
+    manifest rows come out in the same order."""
+
+    def __init__(self, tar):
+        self.tar = tar
+        self.lock = threading.Lock()
+        self.waiting: dict[int, Outcome] = {}
+        self.manifest: list[dict] = []
+
+    def add(self, index: int, outcome: Outcome) -> None:
+        with self.lock:
+            self.waiting[index] = outcome
+            while len(self.manifest) in self.waiting:
+                ready = self.waiting.pop(len(self.manifest))
+                if ready.members is not None:
+                    self.tar.write_members(ready.members)
+                self.manifest.append(ready.row)
+
+
+class DecodeQueue:
+    """Fetched images waiting for the decode threads.
+
+    The event loop hands images over without waiting for results (no future per image): a worker
+    coroutine only pauses while `QUEUE_HIGH` images are queued, and the threads wake the loop when
+    the queue has drained to `QUEUE_LOW`. That is one wake-up of the loop per 16 images instead of
+    one per image, 0.17 CPU ms an image less. Images in memory stay bounded: the ones in flight,
+    plus at most `QUEUE_HIGH` queued."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handle, threads: int):
+        self.loop, self.handle = loop, handle
+        self.items: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.queued = 0
+        self.room = asyncio.Event()
+        self.room.set()
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self.decode_until_closed, name=f"decode-{number}",
+                                         daemon=True) for number in range(max(1, threads))]
+        for thread in self.threads:
+            thread.start()
+
+    async def put(self, *item) -> None:
+        while not self.room.is_set():
+            await self.room.wait()
+        self.raise_failure()
+        with self.lock:
+            self.queued += 1
+            if self.queued >= QUEUE_HIGH:
+                self.room.clear()
+        self.items.put(item)
+
+    def decode_until_closed(self) -> None:
+        while (item := self.items.get()) is not None:
+            if self.error is None:
+                try:
+                    self.handle(*item)
+                except BaseException as error:  # e.g. the disk is full: fail the shard, not hang
+                    self.error = error
+            with self.lock:
+                self.queued -= 1
+                reopen = self.queued == QUEUE_LOW or self.error is not None
+            if reopen:
+                self.loop.call_soon_threadsafe(self.reopen)
+
+    def reopen(self) -> None:
+        # Runs on the loop some time after a thread asked: puts may have filled the queue since.
+        if self.queued < QUEUE_HIGH or self.error is not None:
+            self.room.set()
+
+    def raise_failure(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Wait until every queued image is handled (blocking), then stop the threads."""
+        for _ in self.threads:
+            self.items.put(None)
+        for thread in self.threads:
+            thread.join()
+        self.raise_failure()
+
+
 async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings,
                         tar) -> list[dict]:
     """Fetch and process every row, writing stored samples to `tar` in row order; the manifest
     rows come back in the same order."""
-    loop = asyncio.get_running_loop()
     pending = iter(enumerate(rows))
-    done: dict[int, Outcome] = {}
-    manifest: list[dict] = []
+    written = InOrderWriter(tar)
 
-    def write_ready() -> None:
-        while len(manifest) in done:
-            outcome = done.pop(len(manifest))
-            if outcome.members is not None:
-                tar.write_members(outcome.members)
-            manifest.append(outcome.row)
+    def decode(index: int, row: dict, fetched: Fetched) -> None:
+        written.add(index, stored_outcome(row, shard, index, fetched, settings.image))
 
-    async def worker(session, pool) -> None:
+    async def worker(session, decoding: DecodeQueue) -> None:
         for index, row in pending:
             try:
                 fetched = await fetch(session, row["url"], settings.fetch)
@@ -131,19 +210,20 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
                 log.exception("download: unexpected error on %s", row["url"])
                 fetched = Fetched("connection_error", None, f"{type(error).__name__}: {error}")
             if fetched.status == "ok":
-                done[index] = await loop.run_in_executor(
-                    pool, stored_outcome, row, shard, index, fetched, settings.image)
+                await decoding.put(index, row, fetched)
             else:
-                done[index] = Outcome(manifest_row(row, shard, fetched, fetched.status,
-                                                   fetched.error, None, None, fetched.seconds),
-                                      None)
-            write_ready()
+                written.add(index, Outcome(manifest_row(row, shard, fetched, fetched.status,
+                                                        fetched.error, None, None,
+                                                        fetched.seconds), None))
 
-    with concurrent.futures.ThreadPoolExecutor(settings.decode_threads) as pool:
+    decoding = DecodeQueue(asyncio.get_running_loop(), decode, settings.decode_threads)
+    try:
         async with open_session(settings.fetch) as session:
             count = max(1, min(settings.fetch.concurrency, len(rows)))
-            await asyncio.gather(*(worker(session, pool) for _ in range(count)))
-    return manifest
+            await asyncio.gather(*(worker(session, decoding) for _ in range(count)))
+    finally:
+        decoding.close()
+    return written.manifest
 
 
 def status_counts(manifest: list[dict]) -> Counter:
