@@ -7,6 +7,7 @@ wrapped in `stage_engine`, so that with `--engine ray` one Ray session serves al
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -74,16 +75,48 @@ def run_partitions(function: Callable[[Partition], Result], partitions: Iterable
                 yield function(item)
                 bar.update()
             return
-        context = multiprocessing.get_context("forkserver")
-        # The fork server imports the stage's module once (numpy, pyarrow, ...); every worker
-        # forked from it then starts in milliseconds instead of re-importing everything.
-        context.set_forkserver_preload([module_of(function)])
-        with context.Pool(count) as pool:
-            for result in pool.imap(function, items, chunksize=1):
-                yield result
-                bar.update()
+        yield from run_in_processes(function, items, count, bar, desc)
     finally:
         bar.close()
+
+
+def run_in_processes(function: Callable[[Partition], Result], items: list[Partition], count: int,
+                     bar: tqdm, desc: str) -> Iterator[Result]:
+    """`function` over `items` in `count` forkserver processes, results in order.
+
+    A process pool from concurrent.futures, not multiprocessing.Pool: when a worker is killed (the
+    kernel's OOM killer, a segfault in a C library), multiprocessing.Pool loses its task and waits
+    for it forever; this pool reports it, and the stage stops with a clear error."""
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports the stage's module once (numpy, pyarrow, ...); every worker
+    # forked from it then starts in milliseconds instead of re-importing everything.
+    context.set_forkserver_preload([module_of(function)])
+    executor = concurrent.futures.ProcessPoolExecutor(count, mp_context=context)
+    finished = False
+    try:
+        for result in executor.map(function, items):
+            yield result
+            bar.update()
+        finished = True
+    except concurrent.futures.process.BrokenProcessPool:
+        raise WitError(f"{desc}: a worker process died while running a partition (killed by "
+                       f"the system, most often for lack of memory); rerun the same command to "
+                       f"resume, with fewer --workers if memory is short") from None
+    finally:
+        if not finished:  # an error or an interrupt: running partitions are abandoned, not awaited
+            stop_workers(executor)
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def stop_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes now (Python 3.14 has a method for it; before, the pool's
+    process table is the only handle)."""
+    terminate = getattr(executor, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def module_of(function: Callable) -> str:
