@@ -19,7 +19,12 @@ def write_pool(path, kind, rows=ROWS, url_col="url", text_col="caption"):
     if kind == "parquet":
         table = pa.table({url_col: [u for u, _ in rows], text_col: [t for _, t in rows],
                           "width": list(range(len(rows)))})
-        pq.write_table(table, path, row_group_size=10)
+        if str(path).endswith(".gz"):
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table, buffer, row_group_size=10)
+            path.write_bytes(gzip.compress(buffer.getvalue().to_pybytes()))
+        else:
+            pq.write_table(table, path, row_group_size=10)
         return
     if kind in ("csv", "tsv"):
         sep = "\t" if kind == "tsv" else ","
@@ -39,7 +44,7 @@ def read_all(spec, columns=PoolColumns()):
 
 
 @pytest.mark.parametrize("name", ["p.parquet", "p.csv", "p.tsv", "p.jsonl", "p.csv.gz",
-                                  "p.jsonl.gz"])
+                                  "p.jsonl.gz", "p.parquet.gz"])
 def test_every_format_reads_back_the_same_pairs(tmp_path, name):
     path = tmp_path / name
     write_pool(path, name.split(".")[1])
@@ -82,6 +87,25 @@ def test_unreadable_inputs_are_clear_errors(tmp_path):
         read_all(tmp_path / "x.xlsx")
     with pytest.raises(WitError, match="matches no file"):
         read_all(tmp_path / "none-*.csv")
+    (tmp_path / "y.parquet.gz").write_bytes(b"not gzip either")
+    with pytest.raises(WitError, match="y.parquet.gz' is not a readable gzip file"):
+        read_all(tmp_path / "y.parquet.gz")
+
+
+def test_gzipped_parquet_is_read_by_batches_from_a_scratch_file_then_removed(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i}") for i in range(5000)]
+    write_pool(tmp_path / "big.parquet.gz", "parquet", rows)
+    part, = pool_partitions(str(tmp_path / "big.parquet.gz"))
+    pairs = read_pool(part)
+    assert next(pairs) == rows[0]
+    assert len(list((tmp_path / "scratch").iterdir())) == 1  # the unzipped file, while reading
+    assert [rows[0], *pairs] == rows
+    assert list((tmp_path / "scratch").iterdir()) == []
 
 
 def test_missing_values_come_back_empty_for_the_filters_to_count(tmp_path):

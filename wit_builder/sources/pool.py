@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -97,15 +99,27 @@ def require_columns(path: str, present: list[str], columns: PoolColumns) -> None
 
 def read_parquet(partition: PoolPartition, columns: PoolColumns) -> Iterator[pa.RecordBatch]:
     if partition.path.endswith(".gz"):
-        with store.open(partition.path, "rb") as raw:
-            table = pq.read_table(io.BytesIO(gzip.decompress(raw.read())))
-        require_columns(partition.path, table.column_names, columns)
-        yield from table.select([columns.url, columns.text]).to_batches(BATCH_ROWS)
+        yield from read_gzipped_parquet(partition.path, columns)
         return
     handle = open_parquet(partition.path)
     require_columns(partition.path, handle.schema_arrow.names, columns)
     yield from handle.iter_batches(batch_size=BATCH_ROWS, row_groups=list(partition.row_groups),
                                    columns=[columns.url, columns.text])
+
+
+def read_gzipped_parquet(path: str, columns: PoolColumns) -> Iterator[pa.RecordBatch]:
+    """A gzipped parquet file, read by batches: parquet needs random access, so the gzip layer is
+    streamed to a local scratch file first (memory stays flat, whatever the file's size)."""
+    with store.scratch_file(path) as local:
+        try:
+            with store.open(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as unzipped, \
+                    open(local, "wb") as out:
+                shutil.copyfileobj(unzipped, out, 1 << 20)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise WitError(f"pool: '{path}' is not a readable gzip file ({error})") from None
+        handle = open_parquet(str(local))
+        require_columns(path, handle.schema_arrow.names, columns)
+        yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=[columns.url, columns.text])
 
 
 def read_delimited(partition: PoolPartition, columns: PoolColumns) -> Iterator[pa.RecordBatch]:
