@@ -61,7 +61,8 @@ def workdir(tmp_path_factory):
     write_webdataset_set(workdir / "colour", colour_samples(60, seed=99))
     config = tiny_train_config(workdir, steps=STEPS, batch_size=32, warmup=5, log_every=10,
                                checkpoint_every=STEPS, eval_every=EVAL_EVERY,
-                               eval_zeroshot=["colour"], eval_retrieval="shards/train-000001.tar")
+                               eval_zeroshot=["colour"], eval_retrieval="shards/train-000001.tar",
+                               eval_retrieval_samples=40)
     assert run(config) == 0
     return workdir
 
@@ -201,7 +202,20 @@ def test_trainer_evaluates_every_n_steps_into_metrics(workdir):
     assert [line["step"] for line in evals] == [EVAL_EVERY, 2 * EVAL_EVERY]
     assert all(set(line["eval"]) >= {"zeroshot", "retrieval"} for line in evals)
     assert evals[-1]["eval"]["zeroshot"]["colour"]["top1"] >= 3 / 6
-    assert evals[-1]["eval"]["retrieval"]["samples"] == 64
+    # The shard holds 64 pairs; --eval-retrieval-samples 40 bounds what rank 0 reads.
+    assert evals[-1]["eval"]["retrieval"]["samples"] == 40
+
+
+def test_retrieval_reads_exactly_the_sample_limit_and_zero_reads_all(workdir):
+    from trainer.config import EvalConfig, TrainConfig
+
+    assert EvalConfig().retrieval_samples == 5000 and TrainConfig().eval_retrieval_samples == 5000
+    options = ["eval", "--workdir", str(workdir), "--checkpoint", "runs/test/latest.pt",
+               "--zeroshot", "colour", "--retrieval", "shards/train-*.tar"]
+    assert main(options + ["--retrieval-samples", "100"]) == 0
+    assert main(options + ["--retrieval-samples", "0"]) == 0
+    bounded, everything = (line["eval"]["retrieval"] for line in metrics_lines(workdir)[-2:])
+    assert bounded["samples"] == 100 and everything["samples"] == 128
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -48,17 +48,17 @@ def test_spec_matching_no_shard_is_a_clear_error(shards):
 
 
 def test_batches_hold_cropped_uint8_images_and_trimmed_tokens(shards, tokenizer):
-    images, tokens, stats = next(iter(stream(shards, tokenizer)))
+    images, tokens, progress = next(iter(stream(shards, tokenizer)))
     assert images.shape == (8, 3, 32, 32) and images.dtype == torch.uint8
     assert images.float().std() > 10  # real pictures, not a blank
     assert tokens.shape[0] == 8 and 3 <= tokens.shape[1] < 77
     assert (tokens == tokenizer.end_id).sum(dim=1).tolist() == [1] * 8
-    assert stats.tolist()[:2] == [0, 8 + stats[2]]
+    assert progress["role"] == 0 and progress["consumed"] == 8 + progress["skipped"]
 
 
 def test_corrupt_jpeg_is_skipped_and_counted_not_fatal(shards, tokenizer, caplog):
     batches = list(itertools.islice(iter(stream(shards, tokenizer, shuffle=1)), 9))
-    _, consumed, skipped = batches[-1][2].tolist()
+    consumed, skipped = batches[-1][2]["consumed"], batches[-1][2]["skipped"]
     # 72 good samples delivered need more than one pass over the 72 (one corrupt) in the shards.
     assert sum(len(images) for images, _, _ in batches) == 72
     assert consumed - skipped == 72 and skipped >= 1
@@ -73,7 +73,7 @@ def test_pipe_urls_are_read(shards, tokenizer):
 
 def test_fast_forward_continues_the_stream_exactly(shards, tokenizer):
     full = list(itertools.islice(iter(stream(shards, tokenizer)), 5))
-    consumed = int(full[1][2][1])
+    consumed = full[1][2]["consumed"]
     resumed = list(itertools.islice(iter(stream(shards, tokenizer, skip={0: consumed})), 3))
     for (images, tokens, _), (again, tokens_again, _) in zip(full[2:], resumed):
         assert torch.equal(images, again) and torch.equal(tokens, tokens_again)
@@ -81,5 +81,5 @@ def test_fast_forward_continues_the_stream_exactly(shards, tokenizer):
 
 def test_loader_workers_each_stream_their_own_shards(shards, tokenizer):
     loader = make_loader(stream(shards, tokenizer, max_batches=3), workers=2)
-    roles = [int(stats[0]) for _, _, stats in loader]
+    roles = [progress["role"] for _, _, progress in loader]
     assert roles == [0, 1, 0, 1, 0, 1]

@@ -59,3 +59,5 @@ def test_wit_train_under_torchrun_trains_and_saves_every_ranks_data_position(tmp
     state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
     assert state["step"] == 4 and len(state["data"]) == 2
     assert all(sum(position["consumed"].values()) >= 32 for position in state["data"])
+    # Each rank's streams can resume without reading again the shards they finished.
+    assert all(set(position["streams"]) == set(position["consumed"]) for position in state["data"])

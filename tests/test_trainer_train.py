@@ -50,7 +50,8 @@ def test_tiny_run_on_synthweb_shards_lowers_the_loss_clearly(finished_run):
 
 def test_run_directory_holds_config_metrics_checkpoints_and_tokenizer(finished_run):
     names = sorted(p.name for p in (finished_run / "checkpoints").iterdir())
-    assert names == ["latest.pt", "step-0000040.pt", "step-0000080.pt", "step-0000120.pt"]
+    # Checkpoints at 40, 80 and 120; --keep-checkpoints 2 (the default) deleted step 40.
+    assert names == ["latest.pt", "step-0000080.pt", "step-0000120.pt"]
     settings = tomllib.loads((finished_run / "config.toml").read_text())
     assert settings["train"]["steps"] == 120 and settings["model"]["embed_dim"] == 64
     assert (finished_run / "tokenizer.json").exists()

@@ -6,6 +6,7 @@ A checkpoint holds only tensors and plain Python values, so it loads with `weigh
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 
 from wit_builder.atomic import atomic_path
 from wit_builder.options import WitError
+
+logger = logging.getLogger(__name__)
 
 
 def rng_states() -> dict[str, Any]:
@@ -36,20 +39,44 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}.pt"
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
-    """Write `step-NNNNNNN.pt` and then `latest.pt`, each under a temporary name first."""
+def step_files(directory: Path) -> list[Path]:
+    """The `step-N.pt` files of `directory`, oldest step first (by number: names outgrow the
+    zero padding past step 9,999,999)."""
+    steps = [(int(path.stem[5:]), path) for path in directory.glob("step-*.pt")
+             if path.stem[5:].isdigit()]
+    return [path for _, path in sorted(steps)]
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any], keep: int = 0) -> Path:
+    """Write `step-NNNNNNN.pt` and then `latest.pt`, each under a temporary name first; then
+    delete the step files older than the newest `keep` (0: keep all)."""
     path = directory / checkpoint_name(state["step"])
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
     with atomic_path(directory / "latest.pt") as temporary:
         shutil.copyfile(path, temporary)
+    if keep:
+        prune_checkpoints(directory, keep, path)
     return path
+
+
+def prune_checkpoints(directory: Path, keep: int, current: Path) -> list[Path]:
+    """Delete all but the newest `keep` step files, never `current` (the one `latest.pt` copies);
+    returns the deleted paths. Only called once `latest.pt` is complete, so a kill at any point
+    leaves a checkpoint to resume from."""
+    steps = step_files(directory)
+    doomed = [path for path in steps[:-keep] if path != current]
+    for path in doomed:
+        path.unlink(missing_ok=True)  # another rank or a rerun may have removed it already
+    if doomed:
+        logger.info("deleted %d old checkpoints (--keep-checkpoints %d)", len(doomed), keep)
+    return doomed
 
 
 def newest_checkpoint(directory: Path) -> Path | None:
     """The step file of the highest step: each is complete (atomic), whereas a kill between
     writing it and refreshing `latest.pt` leaves `latest.pt` one checkpoint behind or absent."""
-    steps = sorted(directory.glob("step-*.pt"))
+    steps = step_files(directory)
     return steps[-1] if steps else None
 
 

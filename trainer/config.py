@@ -52,6 +52,8 @@ class TrainConfig(StageConfig):
     threads: int = option(0, "torch CPU threads per process (0: cores / local processes)")
     log_every: int = option(10, "steps between lines of metrics.jsonl")
     checkpoint_every: int = option(100, "steps between checkpoints (and at the end)")
+    keep_checkpoints: int = option(2, "step checkpoints kept: older ones are deleted once a new "
+                                      "one and latest.pt are written (0: keep all)")
     tensorboard: bool = option(False, "also log to runs/NAME/tensorboard (needs tensorboard)")
     eval_every: int = option(0, "steps between zero-shot and retrieval evaluations, logged to "
                                 "metrics.jsonl (0: never)")
@@ -60,6 +62,8 @@ class TrainConfig(StageConfig):
                                           "only)", metavar="DIR")
     eval_retrieval: str = option("", "shards for retrieval recall@k during training (empty: "
                                      "`wit eval`'s default, data/shards/val-*.tar)")
+    eval_retrieval_samples: int = option(5000, "pairs read for retrieval during training (0: "
+                                               "all); the other ranks wait meanwhile")
 
 
 @dataclass
@@ -70,7 +74,7 @@ class EvalConfig(StageConfig):
                                  metavar="DIR")
     retrieval: str = option("data/shards/val-*.tar", "shards for image<->text retrieval recall@k "
                                                      "('' : no retrieval)")
-    retrieval_samples: int = option(0, "pairs read from the retrieval shards (0: all)")
+    retrieval_samples: int = option(5000, "pairs read from the retrieval shards (0: all)")
     templates: str = option("", "prompt templates file, one a line with {} for the class name "
                                 "('': each set's templates.txt, else our default prompts)",
                             metavar="FILE")

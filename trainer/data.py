@@ -2,15 +2,19 @@
 
 Each data-loader process runs one chain of generators, webdataset-style:
 shard urls -> tar samples -> shuffle buffer -> decode + random square crop -> batch + tokenize.
-The chain is a pure function of (seed, epoch, rank, worker), so a resumed run can fast-forward it:
-every batch reports how many samples its worker has consumed, the checkpoint stores those counts,
-and on resume each worker skips that many samples before decoding anything.
+The chain is a pure function of (seed, epoch, rank, worker), so a resumed run can take it up
+exactly where it stopped: every batch reports how many samples its worker has consumed and a
+`StreamState` (the next shard and sample its reader takes, and the ids of the samples its shuffle
+buffer holds); the checkpoint stores them, and on resume each worker reads back only the buffered
+samples and the rest of its current shard, passing over the shards it finished without opening them.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
+import itertools
 import logging
 import math
 import random
@@ -87,24 +91,166 @@ def shard_order(urls: list[str], seed: tuple, resampled: bool, part: int, parts:
         yield from order[part::parts]
 
 
+def shard_samples(url: str) -> Iterator[dict[str, Any]]:
+    """The samples (dicts of member bytes by extension) of one shard, in order; a shard that
+    cannot be read is logged and ends there."""
+    try:
+        with open_shard(url) as stream:
+            members = wds.tariterators.tar_file_expander(
+                [{"url": url, "stream": stream}], handler=wds.handlers.warn_and_continue)
+            yield from wds.tariterators.group_by_keys(members,
+                                                      handler=wds.handlers.warn_and_continue)
+    except OSError as error:
+        logger.warning("shard %s cannot be read: %s", url, error)
+
+
+def check_not_barren(barren: int, total_urls: int, url: str) -> None:
+    """An endless stream of shards that give nothing would hang the loader: stop it."""
+    if barren >= max(2 * total_urls, 3):
+        raise WitError(f"train: {barren} shards in a row gave no sample, last '{url}'")
+
+
 def tar_samples(urls: Iterator[str], total_urls: int) -> Iterator[dict[str, Any]]:
-    """Samples (dicts of member bytes by extension) of the shards; corrupt tars logged, skipped."""
-    barren = 0  # shards in a row that gave nothing: an endless stream of them would hang
+    """Samples of the shards in order; corrupt tars logged, skipped."""
+    barren = 0  # shards in a row that gave nothing
     for url in urls:
         count = 0
-        try:
-            with open_shard(url) as stream:
-                members = wds.tariterators.tar_file_expander(
-                    [{"url": url, "stream": stream}], handler=wds.handlers.warn_and_continue)
-                for sample in wds.tariterators.group_by_keys(
-                        members, handler=wds.handlers.warn_and_continue):
-                    count += 1
-                    yield sample
-        except OSError as error:
-            logger.warning("shard %s cannot be read: %s", url, error)
+        for sample in shard_samples(url):
+            count += 1
+            yield sample
         barren = 0 if count else barren + 1
-        if barren >= max(2 * total_urls, 3):
-            raise WitError(f"train: {barren} shards in a row gave no sample, last '{url}'")
+        check_not_barren(barren, total_urls, url)
+
+
+SampleId = tuple[int, int]  # (ordinal of the shard in its stream's shard order, sample offset)
+
+
+@dataclass
+class StreamState:
+    """Where one data stream stands between two samples: the id of the next sample its reader
+    takes, and the ids of the samples its shuffle buffer holds, in buffer order."""
+
+    shard: int = 0
+    offset: int = 0
+    buffer: list[SampleId] = field(default_factory=list)
+
+    def to_tensor(self) -> torch.Tensor:
+        """(1 + buffered, 2) int64: the next sample's id, then the buffer's ids."""
+        return torch.tensor([(self.shard, self.offset), *self.buffer], dtype=torch.int64)
+
+    @classmethod
+    def from_tensor(cls, rows: torch.Tensor) -> StreamState:
+        (shard, offset), *buffer = (tuple(row) for row in rows.tolist())
+        return cls(shard, offset, buffer)
+
+
+def buffered_samples(url: str, ordinal: int, offsets: set[int]) -> Iterator[dict[str, Any]]:
+    """The samples of shard `url` at `offsets`, reading it no further than the last of them."""
+    last, samples = max(offsets), shard_samples(url)
+    try:
+        for offset, sample in enumerate(samples):
+            if offset in offsets:
+                sample["__id__"] = (ordinal, offset)
+                yield sample
+                if offset == last:
+                    return
+    finally:
+        samples.close()  # stop reading now, not when the generator is collected
+    logger.warning("shard %s ends before sample %d, held by the resumed shuffle buffer", url, last)
+
+
+def stream_samples(urls: Iterator[str], total_urls: int, start: StreamState
+                   ) -> Iterator[tuple[dict[str, Any], SampleId | None]]:
+    """(sample, id of the sample after it) of a stream's shards from `start` on, led by the
+    samples of `start.buffer` (paired with None). Shards before `start.shard` are opened only
+    when the buffer holds some of their samples, and read only as far as those."""
+    wanted: dict[int, set[int]] = {}
+    for shard, offset in start.buffer:
+        wanted.setdefault(shard, set()).add(offset)
+    barren = 0
+    for ordinal, url in enumerate(urls):
+        if ordinal < start.shard:
+            if ordinal in wanted:
+                yield from ((sample, None) for sample in
+                            buffered_samples(url, ordinal, wanted[ordinal]))
+            continue
+        first = start.offset if ordinal == start.shard else 0
+        previous = None  # held back one sample: the last of a shard is followed by the next shard
+        for offset, sample in enumerate(shard_samples(url)):
+            sample["__id__"] = (ordinal, offset)
+            if offset < first:
+                if offset in wanted.get(ordinal, ()):
+                    yield sample, None
+                continue
+            if previous is not None:
+                yield previous, (ordinal, offset)
+            previous = sample
+        if previous is not None:
+            yield previous, (ordinal + 1, 0)
+        barren = 0 if previous is not None else barren + 1
+        check_not_barren(barren, total_urls, url)
+
+
+def pick_index(seed: str, index: int, size: int) -> int:
+    """The buffer slot of output `index`: a pure function of (seed, index), so that a restored
+    buffer picks exactly as the uninterrupted one would (no generator state to carry)."""
+    digest = hashlib.blake2b(f"{seed}-{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % size
+
+
+class ResumableShuffle:
+    """webdataset's shuffle buffer (fill to `initial`; then one sample in and one out, two in
+    while below `bufsize`; a pick swaps the last sample into its slot) whose contents and reader
+    position `state()` reports after any output, and which starts again from such a state."""
+
+    def __init__(self, items: Iterator[tuple[dict[str, Any], SampleId | None]], bufsize: int,
+                 initial: int, seed: str, start: StreamState, index: int = 0):
+        self.items, self.bufsize, self.initial = items, bufsize, min(initial, bufsize)
+        self.seed, self.start, self.index = seed, start, index
+        self.buffer: list[dict[str, Any]] = []
+        self.next_id: SampleId = (start.shard, start.offset)
+
+    def state(self) -> StreamState:
+        return StreamState(*self.next_id, [sample["__id__"] for sample in self.buffer])
+
+    def restore_buffer(self) -> Iterator[tuple[dict[str, Any], SampleId]]:
+        """Put the start's buffered samples back in their slots; returns the fresh items."""
+        slots = {sample_id: slot for slot, sample_id in enumerate(self.start.buffer)}
+        restored: list[dict[str, Any] | None] = [None] * len(slots)
+        items = iter(self.items)
+        for sample, next_id in items:
+            if next_id is not None:  # the first fresh sample: the restored ones all came before
+                items = itertools.chain([(sample, next_id)], items)
+                break
+            restored[slots[sample["__id__"]]] = sample
+        if None in restored:
+            logger.warning("resume: %d of the %d samples of the shuffle buffer could not be read "
+                           "back; the data order differs from an uninterrupted run",
+                           restored.count(None), len(restored))
+        self.buffer = [sample for sample in restored if sample is not None]
+        return items
+
+    def take(self) -> dict[str, Any]:
+        slot = pick_index(self.seed, self.index, len(self.buffer))
+        self.index += 1
+        sample, self.buffer[slot] = self.buffer[slot], self.buffer[-1]
+        self.buffer.pop()
+        return sample
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        items = self.restore_buffer()
+        for sample, next_id in items:
+            self.buffer.append(sample)
+            self.next_id = next_id
+            if len(self.buffer) < self.bufsize:
+                extra = next(items, None)
+                if extra is not None:
+                    self.buffer.append(extra[0])
+                    self.next_id = extra[1]
+            if len(self.buffer) >= self.initial:
+                yield self.take()
+        while self.buffer:
+            yield self.take()
 
 
 def random_square_crop(image: Image.Image, size: int, min_scale: float, rng: random.Random
@@ -149,30 +295,39 @@ class ClipStream(IterableDataset):
     world_size: int = 1
     max_batches: int = 1 << 62      # per worker: an upper bound, the training loop counts steps
     rotation: int = 0               # worker i plays role (i + rotation) % workers on resume
-    skip: dict[int, int] = field(default_factory=dict)  # role -> samples to fast-forward
+    skip: dict[int, int] = field(default_factory=dict)  # role -> samples consumed before resume
+    states: dict[int, torch.Tensor] = field(default_factory=dict)  # role -> StreamState tensor
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
         info = get_worker_info()
         workers = info.num_workers if info else 1
         role = ((info.id if info else 0) + self.rotation) % workers
         stream_seed = (self.seed, self.epoch)
         part, parts = self.rank * workers + role, self.world_size * workers
         urls = shard_order(self.urls, stream_seed, self.resampled, part, parts)
-        samples = wds.shuffle(self.shuffle, initial=self.shuffle // 2,
-                              seed=str((stream_seed, part)))(tar_samples(urls, len(self.urls)))
-        batches = self.batches(samples, role, str((stream_seed, part)))
+        start, consumed = StreamState(), self.skip.get(role, 0)
+        if role in self.states:
+            start = StreamState.from_tensor(self.states[role])
+        elif consumed:
+            logger.warning("no stream state for data stream %d (an older checkpoint, or other "
+                           "--workers): reading %d samples again to fast-forward", part, consumed)
+        shuffle = ResumableShuffle(stream_samples(urls, len(self.urls), start), self.shuffle,
+                                   self.shuffle // 2, str((stream_seed, part)), start,
+                                   consumed if role in self.states else 0)
+        batches = self.batches(shuffle, role, str((stream_seed, part)), consumed)
         for _ in range(self.max_batches):
             yield next(batches)
 
-    def batches(self, samples: Iterator[dict], role: int, seed: str
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Decoded, cropped, tokenised batches, each with [role, samples consumed, skipped]."""
+    def batches(self, shuffle: ResumableShuffle, role: int, seed: str, start: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
+        """Decoded, cropped, tokenised batches, each with its progress: `role`, `consumed`
+        (samples this stream has taken in the epoch), `skipped` (undecodable) and `state`
+        (`StreamState.to_tensor()` after the batch's last sample)."""
         skipped, images, captions = 0, [], []
-        start = self.skip.get(role, 0)
-        for index, sample in enumerate(samples):
-            if index < start:
+        for index, sample in enumerate(shuffle, start=shuffle.index):
+            if index < start:  # only when resuming without a stream state
                 continue
-            # A crop drawn per sample index: a fast-forward need not decode to stay in step.
+            # A crop drawn per sample index: a resumed stream need not decode to stay in step.
             rng = random.Random(f"{seed}-{index}")
             try:
                 image, caption = decode_sample(sample, self.image_size, self.crop_scale, rng)
@@ -188,7 +343,9 @@ class ClipStream(IterableDataset):
             captions.append(caption)
             if len(images) == self.batch_size:
                 tokens = trim_padding(self.tokenizer(captions), self.tokenizer.end_id)
-                yield torch.stack(images), tokens, torch.tensor([role, index + 1, skipped])
+                progress = {"role": role, "consumed": index + 1, "skipped": skipped,
+                            "state": shuffle.state().to_tensor()}
+                yield torch.stack(images), tokens, progress
                 images, captions = [], []
 
 

@@ -203,10 +203,13 @@ def training_eval_sets(zeroshot: Sequence[str], retrieval: str, workdir: str | P
 
 
 def evaluate_during_training(model: CLIP, tokenizer: TextTokenizer, sets: tuple[list[str], str],
-                             workdir: str | Path, step: int, device: str) -> dict[str, Any]:
-    """The metrics.jsonl line of an evaluation of the model being trained."""
+                             workdir: str | Path, step: int, device: str,
+                             retrieval_samples: int = 0) -> dict[str, Any]:
+    """The metrics.jsonl line of an evaluation of the model being trained (retrieval on the
+    first `retrieval_samples` pairs; 0: all)."""
     started = time.perf_counter()
     zeroshot, retrieval = sets
-    results = evaluate_model(model, tokenizer, zeroshot, retrieval, workdir, device=device)
+    results = evaluate_model(model, tokenizer, zeroshot, retrieval, workdir,
+                             retrieval_samples=retrieval_samples, device=device)
     results["seconds"] = round(time.perf_counter() - started, 3)
     return metrics_record(step, results)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import math
@@ -40,6 +41,9 @@ from wit_builder.options import WitError
 logger = logging.getLogger(__name__)
 
 NO_DECAY = ("token_embedding", "positional_embedding", "pos_embed", "cls_token", "logit_scale")
+# While rank 0 evaluates or writes a checkpoint the other ranks wait in a collective; NCCL's and
+# gloo's default of 10 minutes would kill a run whose evaluation or upload takes longer.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
 
 
 @dataclass
@@ -61,7 +65,7 @@ def setup_distributed(device: str) -> Distributed:
         torch.cuda.set_device(local_rank)  # before NCCL starts, so each rank owns its own GPU
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Distributed()
-    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, local_world)
 
@@ -204,7 +208,8 @@ def stream_batches(config: TrainConfig, urls: list[str], tokenizer: TextTokenize
             seed=config.seed, epoch=epoch, rank=ddp.rank, world_size=ddp.world_size,
             max_batches=math.ceil(remaining / workers),
             # The loader asks worker 0 first: it plays the role whose turn came next.
-            rotation=done % workers, skip=dict(position.get("consumed", {})) if same_epoch else {})
+            rotation=done % workers, skip=dict(position.get("consumed", {})) if same_epoch else {},
+            states=dict(position.get("streams", {})) if same_epoch else {})
         loader = make_loader(stream, config.workers, pin_memory=pin_memory)
         for count, batch in enumerate(loader, start=1):
             yield epoch, batch
@@ -289,6 +294,9 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     if newest and not config.resume:
         raise WitError(f"train: {run_dir} already holds a run; pass --resume to continue it or "
                        f"--name for a new one")
+    if config.keep_checkpoints < 0:
+        raise WitError(f"train: --keep-checkpoints {config.keep_checkpoints} is negative (0 keeps "
+                       f"every checkpoint)")
     state = load_checkpoint(newest or checkpoints / "latest.pt") if config.resume else None
     urls = expand_shards(config.train, config.workdir)
     tokenizer = prepare_tokenizer(config, run_dir, urls, model_config.context_length, ddp)
@@ -301,7 +309,8 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     optimizer = build_optimizer(clip, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   warmup_cosine(config.warmup, config.steps))
-    step, position = 0, {"epoch": 0, "consumed": {}, "skipped": 0, "skipped_by_role": {}}
+    step, position = 0, {"epoch": 0, "consumed": {}, "streams": {}, "skipped": 0,
+                         "skipped_by_role": {}}
     if state is not None:
         clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -317,6 +326,7 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
         if position.get("workers", max(1, config.workers)) != max(1, config.workers):
             logger.warning("resumed with %d data workers instead of %d: the data order differs "
                            "from an uninterrupted run", config.workers, position["workers"])
+            position["streams"] = {}  # their shard orders differ: the saved states do not apply
         logger.info("resumed %s at step %d", run_dir, step)
     model: torch.nn.Module = clip
     if ddp.world_size > 1:
@@ -347,9 +357,9 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     with progress, metrics:
         while step < config.steps:
             waited = time.perf_counter()
-            epoch, (images, tokens, stats) = next(batches)
+            epoch, (images, tokens, reached) = next(batches)
             metrics.data_wait += time.perf_counter() - waited
-            advance_position(position, epoch, stats, max(1, config.workers))
+            advance_position(position, epoch, reached, max(1, config.workers))
             images = images.to(device, non_blocking=True)
             tokens = tokens.to(device, non_blocking=True)
             loss = training_step(model, clip, loss_fn, optimizer, images, tokens, autocast,
@@ -369,22 +379,25 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "data": positions, "rng": rng_states(),
                         "model_config": dataclasses.asdict(model_config),
-                        "tokenizer": tokenizer.source, "config": dataclasses.asdict(config)})
+                        "tokenizer": tokenizer.source, "config": dataclasses.asdict(config)},
+                        keep=config.keep_checkpoints)
             if evaluation and step % config.eval_every == 0:  # the main rank only; others wait
-                metrics.write(evaluate.evaluate_during_training(clip, tokenizer, evaluation,
-                                                                config.workdir, step, device))
+                metrics.write(evaluate.evaluate_during_training(
+                    clip, tokenizer, evaluation, config.workdir, step, device,
+                    config.eval_retrieval_samples))
     logger.info("done: %s at step %d (%d samples skipped)", checkpoints / "latest.pt", step,
                 position["skipped"])
 
 
-def advance_position(position: dict[str, Any], epoch: int, stats: torch.Tensor,
+def advance_position(position: dict[str, Any], epoch: int, progress: dict[str, Any],
                      workers: int) -> None:
     """Record where the batch's worker stands in its stream (for resume) and count its skips."""
-    role, consumed, skipped = (int(x) for x in stats)
+    role, skipped = progress["role"], progress["skipped"]
     if position["epoch"] != epoch:
-        position.update(epoch=epoch, consumed={}, skipped_by_role={})
+        position.update(epoch=epoch, consumed={}, streams={}, skipped_by_role={})
     previous = position["skipped_by_role"].get(role, 0)
-    position["consumed"][role] = consumed
+    position["consumed"][role] = progress["consumed"]
+    position.setdefault("streams", {})[role] = progress["state"]
     position["skipped"] += skipped - previous
     position["skipped_by_role"][role] = skipped
     position["workers"] = workers
