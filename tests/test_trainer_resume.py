@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import shutil
 
 import pytest
 import torch
+import webdataset as wds
 
 import trainer.data
 from trainer.checkpoint import newest_checkpoint, save_checkpoint
-from trainer.data import ClipStream, StreamState, expand_shards
+from trainer.data import ClipStream, ResumableShuffle, StreamState, expand_shards
 from trainer.tokenizer import load_bpe, save_bpe, train_bpe
 from trainer.train import run
 from trainer_fixtures import tiny_train_config, write_shape_shards
@@ -105,11 +107,21 @@ def test_resumed_stream_skips_finished_shards_unopened_and_continues_exactly(sma
 
 
 def test_stream_state_round_trips_through_a_tensor():
-    state = StreamState(3, 7, [(2, 9), (3, 0), (3, 6)])
+    state = StreamState(3, 7, [(2, 9), (3, 0), (3, 6)], list(random.Random(1).getstate()[1]))
     rows = state.to_tensor()
-    assert rows.shape == (4, 2) and rows.dtype == torch.int64
+    assert rows.shape == (2 + 3 + 313, 2) and rows.dtype == torch.int64
     assert StreamState.from_tensor(rows) == state
     assert StreamState.from_tensor(StreamState().to_tensor()) == StreamState()
+
+
+def test_fresh_stream_shuffles_exactly_as_webdataset_does():
+    """Same seed, same picks as `wds.shuffle`: a run's data order did not change when its
+    shuffle became resumable."""
+    items = [{"__id__": (0, i), "n": i} for i in range(500)]
+    paired = ((item, (0, item["n"] + 1)) for item in items)
+    ours = ResumableShuffle(paired, 64, 32, "seed-7", StreamState())
+    theirs = wds.shuffle(64, initial=32, seed="seed-7")(iter(items))
+    assert [item["n"] for item in ours] == [item["n"] for item in theirs]
 
 
 def losses(run_dir) -> list[float]:

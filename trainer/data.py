@@ -12,7 +12,6 @@ samples and the rest of its current shard, passing over the shards it finished w
 from __future__ import annotations
 
 import glob
-import hashlib
 import io
 import itertools
 import logging
@@ -128,20 +127,27 @@ SampleId = tuple[int, int]  # (ordinal of the shard in its stream's shard order,
 @dataclass
 class StreamState:
     """Where one data stream stands between two samples: the id of the next sample its reader
-    takes, and the ids of the samples its shuffle buffer holds, in buffer order."""
+    takes, the ids of the samples its shuffle buffer holds (in buffer order), and the internal
+    state of the shuffle's random generator (empty before the first pick is restored)."""
 
     shard: int = 0
     offset: int = 0
     buffer: list[SampleId] = field(default_factory=list)
+    rng: list[int] = field(default_factory=list)
 
     def to_tensor(self) -> torch.Tensor:
-        """(1 + buffered, 2) int64: the next sample's id, then the buffer's ids."""
-        return torch.tensor([(self.shard, self.offset), *self.buffer], dtype=torch.int64)
+        """(2 + buffered + ceil(rng / 2), 2) int64: the next sample's id; the buffer's and the
+        generator's lengths; the buffer's ids; the generator's words, two a row."""
+        words = self.rng + [0] * (len(self.rng) % 2)
+        pairs = [tuple(words[i:i + 2]) for i in range(0, len(words), 2)]
+        return torch.tensor([(self.shard, self.offset), (len(self.buffer), len(self.rng)),
+                             *self.buffer, *pairs], dtype=torch.int64).reshape(-1, 2)
 
     @classmethod
     def from_tensor(cls, rows: torch.Tensor) -> StreamState:
-        (shard, offset), *buffer = (tuple(row) for row in rows.tolist())
-        return cls(shard, offset, buffer)
+        (shard, offset), (buffered, words), *rest = (tuple(row) for row in rows.tolist())
+        rng = [word for pair in rest[buffered:] for word in pair][:words]
+        return cls(shard, offset, [tuple(row) for row in rest[:buffered]], rng)
 
 
 def buffered_samples(url: str, ordinal: int, offsets: set[int]) -> Iterator[dict[str, Any]]:
@@ -191,27 +197,25 @@ def stream_samples(urls: Iterator[str], total_urls: int, start: StreamState
         check_not_barren(barren, total_urls, url)
 
 
-def pick_index(seed: str, index: int, size: int) -> int:
-    """The buffer slot of output `index`: a pure function of (seed, index), so that a restored
-    buffer picks exactly as the uninterrupted one would (no generator state to carry)."""
-    digest = hashlib.blake2b(f"{seed}-{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % size
-
-
 class ResumableShuffle:
-    """webdataset's shuffle buffer (fill to `initial`; then one sample in and one out, two in
-    while below `bufsize`; a pick swaps the last sample into its slot) whose contents and reader
-    position `state()` reports after any output, and which starts again from such a state."""
+    """webdataset's shuffle buffer, pick for pick (fill to `initial`; then one sample in and one
+    out, two in while below `bufsize`; `random.Random(seed).randint` picks a slot and the last
+    sample takes its place), whose contents, reader position and generator state `state()`
+    reports after any output, and which starts again from such a state."""
 
     def __init__(self, items: Iterator[tuple[dict[str, Any], SampleId | None]], bufsize: int,
                  initial: int, seed: str, start: StreamState, index: int = 0):
         self.items, self.bufsize, self.initial = items, bufsize, min(initial, bufsize)
-        self.seed, self.start, self.index = seed, start, index
+        self.start, self.index = start, index
+        self.rng = random.Random(seed)
+        if start.rng:
+            self.rng.setstate((self.rng.getstate()[0], tuple(start.rng), None))
         self.buffer: list[dict[str, Any]] = []
         self.next_id: SampleId = (start.shard, start.offset)
 
     def state(self) -> StreamState:
-        return StreamState(*self.next_id, [sample["__id__"] for sample in self.buffer])
+        return StreamState(*self.next_id, [sample["__id__"] for sample in self.buffer],
+                           list(self.rng.getstate()[1]))
 
     def restore_buffer(self) -> Iterator[tuple[dict[str, Any], SampleId]]:
         """Put the start's buffered samples back in their slots; returns the fresh items."""
@@ -231,7 +235,7 @@ class ResumableShuffle:
         return items
 
     def take(self) -> dict[str, Any]:
-        slot = pick_index(self.seed, self.index, len(self.buffer))
+        slot = self.rng.randint(0, len(self.buffer) - 1)
         self.index += 1
         sample, self.buffer[slot] = self.buffer[slot], self.buffer[-1]
         self.buffer.pop()
