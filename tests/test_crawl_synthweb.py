@@ -90,6 +90,7 @@ def test_english_captioned_pictures_of_the_truth_are_matched(recorded, synthweb_
 
 
 def test_synthweb_source_serves_the_site_for_the_crawl(synthweb_dir, tmp_path):
-    config = crawl(tmp_path, ["synthweb:"], synthweb_dir=str(synthweb_dir), max_pages=5)
+    config = crawl(tmp_path, ["synthweb:"], synthweb_dir=str(synthweb_dir), max_pages=5,
+                   synthweb_port=0)  # any free port: this test need not resume
     assert run(config) == 0
     assert (tmp_path / "manifests" / "selection.parquet").exists()

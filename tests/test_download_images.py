@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from hostile_web import decompression_bomb_png, image_bytes
-from wit_builder.download.fetch import opted_out, user_agent_token
+from wit_builder.config import CrawlConfig
+from wit_builder.download.fetch import (OPT_OUT_DIRECTIVES, header_directives, opted_out,
+                                        user_agent_token)
 from wit_builder.download.images import (ImageRejected, ImageSettings, process_image,
                                          sniff_format)
 from wit_builder.netguard import BlockedAddressError, check_url
@@ -32,6 +34,16 @@ def test_resize_modes_give_the_sizes_of_img2dataset_modes(mode, expected):
 
 def test_keep_ratio_never_enlarges_small_images():
     assert stored_size(image_bytes(40, 30), image_size=64) == (40, 30)
+
+
+@pytest.mark.parametrize("width, height", [(400, 200), (150, 300), (40, 30)])
+def test_keep_ratio_largest_is_an_alias_giving_byte_identical_images(width, height):
+    data = image_bytes(width, height, seed=3)
+    ours = process_image(data, ImageSettings(image_size=64, min_size=8, resize_mode="keep_ratio"))
+    alias = process_image(data, ImageSettings(image_size=64, min_size=8,
+                                              resize_mode="keep_ratio_largest"))
+    assert alias == ours
+    assert max(ours.width, ours.height) == min(64, max(width, height))  # the longest side
 
 
 def test_reduced_jpeg_decode_matches_full_decode():
@@ -88,11 +100,23 @@ def test_rejected_images_get_their_status(data, status):
 
 @pytest.mark.parametrize("values, expected", [
     (["noai"], True), (["noindex, NoImageAI"], True), (["witbuilder: noai"], True),
-    (["otherbot: noai"], False), (["noindex", "nofollow"], False), ([], False),
-    (["*: noimageai"], True),
+    (["otherbot: noai"], False), (["nofollow", "noarchive"], False), ([], False),
+    (["*: noimageai"], True), (["noindex", "nofollow"], True), (["NoImageIndex"], True),
+    (["otherbot: noindex"], False), (["otherbot: noimageindex, noai"], False),
+    (["otherbot: noai", "witbuilder: noimageindex"], True),
 ])
-def test_x_robots_tag_opt_outs_are_scoped_to_our_agent(values, expected):
+def test_x_robots_tag_opt_outs_follow_img2dataset_defaults_scoped_to_our_agent(values, expected):
     assert opted_out(values, user_agent_token("witbuilder/0.1 (+https://x)")) is expected
+
+
+def test_directive_list_is_chosen_by_the_user_and_empty_disables_the_check():
+    assert header_directives(CrawlConfig().disallowed_header_directives) == OPT_OUT_DIRECTIVES
+    assert header_directives(["noai,NoIndex", " noai ", ""]) == ("noai", "noindex")
+    assert header_directives([""]) == () and header_directives([]) == ()
+    chosen = header_directives(["noindex"])
+    assert opted_out(["noindex"], "witbuilder", chosen)
+    assert not opted_out(["noai", "noimageai"], "witbuilder", chosen)
+    assert not opted_out(["noai, noindex", "*: noimageai"], "witbuilder", ())
 
 
 def test_trusted_origin_lets_one_private_server_through_and_no_other():

@@ -69,8 +69,12 @@ class QueriesConfig(PartitionedStageConfig):
 
 @dataclass
 class CrawlConfig(PartitionedStageConfig):
-    source: list[str] = option([], "web:URL | web:@seeds.txt | warc:PATH_OR_URL | pool:PATH | "
+    source: list[str] = option([], "web:URL | web:@seeds.txt | warc:PATH_OR_URL | "
+                                   "warc:LISTING.paths[.gz] | warc:@LISTING | pool:PATH | "
                                    "synthweb: (repeatable)", metavar="SOURCE")
+    warc_prefix: str = option("https://data.commoncrawl.org/", "what the relative lines of a WARC "
+                              "listing (Common Crawl's warc.paths.gz, warc:@list.txt) are resolved "
+                              "against: a URL or a local directory")
     queries: str = option("queries/queries.parquet", "queries to match texts against")
     per_query: int = option(20_000, "most pairs any one query keeps")
     balance: str = option("exact", "balancing rule", choices=["exact", "probabilistic"])
@@ -103,8 +107,15 @@ class CrawlConfig(PartitionedStageConfig):
     samples_per_shard: int = option(10_000, "samples per raw download shard")
     concurrency: int = option(128, "requests in flight per worker")
     image_size: int = option(256, "longest side of stored images")
-    resize_mode: str = option("keep_ratio", "how images are resized",
-                              choices=["keep_ratio", "center_crop", "border", "no"])
+    resize_mode: str = option("keep_ratio", "how images are resized. keep_ratio: the longest "
+                              "side becomes --image-size (img2dataset's keep_ratio_largest; "
+                              "img2dataset's keep_ratio sets the shortest side), smaller images "
+                              "are not enlarged; keep_ratio_largest is the same mode. "
+                              "center_crop: the shortest side becomes --image-size, then the "
+                              "central square is kept. border: the longest side becomes "
+                              "--image-size, padded white to a square. no: as downloaded",
+                              choices=["keep_ratio", "keep_ratio_largest", "center_crop",
+                                       "border", "no"])
     min_size: int = option(32, "images with a smaller side are dropped")
     max_aspect_ratio: float = option(3.0, "images more elongated than this are dropped")
     max_bytes: int = option(20_000_000, "largest image body downloaded")
@@ -115,8 +126,15 @@ class CrawlConfig(PartitionedStageConfig):
     trusted_origins: list[str] = option([], "host:port origins exempt from the address guard "
                                             "(a known mirror on a private network)",
                                         metavar="HOST:PORT")
+    disallowed_header_directives: list[str] = option(
+        ["noai", "noimageai", "noindex", "noimageindex"], "X-Robots-Tag directives that keep an "
+        "image out (img2dataset's default list), for everyone or scoped to our --user-agent; "
+        "repeatable or comma-separated; '' stores every image", metavar="DIRECTIVE")
     synthweb_dir: str = option("data/synthweb", "the generated synthetic web that source "
                                                 "synthweb: serves")
+    synthweb_port: int = option(8765, "port source synthweb: serves the site on; image URLs, "
+                                "hence uids, contain it, so a resumed crawl needs the same port "
+                                "(0: any free port, which a resumed crawl does not reuse)")
 
 
 @dataclass

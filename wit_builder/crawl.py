@@ -3,7 +3,8 @@
 Every source becomes partitions (a WARC file, row groups of a pool, chunks of crawled pages);
 `engine.py` runs the per-partition work (clean, match, detect language) wherever it runs; the
 global steps (dedupe, balance) read the partition files back. A partition whose stats file exists
-is done, so a killed crawl resumes where it stopped.
+and records the same inputs (source file, queries, filter settings) is done, so a killed crawl
+resumes where it stopped, and a crawl rerun with other inputs redoes what they change.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wit_builder import atomic, schemas, store
+from wit_builder.allocator import keep_freed_memory
 from wit_builder.balance import BalanceSettings, balance_by_query
 from wit_builder.captions import (DEFAULT_MIN_PROB, CaptionLimits, LanguageDetector, caption_problem,
                                  clean_caption)
@@ -31,6 +34,7 @@ from wit_builder.download import download_selection, status_table
 from wit_builder.engine import map_partitions, stage_engine
 from wit_builder.match import QueryMatcher
 from wit_builder.options import WitError
+from wit_builder.resume import changed_inputs
 from wit_builder.sources.html import parse_page
 from wit_builder.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
                                       read_pool)
@@ -56,6 +60,7 @@ class Partition:
     location: str
     source: str     # the contract's `source` column: web | warc | pool
     row_groups: tuple[int, ...] = ()
+    sha256: str | None = None   # of a staged chunk (None: staged by a version that kept none)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class PartitionSettings:
     lang_detector: str
     seed: int
     columns: PoolColumns
+    queries_sha256: str = ""
 
 
 def parse_source(text: str) -> Source:
@@ -103,17 +109,36 @@ def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
         allow_private=config.allow_private)
 
 
+def web_crawl_inputs(seeds: list[str], config: CrawlConfig) -> dict:
+    """What a live crawl's pairs depend on (its other settings only change how fast it goes)."""
+    return {"seeds": list(seeds), "max_pages": config.max_pages, "max_depth": config.max_depth,
+            "allowed_hosts": list(config.allowed_hosts), "user_agent": config.user_agent,
+            "max_page_bytes": config.max_page_bytes, "allow_private": config.allow_private,
+            "partition_rows": config.partition_rows}
+
+
 def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Location, name: str,
-                    dropped: Counter) -> list[store.Location]:
+                    dropped: Counter) -> list[tuple[store.Location, str | None]]:
     """Crawl from `seeds` and write the pages' (url, text, page_url) pairs to parquet chunks,
-    sorted by page so the result does not depend on the order pages arrived in."""
+    sorted by page so the result does not depend on the order pages arrived in; returns each
+    chunk with its sha256. A crawl done before with the same seeds and settings is reused."""
     marker = store.join(staging, f"{name}.json")
-    if store.exists(marker):
-        done = store.read_json(marker)
+    inputs = web_crawl_inputs(seeds, config)
+    done = store.read_json(marker) if store.exists(marker) else None
+    changed = changed_inputs(done.get("inputs"), inputs) if done else []
+    if done and not changed:
+        if "inputs" not in done:
+            log.warning("crawl: %s was crawled by an older witbuilder that kept no record of its "
+                        "seeds and settings: reused as it is; delete %s to crawl again",
+                        name, marker)
         dropped.update(done["dropped"])
         log.info("crawl: %s already crawled (%d pages); delete %s to crawl again",
                  name, done["dropped"].get("pages", 0), marker)
-        return [store.join(staging, chunk) for chunk in done["chunks"]]
+        digests = done.get("chunk_sha256", {})
+        return [(store.join(staging, chunk), digests.get(chunk)) for chunk in done["chunks"]]
+    if done:
+        log.info("crawl: %s is crawled again: %s changed since it was crawled",
+                 name, ", ".join(changed))
     pairs: list[tuple[str, int, str, str]] = []
     stats: Counter = Counter()
 
@@ -133,8 +158,9 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
         store.write_parquet(path, pa.table({"url": [p[2] for p in chunk],
                                              "text": [p[3] for p in chunk],
                                              "page_url": [p[0] for p in chunk]}, schema=STAGED))
-        chunks.append(path)
-    store.write_json(marker, {"chunks": [store.name(c) for c in chunks],
+        chunks.append((path, store.sha256(path)))
+    store.write_json(marker, {"inputs": inputs, "chunks": [store.name(c) for c, _ in chunks],
+                              "chunk_sha256": {store.name(c): digest for c, digest in chunks},
                               "dropped": dict(stats)})
     dropped.update(stats)
     log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], len(pairs))
@@ -147,9 +173,10 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
     if source.kind in ("web", "synthweb"):
         seeds = [site_url] if source.kind == "synthweb" else web_seeds(source.location)
         chunks = stage_web_crawl(seeds, config, staging, f"web-{start:05d}", dropped)
-        return [Partition(start + i, "staged", str(path), "web") for i, path in enumerate(chunks)]
+        return [Partition(start + i, "staged", str(path), "web", sha256=digest)
+                for i, (path, digest) in enumerate(chunks)]
     if source.kind == "warc":
-        locations = expand_warc_locations(source.location)
+        locations = expand_warc_locations(source.location, config.warc_prefix)
         return [Partition(start + i, "warc", location, "warc")
                 for i, location in enumerate(locations)]
     parts = pool_partitions(source.location)
@@ -178,10 +205,11 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
 
 
 @functools.lru_cache(maxsize=2)
-def cached_matcher(queries: str) -> QueryMatcher:
-    """One matcher per worker process (loading it per partition would dominate small ones). A
-    queries file on an object store is copied to a local cache first (once per machine): the
-    matcher keeps its automaton cache beside the file it reads."""
+def cached_matcher(queries: str, queries_sha256: str = "") -> QueryMatcher:
+    """One matcher per worker process (loading it per partition would dominate small ones); keyed
+    by the file's digest too, so a process that outlives one crawl never matches with the queries
+    of the one before. A queries file on an object store is copied to a local cache first (once
+    per machine): the matcher keeps its automaton cache beside the file it reads."""
     return QueryMatcher.for_queries_file(store.local_copy(queries))
 
 
@@ -197,12 +225,39 @@ def partition_paths(workdir: str, index: int) -> dict[str, store.Location]:
             "stats": store.join(data, "matched", ".staging", f"{name}.json")}
 
 
+def file_state(location: str) -> list[int] | None:
+    """[size, modification time] of a local file; None for a URL: objects on a store or a web
+    server are taken as unchanging (no request per partition on every rerun)."""
+    if store.is_url(location):
+        return None
+    status = os.stat(location)
+    return [status.st_size, status.st_mtime_ns]
+
+
+def partition_inputs(partition: Partition, settings: PartitionSettings) -> dict:
+    """What a partition's outputs depend on: where its pairs come from, the queries and the
+    filter settings. Its done marker records them; a rerun redoes the partition when they differ."""
+    if partition.kind == "staged":  # a chunk of the workdir's own harvest: its content names it
+        where = {"chunk": store.name(partition.location), "chunk_sha256": partition.sha256}
+    else:
+        where = {"location": partition.location, "row_groups": list(partition.row_groups),
+                 "file": file_state(partition.location)}
+    inputs = {"kind": partition.kind, "source": partition.source, **where,
+              "queries_sha256": settings.queries_sha256, "limits": asdict(settings.limits),
+              "lang": settings.lang, "min_lang_prob": settings.min_lang_prob,
+              "lang_detector": settings.lang_detector, "seed": settings.seed}
+    if partition.kind == "pool":
+        inputs["columns"] = [settings.columns.url, settings.columns.text]
+    return inputs
+
+
 def process_partition(partition: Partition, settings: PartitionSettings) -> dict:
-    """Clean, filter, match and language-detect one partition; write its candidates and matches."""
+    """Clean, filter, match and language-detect one partition; write its candidates and matches,
+    then its done marker (with the inputs they came from)."""
+    keep_freed_memory()  # pages parse ~1.6x faster (wit_builder/allocator.py)
     paths = partition_paths(settings.workdir, partition.index)
-    if store.exists(paths["stats"]):
-        return store.read_json(paths["stats"])
-    matcher = cached_matcher(settings.queries)
+    inputs = partition_inputs(partition, settings)  # before reading: a change meanwhile redoes it
+    matcher = cached_matcher(settings.queries, settings.queries_sha256)
     detector = LanguageDetector(settings.lang_detector, settings.seed)
     dropped: Counter = Counter()
     candidates, matched_ids = [], []
@@ -231,9 +286,39 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
     rows = [candidates[i] | {"query_ids": ids} for i, ids in matched_ids]
     store.write_parquet(paths["matched"], pa.Table.from_pylist(rows, schema=schemas.MATCHES))
     stats = {"source": partition.source, "candidates": len(candidates), "matched": len(rows),
-             "dropped": dict(dropped)}
+             "dropped": dict(dropped), "inputs": inputs}
     store.write_json(paths["stats"], stats)  # last: its presence marks the partition done
     return stats
+
+
+def finished_partitions(partitions: list[Partition], settings: PartitionSettings
+                        ) -> dict[int, dict]:
+    """{partition index: its stats} of the partitions an earlier run finished on the same inputs;
+    says which others it redoes because their inputs changed."""
+    finished: dict[int, dict] = {}
+    redone: dict[str, list[int]] = {}
+    older = 0
+    for partition in partitions:
+        marker = partition_paths(settings.workdir, partition.index)["stats"]
+        if not store.exists(marker):
+            continue
+        stats = store.read_json(marker)
+        changed = changed_inputs(stats.get("inputs"), partition_inputs(partition, settings))
+        if changed:
+            redone.setdefault(", ".join(changed), []).append(partition.index)
+            continue
+        older += "inputs" not in stats
+        finished[partition.index] = stats
+    for reason, indexes in redone.items():
+        shown = ", ".join(f"{index:05d}" for index in indexes[:10])
+        log.info("crawl: filter + match: partition(s) %s%s redone: %s changed since they were "
+                 "done", shown, f" and {len(indexes) - 10} more" if len(indexes) > 10 else "",
+                 reason)
+    if older:
+        log.warning("crawl: filter + match: %d partition(s) done by an older witbuilder, which "
+                    "kept no record of their inputs: reused as they are; delete "
+                    "data/matched/.staging to redo them", older)
+    return finished
 
 
 def url_key(url: str) -> int:
@@ -275,7 +360,8 @@ def query_count(queries: Path) -> int:
 
 @contextlib.contextmanager
 def synthweb_site(config: CrawlConfig, sources: list[Source]) -> Iterator[str | None]:
-    """The embedded site served on 127.0.0.1 for the whole crawl when a source asks for it."""
+    """The embedded site served on 127.0.0.1 for the whole crawl when a source asks for it, on a
+    fixed port: the port is part of every image URL, so a resumed crawl must find the same one."""
     if not any(source.kind == "synthweb" for source in sources):
         yield None
         return
@@ -287,7 +373,20 @@ def synthweb_site(config: CrawlConfig, sources: list[Source]) -> Iterator[str | 
     site_dir = Path(config.path(config.synthweb_dir)) / "site"
     if not site_dir.is_dir():
         raise WitError(f"source synthweb: needs {site_dir}; run `wit synthweb generate` first")
-    with SiteServer(site_dir, host="127.0.0.1", port=0) as server:
+    port = config.synthweb_port
+    if port == 0:
+        log.warning("crawl: --synthweb-port 0 serves the site on any free port; its URLs, hence "
+                    "the pairs' uids, change with the port, so a rerun of this crawl starts over")
+    site = SiteServer(site_dir, host="127.0.0.1", port=port)
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(site)
+        except WitError as error:
+            reason = str(error).rsplit(": ", 1)[-1]
+            raise WitError(f"source synthweb: cannot serve on 127.0.0.1:{port} ({reason}): is "
+                           f"another `wit crawl`, `wit demo` or `wit synthweb serve` using it? "
+                           f"Stop it, or give another --synthweb-port (the same on every run "
+                           f"of this workdir)") from None
         log.info("crawl: serving the synthetic web at %s", server.url)
         yield server.url
 
@@ -309,12 +408,14 @@ def min_lang_prob(config: CrawlConfig) -> float:
     return DEFAULT_MIN_PROB[config.lang_detector]
 
 
-def partition_settings(config: CrawlConfig, queries: store.Location) -> PartitionSettings:
+def partition_settings(config: CrawlConfig, queries: store.Location,
+                       queries_sha256: str = "") -> PartitionSettings:
     return PartitionSettings(
         workdir=str(config.workdir), queries=str(queries),
         limits=CaptionLimits(min_chars=config.min_text_chars, max_chars=config.max_text_chars),
         lang=config.lang, min_lang_prob=min_lang_prob(config), lang_detector=config.lang_detector,
-        seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col))
+        seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col),
+        queries_sha256=queries_sha256)
 
 
 def parse_sources(config: CrawlConfig) -> list[Source]:
@@ -328,6 +429,7 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
     """Everything up to the selection: manifests/selection.parquet and balance.parquet.
     `site_url` is where the embedded site is served, when a source is `synthweb:`."""
     started = time.monotonic()
+    keep_freed_memory()  # this process parses the pages of a live web crawl
     sources = parse_sources(config)
     store.check_reachable(config.workdir)
     queries = config.path(config.queries)
@@ -336,11 +438,16 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
     local_queries = store.local_copy(queries)
     dropped: Counter = Counter()
     partitions = harvest(config, sources, site_url, dropped)
-    settings = partition_settings(config, queries)
-    cached_matcher(str(queries))  # build the automaton cache once, before the workers load it
-    work = functools.partial(process_partition, settings=settings)
-    results = map_partitions(work, partitions, workers=config.workers, engine=config.engine,
-                             desc="crawl: filter + match")
+    queries_sha256 = atomic.sha256_file(local_queries)
+    settings = partition_settings(config, queries, queries_sha256)
+    finished = finished_partitions(partitions, settings)
+    todo = [partition for partition in partitions if partition.index not in finished]
+    results = list(finished.values())
+    if todo:
+        cached_matcher(str(queries), queries_sha256)  # the automaton cache, before the workers
+        work = functools.partial(process_partition, settings=settings)
+        results += map_partitions(work, todo, workers=config.workers, engine=config.engine,
+                                  desc="crawl: filter + match")
     per_source: dict[str, Counter] = {}
     for result in results:
         dropped.update(result["dropped"])
@@ -357,7 +464,7 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
     stats = {"sources": config.source, "dropped": dict(sorted(dropped.items())),
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
-             "queries_sha256": atomic.sha256_file(local_queries),
+             "queries_sha256": queries_sha256,
              "seconds": round(time.monotonic() - started, 2)}
     store.write_json(store.join(manifests, "crawl_stats.json"), stats)
     return stats

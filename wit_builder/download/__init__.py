@@ -10,7 +10,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from wit_builder import store
-from wit_builder.download.fetch import FetchSettings
+from wit_builder.download import writer
+from wit_builder.download.fetch import FetchSettings, header_directives
 from wit_builder.download.images import ImageSettings
 from wit_builder.download.native import (COLUMNS, DownloadSettings, download_shard, finish_shard,
                                           plan_shards)
@@ -45,17 +46,29 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                           retries=config.retries, max_bytes=config.max_bytes,
                           concurrency=config.concurrency, per_host=config.download_per_host,
                           allow_private=config.allow_private,
-                          trusted_origins=tuple(config.trusted_origins))
+                          trusted_origins=tuple(config.trusted_origins),
+                          disallowed_directives=header_directives(
+                              config.disallowed_header_directives))
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
                           quality=config.quality)
     return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
 
 
+def remove_shards_past_selection(config: CrawlConfig, selection: store.Location) -> None:
+    """Remove the raw shards an earlier, larger selection left past the end of this one."""
+    count = len(plan_shards(selection, config.samples_per_shard))
+    removed = writer.remove_shards_from(config.workdir, count)
+    if removed:
+        log.info("download: removed raw shard(s) %s: the selection now fills %d shard(s)",
+                 ", ".join(f"{number:05d}" for number in removed), count)
+
+
 def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
-    """Download every row of `selection` (a path or URL) into raw shards; return the counts per
-    status."""
+    """Download every row of `selection` (a path or URL) into raw shards, redoing the shards
+    whose rows or image settings changed; return the counts per status."""
     check_selection(config, selection)
+    remove_shards_past_selection(config, selection)
     if config.downloader == "img2dataset":
         from wit_builder.download.img2dataset_backend import download_with_img2dataset
 
@@ -71,7 +84,7 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
     shards = plan_shards(selection, config.samples_per_shard)
     work = functools.partial(download_shard, settings=download_settings(config))
     statuses: Counter = Counter()
-    skipped = 0
+    skipped = unrecorded = 0
     bar = tqdm(total=len(shards), desc="crawl: download", unit="shard")
     try:
         for result in run_partitions(work, shards, workers=config.workers,
@@ -80,10 +93,18 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
             statuses.update(result["statuses"])
             skipped += result["skipped"]
             if result["skipped"]:
+                unrecorded += result["unrecorded"]
                 log.info("download: shard %05d already done (manifest exists): skipped",
                          result["shard"])
+            elif result["redone"]:
+                log.info("download: shard %05d downloaded again: its %s changed since it was "
+                         "done", result["shard"], " and ".join(result["redone"]))
             bar.update()
             bar.set_postfix(progress_postfix(statuses, time.monotonic() - started))
     finally:
         bar.close()
+    if unrecorded:
+        log.warning("download: %d shard(s) done by an older witbuilder, whose manifests record no "
+                    "inputs: kept as they are; delete their manifests/crawl/NNNNN.parquet to "
+                    "download them again", unrecorded)
     return summary(statuses, len(shards), skipped, time.monotonic() - started, "native")

@@ -18,7 +18,8 @@ from wit_builder.httpbody import BodyTooLarge, read_capped
 from wit_builder.netguard import BlockedAddressError, GuardedResolver, check_url
 
 REDIRECTS = {301, 302, 303, 307, 308}
-OPT_OUT_DIRECTIVES = {"noai", "noimageai"}
+# img2dataset's default list, so that both downloaders refuse the same images out of the box.
+OPT_OUT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class FetchSettings:
     per_host: int = 16
     allow_private: bool = False
     trusted_origins: tuple[str, ...] = ()
+    disallowed_directives: tuple[str, ...] = OPT_OUT_DIRECTIVES  # () stores every image
 
 
 @dataclass
@@ -69,17 +71,28 @@ def user_agent_token(user_agent: str) -> str:
     return user_agent.split("/", 1)[0].split()[0].lower() if user_agent.strip() else ""
 
 
-def opted_out(header_values: list[str], agent: str) -> bool:
-    """True when an X-Robots-Tag value forbids AI use to everyone or to `agent`.
+def header_directives(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The X-Robots-Tag directives to honour, from option values that may each hold a comma
+    list ('noai,noindex'); empty items are dropped, so `['']` or `[]` disables the check."""
+    directives = (part.strip().lower() for value in values for part in value.split(","))
+    return tuple(dict.fromkeys(directive for directive in directives if directive))
+
+
+def opted_out(header_values: list[str], agent: str,
+              disallowed: tuple[str, ...] = OPT_OUT_DIRECTIVES) -> bool:
+    """True when an X-Robots-Tag value gives one of the `disallowed` directives to everyone or
+    to `agent`.
 
     Values look like 'noai', 'noindex, noimageai' or 'otherbot: noai' (scoped to one agent)."""
+    if not disallowed:
+        return False
     for value in header_values:
         scope = None
         for part in value.split(","):
             part = part.strip().lower()
             if ":" in part:
                 scope, part = (piece.strip() for piece in part.split(":", 1))
-            if part in OPT_OUT_DIRECTIVES and scope in (None, "*", agent):
+            if part in disallowed and scope in (None, "*", agent):
                 return True
     return False
 
@@ -96,8 +109,10 @@ async def request_once(session: aiohttp.ClientSession, url: str, settings: Fetch
                                   retry=True)
             if response.status != 200:
                 raise FetchFailed("http_error", f"HTTP {response.status}", response.status)
-            if opted_out(response.headers.getall("X-Robots-Tag", []), agent):
-                raise FetchFailed("opted_out", "X-Robots-Tag forbids AI use", 200)
+            robots_tags = response.headers.getall("X-Robots-Tag", [])
+            if opted_out(robots_tags, agent, settings.disallowed_directives):
+                raise FetchFailed("opted_out", f"X-Robots-Tag: {'; '.join(robots_tags)}"[:300],
+                                  200)
             return 200, None, await read_capped(response, settings.max_bytes)
     except BodyTooLarge as error:
         raise FetchFailed("too_large", str(error)) from None

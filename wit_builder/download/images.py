@@ -28,6 +28,8 @@ MAGIC = (
     (b"MM\x00*", "tiff"),
 )
 JPEG_END = b"\xff\xd9"
+# img2dataset's name for our keep_ratio (its own keep_ratio bounds the shortest side instead).
+RESIZE_ALIASES = {"keep_ratio_largest": "keep_ratio"}
 
 
 class ImageRejected(Exception):
@@ -46,6 +48,14 @@ class ImageSettings:
     max_aspect_ratio: float = 3.0
     quality: int = 90
     max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resize_mode", canonical_resize_mode(self.resize_mode))
+
+
+def canonical_resize_mode(mode: str) -> str:
+    """Our name of a resize mode: `keep_ratio_largest` is `keep_ratio` (the longest side)."""
+    return RESIZE_ALIASES.get(mode, mode)
 
 
 @dataclass(frozen=True)

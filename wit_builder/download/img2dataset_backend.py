@@ -23,9 +23,11 @@ import pyarrow.parquet as pq
 
 from wit_builder import atomic, store
 from wit_builder.config import CrawlConfig
-from wit_builder.download import writer
-from wit_builder.download.fetch import OPT_OUT_DIRECTIVES, user_agent_token
-from wit_builder.download.native import DownloadShard, plan_shards, read_rows
+from wit_builder.download import download_settings, writer
+from wit_builder.download.fetch import header_directives, user_agent_token
+from wit_builder.download.images import canonical_resize_mode
+from wit_builder.download.native import (DownloadShard, inputs_changed_since_done, plan_shards,
+                                          read_rows, shard_inputs)
 from wit_builder.download.stats import summary
 from wit_builder.engine import worker_count
 from wit_builder.netguard import BlockedAddressError, check_url
@@ -33,6 +35,7 @@ from wit_builder.tarsamples import read_samples
 
 log = logging.getLogger(__name__)
 
+# Our modes → img2dataset's: our keep_ratio bounds the longest side, their keep_ratio_largest.
 RESIZE_MODES = {"keep_ratio": "keep_ratio_largest", "center_crop": "center_crop",
                 "border": "border", "no": "no"}
 BLOCKED_URL = "blocked:"  # a URL img2dataset cannot fetch, for rows our guard refuses
@@ -74,18 +77,21 @@ def run_img2dataset(config: CrawlConfig, input_path: Path, output: Path) -> None
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from img2dataset import download
 
+    resize_mode = canonical_resize_mode(config.resize_mode)
     download(url_list=str(input_path), input_format="parquet", url_col="url",
              caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
              output_folder=str(output), processes_count=worker_count(config.workers),
              thread_count=config.concurrency, image_size=config.image_size,
-             resize_mode=RESIZE_MODES[config.resize_mode],
-             resize_only_if_bigger=config.resize_mode == "keep_ratio",
+             resize_mode=RESIZE_MODES[resize_mode],
+             resize_only_if_bigger=resize_mode == "keep_ratio",
              encode_quality=config.quality, number_sample_per_shard=config.samples_per_shard,
              min_image_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
              timeout=config.timeout, retries=config.retries, compute_hash="sha256",
              extract_exif=False, enable_wandb=False, distributor="multiprocessing",
              user_agent_token=user_agent_token(config.user_agent),
-             disallowed_header_directives=sorted(OPT_OUT_DIRECTIVES),
+             # An empty list turns img2dataset's check off, as it turns ours off.
+             disallowed_header_directives=list(
+                 header_directives(config.disallowed_header_directives)),
              incremental_mode="incremental")
 
 
@@ -114,8 +120,10 @@ def their_samples(path: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
-def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str]) -> Counter:
-    """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order)."""
+def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str],
+                  inputs: dict | None = None) -> Counter:
+    """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order), the
+    manifest recording the shard's `inputs` as the native downloader's do."""
     name = f"{shard.index:05d}"
     theirs = {row["uid"]: row for row in pq.read_table(output / f"{name}.parquet").to_pylist()}
     images = their_samples(output / f"{name}.tar")
@@ -141,7 +149,7 @@ def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set
                              "error": None if status == "ok" else their.get("error_message"),
                              "bytes": None, "sha256": their.get("sha256"), "shard": shard.index,
                              "key": key, "seconds": None})
-    writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest)
+    writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest, inputs)
     return Counter(row["status"] for row in manifest)
 
 
@@ -157,13 +165,19 @@ def download_with_img2dataset(config: CrawlConfig, selection: store.Location) ->
     """Download with img2dataset into a scratch folder, then convert every shard not done yet."""
     started = time.monotonic()
     shards = plan_shards(selection, config.samples_per_shard)
-    todo = [s for s in shards
-            if not store.exists(writer.manifest_path(config.workdir, s.index))]
-    statuses: Counter = Counter()
+    settings = download_settings(config)
+    inputs = {shard.index: shard_inputs(read_rows(shard), settings) for shard in shards}
+    todo, statuses = [], Counter()
     for shard in shards:
-        if shard not in todo:
+        done, changed, _ = inputs_changed_since_done(shard, inputs[shard.index], config.workdir)
+        if done:
             table = writer.read_manifest(writer.manifest_path(config.workdir, shard.index))
             statuses.update(table.column("status").to_pylist())
+            continue
+        if changed:
+            log.info("download: shard %05d downloaded again: its %s changed since it was done",
+                     shard.index, " and ".join(changed))
+        todo.append(shard)
     if todo:
         scratch = img2dataset_scratch(config)
         if not config.allow_private:
@@ -172,7 +186,8 @@ def download_with_img2dataset(config: CrawlConfig, selection: store.Location) ->
         blocked = guarded_input(selection, scratch / "input.parquet", config)
         run_img2dataset(config, scratch / "input.parquet", scratch / "output")
         for shard in todo:
-            statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked))
+            statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,
+                                          inputs[shard.index]))
         shutil.rmtree(scratch)
     stats = summary(statuses, len(shards), len(shards) - len(todo),
                     time.monotonic() - started, "img2dataset")

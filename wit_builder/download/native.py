@@ -7,12 +7,14 @@ order (not arrival order), so a shard's bytes do not depend on the network's tim
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import cv2
 
@@ -20,6 +22,7 @@ from wit_builder import store
 from wit_builder.download import writer
 from wit_builder.download.fetch import FetchSettings, Fetched, fetch, open_session
 from wit_builder.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
+from wit_builder.resume import changed_inputs
 from wit_builder.tarsamples import sample_block
 
 try:  # optional: libuv's event loop costs ~0.14 CPU ms an image less than asyncio's own
@@ -77,6 +80,31 @@ def read_rows(shard: DownloadShard) -> list[dict]:
             rows += table.slice(low, high - low).to_pylist()
         offset += count
     return rows
+
+
+def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
+    """What a shard's tar and manifest depend on, recorded in its manifest: a digest of its rows
+    of the selection (a re-balanced selection moves rows between shards), the image settings and
+    the opt-out directives honoured (they decide which images are stored)."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row[name] for name in COLUMNS], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
+            "image_settings": asdict(settings.image),
+            "disallowed_directives": list(settings.fetch.disallowed_directives)}
+
+
+def inputs_changed_since_done(shard: DownloadShard, inputs: dict, workdir: str
+                              ) -> tuple[bool, list[str], bool]:
+    """(done, what changed, done by an older witbuilder) for a shard whose inputs are now
+    `inputs`: done when its manifest exists and records the same inputs, or none at all."""
+    manifest_file = writer.manifest_path(workdir, shard.index)
+    if not store.exists(manifest_file):
+        return False, [], False
+    recorded = writer.manifest_inputs(manifest_file)
+    changed = changed_inputs(recorded, inputs)
+    return not changed, changed, recorded is None
 
 
 def manifest_row(row: dict, shard: int, fetched: Fetched, status: str, error: str | None,
@@ -231,29 +259,34 @@ def status_counts(manifest: list[dict]) -> Counter:
 
 
 def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
-    """Download one shard's tar (skipped when its manifest exists) and return its status counts
-    and manifest rows, for the caller to write with `finish_shard`.
+    """Download one shard's tar and return its status counts, manifest rows and inputs, for the
+    caller to write with `finish_shard`. Skipped when its manifest exists and records the same
+    inputs; `redone` names what changed when it exists with others.
 
     The manifest is written by the process that collects the results: a list → Arrow conversion
     imports pandas (~0.35 CPU s), which the workers' fork server then never needs to load."""
-    manifest_file = writer.manifest_path(settings.workdir, shard.index)
-    if store.exists(manifest_file):
-        table = writer.read_manifest(manifest_file)
+    rows = read_rows(shard)
+    inputs = shard_inputs(rows, settings)
+    done, redone, unrecorded = inputs_changed_since_done(shard, inputs, settings.workdir)
+    if done:
+        table = writer.read_manifest(writer.manifest_path(settings.workdir, shard.index))
         counts = Counter(table.column("status").to_pylist())
-        return {"shard": shard.index, "statuses": dict(counts), "skipped": True, "seconds": 0.0,
-                "manifest": None}
+        return {"shard": shard.index, "statuses": dict(counts), "skipped": True,
+                "seconds": 0.0, "manifest": None, "unrecorded": unrecorded}
     # One worker process per core already: OpenCV's own threads would only contend.
     cv2.setNumThreads(1)
     started = time.monotonic()
-    rows = read_rows(shard)
     with writer.shard_tar(writer.tar_path(settings.workdir, shard.index)) as tar:
         run_loop = uvloop.run if uvloop is not None else asyncio.run
         manifest = run_loop(download_rows(rows, shard.index, settings, tar))
     return {"shard": shard.index, "statuses": dict(status_counts(manifest)), "skipped": False,
-            "seconds": time.monotonic() - started, "manifest": manifest}
+            "seconds": time.monotonic() - started, "manifest": manifest, "inputs": inputs,
+            "redone": redone}
 
 
 def finish_shard(result: dict, workdir: str) -> None:
-    """Write the manifest of a shard `download_shard` downloaded: last, it marks the shard done."""
+    """Write the manifest of a shard `download_shard` downloaded, with the inputs it came from:
+    last, it marks the shard done."""
     if result["manifest"] is not None:
-        writer.write_manifest(writer.manifest_path(workdir, result["shard"]), result["manifest"])
+        writer.write_manifest(writer.manifest_path(workdir, result["shard"]), result["manifest"],
+                              result.get("inputs"))

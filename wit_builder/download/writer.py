@@ -1,8 +1,10 @@
 """Raw shards on disk: `data/raw/NNNNN.tar` (WebDataset) and `manifests/crawl/NNNNN.parquet`.
 
 The tar is written under a temporary name and renamed when complete; the manifest is written
-last, so its presence marks the shard done. Members are plain ustar entries with fixed metadata
-(mtime 0, owner wit:wit, mode 0444), so the same samples give the same bytes.
+last, so its presence marks the shard done, for the inputs its parquet metadata records (the
+shard's rows of the selection and the image settings: see `native.shard_inputs`). Members are
+plain ustar entries with fixed metadata (mtime 0, owner wit:wit, mode 0444), so the same samples
+give the same bytes.
 
 `SampleTarWriter` writes members made by `tarsamples.sample_block` (ustar headers from one
 template, byte-identical to tarfile's): webdataset's TarWriter goes through tarfile's general
@@ -89,10 +91,37 @@ def shard_tar(path: store.Location) -> Iterator[SampleTarWriter]:
         writer.close()
 
 
-def write_manifest(path: store.Location, rows: list[dict]) -> None:
-    """One row per attempted URL, schema CRAWL_MANIFEST; written last: it marks the shard done."""
-    store.write_parquet(path, pa.Table.from_pylist(rows, schema=schemas.CRAWL_MANIFEST))
+INPUTS_KEY = b"witbuilder.inputs"  # parquet schema metadata: what the shard was made from
+
+
+def write_manifest(path: store.Location, rows: list[dict], inputs: dict | None = None) -> None:
+    """One row per attempted URL, schema CRAWL_MANIFEST, and the shard's `inputs` in the schema
+    metadata; written last: it marks the shard done."""
+    table = pa.Table.from_pylist(rows, schema=schemas.CRAWL_MANIFEST)
+    if inputs is not None:
+        table = table.replace_schema_metadata({INPUTS_KEY: json.dumps(inputs, sort_keys=True)})
+    store.write_parquet(path, table)
 
 
 def read_manifest(path: store.Location) -> pa.Table:
     return store.read_parquet(path, schema=schemas.CRAWL_MANIFEST)
+
+
+def manifest_inputs(path: store.Location) -> dict | None:
+    """The inputs a manifest records (from its footer alone); None for one written without."""
+    metadata = store.parquet_file(path).schema_arrow.metadata or {}
+    return json.loads(metadata[INPUTS_KEY]) if INPUTS_KEY in metadata else None
+
+
+def remove_shards_from(workdir: store.Location, first: int) -> list[int]:
+    """Remove the raw shards (tar and manifest) numbered `first` or more: left by a crawl whose
+    selection was larger, they would otherwise reach `wit shards`. Returns their numbers."""
+    removed = set()
+    for pattern in (store.join(workdir, "manifests", "crawl", "*.parquet"),
+                    store.join(workdir, "data", "raw", "*.tar")):
+        for path in store.glob(pattern):
+            stem = store.name(path).split(".")[0]
+            if stem.isdigit() and int(stem) >= first:
+                store.remove(path)
+                removed.add(int(stem))
+    return sorted(removed)

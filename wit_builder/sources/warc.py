@@ -3,7 +3,9 @@ streamed over HTTP(S): the HTML of every successful response record, as (page UR
 
 from __future__ import annotations
 
+import gzip
 import logging
+import os
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -19,9 +21,18 @@ from wit_builder.sources.paths import expand_input_paths
 
 log = logging.getLogger(__name__)
 
-def expand_warc_locations(spec: str) -> list[str]:
+COMMON_CRAWL_PREFIX = "https://data.commoncrawl.org/"
+
+
+def expand_warc_locations(spec: str, prefix: str = COMMON_CRAWL_PREFIX) -> list[str]:
     """An HTTP(S) URL, or a file, a directory (its *.warc / *.warc.gz) or a glob, local or on a
-    store (s3://...), as a sorted list."""
+    store (s3://...), as a sorted list; or the WARCs of a listing (`@FILE`, or a name ending in
+    .paths / .paths.gz like Common Crawl's warc.paths.gz), in its order, relative lines resolved
+    against `prefix`."""
+    if spec.startswith("@"):
+        return listed_warc_locations(spec[1:], prefix)
+    if is_listing_name(spec):
+        return listed_warc_locations(spec, prefix)
     if spec.startswith(("http://", "https://")):
         return [spec]
     if store.is_url(spec):
@@ -31,6 +42,54 @@ def expand_warc_locations(spec: str) -> list[str]:
 
 def is_warc_name(name: str) -> bool:
     return name.endswith((".warc", ".warc.gz"))
+
+
+def is_listing_name(name: str) -> bool:
+    return name.endswith((".paths", ".paths.gz"))
+
+
+def listed_warc_locations(listing: str, prefix: str) -> list[str]:
+    """The locations a listing names, one a line (blank lines and # comments skipped), each
+    resolved against `prefix`; duplicates kept once. Local WARCs must exist."""
+    locations = list(dict.fromkeys(resolve_listed(line, prefix)
+                                   for line in read_listing_lines(listing)))
+    if not locations:
+        raise WitError(f"warc: listing '{listing}' names no WARC file")
+    for location in locations:
+        if not store.is_url(location) and not os.path.isfile(location):
+            raise WitError(f"warc: '{location}' (from listing '{listing}') does not exist; "
+                           f"check --warc-prefix")
+    log.info("warc: listing '%s' names %d WARC files", listing, len(locations))
+    return locations
+
+
+def read_listing_lines(listing: str) -> list[str]:
+    """The useful lines of a listing file (local, on a store or over HTTP(S)), gunzipped when it
+    is gzip whatever its name; a WitError when it cannot be read."""
+    try:
+        with open_location(listing) as stream:
+            data = stream.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        text = data.decode("utf-8")
+    except WitError:
+        raise
+    except FileNotFoundError:
+        raise WitError(f"warc: listing '{listing}' does not exist") from None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
+        raise WitError(f"warc: listing '{listing}' cannot be read: {error}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def resolve_listed(line: str, prefix: str) -> str:
+    """A listing's line as a location: absolute paths and URLs as they are, relative ones under
+    `prefix` (a URL, joined with '/', or a local directory)."""
+    if store.is_url(line) or os.path.isabs(line):
+        return line
+    if store.is_url(prefix):
+        return f"{prefix.rstrip('/')}/{line.lstrip('/')}"
+    return os.path.join(prefix, line)
 
 
 @contextmanager
