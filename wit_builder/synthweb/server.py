@@ -173,8 +173,8 @@ class SiteServer:
 def serve_forever(site_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve the site until Ctrl-C, printing its URL."""
     with SiteServer(site_dir, host, port) as server:
-        print(f"synthweb: serving {site_dir} at {server.url}/ (Ctrl-C stops)", flush=True)
-        try:
+        try:  # from the announcement on: a Ctrl-C right after it must stop cleanly too
+            print(f"synthweb: serving {site_dir} at {server.url}/ (Ctrl-C stops)", flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
