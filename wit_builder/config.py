@@ -96,6 +96,8 @@ class CrawlConfig(PartitionedStageConfig):
     min_text_chars: int = option(5, "shorter texts are dropped")
     max_text_chars: int = option(1000, "longer texts are dropped")
     partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")
+    memory_budget_mb: float = option(512.0, "memory the URL dedupe holds at once; past it, the "
+                                            "matched rows go through hash buckets on disk")
     lang: str = option("en", "language kept")
     min_lang_prob: float = option(0.9, "least language probability kept (when not set: 0.9 "
                                        "with langdetect, 0.3 with lingua, whose probabilities "

@@ -36,6 +36,7 @@ from wit_builder.match import QueryMatcher
 from wit_builder.options import WitError
 from wit_builder.resume import changed_inputs
 from wit_builder.sources.html import parse_page
+from wit_builder.url_dedupe import dedupe_matched
 from wit_builder.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
                                       read_pool)
 from wit_builder.sources.warc import expand_warc_locations, read_html_responses
@@ -321,38 +322,6 @@ def finished_partitions(partitions: list[Partition], settings: PartitionSettings
     return finished
 
 
-def url_key(url: str) -> int:
-    return int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "little")
-
-
-def dedupe_matched(staged: list[store.Location], out_dir: store.Location, dropped: Counter
-                   ) -> list[store.Location]:
-    """Keep the first occurrence of every image URL across the whole crawl (in partition order):
-    the same (URL, text) is a `duplicate_pair`, the same URL with another text a `duplicate_url`."""
-    seen_urls: set[int] = set()
-    seen_pairs: set[str] = set()
-    outputs = []
-    for path in staged:
-        table = store.read_parquet(path)
-        keep = []
-        for uid, url in zip(table.column("uid").to_pylist(), table.column("url").to_pylist()):
-            key = url_key(url)
-            if uid in seen_pairs:
-                dropped["duplicate_pair"] += 1
-            elif key in seen_urls:
-                dropped["duplicate_url"] += 1
-            else:
-                keep.append(True)
-                seen_urls.add(key)
-                seen_pairs.add(uid)
-                continue
-            keep.append(False)
-        target = store.join(out_dir, store.name(path))
-        store.write_parquet(target, table.filter(pa.array(keep, pa.bool_())))
-        outputs.append(target)
-    return outputs
-
-
 def query_count(queries: Path) -> int:
     table = pq.read_table(queries, columns=["query_id"])
     return int(pc.max(table.column("query_id")).as_py()) + 1 if table.num_rows else 0
@@ -454,7 +423,9 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
         counts = per_source.setdefault(result["source"], Counter())
         counts.update(candidates=result["candidates"], matched=result["matched"])
     staged = [partition_paths(config.workdir, p.index)["matched"] for p in partitions]
-    matched = dedupe_matched(staged, config.path("data/matched"), dropped)
+    matched = dedupe_matched(staged, config.path("data/matched"), dropped,
+                             memory_budget_mb=config.memory_budget_mb, workers=config.workers,
+                             engine=config.engine)
     manifests = config.path("manifests")
     summary = balance_by_query(
         [str(p) for p in matched], query_count(local_queries), manifests,
