@@ -93,6 +93,9 @@ class CrawlConfig(PartitionedStageConfig):
     crawl_delay: float = option(1.0, "seconds between two page requests to one host (robots.txt "
                                      "Crawl-delay may raise it)")
     max_page_bytes: int = option(5_000_000, "largest HTML page read")
+    checkpoint_pages: int = option(1000, "pages between two checkpoints of a live crawl (its "
+                                         "pairs so far and its frontier): a killed crawl goes on "
+                                         "from the last one")
     min_text_chars: int = option(5, "shorter texts are dropped")
     max_text_chars: int = option(1000, "longer texts are dropped")
     partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import heapq
 import logging
 import os
 import time
@@ -40,12 +41,16 @@ from wit_builder.url_dedupe import dedupe_matched
 from wit_builder.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
                                       read_pool)
 from wit_builder.sources.warc import expand_warc_locations, read_html_responses
-from wit_builder.sources.web import WebCrawlSettings, crawl_web
+from wit_builder.sources.web import Frontier, WebCrawlSettings, crawl_web
 
 log = logging.getLogger(__name__)
 
 SOURCE_KINDS = ("web", "warc", "pool", "synthweb")
 STAGED = pa.schema([("url", pa.string()), ("text", pa.string()), ("page_url", pa.string())])
+# a sorted run of a live crawl's pairs, columns in sort order: (page_url, position, url, text)
+CRAWL_RUN = pa.schema([("page_url", pa.string()), ("position", pa.int64()), ("url", pa.string()),
+                       ("text", pa.string())])
+RUN_BATCH_ROWS = 1024  # rows of each run the final merge holds at once
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
         allowed_hosts=tuple(config.allowed_hosts), user_agent=config.user_agent,
         concurrency=config.crawl_concurrency, per_host_concurrency=config.per_host_concurrency,
         delay=config.crawl_delay, timeout=config.timeout, max_page_bytes=config.max_page_bytes,
-        allow_private=config.allow_private)
+        allow_private=config.allow_private, checkpoint_pages=config.checkpoint_pages)
 
 
 def web_crawl_inputs(seeds: list[str], config: CrawlConfig) -> dict:
@@ -122,7 +127,10 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
                     dropped: Counter) -> list[tuple[store.Location, str | None]]:
     """Crawl from `seeds` and write the pages' (url, text, page_url) pairs to parquet chunks,
     sorted by page so the result does not depend on the order pages arrived in; returns each
-    chunk with its sha256. A crawl done before with the same seeds and settings is reused."""
+    chunk with its sha256. A crawl done before with the same seeds and settings is reused; one
+    killed midway goes on from its last checkpoint."""
+    if config.checkpoint_pages < 0:
+        raise WitError(f"--checkpoint-pages {config.checkpoint_pages}: must be 0 or more")
     marker = store.join(staging, f"{name}.json")
     inputs = web_crawl_inputs(seeds, config)
     done = store.read_json(marker) if store.exists(marker) else None
@@ -132,6 +140,7 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
             log.warning("crawl: %s was crawled by an older witbuilder that kept no record of its "
                         "seeds and settings: reused as it is; delete %s to crawl again",
                         name, marker)
+        CrawlRuns(staging, name, inputs).remove()  # left by a run killed right after its marker
         dropped.update(done["dropped"])
         log.info("crawl: %s already crawled (%d pages); delete %s to crawl again",
                  name, done["dropped"].get("pages", 0), marker)
@@ -140,32 +149,118 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
     if done:
         log.info("crawl: %s is crawled again: %s changed since it was crawled",
                  name, ", ".join(changed))
-    pairs: list[tuple[str, int, str, str]] = []
+    runs = CrawlRuns(staging, name, inputs)
+    frontier = runs.resume()
     stats: Counter = Counter()
 
     def handle_page(page_url: str, body: bytes) -> list[str]:
         images, links = parse_page(body, page_url)
         stats.update(images.dropped)
-        pairs.extend((page_url, position, pair.url, pair.text)
-                     for position, pair in enumerate(images.pairs))
+        runs.add_page(page_url, images.pairs)
         return links
 
-    crawl_web(seeds, crawl_settings(config), handle_page, stats)
-    pairs.sort()
-    chunks = []
-    for start in range(0, max(len(pairs), 1), config.partition_rows):
-        chunk = pairs[start:start + config.partition_rows]
+    final = crawl_web(seeds, crawl_settings(config), handle_page, stats, runs.save, frontier)
+    runs.save(final)  # a kill during the merge below then resumes straight into the merge
+    chunks, pairs = write_crawl_chunks(runs.merged(), staging, name, config.partition_rows)
+    store.write_json(marker, {"inputs": inputs, "chunks": [store.name(c) for c, _ in chunks],
+                              "chunk_sha256": {store.name(c): digest for c, digest in chunks},
+                              "dropped": dict(stats)})
+    runs.remove()
+    dropped.update(stats)
+    log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], pairs)
+    return chunks
+
+
+class CrawlRuns:
+    """A live crawl's pairs on disk as it goes: every checkpoint writes the pairs gathered since
+    the last one as a sorted run, then the frontier they stop at (`NAME.checkpoint.json`), so a
+    killed crawl loses at most the pages since its last checkpoint and memory holds one run."""
+
+    def __init__(self, staging: store.Location, name: str, inputs: dict):
+        self.staging, self.name, self.inputs = staging, name, inputs
+        self.checkpoint = store.join(staging, f"{name}.checkpoint.json")
+        self.runs: list[str] = []
+        self.pairs: list[tuple[str, int, str, str]] = []
+
+    def add_page(self, page_url: str, pairs: list) -> None:
+        self.pairs.extend((page_url, position, pair.url, pair.text)
+                          for position, pair in enumerate(pairs))
+
+    def resume(self) -> Frontier | None:
+        """The frontier of this crawl's checkpoint, its runs kept; None (and a fresh start) when
+        there is none or it was made from other inputs."""
+        if not store.exists(self.checkpoint):
+            return None
+        saved = store.read_json(self.checkpoint)
+        changed = changed_inputs(saved.get("inputs", {}), self.inputs)
+        if changed:
+            log.info("crawl: checkpoint %s discarded: %s changed since it was written",
+                     self.checkpoint, ", ".join(changed))
+            self.remove()
+            return None
+        self.runs = list(saved["runs"])
+        frontier = Frontier.from_json(saved["frontier"])
+        log.info("resuming the crawl of %s at %d pages", self.name, frontier.pages_started)
+        return frontier
+
+    def save(self, frontier: Frontier) -> None:
+        """Write the pairs since the last checkpoint as a sorted run, then the checkpoint: a kill
+        between the two leaves a run that no checkpoint names, overwritten on resume."""
+        if self.pairs:
+            self.pairs.sort()
+            run = store.join(self.staging, f"{self.name}.run-{len(self.runs):05d}.parquet")
+            table = pa.table(dict(zip(CRAWL_RUN.names, zip(*self.pairs))), schema=CRAWL_RUN)
+            with store.atomic_path(run) as temporary:
+                # row groups of one merge batch: parquet decodes a whole row group at once, so
+                # the merge would otherwise hold every run whole
+                pq.write_table(table, temporary, compression="zstd", row_group_size=RUN_BATCH_ROWS)
+            self.runs.append(store.name(run))
+            self.pairs = []
+        store.write_json(self.checkpoint, {"inputs": self.inputs, "runs": self.runs,
+                                           "frontier": frontier.to_json()})
+
+    def merged(self) -> Iterator[tuple[str, int, str, str]]:
+        """Every pair of every run, in sorted order (a k-way merge, one batch per run)."""
+        return heapq.merge(*(run_pairs(store.join(self.staging, run)) for run in self.runs))
+
+    def remove(self) -> None:
+        """Delete the checkpoint and every run of this crawl (named by it or not)."""
+        store.remove(self.checkpoint)
+        for run in store.glob(store.join(self.staging, f"{self.name}.run-*.parquet")):
+            store.remove(run)
+        self.runs = []
+
+
+def run_pairs(run: store.Location) -> Iterator[tuple[str, int, str, str]]:
+    """The (page_url, position, url, text) pairs of a sorted run, read by batches."""
+    for batch in store.parquet_file(run).iter_batches(batch_size=RUN_BATCH_ROWS):
+        yield from zip(*(column.to_pylist() for column in batch.columns))
+
+
+def write_crawl_chunks(pairs: Iterator[tuple[str, int, str, str]], staging: store.Location,
+                       name: str, rows: int) -> tuple[list[tuple[store.Location, str]], int]:
+    """Sorted pairs as chunks `NAME-MMMMM.parquet` of `rows` (one empty chunk when there are
+    none); returns each chunk with its sha256, and the number of pairs."""
+    chunks: list[tuple[store.Location, str]] = []
+    chunk: list[tuple[str, int, str, str]] = []
+    total = 0
+
+    def write() -> None:
         path = store.join(staging, f"{name}-{len(chunks):05d}.parquet")
         store.write_parquet(path, pa.table({"url": [p[2] for p in chunk],
                                              "text": [p[3] for p in chunk],
                                              "page_url": [p[0] for p in chunk]}, schema=STAGED))
         chunks.append((path, store.sha256(path)))
-    store.write_json(marker, {"inputs": inputs, "chunks": [store.name(c) for c, _ in chunks],
-                              "chunk_sha256": {store.name(c): digest for c, digest in chunks},
-                              "dropped": dict(stats)})
-    dropped.update(stats)
-    log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], len(pairs))
-    return chunks
+
+    for pair in pairs:
+        chunk.append(pair)
+        total += 1
+        if len(chunk) == rows:
+            write()
+            chunk = []
+    if chunk or not chunks:
+        write()
+    return chunks, total
 
 
 def source_partitions(source: Source, config: CrawlConfig, staging: store.Location, start: int,

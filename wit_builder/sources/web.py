@@ -3,7 +3,8 @@ and delay, a user agent that names the project, redirects followed by hand (each
 against robots.txt and the address guard), HTML only, size and time caps.
 
 The crawler hands every page to a callback that parses it once and returns its links, so pages
-never accumulate in memory.
+never accumulate in memory. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
+another callback, and a crawl started from such a snapshot goes on where that one stood.
 """
 
 from __future__ import annotations
@@ -44,6 +45,27 @@ class WebCrawlSettings:
     max_page_bytes: int = 5_000_000
     max_redirects: int = 5
     allow_private: bool = False
+    checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
+
+
+@dataclass
+class Frontier:
+    """Where a crawl stands: the URLs it has seen, those still to fetch (with their depth) and
+    what it has counted; the pages in flight when it was taken count as still to fetch."""
+
+    seen: list[str]
+    pending: list[tuple[str, int]]
+    pages_started: int
+    stats: dict[str, int]
+
+    def to_json(self) -> dict:
+        return {"seen": self.seen, "pending": [list(item) for item in self.pending],
+                "pages_started": self.pages_started, "stats": self.stats}
+
+    @classmethod
+    def from_json(cls, value: dict) -> Frontier:
+        return cls(list(value["seen"]), [(url, int(depth)) for url, depth in value["pending"]],
+                   int(value["pages_started"]), dict(value["stats"]))
 
 
 class FetchFailed(Exception):
@@ -93,15 +115,35 @@ class Crawler:
     """One crawl: the frontier, the hosts' states and the counts of what happened."""
 
     def __init__(self, settings: WebCrawlSettings, handle_page: Callable[[str, bytes], Iterable[str]],
-                 stats: Counter):
+                 stats: Counter, checkpoint: Callable[[Frontier], None] | None = None):
         self.settings = settings
         self.handle_page = handle_page
         self.stats = stats
+        self.checkpoint = checkpoint
         self.hosts: dict[str, HostState] = {}
         self.seen: set[str] = set()
         self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        # queued or in flight, in queue order: what a snapshot must fetch again
+        self.unfinished: dict[str, int] = {}
         self.pages_started = 0
+        self.pages_finished = 0
+        self.pages_since_checkpoint = 0
         self.allowed: set[str] = set(settings.allowed_hosts)
+
+    def snapshot(self) -> Frontier:
+        """The frontier now. Taken between two awaits, so every finished page's links are in it
+        and no page is half recorded."""
+        return Frontier(sorted(self.seen), list(self.unfinished.items()), self.pages_finished,
+                        dict(self.stats))
+
+    def restore(self, frontier: Frontier) -> None:
+        """Start from `frontier` instead of the seeds."""
+        self.seen = set(frontier.seen)
+        self.pages_started = self.pages_finished = frontier.pages_started
+        self.stats.update(frontier.stats)
+        for url, depth in frontier.pending:
+            self.unfinished[url] = depth
+            self.queue.put_nowait((url, depth))
 
     def host_state(self, url: str) -> HostState:
         origin = origin_of(url)
@@ -118,6 +160,7 @@ class Crawler:
         if not looks_like_page(url):
             return
         self.seen.add(url)
+        self.unfinished[url] = depth
         self.queue.put_nowait((url, depth))
 
     @asynccontextmanager
@@ -227,9 +270,11 @@ class Crawler:
     async def worker(self, session: aiohttp.ClientSession) -> None:
         while True:
             url, depth = await self.queue.get()
+            visited = False
             try:
                 if self.pages_started < self.settings.max_pages:
                     self.pages_started += 1
+                    visited = True
                     await self.visit(session, url, depth)
                 else:
                     self.stats["max_pages_reached"] += 1
@@ -237,12 +282,30 @@ class Crawler:
                 log.exception("web: unexpected error on %s", url)
                 self.stats["crawler_error"] += 1
             finally:
+                self.unfinished.pop(url, None)
+                self.pages_finished += visited
                 self.queue.task_done()
+            if visited:
+                self.page_finished()
 
-    async def run(self, seeds: list[str]) -> None:
+    def page_finished(self) -> None:
+        """Hand a snapshot to the checkpoint callback every `checkpoint_pages` pages."""
+        self.pages_since_checkpoint += 1
+        every = self.settings.checkpoint_pages
+        if self.checkpoint is not None and every and self.pages_since_checkpoint >= every:
+            self.pages_since_checkpoint = 0
+            self.checkpoint(self.snapshot())
+
+    async def run(self, seeds: list[str], frontier: Frontier | None = None) -> Frontier:
+        """Crawl from `seeds`, or from `frontier` when given (the seeds then only name the
+        allowed hosts), and return the final frontier (nothing pending); a failing checkpoint
+        callback stops the crawl with its error."""
         self.allowed = self.allowed or {host_of(seed) for seed in seeds}
-        for seed in seeds:
-            self.enqueue(seed, 0)
+        if frontier is not None:
+            self.restore(frontier)
+        else:
+            for seed in seeds:
+                self.enqueue(seed, 0)
         connector = aiohttp.TCPConnector(limit=self.settings.concurrency,
                                          resolver=GuardedResolver(self.settings.allow_private),
                                          ttl_dns_cache=300)
@@ -253,10 +316,19 @@ class Crawler:
                                          headers=headers) as session:
             workers = [asyncio.create_task(self.worker(session))
                        for _ in range(self.settings.concurrency)]
-            await self.queue.join()
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            drained = asyncio.create_task(self.queue.join())
+            try:
+                # a worker only ends by raising (its checkpoint failed): waiting on the queue
+                # alone would then never end
+                await asyncio.wait([drained, *workers], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in [drained, *workers]:
+                    task.cancel()
+                results = await asyncio.gather(drained, *workers, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return self.snapshot()
 
 
 async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -268,6 +340,10 @@ async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes
 
 
 def crawl_web(seeds: list[str], settings: WebCrawlSettings,
-              handle_page: Callable[[str, bytes], Iterable[str]], stats: Counter) -> None:
-    """Crawl from `seeds`; `handle_page(url, body)` gets every HTML page and returns its links."""
-    asyncio.run(Crawler(settings, handle_page, stats).run(seeds))
+              handle_page: Callable[[str, bytes], Iterable[str]], stats: Counter,
+              checkpoint: Callable[[Frontier], None] | None = None,
+              frontier: Frontier | None = None) -> Frontier:
+    """Crawl from `seeds` (or on from `frontier`); `handle_page(url, body)` gets every HTML page
+    and returns its links; `checkpoint(frontier)` gets a snapshot every
+    `settings.checkpoint_pages` pages. Returns the final frontier."""
+    return asyncio.run(Crawler(settings, handle_page, stats, checkpoint).run(seeds, frontier))
