@@ -27,3 +27,23 @@ def synthweb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("synthweb")
     config = load_config("synthweb", None, {"workdir": str(workdir), **TEST_SYNTHWEB})
     return generate(config)
+
+
+@pytest.fixture
+def cli_overrides(monkeypatch: pytest.MonkeyPatch):
+    """`cli_overrides(argv)`: the settings `wit ARGV` hands to load_config (nothing runs)."""
+    from wit_builder.cli import main
+    from wit_builder.options import ConfigError
+
+    def parse(argv: list[str]) -> dict:
+        parsed: dict = {}
+
+        def capture(stage, path, overrides):
+            parsed.update(overrides)
+            raise ConfigError("stop here")
+
+        monkeypatch.setattr("wit_builder.cli.load_config", capture)
+        assert main(argv) == 2
+        return parsed
+
+    return parse

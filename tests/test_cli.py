@@ -72,16 +72,9 @@ def test_default_config_file_parses_for_every_stage():
         load_config(stage, REPO / "witbuilder.toml")
 
 
-def test_boolean_and_repeatable_options(monkeypatch):
-    parsed = {}
-
-    def capture(stage, path, overrides):
-        parsed.update(overrides)
-        raise ConfigError("stop here")
-
-    monkeypatch.setattr("wit_builder.cli.load_config", capture)
-    assert main(["crawl", "--no-download", "--source", "web:http://a/",
-                 "--source", "pool:p.parquet"]) == 2
+def test_boolean_and_repeatable_options(cli_overrides):
+    parsed = cli_overrides(["crawl", "--no-download", "--source", "web:http://a/",
+                            "--source", "pool:p.parquet"])
     assert parsed["download"] is False
     assert parsed["source"] == ["web:http://a/", "pool:p.parquet"]
 

@@ -12,7 +12,6 @@ from hostile_web import Server, image_bytes, write_selection
 from wit_builder.cli import main
 from wit_builder.config import load_config
 from wit_builder.download import download_selection
-from wit_builder.options import ConfigError
 
 PICTURE = image_bytes(300, 200, seed=5)
 SMALL = image_bytes(50, 40, seed=6)
@@ -101,16 +100,9 @@ def test_resize_mode_help_says_keep_ratio_bounds_the_longest_side(capsys):
     assert "--disallowed-header-directives" in help_text
 
 
-def test_directive_and_prefix_options_reach_the_crawl_settings(monkeypatch):
-    parsed = {}
-
-    def capture(stage, path, overrides):
-        parsed.update(overrides)
-        raise ConfigError("stop here")
-
-    monkeypatch.setattr("wit_builder.cli.load_config", capture)
-    assert main(["crawl", "--disallowed-header-directives", "noai,noindex",
-                 "--disallowed-header-directives", "noimageai", "--warc-prefix", "/mnt/cc",
-                 "--resize-mode", "keep_ratio_largest"]) == 2
+def test_directive_and_prefix_options_reach_the_crawl_settings(cli_overrides):
+    parsed = cli_overrides(["crawl", "--disallowed-header-directives", "noai,noindex",
+                            "--disallowed-header-directives", "noimageai", "--warc-prefix",
+                            "/mnt/cc", "--resize-mode", "keep_ratio_largest"])
     assert parsed["disallowed_header_directives"] == ["noai,noindex", "noimageai"]
     assert parsed["warc_prefix"] == "/mnt/cc" and parsed["resize_mode"] == "keep_ratio_largest"
