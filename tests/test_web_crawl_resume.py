@@ -21,7 +21,8 @@ from wit_builder import crawl as crawl_module
 from wit_builder.config import load_config
 from wit_builder.crawl import CRAWL_RUN, stage_web_crawl
 from wit_builder.sources.html import parse_page
-from wit_builder.sources.web import Frontier, WebCrawlSettings, crawl_web
+from wit_builder.sources.web import (SEEN_PER_CHECKPOINT_PAGE, Crawler, Frontier, WebCrawlSettings,
+                                     crawl_web)
 from wit_builder.synthweb.server import SiteServer
 
 NAME = "web-00000"
@@ -159,3 +160,16 @@ def test_a_failing_checkpoint_stops_the_crawl_with_its_error(site):
         crawl_web([site.url + "/"], settings, lambda url, body: parse_page(body, url)[1], stats,
                   full_disk)
     assert stats["pages"] == 2 and time.monotonic() - started < 10  # stopped, did not hang
+
+
+def test_checkpoints_space_out_as_the_seen_set_grows():
+    snapshots = []
+    crawler = Crawler(WebCrawlSettings(checkpoint_pages=2), lambda url, body: [], Counter(),
+                      snapshots.append)
+    for _ in range(10):
+        crawler.page_finished()
+    assert len(snapshots) == 5  # a small crawl: every 2 pages
+    crawler.seen = {f"http://site.test/{i}" for i in range(200 * SEEN_PER_CHECKPOINT_PAGE)}
+    for _ in range(1000):
+        crawler.page_finished()
+    assert len(snapshots) == 5 + 1000 // 200  # 4,000 URLs seen: every 200 pages

@@ -95,7 +95,8 @@ class CrawlConfig(PartitionedStageConfig):
     max_page_bytes: int = option(5_000_000, "largest HTML page read")
     checkpoint_pages: int = option(1000, "pages between two checkpoints of a live crawl (its "
                                          "pairs so far and its frontier): a killed crawl goes on "
-                                         "from the last one")
+                                         "from the last one; at least one page per 20 URLs seen, "
+                                         "so large crawls checkpoint less often (0: none)")
     min_text_chars: int = option(5, "shorter texts are dropped")
     max_text_chars: int = option(1000, "longer texts are dropped")
     partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")

@@ -48,6 +48,11 @@ class WebCrawlSettings:
     checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
 
 
+# At most this many seen URLs rewritten by a checkpoint per page crawled since the last one
+# (~2 kB a page): checkpoints space out as the crawl grows, their cost stays linear.
+SEEN_PER_CHECKPOINT_PAGE = 20
+
+
 @dataclass
 class Frontier:
     """Where a crawl stands: the URLs it has seen, those still to fetch (with their depth) and
@@ -289,10 +294,14 @@ class Crawler:
                 self.page_finished()
 
     def page_finished(self) -> None:
-        """Hand a snapshot to the checkpoint callback every `checkpoint_pages` pages."""
+        """Hand a snapshot to the checkpoint callback every `checkpoint_pages` pages, and never
+        more often than every `len(seen) / SEEN_PER_CHECKPOINT_PAGE` pages: a snapshot holds every
+        URL seen, so a large crawl would otherwise spend its time rewriting them."""
         self.pages_since_checkpoint += 1
         every = self.settings.checkpoint_pages
-        if self.checkpoint is not None and every and self.pages_since_checkpoint >= every:
+        if self.checkpoint is None or not every:
+            return
+        if self.pages_since_checkpoint >= max(every, len(self.seen) // SEEN_PER_CHECKPOINT_PAGE):
             self.pages_since_checkpoint = 0
             self.checkpoint(self.snapshot())
 
