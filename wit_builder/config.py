@@ -96,7 +96,7 @@ class CrawlConfig(PartitionedStageConfig):
     checkpoint_pages: int = option(1000, "pages between two checkpoints of a live crawl (its "
                                          "pairs so far and its frontier): a killed crawl goes on "
                                          "from the last one; at least one page per 20 URLs seen, "
-                                         "so large crawls checkpoint less often (0: none)")
+                                         "so large crawls checkpoint less often (0: only at the end)")
     min_text_chars: int = option(5, "shorter texts are dropped")
     max_text_chars: int = option(1000, "longer texts are dropped")
     partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")
