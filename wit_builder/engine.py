@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from wit_builder import store
 from wit_builder.options import WitError
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def stage_engine(run: Callable[[Any], int]) -> Callable[[Any], int]:
     def run_with_engine(config: Any) -> int:
         if config.engine != "ray":
             return run(config)
-        token = SHARED_DIRECTORY_REQUIRED.set("://" not in str(config.workdir))
+        token = SHARED_DIRECTORY_REQUIRED.set(not store.is_url(config.workdir))
         try:
             with ray_session(config.ray_address, config.workers):
                 return run(config)

@@ -14,7 +14,7 @@ from wit_builder.download import writer
 from wit_builder.download.fetch import FetchSettings, header_directives
 from wit_builder.download.images import ImageSettings
 from wit_builder.download.native import (COLUMNS, DownloadSettings, download_shard, finish_shard,
-                                          plan_shards)
+                                          log_done_check, plan_shards, warn_unrecorded)
 from wit_builder.download.stats import progress_postfix, status_table, summary
 from wit_builder.options import WitError
 
@@ -55,9 +55,8 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
     return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
 
 
-def remove_shards_past_selection(config: CrawlConfig, selection: store.Location) -> None:
-    """Remove the raw shards an earlier, larger selection left past the end of this one."""
-    count = len(plan_shards(selection, config.samples_per_shard))
+def remove_shards_past_selection(config: CrawlConfig, count: int) -> None:
+    """Remove the raw shards an earlier, larger selection left past this one's `count`."""
     removed = writer.remove_shards_from(config.workdir, count)
     if removed:
         log.info("download: removed raw shard(s) %s: the selection now fills %d shard(s)",
@@ -68,11 +67,12 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
     """Download every row of `selection` (a path or URL) into raw shards, redoing the shards
     whose rows or image settings changed; return the counts per status."""
     check_selection(config, selection)
-    remove_shards_past_selection(config, selection)
+    shards = plan_shards(selection, config.samples_per_shard)
+    remove_shards_past_selection(config, len(shards))
     if config.downloader == "img2dataset":
         from wit_builder.download.img2dataset_backend import download_with_img2dataset
 
-        return download_with_img2dataset(config, selection)
+        return download_with_img2dataset(config, selection, shards)
     # This process writes the manifests, and pyarrow's first list → Arrow conversion imports
     # pandas (~0.35 CPU s): load it now, not between two shards (workers never need it).
     import pandas  # noqa: F401
@@ -81,7 +81,6 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
     from wit_builder.engine import run_partitions
 
     started = time.monotonic()
-    shards = plan_shards(selection, config.samples_per_shard)
     work = functools.partial(download_shard, settings=download_settings(config))
     statuses: Counter = Counter()
     skipped = unrecorded = 0
@@ -92,19 +91,11 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
             finish_shard(result, str(config.workdir))
             statuses.update(result["statuses"])
             skipped += result["skipped"]
-            if result["skipped"]:
-                unrecorded += result["unrecorded"]
-                log.info("download: shard %05d already done (manifest exists): skipped",
-                         result["shard"])
-            elif result["redone"]:
-                log.info("download: shard %05d downloaded again: its %s changed since it was "
-                         "done", result["shard"], " and ".join(result["redone"]))
+            unrecorded += result["check"].unrecorded
+            log_done_check(result["shard"], result["check"])
             bar.update()
             bar.set_postfix(progress_postfix(statuses, time.monotonic() - started))
     finally:
         bar.close()
-    if unrecorded:
-        log.warning("download: %d shard(s) done by an older witbuilder, whose manifests record no "
-                    "inputs: kept as they are; delete their manifests/crawl/NNNNN.parquet to "
-                    "download them again", unrecorded)
+    warn_unrecorded(unrecorded)
     return summary(statuses, len(shards), skipped, time.monotonic() - started, "native")

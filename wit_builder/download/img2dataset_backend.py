@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 from wit_builder import atomic, store
 from wit_builder.config import CrawlConfig
 from wit_builder.download import download_settings, writer
-from wit_builder.download.fetch import header_directives, user_agent_token
-from wit_builder.download.images import canonical_resize_mode
-from wit_builder.download.native import (DownloadShard, inputs_changed_since_done, plan_shards,
-                                          read_rows, shard_inputs)
+from wit_builder.download.fetch import user_agent_token
+from wit_builder.download.native import (DownloadSettings, DownloadShard, check_done,
+                                          log_done_check, read_rows, shard_inputs,
+                                          warn_unrecorded)
 from wit_builder.download.stats import summary
 from wit_builder.engine import worker_count
 from wit_builder.netguard import BlockedAddressError, check_url
@@ -71,13 +71,14 @@ def guarded_input(selection: store.Location, target: Path, config: CrawlConfig) 
     return blocked
 
 
-def run_img2dataset(config: CrawlConfig, input_path: Path, output: Path) -> None:
+def run_img2dataset(config: CrawlConfig, settings: DownloadSettings, input_path: Path,
+                    output: Path) -> None:
     # img2dataset imports albumentations, which otherwise asks the network for a newer version
     # (offline, that costs seconds in every worker process).
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from img2dataset import download
 
-    resize_mode = canonical_resize_mode(config.resize_mode)
+    resize_mode = settings.image.resize_mode
     download(url_list=str(input_path), input_format="parquet", url_col="url",
              caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
              output_folder=str(output), processes_count=worker_count(config.workers),
@@ -90,8 +91,7 @@ def run_img2dataset(config: CrawlConfig, input_path: Path, output: Path) -> None
              extract_exif=False, enable_wandb=False, distributor="multiprocessing",
              user_agent_token=user_agent_token(config.user_agent),
              # An empty list turns img2dataset's check off, as it turns ours off.
-             disallowed_header_directives=list(
-                 header_directives(config.disallowed_header_directives)),
+             disallowed_header_directives=list(settings.fetch.disallowed_directives),
              incremental_mode="incremental")
 
 
@@ -161,34 +161,38 @@ def img2dataset_scratch(config: CrawlConfig) -> Path:
     return Path(config.path("data/.img2dataset"))
 
 
-def download_with_img2dataset(config: CrawlConfig, selection: store.Location) -> dict:
-    """Download with img2dataset into a scratch folder, then convert every shard not done yet."""
+def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
+                              shards: list[DownloadShard]) -> dict:
+    """Download with img2dataset into a scratch folder, then convert every shard not done yet
+    (for its inputs now: rows, image settings, opt-out directives)."""
     started = time.monotonic()
-    shards = plan_shards(selection, config.samples_per_shard)
     settings = download_settings(config)
-    inputs = {shard.index: shard_inputs(read_rows(shard), settings) for shard in shards}
-    todo, statuses = [], Counter()
+    # Only the inputs are kept: a shard still to do reads its rows again when it is converted,
+    # so memory holds one shard's rows, not the selection's.
+    todo, statuses, unrecorded = [], Counter(), 0
     for shard in shards:
-        done, changed, _ = inputs_changed_since_done(shard, inputs[shard.index], config.workdir)
-        if done:
-            table = writer.read_manifest(writer.manifest_path(config.workdir, shard.index))
-            statuses.update(table.column("status").to_pylist())
-            continue
-        if changed:
-            log.info("download: shard %05d downloaded again: its %s changed since it was done",
-                     shard.index, " and ".join(changed))
-        todo.append(shard)
+        inputs = shard_inputs(read_rows(shard), settings)
+        check = check_done(shard, inputs, config.workdir)
+        log_done_check(shard.index, check)
+        unrecorded += check.unrecorded
+        if check.statuses is not None:
+            statuses.update(check.statuses)
+        else:
+            todo.append((shard, inputs))
+    warn_unrecorded(unrecorded)
     if todo:
         scratch = img2dataset_scratch(config)
-        if not config.allow_private:
-            log.warning("download: img2dataset follows redirects and resolves names without "
-                        "our address guard; only private IP literals are refused")
-        blocked = guarded_input(selection, scratch / "input.parquet", config)
-        run_img2dataset(config, scratch / "input.parquet", scratch / "output")
-        for shard in todo:
-            statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,
-                                          inputs[shard.index]))
-        shutil.rmtree(scratch)
+        try:
+            if not config.allow_private:
+                log.warning("download: img2dataset follows redirects and resolves names without "
+                            "our address guard; only private IP literals are refused")
+            blocked = guarded_input(selection, scratch / "input.parquet", config)
+            run_img2dataset(config, settings, scratch / "input.parquet", scratch / "output")
+            for shard, inputs in todo:
+                statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,
+                                              inputs))
+        finally:  # a failed run must not leave a copy of the selection and images behind
+            shutil.rmtree(scratch, ignore_errors=True)
     stats = summary(statuses, len(shards), len(shards) - len(todo),
                     time.monotonic() - started, "img2dataset")
     log.info("download: img2dataset stored %d of %d", stats["stored"], stats["attempted"])

@@ -95,16 +95,42 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
             "disallowed_directives": list(settings.fetch.disallowed_directives)}
 
 
-def inputs_changed_since_done(shard: DownloadShard, inputs: dict, workdir: str
-                              ) -> tuple[bool, list[str], bool]:
-    """(done, what changed, done by an older witbuilder) for a shard whose inputs are now
-    `inputs`: done when its manifest exists and records the same inputs, or none at all."""
+@dataclass(frozen=True)
+class DoneCheck:
+    """Whether a shard is done for its inputs now: `statuses` (its manifest's counts) when it is,
+    else what `changed` since it was done (nothing when it never was); `unrecorded` when its
+    manifest, from an older witbuilder, records no inputs (it then counts as done)."""
+
+    statuses: dict | None
+    changed: tuple[str, ...] = ()
+    unrecorded: bool = False
+
+
+def check_done(shard: DownloadShard, inputs: dict, workdir: str) -> DoneCheck:
     manifest_file = writer.manifest_path(workdir, shard.index)
     if not store.exists(manifest_file):
-        return False, [], False
+        return DoneCheck(None)
     recorded = writer.manifest_inputs(manifest_file)
     changed = changed_inputs(recorded, inputs)
-    return not changed, changed, recorded is None
+    if changed:
+        return DoneCheck(None, tuple(changed))
+    table = writer.read_manifest(manifest_file)
+    return DoneCheck(dict(Counter(table.column("status").to_pylist())), (), recorded is None)
+
+
+def log_done_check(index: int, check: DoneCheck) -> None:
+    if check.statuses is not None:
+        log.info("download: shard %05d already done (manifest exists): skipped", index)
+    elif check.changed:
+        log.info("download: shard %05d downloaded again: its %s changed since it was done",
+                 index, " and ".join(check.changed))
+
+
+def warn_unrecorded(count: int) -> None:
+    if count:
+        log.warning("download: %d shard(s) done by an older witbuilder, whose manifests record "
+                    "no inputs: kept as they are; delete their manifests/crawl/NNNNN.parquet to "
+                    "download them again", count)
 
 
 def manifest_row(row: dict, shard: int, fetched: Fetched, status: str, error: str | None,
@@ -261,18 +287,16 @@ def status_counts(manifest: list[dict]) -> Counter:
 def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
     """Download one shard's tar and return its status counts, manifest rows and inputs, for the
     caller to write with `finish_shard`. Skipped when its manifest exists and records the same
-    inputs; `redone` names what changed when it exists with others.
+    inputs; `check` says which, or what changed.
 
     The manifest is written by the process that collects the results: a list → Arrow conversion
     imports pandas (~0.35 CPU s), which the workers' fork server then never needs to load."""
     rows = read_rows(shard)
     inputs = shard_inputs(rows, settings)
-    done, redone, unrecorded = inputs_changed_since_done(shard, inputs, settings.workdir)
-    if done:
-        table = writer.read_manifest(writer.manifest_path(settings.workdir, shard.index))
-        counts = Counter(table.column("status").to_pylist())
-        return {"shard": shard.index, "statuses": dict(counts), "skipped": True,
-                "seconds": 0.0, "manifest": None, "unrecorded": unrecorded}
+    check = check_done(shard, inputs, settings.workdir)
+    if check.statuses is not None:
+        return {"shard": shard.index, "statuses": check.statuses, "skipped": True,
+                "seconds": 0.0, "manifest": None, "check": check}
     # One worker process per core already: OpenCV's own threads would only contend.
     cv2.setNumThreads(1)
     started = time.monotonic()
@@ -281,7 +305,7 @@ def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
         manifest = run_loop(download_rows(rows, shard.index, settings, tar))
     return {"shard": shard.index, "statuses": dict(status_counts(manifest)), "skipped": False,
             "seconds": time.monotonic() - started, "manifest": manifest, "inputs": inputs,
-            "redone": redone}
+            "check": check}
 
 
 def finish_shard(result: dict, workdir: str) -> None:
