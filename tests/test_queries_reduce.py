@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import wiki_fixtures as fx
@@ -93,3 +94,18 @@ def test_bigram_reduce_gives_the_same_answer_for_any_buckets_and_workers(
     assert len(found) == 60 and cpu and all(seconds >= 0 for seconds in cpu.values())
     assert (os.getpid() in cpu) == (workers == 1)  # 2 workers: the tasks ran in worker processes
     assert not list(tmp_path.iterdir())  # every bucket file removed once summed
+
+
+def test_a_spill_appears_whole_or_not_at_all(tmp_path):
+    ids = np.array([0, 1], np.int32), np.array([1, 0], np.int32), np.array([3, 4], np.int64)
+    with pytest.raises(RuntimeError, match="partition failed"):
+        with counts.SpillWriter(str(tmp_path / "failed.arrow")) as spill:
+            spill.write(*ids)
+            raise RuntimeError("partition failed")
+    assert list(tmp_path.iterdir()) == []  # neither the spill nor its words, no temporary left
+    with counts.SpillWriter(str(tmp_path / "done.arrow")) as spill:
+        spill.words = ["cat", "dog"]
+        spill.write(*ids)
+    words, batches = counts.read_spill(str(tmp_path / "done.arrow"))
+    assert words.to_pylist() == ["cat", "dog"]
+    assert [batch.column("count").to_pylist() for batch in batches] == [[3, 4]]

@@ -90,7 +90,7 @@ def test_atomic_write_appears_whole_and_a_failed_one_leaves_nothing(bucket: str)
     assert store.glob(store.join(bucket, "run", "**")) == []
     assert not temporary.exists()  # the local temporary file is gone too
     store.write_bytes(target, b"a whole shard")
-    assert store.exists(target) and store.size(target) == 13
+    assert store.exists(target) and len(store.read_bytes(target)) == 13
     assert store.read_bytes(target) == b"a whole shard"
 
 
@@ -401,10 +401,19 @@ def test_queries_failing_on_s3_leave_nothing_on_the_store(s3_forkserver, bucket:
     assert str(dump) in message and "bz2" in message and "\n" not in message
     assert [path for path in spilled if path.endswith(".arrow.words")]  # the good partitions'
     fs, root = store.filesystem(workdir)
-    assert fs.find(root) == [f"{root}/queries/queries.txt"] and store.read_text(earlier) == "dog\n"
+    assert fs.find(root) == [f"{root}/queries/queries.txt"] and store.read_bytes(earlier) == b"dog\n"
     # A relative input under a URL workdir would be on the store: refused before any work.
     assert main(["queries", "--workdir", workdir, "--wiki", "dump.xml.bz2"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"wit queries: dump '{workdir}/dump.xml.bz2': wit queries reads its inputs from local "
         f"paths or http(s) URLs; copy it to a local disk (an absolute path when the workdir is "
         f"a URL)")
+
+
+def test_remove_tree_removes_a_folder_a_file_or_nothing(tmp_path):
+    (tmp_path / "folder" / "sub").mkdir(parents=True)
+    (tmp_path / "folder" / "sub" / "a.txt").write_text("a")
+    (tmp_path / "plain.txt").write_text("b")
+    for name in ("folder", "plain.txt", "missing"):
+        store.remove_tree(str(tmp_path / name))
+    assert list(tmp_path.iterdir()) == []

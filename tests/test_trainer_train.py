@@ -168,3 +168,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
         ClipLoss()(*clip(images, tokens)).backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), recomputed.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("stage", ["train", "eval"])
+def test_a_url_workdir_is_a_clear_error_not_a_local_folder_named_s3(stage, tmp_path,
+                                                                     monkeypatch):
+    from trainer import evaluate, train
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(stage, None, {"workdir": "s3://bucket/run"})
+    with pytest.raises(WitError, match=f"{stage}: --workdir 's3://bucket/run' is a URL"):
+        (train if stage == "train" else evaluate).run(config)
+    assert not any(tmp_path.iterdir())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wit_builder.options import StageConfig, option
+from wit_builder.options import StageConfig, WitError, option
 
 
 @dataclass
@@ -81,3 +81,14 @@ class EvalConfig(StageConfig):
     batch_size: int = option(128, "images or prompts encoded at once")
     device: str = option("auto", "where to evaluate", choices=["auto", "cpu", "cuda"])
     metrics: bool = option(True, "append the results to the run's metrics.jsonl")
+
+
+def require_local_workdir(config: StageConfig, stage: str) -> None:
+    """Runs, checkpoints and metrics are local files: the data stages' fsspec workdirs do not
+    apply here (shards can still be read from URLs, given to --train or --retrieval)."""
+    from wit_builder import store
+
+    if store.is_url(config.workdir):
+        raise WitError(f"{stage}: --workdir '{config.workdir}' is a URL; training and evaluation "
+                       f"write their runs locally: give a local --workdir, and the shards' URLs "
+                       f"to --train or --retrieval")

@@ -204,9 +204,9 @@ class ResumableShuffle:
     reports after any output, and which starts again from such a state."""
 
     def __init__(self, items: Iterator[tuple[dict[str, Any], SampleId | None]], bufsize: int,
-                 initial: int, seed: str, start: StreamState, index: int = 0):
+                 initial: int, seed: str, start: StreamState):
         self.items, self.bufsize, self.initial = items, bufsize, min(initial, bufsize)
-        self.start, self.index = start, index
+        self.start = start
         self.rng = random.Random(seed)
         if start.rng:
             self.rng.setstate((self.rng.getstate()[0], tuple(start.rng), None))
@@ -236,7 +236,6 @@ class ResumableShuffle:
 
     def take(self) -> dict[str, Any]:
         slot = self.rng.randint(0, len(self.buffer) - 1)
-        self.index += 1
         sample, self.buffer[slot] = self.buffer[slot], self.buffer[-1]
         self.buffer.pop()
         return sample
@@ -316,19 +315,21 @@ class ClipStream(IterableDataset):
             logger.warning("no stream state for data stream %d (an older checkpoint, or other "
                            "--workers): reading %d samples again to fast-forward", part, consumed)
         shuffle = ResumableShuffle(stream_samples(urls, len(self.urls), start), self.shuffle,
-                                   self.shuffle // 2, str((stream_seed, part)), start,
-                                   consumed if role in self.states else 0)
-        batches = self.batches(shuffle, role, str((stream_seed, part)), consumed)
+                                   self.shuffle // 2, str((stream_seed, part)), start)
+        # A restored stream goes on at sample `consumed`; without a state it starts over and
+        # passes over the `consumed` samples it gave before.
+        first = consumed if role in self.states else 0
+        batches = self.batches(shuffle, role, str((stream_seed, part)), first, consumed)
         for _ in range(self.max_batches):
             yield next(batches)
 
-    def batches(self, shuffle: ResumableShuffle, role: int, seed: str, start: int
+    def batches(self, shuffle: ResumableShuffle, role: int, seed: str, first: int, start: int
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
         """Decoded, cropped, tokenised batches, each with its progress: `role`, `consumed`
         (samples this stream has taken in the epoch), `skipped` (undecodable) and `state`
         (`StreamState.to_tensor()` after the batch's last sample)."""
         skipped, images, captions = 0, [], []
-        for index, sample in enumerate(shuffle, start=shuffle.index):
+        for index, sample in enumerate(shuffle, start=first):
             if index < start:  # only when resuming without a stream state
                 continue
             # A crop drawn per sample index: a resumed stream need not decode to stay in step.

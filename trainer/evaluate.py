@@ -20,7 +20,7 @@ from typing import Any
 
 
 from trainer.checkpoint import load_checkpoint
-from trainer.config import EvalConfig
+from trainer.config import EvalConfig, require_local_workdir
 from trainer.data import expand_shards
 from trainer.model import CLIP, ModelConfig
 from trainer.retrieval import evaluate_retrieval
@@ -169,6 +169,7 @@ def format_table(results: dict[str, Any]) -> str:
 
 def run(config: EvalConfig) -> int:
     """Entry point of `wit eval`: evaluate, print the table, append to metrics.jsonl."""
+    require_local_workdir(config, "eval")
     device = pick_device(config.device)
     results = evaluate_checkpoint(config.checkpoint, config.zeroshot, config.retrieval,
                                   config.workdir, str(config.path(config.templates))

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from trainer.checkpoint import (load_checkpoint, newest_checkpoint, restore_rng_states, rng_states,
                                 save_checkpoint)
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, require_local_workdir
 from trainer.data import ClipStream, expand_shards, make_loader, normalize, read_captions
 from trainer.loss import ClipLoss
 from trainer.model import CLIP, ModelConfig, load_preset
@@ -266,6 +266,7 @@ def gather_objects(item: Any, ddp: Distributed) -> list[Any]:
 
 def run(config: TrainConfig) -> int:
     """Entry point of `wit train`: train, checkpoint, and return the exit status."""
+    require_local_workdir(config, "train")
     model_config, preset_train = load_preset(config.model)
     config = apply_preset_defaults(config, preset_train)
     device = pick_device(config.device)

@@ -210,10 +210,9 @@ class CrawlRuns:
             self.pairs.sort()
             run = store.join(self.staging, f"{self.name}.run-{len(self.runs):05d}.parquet")
             table = pa.table(dict(zip(CRAWL_RUN.names, zip(*self.pairs))), schema=CRAWL_RUN)
-            with store.atomic_path(run) as temporary:
-                # row groups of one merge batch: parquet decodes a whole row group at once, so
-                # the merge would otherwise hold every run whole
-                pq.write_table(table, temporary, compression="zstd", row_group_size=RUN_BATCH_ROWS)
+            # row groups of one merge batch: parquet decodes a whole row group at once, so the
+            # merge would otherwise hold every run whole
+            store.write_parquet(run, table, row_group_size=RUN_BATCH_ROWS)
             self.runs.append(store.name(run))
             self.pairs = []
         store.write_json(self.checkpoint, {"inputs": self.inputs, "runs": self.runs,
@@ -306,7 +305,7 @@ def cached_matcher(queries: str, queries_sha256: str = "") -> QueryMatcher:
     by the file's digest too, so a process that outlives one crawl never matches with the queries
     of the one before. A queries file on an object store is copied to a local cache first (once
     per machine): the matcher keeps its automaton cache beside the file it reads."""
-    return QueryMatcher.for_queries_file(store.local_copy(queries))
+    return QueryMatcher.for_queries_file(store.local_copy(queries), sha256=queries_sha256 or None)
 
 
 def pair_uid(url: str, text: str) -> str:

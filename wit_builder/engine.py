@@ -315,3 +315,14 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message (Ray's run to pages), or its type's name."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def split_evenly(items: list, parts: int) -> list[tuple]:
+    """`items` in at most `parts` consecutive runs of near-equal length (none empty)."""
+    size, extra = divmod(len(items), max(1, min(parts, len(items))))
+    runs, start = [], 0
+    while start < len(items):
+        end = start + size + (len(runs) < extra)
+        runs.append(tuple(items[start:end]))
+        start = end
+    return runs

@@ -192,7 +192,9 @@ class QueryMatcher:
     def __init__(self, implementation: CompiledMatcher | AutomatonMatcher):
         self.implementation = implementation
         self.kind = implementation.kind
-        self.match = implementation.match  # the instance attribute: one call per text, no wrapper
+        # match(text): sorted distinct ids of the queries found in `text`; the implementation's
+        # own method, bound here: one call per text, no wrapper
+        self.match = implementation.match
 
     @classmethod
     def from_queries(cls, queries: Iterable[tuple[int, str]],
@@ -201,19 +203,21 @@ class QueryMatcher:
         return cls(MATCHERS[matcher_kind(kind)].from_keys(query_keys(queries)))
 
     @classmethod
-    def for_queries_file(cls, path: str | Path, kind: str | None = None) -> QueryMatcher:
-        """The matcher of a queries.parquet, built and cached beside it on first use."""
+    def for_queries_file(cls, path: str | Path, kind: str | None = None,
+                         sha256: str | None = None) -> QueryMatcher:
+        """The matcher of a queries.parquet, built and cached beside it on first use; `sha256`,
+        the file's digest when the caller has it already."""
         path = Path(path)
         if not path.exists():
             raise WitError(f"match: queries file '{path}' does not exist; run `wit queries` first")
         kind = matcher_kind(kind)
         cache = path.with_suffix(CACHE_SUFFIX)
-        header = cache_header(kind, atomic.sha256_file(path))
+        header = cache_header(kind, sha256 or atomic.sha256_file(path))
         matcher = cls.from_cache(cache, header, kind)
         if matcher is None:
             table = pq.read_table(path, columns=["query_id", "query"])
-            built = MATCHERS[kind].from_keys(query_keys(zip(table.column("query_id").to_pylist(),
-                                                            table.column("query").to_pylist())))
+            built = cls.from_queries(zip(table.column("query_id").to_pylist(),
+                                         table.column("query").to_pylist()), kind).implementation
             atomic.write_bytes(cache, header + built.to_bytes())
             log.info("match: built the %s matcher of %d queries, cached in %s", kind,
                      table.num_rows, cache)
@@ -230,7 +234,3 @@ class QueryMatcher:
             if handle.readline() != header:
                 return None
             return cls(MATCHERS[kind].from_bytes(handle.read()))
-
-    def match(self, text: str) -> list[int]:
-        """Sorted distinct ids of the queries found in `text` (replaced per instance)."""
-        return self.implementation.match(text)

@@ -269,24 +269,10 @@ def scatter_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
     return result
 
 
-def file_signature(location: str | None) -> list | None:
-    """[size, modification time] of a local file or a store object; None for no file."""
-    if location is None:
-        return None
-    if not store.is_url(location):
-        status = os.stat(location)
-        return [status.st_size, status.st_mtime_ns]
-    fs, path = store.filesystem(location)
-    info = fs.info(path)
-    modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created", "ETag")
-                     if info.get(key) is not None), None)
-    return [info.get("size"), str(modified)]
-
-
 def scan_inputs(shard: RawShard, settings: ScatterSettings) -> dict:
     """What a scan's outputs depend on: its files as they are now, and where samples go."""
-    return {"number": shard.number, "tar": shard.tar, "tar_file": file_signature(shard.tar),
-            "manifest": shard.manifest, "manifest_file": file_signature(shard.manifest),
+    return {"number": shard.number, "tar": shard.tar, "tar_file": store.file_signature(shard.tar),
+            "manifest": shard.manifest, "manifest_file": store.file_signature(shard.manifest),
             "buckets": settings.buckets, "seed": settings.seed,
             "val_fraction": settings.val_fraction}
 
@@ -319,7 +305,6 @@ def prepare_work(settings: ScatterSettings, finished: set[int]) -> None:
     for entry in store.glob(store.join(work, "*")):
         if store.name(entry) not in ("buckets", "index", "done"):
             store.remove_tree(entry)
-            store.remove(entry)
     for pattern in (("buckets", "*", "*"), ("index", "*"), ("done", "*")):
         for path in store.glob(store.join(work, *pattern)):
             stem = store.name(path).split(".")[0]

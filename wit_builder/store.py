@@ -108,10 +108,6 @@ def is_file(location: Location) -> bool:
     return local_or_store(location, os.path.isfile, "isfile")
 
 
-def size(location: Location) -> int:
-    return local_or_store(location, os.path.getsize, "size")
-
-
 def open(location: Location, mode: str = "rb") -> IO:  # noqa: A001 - the store's `open`
     """A file object to read (or, for local files, write) `location`; for atomic writes use
     `atomic_path`."""
@@ -124,10 +120,6 @@ def open(location: Location, mode: str = "rb") -> IO:  # noqa: A001 - the store'
 def read_bytes(location: Location) -> bytes:
     with open(location, "rb") as handle:
         return handle.read()
-
-
-def read_text(location: Location) -> str:
-    return read_bytes(location).decode("utf-8")
 
 
 def read_json(location: Location) -> Any:
@@ -221,9 +213,12 @@ def remove(location: Location) -> None:
 
 
 def remove_tree(location: Location) -> None:
-    """Delete a folder and everything under it; a missing one is not an error."""
+    """Delete a folder and everything under it, or a file; a missing one is not an error."""
     if not is_url(location):
-        shutil.rmtree(location, ignore_errors=True)
+        if os.path.isdir(location) and not os.path.islink(location):
+            shutil.rmtree(location, ignore_errors=True)
+        else:
+            remove(location)
         return
     fs, path = filesystem(location)
     with contextlib.suppress(FileNotFoundError):
@@ -256,6 +251,20 @@ def scratch_file(location: Location) -> Iterator[Path]:
             os.unlink(temporary)
 
 
+def file_signature(location: Location | None) -> list | None:
+    """[size, modification time] of a local file or a store object; None for no file."""
+    if location is None:
+        return None
+    if not is_url(location):
+        status = os.stat(location)
+        return [status.st_size, status.st_mtime_ns]
+    fs, path = filesystem(location)
+    info = fs.info(path)
+    modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created", "ETag")
+                     if info.get(key) is not None), None)
+    return [info.get("size"), str(modified)]
+
+
 def put_file(local: Location, location: Location) -> None:
     """Copy a finished local file to `location` (atomically: rename or one upload)."""
     if not is_url(location):
@@ -279,10 +288,11 @@ def write_json(location: Location, value: Any) -> None:
     write_text(location, atomic.json_text(value))
 
 
-def write_parquet(location: Location, table: pa.Table, compression: str = "zstd") -> None:
+def write_parquet(location: Location, table: pa.Table, compression: str = "zstd",
+                  row_group_size: int | None = None) -> None:
     """A pyarrow Table, atomically (deterministic bytes: no creation timestamps)."""
     with atomic_path(location) as temporary:
-        pq.write_table(table, temporary, compression=compression)
+        pq.write_table(table, temporary, compression=compression, row_group_size=row_group_size)
 
 
 # ---- local copies ---------------------------------------------------------------------------

@@ -1252,18 +1252,6 @@ static PyObject *table_dict(StringTable *t, const char *errors) {
 static PyObject *Counter_unigrams(Counter *c, PyObject *unused) { return table_dict(&c->words, "strict"); }
 static PyObject *Counter_links(Counter *c, PyObject *unused) { return table_dict(&c->links, "surrogatepass"); }
 
-static PyObject *Counter_words(Counter *c, PyObject *unused) {
-    PyObject *result = PyList_New(c->words.size);
-    if (!result) return NULL;
-    for (ssz id = 0; id < c->words.size; id++) {
-        PyObject *word = PyUnicode_DecodeUTF8((const char *)c->words.arena.data + c->words.offsets[id],
-                                              c->words.lengths[id], "strict");
-        if (!word) { Py_DECREF(result); return NULL; }
-        PyList_SET_ITEM(result, id, word);
-    }
-    return result;
-}
-
 /* (first ids int32, second ids int32, counts int64) of the distinct pairs counted since the last
  * call, as bytes, sorted by (first, second); the pair keys empty. */
 static PyObject *Counter_take_pairs(Counter *c, PyObject *unused) {
@@ -1382,7 +1370,6 @@ static PyMethodDef Counter_methods[] = {
      "Count every complete <page> of an XML fragment (bytes)."},
     {"unigrams", (PyCFunction)Counter_unigrams, METH_NOARGS, "{word: count} so far."},
     {"links", (PyCFunction)Counter_links, METH_NOARGS, "{link target: count} so far."},
-    {"words", (PyCFunction)Counter_words, METH_NOARGS, "Every word, indexed by its pair id."},
     {"take_pairs", (PyCFunction)Counter_take_pairs, METH_NOARGS,
      "(first ids, second ids, counts): int32, int32, int64 bytes; the pair table empties."},
     {"word_buffers", (PyCFunction)Counter_word_buffers, METH_NOARGS,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit_builder import store
-from wit_builder.engine import run_partitions, worker_count
+from wit_builder.engine import run_partitions, split_evenly, worker_count
 from wit_builder.queries.counts import read_spill
 
 BUCKET_ROWS = 250_000  # spilled rows per bucket, on average: 2 MB of packed records to sort
@@ -112,17 +111,6 @@ def best(scored: np.ndarray, limit: int) -> np.ndarray:
     return scored[np.lexsort((scored["key"], -scored["pmi"]))][:limit]
 
 
-def split_evenly(items: list, parts: int) -> list[tuple]:
-    """`items` in at most `parts` consecutive runs of near-equal length (none empty)."""
-    size, extra = divmod(len(items), max(1, min(parts, len(items))))
-    runs, start = [], 0
-    while start < len(items):
-        end = start + size + (len(runs) < extra)
-        runs.append(tuple(items[start:end]))
-        start = end
-    return runs
-
-
 def bucket_path(folder: str, bucket: int, group: int) -> store.Location:
     return store.join(folder, f"bucket-{bucket:05d}-{group:05d}.bin")
 
@@ -144,33 +132,16 @@ def scatter_group(task: ScatterTask) -> tuple[int, float]:
 
 @contextlib.contextmanager
 def bucket_files(task: ScatterTask) -> Iterator[list]:
-    """The group's bucket files, open to write: in the work folder when it is local; on an
-    object store, local temporary files uploaded when the block ends without error."""
-    if not store.is_url(task.folder):
-        handles = [open(bucket_path(task.folder, b, task.group), "wb")
-                   for b in range(task.buckets)]
-        try:
-            yield handles
-        finally:
-            for handle in handles:
-                handle.close()
-        return
-    with tempfile.TemporaryDirectory(prefix="wit-buckets-") as scratch:
-        scratch_paths = [os.path.join(scratch, f"{b:05d}.bin") for b in range(task.buckets)]
-        handles = [open(path, "wb") for path in scratch_paths]
-        try:
-            yield handles
-        finally:
-            for handle in handles:
-                handle.close()
-        for bucket, path in enumerate(scratch_paths):
-            store.put_file(path, bucket_path(task.folder, bucket, task.group))
+    """The group's bucket files, open to write; they appear in the work folder (renamed, or
+    uploaded to an object store) only when the block ends without error."""
+    with contextlib.ExitStack() as stack:
+        paths = [stack.enter_context(store.atomic_path(bucket_path(task.folder, b, task.group)))
+                 for b in range(task.buckets)]
+        yield [stack.enter_context(open(path, "wb")) for path in paths]
 
 
 def read_records(path: store.Location) -> np.ndarray:
-    """A bucket file's packed records."""
-    if not store.is_url(path):
-        return np.fromfile(path, dtype=np.uint64)
+    """A bucket file's packed records (read-only: a view of the bytes read)."""
     return np.frombuffer(store.read_bytes(path), dtype=np.uint64)
 
 

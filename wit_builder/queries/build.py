@@ -99,9 +99,8 @@ def make_spill_dir(out: store.Location) -> store.Location:
 
 def partition_inputs(task: CountTask) -> dict:
     """What a partition's counts depend on: its byte range, its file as it is now, the options."""
-    status = os.stat(task.partition.path)
     return {"partition": repr(task.partition), "count_links": task.count_links,
-            "dump_file": [status.st_size, status.st_mtime_ns]}
+            "dump_file": store.file_signature(task.partition.path)}
 
 
 def count_and_record(task: CountTask) -> PartialCounts:
@@ -130,7 +129,6 @@ def keep_only(spill_dir: store.Location, finished: list[CountTask]) -> None:
     for entry in store.glob(store.join(spill_dir, "*")):
         if store.name(entry) not in kept:
             store.remove_tree(entry)
-            store.remove(entry)
 
 
 def refuse_store_inputs(config: QueriesConfig) -> None:

@@ -17,12 +17,11 @@ import html
 import itertools
 import os
 import resource
-import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -373,19 +372,25 @@ class PairCounter:
 
 class SpillWriter:
     """One partition's pair counts: Arrow IPC batches (zstd) of (w1, w2, count), the ids indexing
-    the words that `close` writes to `<path>.words` (Arrow IPC too).
+    the words that the block's end writes to `<path>.words` (Arrow IPC too).
 
-    A spill on an object store (`path` a URL) is written to a local temporary file and both files
-    are uploaded when it closes without error; a local one is written in place."""
+    Both are written to local temporary files that appear at their locations (renamed, or
+    uploaded to an object store) only when the block ends without error."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.local = path if not store.is_url(path) else local_scratch_path(path)
         self.words: list[str] | pa.Array = []
         self.rows = 0
-        self.sink = pa.OSFile(self.local, "wb")
-        self.writer = pa.ipc.new_file(self.sink, SPILL_SCHEMA,
-                                      options=pa.ipc.IpcWriteOptions(compression=SPILL_CODEC))
+        with contextlib.ExitStack() as stack:
+            spill_file = stack.enter_context(store.atomic_path(path))
+            words_file = stack.enter_context(store.atomic_path(path + ".words"))
+            # Runs after the spill is closed, and before either file appears; an error in it
+            # reaches the atomic paths, which then drop both.
+            stack.push(functools.partial(self.write_words, words_file))
+            sink = stack.enter_context(pa.OSFile(str(spill_file), "wb"))
+            self.writer = stack.enter_context(pa.ipc.new_file(
+                sink, SPILL_SCHEMA, options=pa.ipc.IpcWriteOptions(compression=SPILL_CODEC)))
+            self.files = stack.pop_all()
 
     def write(self, first: np.ndarray, second: np.ndarray, counts: np.ndarray) -> None:
         """Pairs given as their words' ids (int32) and their counts (int64)."""
@@ -394,39 +399,23 @@ class SpillWriter:
         self.writer.write_batch(pa.record_batch([first, second, counts], schema=SPILL_SCHEMA))
         self.rows += len(first)
 
-    def close(self, upload: bool = True) -> None:
-        """Finish both files (uploaded to the store when `upload` and the spill is remote)."""
-        try:
-            self.writer.close()
-            self.sink.close()
-            words = pa.table({"word": self.words if isinstance(self.words, pa.Array)
-                              else pa.array(self.words, pa.string())})
-            with pa.OSFile(self.local + ".words", "wb") as sink, \
-                    pa.ipc.new_file(sink, words.schema) as writer:
-                writer.write_table(words)
-            if upload and self.local != self.path:
-                store.put_file(self.local, self.path)
-                store.put_file(self.local + ".words", self.path + ".words")
-        finally:
-            if self.local != self.path:
-                for path in (self.local, self.local + ".words"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
+    def write_words(self, words_file: Path, error_type, *_) -> None:
+        """The words file, unless the block failed."""
+        if error_type is not None:
+            return
+        words = pa.table({"word": self.words if isinstance(self.words, pa.Array)
+                          else pa.array(self.words, pa.string())})
+        with pa.OSFile(str(words_file), "wb") as sink, \
+                pa.ipc.new_file(sink, words.schema) as writer:
+            writer.write_table(words)
 
     def __enter__(self) -> SpillWriter:
         return self
 
-    def __exit__(self, error_type, *_) -> None:
-        # A failed partition's spill is not uploaded: nothing of it may outlive the stage's
+    def __exit__(self, *error) -> bool:
+        # A failed partition's spill must not appear: nothing of it may outlive the stage's
         # removal of its spill folder.
-        self.close(upload=error_type is None)
-
-
-def local_scratch_path(location: str) -> str:
-    """A new local temporary file for the content of `location` (written, then uploaded)."""
-    handle, path = tempfile.mkstemp(prefix=".wit-", suffix=f"-{store.name(location)}")
-    os.close(handle)
-    return path
+        return self.files.__exit__(*error)
 
 
 def read_spill(path: str) -> tuple[pa.Array, Iterator[pa.RecordBatch]]:

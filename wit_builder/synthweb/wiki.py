@@ -65,6 +65,7 @@ from tqdm import tqdm
 
 from wit_builder import atomic
 from wit_builder.config import SynthwebConfig
+from wit_builder.engine import split_evenly
 from wit_builder.options import WitError
 from wit_builder.synthweb import concepts, pageviews, wikitext
 from wit_builder.synthweb.vocabulary import Vocabulary, build_vocabulary
@@ -401,24 +402,13 @@ def part_name(number: int, first_id: int, last_id: int) -> str:
     return f"parts/{DUMP}-pages-articles{number}.xml-p{first_id}p{last_id}.bz2"
 
 
-def split_into_parts(pages: list[PagePlan], parts: int) -> list[list[PagePlan]]:
-    """Consecutive runs of pages, as even as possible (fewer runs only if pages are fewer)."""
-    size, extra = divmod(len(pages), parts)
-    runs, start = [], 0
-    for number in range(parts):
-        end = start + size + (number < extra)
-        runs.append(pages[start:end])
-        start = end
-    return [run for run in runs if run]
-
-
 class PartsSink:
     """`pages-articles{N}.xml-p{first}p{last}.bz2`: complete documents over page-id ranges, each
     one bz2 stream with the siteinfo header, as Wikimedia splits the big dump."""
 
     def __init__(self, stack: contextlib.ExitStack, out: Path, pages: list[PagePlan]):
         self.files, self.names, self.last_ids = [], [], []
-        for number, run in enumerate(split_into_parts(pages, PARTS), start=1):
+        for number, run in enumerate(split_evenly(pages, PARTS), start=1):
             name = part_name(number, run[0].page_id, run[-1].page_id)
             self.files.append(open_output(stack, out / name))
             self.names.append(name)
@@ -577,7 +567,7 @@ def written_files(plan: DumpPlan, layouts: tuple[str, ...]) -> list[str]:
     if "single" in layouts:
         names.append(SINGLE_STREAM)
     if "parts" in layouts:
-        runs = split_into_parts(plan.pages, PARTS)
+        runs = split_evenly(plan.pages, PARTS)
         names += [part_name(number, run[0].page_id, run[-1].page_id)
                   for number, run in enumerate(runs, start=1)]
     return names

@@ -171,7 +171,7 @@ def stream_offsets(dump: Path, index: Path, workers: int = 1) -> list[int] | Non
         return None
     try:
         offsets = read_index_offsets(index, workers)
-    except (OSError, EOFError, ValueError, RuntimeError) as error:
+    except (OSError, EOFError, ValueError) as error:
         log.warning("queries: multistream index '%s' is unreadable (%s); reading '%s' serially",
                     index, error, dump)
         return None
