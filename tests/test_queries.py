@@ -355,3 +355,88 @@ def test_rerun_after_a_failed_partition_recounts_only_unfinished_ones(synth: Pat
     assert {name: (out / name).read_bytes() for name in uninterrupted} == uninterrupted
     assert stats_counts() == uninterrupted_stats
     assert not (out / ".work").exists()
+
+
+class WritesAMarker:
+    """A pickle payload: unpickling it calls open(path, "w"), which creates the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("crafted", ["pickle", "bad_arrow", "truncated", "bad_values"])
+def test_a_crafted_result_file_is_never_executed_and_its_partition_is_recounted(
+        synth: Path, tmp_path: Path, monkeypatch, crafted: str):
+    """Files in the workdir are data: a `.result` a rerun keeps is read as Arrow and checked, and
+    one that is not what `wit queries` writes is recounted (never unpickled)."""
+    import pickle
+
+    import pyarrow as pa
+
+    from wit_builder.queries import build
+
+    out = tmp_path / "queries"
+    assert run_queries(synth, out, "--workers", "1") == 0
+    uninterrupted = {name: (out / name).read_bytes() for name in ("queries.parquet",
+                                                                  "queries.txt")}
+    counted: Counter = Counter()
+    count_partition_once = build.count_partition
+
+    def failing_count(task: CountTask) -> PartialCounts:
+        counted[task.spill_path] += 1
+        if task.spill_path.endswith("part-000002.arrow") and counted[task.spill_path] == 1:
+            raise OSError("simulated crash while counting a partition")
+        return count_partition_once(task)
+
+    monkeypatch.setattr(build, "count_partition", failing_count)
+    with pytest.raises(OSError, match="simulated crash"):
+        run_queries(synth, out, "--workers", "1")
+    result = out / ".work" / "part-000000.arrow.result"
+    assert result.read_bytes()[:6] == b"ARROW1"  # Arrow IPC, not a pickle
+    marker = tmp_path / "pwned"
+    if crafted == "pickle":
+        result.write_bytes(pickle.dumps(WritesAMarker(marker)))
+    elif crafted == "bad_arrow":  # an Arrow file of another shape
+        sink = pa.BufferOutputStream()
+        table = pa.table({"kind": pa.array([0], pa.int8()), "key": [b"x"]})
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        result.write_bytes(sink.getvalue().to_pybytes())
+    elif crafted == "truncated":
+        result.write_bytes(result.read_bytes()[:100])
+    else:  # the right columns, a negative count and a spill path of its choosing in the metadata
+        table = pa.ipc.open_file(pa.py_buffer(result.read_bytes())).read_all()
+        metadata = json.loads(table.schema.metadata[build.RESULT_METADATA])
+        metadata["pages"] = -5
+        metadata["spills"] = ["/etc/passwd"]
+        table = table.replace_schema_metadata(
+            {build.RESULT_METADATA: json.dumps(metadata).encode()})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        result.write_bytes(sink.getvalue().to_pybytes())
+    assert run_queries(synth, out, "--workers", "1") == 0
+    assert not marker.exists()
+    parts = sorted(counted)
+    assert [counted[part] for part in parts] == [2, 1, 2] + [1] * (len(parts) - 3)
+    assert {name: (out / name).read_bytes() for name in uninterrupted} == uninterrupted
+
+
+def test_partition_results_round_trip_exactly(synth: Path, tmp_path: Path):
+    from wit_builder.queries import build
+
+    partition = plan_dump(str(synth / MULTISTREAM)).partitions[0]
+    partial = count_partition(CountTask(partition, str(tmp_path / "p.arrow"), count_links=True))
+    partial.titles.add("lone \ud800 surrogate")
+    partial.redirect_targets["R \udfff"] = "T"
+    assert partial.unigrams and partial.links and partial.redirect_targets
+    back = build.read_result(build.result_bytes(partial), str(tmp_path / "p.arrow"))
+    for name in ("pages", "articles", "redirects", "other_namespaces", "tokens", "spill_rows",
+                 "peak_rss_kb", "titles", "redirect_targets", "unigrams", "links",
+                 "worker_cpu_seconds", "spills"):
+        assert getattr(back, name) == getattr(partial, name), name
+    assert list(back.redirect_targets) == list(partial.redirect_targets)
+    assert list(back.unigrams) == list(partial.unigrams)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import json
+import math
 import os
-import pickle
 import re
 import resource
 import threading
@@ -17,6 +18,7 @@ from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from wit_builder import store
@@ -24,7 +26,7 @@ from wit_builder.config import QueriesConfig
 from wit_builder.engine import run_partitions, stage_engine, worker_count
 from wit_builder.options import WitError
 from wit_builder.queries.bigrams import select_bigrams
-from wit_builder.queries.counts import (CountTask, PartialCounts, compiled_available,
+from wit_builder.queries.counts import (CountTable, CountTask, PartialCounts, compiled_available,
                                         count_partition)
 from wit_builder.queries.titles import (credit_articles, pageviews_files, popular_titles,
                                         read_pageviews, titles_from_links)
@@ -36,6 +38,17 @@ log = logging.getLogger(__name__)
 QUERIES_SCHEMA = pa.schema([("query_id", pa.int32()), ("query", pa.string()),
                             ("source", pa.string()), ("count", pa.int64()), ("pmi", pa.float64())])
 SOURCE_ORDER = ("wordnet", "unigram", "bigram", "title")
+# A counted partition's result beside its spill (`{spill}.result`), read back by a rerun after a
+# crash: an Arrow IPC file, data only (never a pickle: the workdir may hold files written by
+# anyone). Rows are the word counts, link counts, article titles and redirects; the scalars are
+# JSON in the schema's metadata. Text is stored as UTF-8 bytes (surrogatepass: a title may hold
+# a lone surrogate from a numeric reference).
+RESULT_KINDS = ("word", "link", "title", "redirect")
+RESULT_SCHEMA = pa.schema([("kind", pa.int8()), ("key", pa.binary()), ("value", pa.binary()),
+                          ("count", pa.int64())])
+RESULT_METADATA = b"wit.partition_result"
+RESULT_INTEGERS = ("pages", "articles", "redirects", "other_namespaces", "tokens", "spill_rows",
+                   "peak_rss_kb")
 
 
 @stage_engine
@@ -107,9 +120,109 @@ def count_and_record(task: CountTask) -> PartialCounts:
     """`count_partition`, then its result and (last, atomically) a done marker beside its spill."""
     inputs = partition_inputs(task)  # before reading: a change during the count redoes it
     counts = count_partition(task)
-    store.write_bytes(f"{task.spill_path}.result", pickle.dumps(counts))
+    store.write_bytes(f"{task.spill_path}.result", result_bytes(counts))
     store.write_json(f"{task.spill_path}.done", inputs)
     return counts
+
+
+def result_bytes(counts: PartialCounts) -> bytes:
+    """One partition's counts as an Arrow IPC file (see RESULT_SCHEMA); its spill is implied."""
+    def encoded(texts) -> list[bytes]:
+        return [text.encode("utf-8", "surrogatepass") for text in texts]
+
+    tables = []
+    for kind, count_table in ((0, counts.word_counts), (1, counts.link_counts)):
+        for table in count_table.tables:
+            tables.append(pa.table({"kind": pa.array([kind] * len(table), pa.int8()),
+                                    "key": table.column("key").cast(pa.binary()),
+                                    "value": pa.nulls(len(table), pa.binary()),
+                                    "count": table.column("count")}, schema=RESULT_SCHEMA))
+    titles = sorted(counts.titles)
+    tables.append(pa.table({"kind": pa.array([2] * len(titles), pa.int8()),
+                            "key": pa.array(encoded(titles), pa.binary()),
+                            "value": pa.nulls(len(titles), pa.binary()),
+                            "count": pa.nulls(len(titles), pa.int64())}, schema=RESULT_SCHEMA))
+    redirects = counts.redirect_targets
+    tables.append(pa.table({"kind": pa.array([3] * len(redirects), pa.int8()),
+                            "key": pa.array(encoded(redirects), pa.binary()),
+                            "value": pa.array(encoded(redirects.values()), pa.binary()),
+                            "count": pa.nulls(len(redirects), pa.int64())}, schema=RESULT_SCHEMA))
+    scalars = {name: getattr(counts, name) for name in RESULT_INTEGERS}
+    scalars["worker_cpu_seconds"] = [[pid, seconds]
+                                     for pid, seconds in counts.worker_cpu_seconds.items()]
+    table = pa.concat_tables(tables).replace_schema_metadata(
+        {RESULT_METADATA: json.dumps(scalars).encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def read_result(data: bytes, spill_path: str) -> PartialCounts:
+    """The counts `result_bytes` wrote for the partition spilled to `spill_path`; ValueError when
+    `data` is not such a file (truncated, another format, wrong schema or values)."""
+    try:
+        table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"not an Arrow result file ({error})") from None
+    if not table.schema.equals(RESULT_SCHEMA, check_metadata=False):
+        raise ValueError(f"unexpected columns {table.schema.names}")
+    try:
+        scalars = json.loads((table.schema.metadata or {})[RESULT_METADATA])
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"no readable counts in its metadata ({error!r})") from None
+    if not isinstance(scalars, dict) or any(
+            type(scalars.get(name)) is not int or scalars[name] < 0 for name in RESULT_INTEGERS):
+        raise ValueError("counts in its metadata are not non-negative integers")
+    cpu = scalars.get("worker_cpu_seconds")
+    if not isinstance(cpu, list) or not all(
+            isinstance(item, list) and len(item) == 2 and type(item[0]) is int
+            and type(item[1]) in (int, float) and math.isfinite(item[1]) for item in cpu):
+        raise ValueError("worker CPU seconds in its metadata are not [pid, seconds] pairs")
+    counts = PartialCounts(**{name: scalars[name] for name in RESULT_INTEGERS},
+                           worker_cpu_seconds={pid: float(seconds) for pid, seconds in cpu},
+                           spills=[spill_path])
+    kinds = table.column("kind")
+    if kinds.null_count or not set(kinds.unique().to_pylist()) <= set(range(len(RESULT_KINDS))):
+        raise ValueError("unknown row kinds")
+    for kind, name in enumerate(RESULT_KINDS):
+        rows = table.filter(pc.equal(kinds, kind))
+        if rows.column("key").null_count:
+            raise ValueError(f"a {name} row without a key")
+        if kind < 2:
+            if rows.column("count").null_count or (len(rows) and pc.min(rows.column("count"))
+                                                    .as_py() < 0):
+                raise ValueError(f"a {name} row without a non-negative count")
+            if len(rows):
+                counted = CountTable()
+                counted.tables.append(pa.table({"key": rows.column("key").combine_chunks(),
+                                                "count": rows.column("count").combine_chunks()}))
+                counted.rows = len(rows)
+                setattr(counts, "word_counts" if kind == 0 else "link_counts", counted)
+            continue
+        try:
+            keys = [key.decode("utf-8", "surrogatepass") for key in rows.column("key").to_pylist()]
+            if kind == 2:
+                counts.titles = set(keys)
+            else:
+                if rows.column("value").null_count:
+                    raise ValueError("a redirect without a target")
+                counts.redirect_targets = dict(zip(keys, (
+                    value.decode("utf-8", "surrogatepass")
+                    for value in rows.column("value").to_pylist())))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"a {name} that is not UTF-8 ({error})") from None
+    return counts
+
+
+def kept_result(task: CountTask) -> PartialCounts:
+    """The result an interrupted run recorded for `task`; recounted when it cannot be read."""
+    path = f"{task.spill_path}.result"
+    try:
+        return read_result(store.read_bytes(path), task.spill_path)
+    except (OSError, ValueError) as error:
+        log.warning("queries: unreadable result %s (%s): recounting its partition", path, error)
+        return count_and_record(task)
 
 
 def finished_partition(task: CountTask) -> bool:
@@ -176,8 +289,7 @@ def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
     counted = run_partitions(count_and_record, [t for t in tasks if t.spill_path not in kept],
                              **options)
     for task in tasks:
-        total.merge(pickle.loads(store.read_bytes(f"{task.spill_path}.result"))
-                    if task.spill_path in kept else next(counted))
+        total.merge(kept_result(task) if task.spill_path in kept else next(counted))
     return total
 
 

@@ -45,7 +45,7 @@ BZ2_BLOCK_MAGIC = bytes.fromhex("314159265359")
 READ_SIZE = 1 << 22
 # Partitions of about this many compressed bytes (~4.5 MB of XML): a worker's memory depends on
 # it, never on the dump's size; 22,000 of them on enwiki balance any number of workers, and their
-# overhead (a spill file, a pickled dict of words) stays small.
+# overhead (a spill file, a words file, a result file) stays small.
 PARTITION_BYTES = 1 << 20
 CHUNK_BYTES = 8 << 20  # decompressed XML per chunk of the serial reader
 HEADER_BYTES = 1 << 16
