@@ -109,3 +109,38 @@ def test_a_spill_appears_whole_or_not_at_all(tmp_path):
     words, batches = counts.read_spill(str(tmp_path / "done.arrow"))
     assert words.to_pylist() == ["cat", "dog"]
     assert [batch.column("count").to_pylist() for batch in batches] == [[3, 4]]
+
+
+@pytest.mark.parametrize("crafted", ["id_too_large", "negative_id", "zero_count", "words_schema",
+                                     "not_arrow"])
+def test_a_crafted_spill_is_a_clear_error_not_wrong_counts(tmp_path, crafted: str):
+    """A spill kept by an interrupted run is data from the workdir: ids outside its words (numpy
+    would wrap a negative one), counts below 1 or other columns are refused by name."""
+    from wit_builder.options import WitError
+
+    first, second, pair_counts = [0, 1], [1, 0], [3, 4]
+    if crafted == "id_too_large":
+        second = [1, 2]
+    elif crafted == "negative_id":
+        first = [0, -1]
+    elif crafted == "zero_count":
+        pair_counts = [3, 0]
+    path = tmp_path / "crafted.arrow"
+    with counts.SpillWriter(str(path)) as spill:
+        spill.words = ["cat", "dog"]
+        spill.write(np.array(first, np.int32), np.array(second, np.int32),
+                    np.array(pair_counts, np.int64))
+    if crafted == "words_schema":
+        import pyarrow as pa
+        with pa.OSFile(str(path) + ".words", "wb") as sink:
+            table = pa.table({"word": pa.array([1, 2], pa.int64())})
+            with pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+    elif crafted == "not_arrow":
+        path.write_bytes(b"\x80\x04 a pickle, say")
+    with pytest.raises(WitError, match="crafted.arrow.* is not one wit queries wrote"):
+        words, batches = counts.read_spill(str(path))
+        list(batches)
+    with pytest.raises(WitError, match="is not one wit queries wrote"):
+        bigrams.select_bigrams([str(path)], 2, {"cat": 5, "dog": 5}, ["cat", "dog"], 10, 1, 5,
+                               tmp_path, workers=1)

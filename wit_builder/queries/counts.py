@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit_builder import store
+from wit_builder.options import WitError
 from wit_builder.text import WORD_OR_SENTENCE_END, normalize
 from wit_builder.wikipedia.pages import iter_page_blocks, parse_page, xml_unescape
 from wit_builder.wikipedia.reader import Partition, prefetched, read_partition
@@ -420,17 +421,53 @@ class SpillWriter:
 
 def read_spill(path: str) -> tuple[pa.Array, Iterator[pa.RecordBatch]]:
     """A spill file's words and its batches of (w1, w2, count) ids into them (a spill on an
-    object store is downloaded to a temporary file while it is read)."""
-    with store.local_file(path + ".words") as local, pa.memory_map(str(local)) as source:
-        words = pa.ipc.open_file(source).read_all().column("word").combine_chunks()
-    return words, spill_batches(path)
+    object store is downloaded to a temporary file while it is read).
+
+    A spill kept by an interrupted run is data from the workdir: one that is not what
+    SpillWriter writes (other columns, ids outside its words, counts below 1) is a WitError
+    (the stage then removes its spill folder, so a rerun counts again)."""
+    try:
+        with store.local_file(path + ".words") as local, pa.memory_map(str(local)) as source:
+            words = pa.ipc.open_file(source).read_all()
+    except (pa.ArrowException, OSError) as error:
+        raise unusable_spill(path + ".words", str(error)) from None
+    if words.schema.names != ["word"] or words.schema.types != [pa.string()]:
+        raise unusable_spill(path + ".words", f"columns {words.schema}")
+    words = words.column("word").combine_chunks()
+    if words.null_count:
+        raise unusable_spill(path + ".words", "a null word")
+    return words, spill_batches(path, len(words))
 
 
-def spill_batches(path: str) -> Iterator[pa.RecordBatch]:
+def unusable_spill(path: str, why: str) -> WitError:
+    return WitError(f"spill file '{path}' is not one wit queries wrote ({why}); rerun to count "
+                    f"its partition again")
+
+
+def spill_batches(path: str, words: int) -> Iterator[pa.RecordBatch]:
+    """The spill's batches, each checked: ids index the `words` words, counts are positive."""
     with store.local_file(path) as local, pa.memory_map(str(local)) as source:
-        reader = pa.ipc.open_file(source)
+        try:
+            reader = pa.ipc.open_file(source)
+        except (pa.ArrowException, OSError) as error:
+            raise unusable_spill(path, str(error)) from None
+        if not reader.schema.equals(SPILL_SCHEMA):
+            raise unusable_spill(path, f"columns {reader.schema}")
         for number in range(reader.num_record_batches):
-            yield reader.get_batch(number)
+            try:
+                batch = reader.get_batch(number)
+            except (pa.ArrowException, OSError) as error:
+                raise unusable_spill(path, str(error)) from None
+            if batch.num_rows:
+                if any(column.null_count for column in batch.columns):
+                    raise unusable_spill(path, "null values")
+                ids = [pc.min_max(batch.column(name)).as_py() for name in ("w1", "w2")]
+                if min(low["min"] for low in ids) < 0 or \
+                        max(high["max"] for high in ids) >= words:
+                    raise unusable_spill(path, f"word ids outside its {words} words")
+                if pc.min(batch.column("count")).as_py() < 1:
+                    raise unusable_spill(path, "counts below 1")
+            yield batch
 
 
 def article_text(fragment: bytes, counts: PartialCounts, links: Counter | None) -> str:
