@@ -19,6 +19,8 @@ from wit_builder import __version__
 from wit_builder.config import STAGES, field_types, load_config
 from wit_builder.options import WitError
 
+log = logging.getLogger("wit_builder.cli")
+
 DEFAULT_CONFIG = "witbuilder.toml"
 
 
@@ -92,17 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--config", metavar="FILE", default=default,
-                        help=f"TOML config (default: ./{DEFAULT_CONFIG} when it exists)")
+                        help=f"TOML config; only a file named here is read (the make targets "
+                             f"name {DEFAULT_CONFIG}, the demo's)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
                         help="log debug messages")
 
 
 def config_path(chosen: str | None) -> Path | None:
-    """The config file to read: the one given, else ./witbuilder.toml if present, else none."""
+    """The config file to read: only the one the user names. A file lying in the current folder
+    (the project's own witbuilder.toml is the demo's) is never read on its own: it could feed
+    the demo's inputs into a real run, or settings the user never chose."""
     if chosen:
         return Path(chosen)
-    default = Path(DEFAULT_CONFIG)
-    return default if default.exists() else None
+    if Path(DEFAULT_CONFIG).exists():
+        log.info("./%s is not read unless named: pass --config %s to use it",
+                 DEFAULT_CONFIG, DEFAULT_CONFIG)
+    return None
 
 
 def resolve_runner(spec: str) -> Callable[[Any], int | None]:

@@ -48,9 +48,8 @@ class SynthwebConfig(StageConfig):
 
 @dataclass
 class QueriesConfig(PartitionedStageConfig):
-    wiki: str = option("data/synthweb/enwiki-20260101-pages-articles-multistream.xml.bz2",
-                       "the dump: multistream or single-stream .xml.bz2, part files (a directory "
-                       "or glob), plain .xml, or an http(s):// URL")
+    wiki: str = option("", "the dump (required): multistream or single-stream .xml.bz2, part "
+                           "files (a directory or glob), plain .xml, or an http(s):// URL")
     index: str = option("", "multistream index (default: found beside the dump)")
     pageviews: list[str] = option([], "pageviews files (Wikimedia's hourly pageviews-*.gz: "
                                       "'en Title views bytes' lines), summed; repeatable",
@@ -81,7 +80,9 @@ class CrawlConfig(PartitionedStageConfig):
     download: bool = option(True, "download the selected images (--no-download stops after "
                                   "the selection)")
     downloader: str = option("native", "image downloader", choices=["native", "img2dataset"])
-    allow_private: bool = option(False, "allow private, loopback and link-local addresses")
+    allow_private: bool = option(False, "turn the address guard off: let every request reach "
+                                        "private, loopback, link-local and metadata addresses "
+                                        "(logged once per run); prefer --trusted-origins")
     max_pages: int = option(10_000, "pages the web crawler fetches at most")
     max_depth: int = option(5, "links followed from a seed at most")
     allowed_hosts: list[str] = option([], "hosts the crawler may visit (default: the seeds' hosts)",

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +35,7 @@ from wit_builder.config import CrawlConfig
 from wit_builder.download import download_selection, status_table
 from wit_builder.engine import map_partitions, stage_engine
 from wit_builder.match import QueryMatcher
+from wit_builder.netguard import origin_netloc
 from wit_builder.options import WitError
 from wit_builder.resume import changed_inputs
 from wit_builder.sources.html import parse_page
@@ -120,7 +122,10 @@ def web_crawl_inputs(seeds: list[str], config: CrawlConfig) -> dict:
     return {"seeds": list(seeds), "max_pages": config.max_pages, "max_depth": config.max_depth,
             "allowed_hosts": list(config.allowed_hosts), "user_agent": config.user_agent,
             "max_page_bytes": config.max_page_bytes, "allow_private": config.allow_private,
-            "partition_rows": config.partition_rows}
+            "partition_rows": config.partition_rows,
+            # recorded only when set, so that crawls made before the option still resume
+            **({"trusted_origins": sorted(config.trusted_origins)}
+               if config.trusted_origins else {})}
 
 
 def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Location, name: str,
@@ -267,6 +272,8 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
     """The partitions of one source, numbered from `start`."""
     if source.kind in ("web", "synthweb"):
         seeds = [site_url] if source.kind == "synthweb" else web_seeds(source.location)
+        if source.kind == "synthweb":
+            config = config.replace(crawl_delay=0.0)  # our own server, trusted by origin
         chunks = stage_web_crawl(seeds, config, staging, f"web-{start:05d}", dropped)
         return [Partition(start + i, "staged", str(path), "web", sha256=digest)
                 for i, (path, digest) in enumerate(chunks)]
@@ -535,10 +542,29 @@ def select(config: CrawlConfig, site_url: str | None = None) -> dict:
     return stats
 
 
+def trusting_site(config: CrawlConfig, site_url: str) -> CrawlConfig:
+    """The settings with the embedded site's origin (scheme, host and port) trusted by the
+    address guard of the crawler and the downloader: that one server, nothing else on the
+    machine or its network."""
+    parts = urlsplit(site_url)
+    origin = origin_netloc(parts.hostname, parts.port, parts.scheme)
+    return config.replace(trusted_origins=[*config.trusted_origins, origin])
+
+
+def warn_if_unguarded(config: CrawlConfig) -> None:
+    if config.allow_private:
+        log.warning("crawl: --allow-private: the address guard is off for this run; every "
+                    "request may reach private, loopback, link-local and cloud-metadata "
+                    "addresses (--trusted-origins HOST:PORT opens one server instead)")
+
+
 @stage_engine
 def run(config: CrawlConfig) -> int:
+    warn_if_unguarded(config)
     # The embedded site (source synthweb:) stays up until the images are downloaded too.
     with synthweb_site(config, parse_sources(config)) as site_url:
+        if site_url:
+            config = trusting_site(config, site_url)
         stats = select(config, site_url)
         balance = stats["balance"]
         log.info("crawl: %d matched pairs, %d selected (%d queries over the cap of %d)",

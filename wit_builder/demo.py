@@ -62,8 +62,10 @@ def crawl_synthweb(demo: DemoConfig, synthweb_config: Any, out: Path) -> None:
         record_site(out, synthweb_config, server.url.rstrip("/"), recorded)
         sources = [f"web:{server.url}", f"warc:{recorded / 'site.warc.gz'}",
                    f"pool:{recorded / 'pool.parquet'}"]
-        crawl.run(stage_config("crawl", demo, source=sources, allow_private=True,
-                               crawl_delay=0.0))
+        # The guard stays on: the demo trusts exactly the origin it serves, and nothing else
+        # on this machine or its network; no delay between requests to its own server.
+        config = stage_config("crawl", demo, source=sources, crawl_delay=0.0)
+        crawl.run(crawl.trusting_site(config, server.url))
 
 
 @contextmanager
@@ -101,7 +103,7 @@ def run_stages(demo: DemoConfig) -> dict:
 
     synthweb_config = stage_config("synthweb", demo)
     out = Path(timed("synthweb", generate, synthweb_config))
-    timed("queries", build.run, stage_config("queries", demo))
+    timed("queries", build.run, stage_config("queries", demo, **demo_queries_inputs(synthweb_config)))
     timed("crawl", crawl_synthweb, demo, synthweb_config, out)
     timed("shards", shards.run, stage_config("shards", demo))
     train_config = stage_config("train", demo)
@@ -110,6 +112,16 @@ def run_stages(demo: DemoConfig) -> dict:
     timed("train", train.run, train_config)
     evaluation = timed("eval", evaluate_run, demo, train_config, out)
     return {"timings": timings, "evaluation": evaluation, "run": train_config.name}
+
+
+def demo_queries_inputs(synthweb_config: Any) -> dict[str, Any]:
+    """The queries stage's inputs: the generated dump, pageviews and WordNet, named by the demo
+    itself (relative to the workdir, as witbuilder.toml names them), whatever config is read."""
+    from wit_builder.synthweb.wiki import MULTISTREAM
+
+    out = str(synthweb_config.out).rstrip("/")
+    return {"wiki": f"{out}/{MULTISTREAM}", "pageviews": [f"{out}/pageviews"],
+            "wordnet": f"{out}/wordnet"}
 
 
 def evaluate_run(demo: DemoConfig, train_config: Any, out: Path) -> dict:

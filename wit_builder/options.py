@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,12 @@ class StageConfig:
         if "://" in workdir and not Path(text).is_absolute():
             return f"{workdir.rstrip('/')}/{text.removeprefix('./')}"
         return Path(workdir) / text
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with `changes`, keeping what the loader recorded beside the fields (which
+        options were set explicitly, the config file read)."""
+        copy = dataclasses.replace(self, **changes)
+        for name in ("explicit", "config_file"):
+            if hasattr(self, name):
+                setattr(copy, name, getattr(self, name))
+        return copy
