@@ -1,4 +1,7 @@
-"""Image–text extraction from HTML: every markup form a crawler meets, and every decoy dropped."""
+"""Image–text extraction from HTML: every markup form a crawler meets, and every decoy dropped.
+
+The compiled side is always `parse_page`, what the crawl runs; `extract_images(compiled=False)` is
+the Python reference it must equal."""
 
 from __future__ import annotations
 
@@ -16,8 +19,13 @@ from wit_builder.sources.html import (ImageText, UrlResolver, extract_images, pa
 PAGE = "http://site.test/articles/shapes/page.html"
 
 
+def crawled(html: str | bytes, page: str = PAGE) -> extraction.PageImages:
+    """The images of a page as the crawl gets them."""
+    return parse_page(html, page)[0]
+
+
 def pairs(html: str | bytes, page: str = PAGE) -> list[tuple[str, str, str]]:
-    return [(p.url, p.text, p.text_from) for p in extract_images(html, page).pairs]
+    return [(p.url, p.text, p.text_from) for p in crawled(html, page).pairs]
 
 
 def test_relative_urls_are_resolved_against_the_page():
@@ -61,7 +69,7 @@ def test_decoys_are_dropped_and_counted_by_reason():
             '<img src="noalt.jpg">'
             '<img alt="no source">'
             '<img src="ok.jpg" alt="  entities &amp; spaces  ">')
-    result = extract_images(html, PAGE)
+    result = crawled(html)
     assert [(p.url, p.text) for p in result.pairs] == [
         ("http://site.test/articles/shapes/ok.jpg", "entities & spaces")]
     assert result.dropped == {"data_uri": 1, "tracking_pixel": 1, "not_http": 2, "no_text": 1,
@@ -95,9 +103,9 @@ def test_fast_url_resolution_equals_urljoin(url, base):
 def test_base_and_robots_meta_count_anywhere_in_the_page():
     html = ('<img src="a.jpg" alt="first"><base href="http://cdn.test/m/">'
             '<img src="b.jpg" alt="second"><meta name="robots" content="noimageindex">')
-    result = extract_images(html, PAGE)
+    result = crawled(html)
     assert result.pairs == [] and result.dropped == {"opted_out": 2}
-    kept = extract_images(html.replace("noimageindex", "nofollow"), PAGE)
+    kept = crawled(html.replace("noimageindex", "nofollow"))
     assert [p.url for p in kept.pairs] == ["http://cdn.test/m/a.jpg", "http://cdn.test/m/b.jpg"]
 
 
@@ -182,7 +190,7 @@ def test_compiled_images_equal_the_python_reference_on_generated_pages():
     compared = 0
     for _ in range(800):
         page, page_url = generated_page(rng), rng.choice(PAGE_URLS)
-        compiled = extract_images(page, page_url)
+        compiled = crawled(page, page_url)
         reference = extract_images(page, page_url, compiled=False)
         assert compiled.pairs == reference.pairs, page
         assert compiled.dropped == reference.dropped, page
@@ -202,13 +210,13 @@ def test_compiled_path_decides_plain_images_and_defers_the_rest(monkeypatch):
     monkeypatch.setattr(extraction, "image_outcome", counting_reference)
     plain = ('<img src="/a.jpg" alt="one"><img src="http://x.test/b.jpg" title="two">'
              '<img src="c.jpg" alt="three" width="1" height="1"><img src="data:x" alt="d">')
-    result = extract_images(plain, PAGE)
+    result = crawled(plain)
     assert deferred == []
     assert [p.text for p in result.pairs] == ["one", "two"]
     assert result.dropped == {"tracking_pixel": 1, "data_uri": 1}
     odd = ('<img src="s.jpg" srcset="l.jpg 2x" alt="srcset"><figure><img src="f.jpg">'
            '<figcaption>caption</figcaption></figure><img src="/größe.jpg" alt="unicode">')
-    assert [p.text_from for p in extract_images(odd, PAGE).pairs] == ["alt", "figcaption", "alt"]
+    assert [p.text_from for p in crawled(odd).pairs] == ["alt", "figcaption", "alt"]
     assert len(deferred) == 3
 
 
@@ -230,21 +238,7 @@ def test_url_attributes_keep_the_shape_the_compiled_path_screens_for():
 @settings(max_examples=300, deadline=None)
 def test_compiled_url_resolution_equals_the_reference(url, page_url):
     page = f'<img src="{html_module.escape(url, quote=True)}" alt="x" width="2" height="1">'
-    assert extract_images(page, page_url) == extract_images(page, page_url, compiled=False)
-
-
-def test_lexbor_tree_is_read_directly_after_agreeing_on_the_self_check(monkeypatch, caplog):
-    assert extraction.lexbor_direct(), "the compiled path should read selectolax's Lexbor tree"
-    monkeypatch.setattr(extraction, "images_of_tree", lambda tree, url: extraction.PageImages())
-    extraction.lexbor_direct.cache_clear()
-    try:
-        with caplog.at_level("WARNING", logger="wit_builder.sources.html"):
-            assert not extraction.lexbor_direct()
-        assert "disagrees" in caplog.text
-        # extraction still works, through the Python API and the per-image C
-        assert [p.text for p in extract_images('<img src="a.jpg" alt="a">', PAGE).pairs] == ["a"]
-    finally:
-        extraction.lexbor_direct.cache_clear()
+    assert crawled(page, page_url) == extract_images(page, page_url, compiled=False)
 
 
 PAGE_URL_PIECES = ["http://", "https://", "HTTP://", "host.test", "Host.Test", ":8080", "/", "a",
@@ -261,6 +255,6 @@ def test_compiled_page_url_handling_equals_the_reference(page_url):
         expected = extract_images(page, page_url, compiled=False)
     except ValueError:  # urlsplit refuses some (unbalanced brackets): so must the fast path
         with pytest.raises(ValueError):
-            extract_images(page, page_url)
+            crawled(page, page_url)
         return
-    assert extract_images(page, page_url) == expected
+    assert crawled(page, page_url) == expected

@@ -13,13 +13,12 @@
  * hash probe per word; non-ASCII texts are cut by the Python reference (NFKC) and split here.
  *
  * Extraction. The per-image work (which URL, data: URIs, 1x1 pixels, resolution of relative
- * URLs, alt/title whitespace) is decided here for the common shapes of images, on attribute
- * values read either from selectolax's attribute dicts or straight from the Lexbor tree that
- * selectolax parsed; every other image is handed to the Python reference.
+ * URLs, alt/title whitespace) is decided here for the common shapes of images, on the attribute
+ * dicts of the nodes selectolax's public API returns; every other image is handed to the Python
+ * reference.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -595,7 +594,7 @@ static PyMethodDef Matcher_methods[] = {
  * (html.image_outcome, UrlResolver.resolve), so the outcome is the reference's by construction.
  */
 
-static PyObject *S_resolve, *S_slash, *S_attributes, *S_src, *S_alt, *S_title, *S_width, *S_height;
+static PyObject *S_slash, *S_attributes;
 static PyObject *R_opted_out, *R_no_url, *R_data_uri, *R_tracking_pixel, *R_not_http;
 static PyObject *R_alt, *R_title;
 #define UNDECIDED ((PyObject *)1)
@@ -682,13 +681,13 @@ static PyObject *data_uri(const u8 *s, ssz n) {
     return R_data_uri;
 }
 
-/* One attribute value of an image, from a selectolax attribute dict or straight from Lexbor. */
+/* One attribute value of an image, from a selectolax attribute dict. */
 typedef struct {
     int present;      /* the attribute exists */
-    const u8 *bytes;  /* its UTF-8 bytes; NULL for a valueless attribute (None) */
+    const u8 *bytes;  /* its bytes when ASCII, "" when not; NULL when valueless (None) */
     ssz n;
-    int ascii;        /* bytes are ASCII (only then are src, width, height decided here) */
-    PyObject *str;    /* the str itself when it came from a dict (borrowed), else NULL */
+    int ascii;        /* the value is ASCII (only then are src, width, height decided here) */
+    PyObject *str;    /* the str itself (borrowed); NULL when valueless */
 } Value;
 
 /* The attributes the compiled path reads; `lazy`: a URL attribute other than src is set. */
@@ -697,11 +696,9 @@ typedef struct {
     int lazy;
 } ImageAttributes;
 
-/* The value as selectolax gives it: a new str (UTF-8 decoded with "replace"), or None. */
+/* The value as selectolax gives it (a new reference): the str, or None. */
 static PyObject *value_str(const Value *v) {
-    if (v->str) return Py_NewRef(v->str);
-    if (!v->present || !v->bytes) return Py_NewRef(Py_None);
-    return PyUnicode_DecodeUTF8((const char *)v->bytes, v->n, "replace");
+    return Py_NewRef(v->str ? v->str : Py_None);
 }
 
 /* is_tracking_pixel's `declared` on one value: 1 when it declares a size <= 1, 0 when it
@@ -772,79 +769,12 @@ static PyObject *collapsed(PyObject *text) {
 }
 
 /* Where a page's URLs resolve: origin and directory for the fast path, and the reference's
- * UrlResolver.resolve, made on first need (most pages never need it) by make(base). */
+ * UrlResolver.resolve for every other URL (all borrowed). */
 typedef struct {
-    PyObject *origin, *directory;  /* owned */
+    PyObject *origin, *directory;
     int simple_base;
-    PyObject *resolve;             /* owned; NULL until needed */
-    PyObject *make, *base;         /* borrowed */
+    PyObject *resolve;
 } Resolution;
-
-static void resolution_clear(Resolution *r) {
-    Py_CLEAR(r->origin);
-    Py_CLEAR(r->directory);
-    Py_CLEAR(r->resolve);
-}
-
-/* The reference's resolve (borrowed), or NULL on error. */
-static PyObject *reference_resolve(Resolution *r) {
-    if (!r->resolve) {
-        PyObject *resolver = PyObject_CallOneArg(r->make, r->base);
-        if (!resolver) return NULL;
-        r->resolve = PyObject_GetAttr(resolver, S_resolve);
-        Py_DECREF(resolver);
-    }
-    return r->resolve;
-}
-
-/* The Resolution of a UrlResolver object; -1 on error. */
-static int resolution_of(PyObject *resolver, Resolution *r) {
-    memset(r, 0, sizeof(*r));
-    PyObject *simple = PyObject_GetAttrString(resolver, "simple_base");
-    r->simple_base = simple ? PyObject_IsTrue(simple) : -1;
-    Py_XDECREF(simple);
-    r->origin = PyObject_GetAttrString(resolver, "origin");
-    r->directory = PyObject_GetAttrString(resolver, "directory");
-    r->resolve = PyObject_GetAttr(resolver, S_resolve);
-    if (r->simple_base < 0 || !r->origin || !r->directory || !r->resolve) return -1;
-    if (!PyUnicode_Check(r->origin) || !PyUnicode_Check(r->directory)) {
-        PyErr_SetString(PyExc_TypeError, "not a UrlResolver");
-        return -1;
-    }
-    return 0;
-}
-
-/* UrlResolver(page_url)'s origin and directory without urlsplit, for the page URLs whose split
- * is plain: ASCII, http(s)://host[/path][?query][#fragment], nothing urlsplit strips, removes
- * or validates (controls, spaces, backslashes, brackets), no "/." in the path. 0 when the URL
- * is not one of those, -1 on error. */
-static int plain_page_resolution(PyObject *page_url, PyObject *make, Resolution *r) {
-    memset(r, 0, sizeof(*r));
-    if (!PyUnicode_Check(page_url) || !PyUnicode_IS_ASCII(page_url)) return 0;
-    const u8 *u = PyUnicode_1BYTE_DATA(page_url);
-    ssz n = PyUnicode_GET_LENGTH(page_url), host;
-    if (starts_with(u, n, "http://")) host = 7;
-    else if (starts_with(u, n, "https://")) host = 8;
-    else return 0;
-    for (ssz i = 0; i < n; i++)
-        if (u[i] <= ' ' || u[i] >= 0x7f || u[i] == '\\' || u[i] == '[' || u[i] == ']') return 0;
-    ssz path = host, end;
-    while (path < n && u[path] != '/' && u[path] != '?' && u[path] != '#') path++;
-    if (path == host) return 0;  /* no host */
-    for (end = path; end < n && u[end] != '?' && u[end] != '#'; end++) {}
-    if (find_pair(u + path, end - path, '/', '.')) return 0;
-    ssz slash = end - 1;
-    while (slash >= path && u[slash] != '/') slash--;
-    r->origin = ascii_str(u, path);
-    /* an empty path is "/": the directory is the origin and "/" */
-    r->directory = slash < path ? joined(r->origin, (const u8 *)"/", 1)
-                                : ascii_str(u, slash + 1);
-    if (!r->origin || !r->directory) { resolution_clear(r); return -1; }
-    r->simple_base = 1;
-    r->make = make;
-    r->base = page_url;
-    return 1;
-}
 
 /* The image's URL resolved (a new str), or None when the reference drops it, NULL on error. */
 static PyObject *resolved_url(const Value *src, Resolution *r) {
@@ -855,10 +785,9 @@ static PyObject *resolved_url(const Value *src, Resolution *r) {
     if (fragment) n = fragment - u;
     PyObject *url = fast_url(u, n, r->origin, r->directory, r->simple_base);
     if (url != UNDECIDED) return url;
-    PyObject *resolve = reference_resolve(r);
-    PyObject *raw = resolve ? value_str(src) : NULL;
+    PyObject *raw = value_str(src);
     if (!raw) return NULL;
-    url = PyObject_CallOneArg(resolve, raw);
+    url = PyObject_CallOneArg(r->resolve, raw);
     Py_DECREF(raw);
     return url;
 }
@@ -917,18 +846,6 @@ static PyObject *decide_image(const ImageAttributes *a, Resolution *r, PyObject 
  * names (src, alt, width...) need no set lookup. */
 static int may_be_url_attribute(const u8 *name, ssz n) {
     return n >= 6 && (name[0] == 's' || name[0] == 'd');
-}
-
-static int ascii_bytes(const u8 *s, ssz n) {
-    ssz i = 0;
-    for (; i + 8 <= n; i += 8) {  /* eight bytes a step: values run to a hundred bytes */
-        uint64_t chunk;
-        memcpy(&chunk, s + i, 8);
-        if (chunk & 0x8080808080808080ULL) return 0;
-    }
-    for (; i < n; i++)
-        if (s[i] & 0x80) return 0;
-    return 1;
 }
 
 static int named(const u8 *name, ssz n, const char *expected) {
@@ -999,7 +916,7 @@ static PyObject *page_images(PyObject *module, PyObject *const *args, Py_ssize_t
     }
     PyObject *nodes = args[0], *url_attributes = args[1], *origin = args[2];
     PyObject *directory = args[3], *resolve = args[5], *decide = args[6];
-    Resolution r = {origin, directory, 0, resolve, NULL, NULL};  /* borrowed: not cleared */
+    Resolution r = {origin, directory, 0, resolve};
     PyObject *image_text = args[7], *pairs = args[8], *dropped = args[9];
     int simple_base = PyObject_IsTrue(args[4]);
     if (simple_base < 0) return NULL;
@@ -1036,285 +953,6 @@ static PyObject *page_images(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_RETURN_NONE;
 }
 
-/* ---------- HTML extraction straight from Lexbor's tree ---------- */
-/*
- * selectolax builds a Python node and an attribute dict for every element it hands out; for
- * pages of dozens of images that costs as much as the rest of the extraction. The Lexbor that
- * selectolax bundles exports its DOM functions, so the tree selectolax parsed is read here
- * directly: one walk finds <img>, <base> and <meta> (as tags() matches names: the element's
- * qualified name, ASCII case-insensitively, in document order), and attribute values are read
- * as selectolax's `attributes` would give them (qualified names, the last of equal names,
- * UTF-8 decoded with "replace", a valueless attribute as None). Images this path does not
- * finish are decided by the reference (`image_outcome`) on selectolax's own node.
- */
-
-typedef void LxbNode;
-typedef void LxbAttr;
-
-typedef struct {
-    LxbNode *(*first_child)(LxbNode *);
-    LxbNode *(*next)(LxbNode *);
-    LxbNode *(*parent)(LxbNode *);
-    int (*type)(LxbNode *);
-    const u8 *(*element_name)(LxbNode *, size_t *);
-    LxbAttr *(*first_attribute)(LxbNode *);
-    LxbAttr *(*next_attribute)(LxbAttr *);
-    const u8 *(*attribute_name)(LxbAttr *, size_t *);
-    const u8 *(*attribute_value)(LxbAttr *, size_t *);
-} Lexbor;
-
-static Lexbor lexbor;
-static int lexbor_bound;
-#define ELEMENT_NODE 1
-
-/* bind_lexbor(path): resolves the DOM functions of the Lexbor in selectolax's module at
- * `path`; True when every one was found. */
-static PyObject *bind_lexbor(PyObject *module, PyObject *path) {
-    if (lexbor_bound) Py_RETURN_TRUE;
-    const char *file = PyUnicode_AsUTF8(path);
-    if (!file) return NULL;
-    void *library = dlopen(file, RTLD_NOW | RTLD_NOLOAD);
-    if (!library) library = dlopen(file, RTLD_NOW | RTLD_LOCAL);
-    if (!library) Py_RETURN_FALSE;
-    struct { void **target; const char *symbol; } functions[] = {
-        {(void **)&lexbor.first_child, "lxb_dom_node_first_child_noi"},
-        {(void **)&lexbor.next, "lxb_dom_node_next_noi"},
-        {(void **)&lexbor.parent, "lxb_dom_node_parent_noi"},
-        {(void **)&lexbor.type, "lxb_dom_node_type_noi"},
-        {(void **)&lexbor.element_name, "lxb_dom_element_qualified_name"},
-        {(void **)&lexbor.first_attribute, "lxb_dom_element_first_attribute_noi"},
-        {(void **)&lexbor.next_attribute, "lxb_dom_element_next_attribute_noi"},
-        {(void **)&lexbor.attribute_name, "lxb_dom_attr_qualified_name"},
-        {(void **)&lexbor.attribute_value, "lxb_dom_attr_value_noi"}};
-    for (size_t i = 0; i < sizeof(functions) / sizeof(functions[0]); i++)
-        if (!(*functions[i].target = dlsym(library, functions[i].symbol))) Py_RETURN_FALSE;
-    lexbor_bound = 1;
-    Py_RETURN_TRUE;
-}
-
-static int ascii_equal_lower(const u8 *s, size_t n, const char *lower) {
-    if (strlen(lower) != n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (Py_TOLOWER(s[i]) != (u8)lower[i]) return 0;
-    return 1;
-}
-
-/* The value of the last attribute named `name` (selectolax's dict keeps the last). */
-static int attribute_value(LxbNode *element, const char *name, Value *v) {
-    memset(v, 0, sizeof(*v));
-    for (LxbAttr *attr = lexbor.first_attribute(element); attr;
-         attr = lexbor.next_attribute(attr)) {
-        size_t n = 0, length = 0;
-        const u8 *key = lexbor.attribute_name(attr, &n);
-        if (!key || !named(key, n, name)) continue;
-        v->present = 1;
-        v->bytes = lexbor.attribute_value(attr, &length);
-        v->n = v->bytes ? (ssz)length : 0;
-        v->ascii = v->bytes ? ascii_bytes(v->bytes, v->n) : 1;
-    }
-    return v->present;
-}
-
-/* ImageAttributes of an <img> element; -1 on error. */
-static int lexbor_attributes(LxbNode *element, PyObject *url_attributes, ImageAttributes *a) {
-    memset(a, 0, sizeof(*a));
-    for (LxbAttr *attr = lexbor.first_attribute(element); attr;
-         attr = lexbor.next_attribute(attr)) {
-        size_t n = 0, length = 0;
-        const u8 *name = lexbor.attribute_name(attr, &n);
-        if (!name) continue;
-        if (may_be_url_attribute(name, n) || !ascii_bytes(name, n)) {
-            PyObject *key = PyUnicode_DecodeUTF8((const char *)name, n, "replace");
-            if (!key) return -1;
-            int lazy = PySet_Contains(url_attributes, key);
-            Py_DECREF(key);
-            if (lazy < 0) return -1;
-            a->lazy |= lazy;
-        }
-        Value *v = slot_for(a, name, n);
-        if (!v) continue;
-        v->present = 1;
-        v->bytes = lexbor.attribute_value(attr, &length);
-        v->n = v->bytes ? (ssz)length : 0;
-        /* alt and title are decoded whatever they hold: only URL and sizes need ASCII */
-        v->ascii = !v->bytes || v == &a->alt || v == &a->title || ascii_bytes(v->bytes, v->n);
-        v->str = NULL;
-    }
-    return 0;
-}
-
-/* A robots meta's (name, content) for the reference to read, when `name` may be one (an ASCII
- * name equal to robots or witbuilder once stripped and lower-cased, or any non-ASCII name). */
-static int note_meta(LxbNode *element, PyObject *metas) {
-    Value name, content;
-    if (!attribute_value(element, "name", &name) || !name.bytes) return 0;
-    if (name.ascii) {
-        const u8 *s = name.bytes;
-        ssz n = name.n;
-        strip_ascii(&s, &n);
-        if (!ascii_equal_lower(s, n, "robots") && !ascii_equal_lower(s, n, "witbuilder"))
-            return 0;
-    }
-    attribute_value(element, "content", &content);
-    PyObject *pair = Py_BuildValue("(NN)", value_str(&name), value_str(&content));
-    if (!pair) return -1;
-    int status = PyList_Append(metas, pair);
-    Py_DECREF(pair);
-    return status;
-}
-
-typedef struct {
-    LxbNode **images;
-    ssz count, cap;
-    PyObject *base_href;  /* the first non-None href of a <base>, or NULL */
-    PyObject *metas;      /* robots metas: [(name, content)] */
-} PageScan;
-
-/* One walk of the element tree under `root` (document order). */
-static int scan_page(LxbNode *root, PageScan *scan) {
-    LxbNode *node = root;
-    while (node) {
-        if (lexbor.type(node) == ELEMENT_NODE) {
-            size_t n = 0;
-            const u8 *name = lexbor.element_name(node, &n);
-            if (name && ascii_equal_lower(name, n, "img")) {
-                if (reserve((void **)&scan->images, &scan->cap, scan->count + 1,
-                            sizeof(LxbNode *)) < 0)
-                    return -1;
-                scan->images[scan->count++] = node;
-            } else if (name && ascii_equal_lower(name, n, "base") && !scan->base_href) {
-                Value href;
-                if (attribute_value(node, "href", &href) && href.bytes &&
-                    !(scan->base_href = value_str(&href)))
-                    return -1;
-            } else if (name && ascii_equal_lower(name, n, "meta")) {
-                if (note_meta(node, scan->metas) < 0) return -1;
-            }
-        }
-        LxbNode *child = lexbor.first_child(node);
-        if (child) { node = child; continue; }
-        while (node != root && !lexbor.next(node)) node = lexbor.parent(node);
-        if (node == root) break;
-        node = lexbor.next(node);
-    }
-    return 0;
-}
-
-/* The images of a scanned page against `resolver` (a UrlResolver). */
-/* The reference's outcome of the index-th <img> of `tree`, on selectolax's own node (the
- * nodes are listed once per page, and only when an image needs them). */
-static PyObject *deferred_outcome(PyObject *tree, PyObject **nodes, ssz index,
-                                  PyObject *image_outcome, Resolution *r) {
-    PyObject *resolve = reference_resolve(r);
-    if (!resolve) return NULL;
-    if (!*nodes && !(*nodes = PyObject_CallMethod(tree, "tags", "s", "img"))) return NULL;
-    if (!PyList_Check(*nodes) || index >= PyList_GET_SIZE(*nodes)) {
-        PyErr_SetString(PyExc_RuntimeError, "page_images_lexbor: the tree walk and tags('img') "
-                                            "disagree");
-        return NULL;
-    }
-    PyObject *node = PyList_GET_ITEM(*nodes, index);
-    PyObject *attributes = PyObject_GetAttr(node, S_attributes);
-    if (!attributes) return NULL;
-    PyObject *outcome = PyObject_CallFunctionObjArgs(image_outcome, node, attributes, resolve,
-                                                     NULL);
-    Py_DECREF(attributes);
-    return outcome;
-}
-
-static int decide_scanned(PageScan *scan, Resolution *r, PyObject *url_attributes,
-                          PyObject *tree, PyObject *image_outcome, PyObject *image_text,
-                          PyObject *pairs, PyObject *dropped) {
-    PyObject *nodes = NULL;
-    int status = -1;
-    for (ssz i = 0; i < scan->count; i++) {
-        ImageAttributes read;
-        PyObject *outcome = lexbor_attributes(scan->images[i], url_attributes, &read) < 0
-            ? NULL
-            : decide_image(&read, r, image_text);
-        if (outcome == UNDECIDED) {
-            outcome = deferred_outcome(tree, &nodes, i, image_outcome, r);
-        } else if (outcome && PyUnicode_CheckExact(outcome)) {
-            Py_INCREF(outcome);  /* reasons come back borrowed */
-        }
-        if (!outcome) goto done;
-        int appended = PyUnicode_CheckExact(outcome) ? count_drops(dropped, outcome, 1)
-                                                     : PyList_Append(pairs, outcome);
-        Py_DECREF(outcome);
-        if (appended < 0) goto done;
-    }
-    status = 0;
-done:
-    Py_XDECREF(nodes);
-    return status;
-}
-
-/* page_images_lexbor(tree, page_url, url_attributes, resolver_for, url_resolver,
- *                    image_outcome, image_text, pairs, dropped): extract_images on a parsed
- * selectolax tree. URLs resolve against url_resolver(page_url) (a UrlResolver, made only when
- * the fast path needs the reference) when the page has no <base href> and no robots meta, else
- * against resolver_for(page_url, base_href, metas), None when the page opts out; images left
- * undecided go to image_outcome(node, attributes, resolve). */
-static PyObject *page_images_lexbor(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "page_images_lexbor() takes 9 arguments");
-        return NULL;
-    }
-    if (!lexbor_bound) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_lexbor() has not succeeded");
-        return NULL;
-    }
-    PyObject *tree = args[0], *page_url = args[1], *url_attributes = args[2];
-    PyObject *resolver_for = args[3], *url_resolver = args[4], *image_outcome = args[5];
-    PyObject *image_text = args[6], *pairs = args[7], *dropped = args[8];
-    if (!PyAnySet_Check(url_attributes) || !PyType_Check(image_text) ||
-        !PyType_IsSubtype((PyTypeObject *)image_text, &PyTuple_Type) || !PyList_Check(pairs) ||
-        !PyDict_Check(dropped)) {
-        PyErr_SetString(PyExc_TypeError, "page_images_lexbor(): unexpected argument types");
-        return NULL;
-    }
-    PageScan scan = {NULL, 0, 0, NULL, NULL};
-    PyObject *root_node = NULL, *address = NULL, *resolver = NULL;
-    int status = -1;
-    if (!(root_node = PyObject_GetAttrString(tree, "root")) || root_node == Py_None ||
-        !(address = PyObject_GetAttrString(root_node, "mem_id")))
-        goto done;
-    LxbNode *root = PyLong_AsVoidPtr(address);
-    if (!root || !(scan.metas = PyList_New(0)) || scan_page(root, &scan) < 0) goto done;
-    Resolution r;
-    int plain = 0;
-    if (!scan.base_href && !PyList_GET_SIZE(scan.metas) &&
-        (plain = plain_page_resolution(page_url, url_resolver, &r)) < 0)
-        goto done;
-    if (!plain) {  /* a <base href>, robots metas or an unusual page URL: the reference */
-        resolver = !scan.base_href && !PyList_GET_SIZE(scan.metas)
-            ? PyObject_CallOneArg(url_resolver, page_url)
-            : PyObject_CallFunctionObjArgs(resolver_for, page_url,
-                                           scan.base_href ? scan.base_href : Py_None,
-                                           scan.metas, NULL);
-        if (!resolver) goto done;
-        if (resolver == Py_None) {
-            status = count_drops(dropped, R_opted_out, (long)scan.count);
-            goto done;
-        }
-        if (resolution_of(resolver, &r) < 0) { resolution_clear(&r); goto done; }
-    }
-    status = decide_scanned(&scan, &r, url_attributes, tree, image_outcome, image_text, pairs,
-                            dropped);
-    resolution_clear(&r);
-done:
-    if (status < 0 && !PyErr_Occurred())
-        PyErr_SetString(PyExc_ValueError, "page_images_lexbor(): the tree has no root");
-    Py_XDECREF(root_node);
-    Py_XDECREF(address);
-    Py_XDECREF(resolver);
-    Py_XDECREF(scan.base_href);
-    Py_XDECREF(scan.metas);
-    PyMem_RawFree(scan.images);
-    if (status < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
 static PyTypeObject MatcherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wit_builder._crawlfast.WordMatcher",
@@ -1326,12 +964,6 @@ static PyTypeObject MatcherType = {
 };
 
 static PyMethodDef module_functions[] = {
-    {"bind_lexbor", (PyCFunction)bind_lexbor, METH_O,
-     "bind_lexbor(path): True when the Lexbor functions of selectolax's module are found."},
-    {"page_images_lexbor", (PyCFunction)(void (*)(void))page_images_lexbor, METH_FASTCALL,
-     "page_images_lexbor(tree, page_url, url_attributes, resolver_for, url_resolver, "
-     "image_outcome, image_text, pairs, dropped): extract_images on Lexbor's tree "
-     "(see sources/html.py)."},
     {"page_images", (PyCFunction)(void (*)(void))page_images, METH_FASTCALL,
      "page_images(nodes, url_attributes, origin, directory, simple_base, resolve, decide, "
      "image_text, pairs, dropped): the images_of loop (see sources/html.py)."},
@@ -1339,8 +971,7 @@ static PyMethodDef module_functions[] = {
 
 static int intern_strings(void) {
     struct { PyObject **target; const char *text; } strings[] = {
-        {&S_resolve, "resolve"}, {&S_slash, "/"}, {&S_attributes, "attributes"}, {&S_src, "src"}, {&S_alt, "alt"},
-        {&S_title, "title"}, {&S_width, "width"}, {&S_height, "height"},
+        {&S_slash, "/"}, {&S_attributes, "attributes"},
         {&R_opted_out, "opted_out"}, {&R_no_url, "no_url"}, {&R_data_uri, "data_uri"},
         {&R_tracking_pixel, "tracking_pixel"},
         {&R_not_http, "not_http"}, {&R_alt, "alt"}, {&R_title, "title"}};

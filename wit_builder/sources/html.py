@@ -6,17 +6,15 @@ the URL is the largest `srcset` candidate, else a lazy-loading attribute (`data-
 are resolved against the page (and its `<base href>`): relative URLs are ~40% of images on the web,
 and dropping them (as LAION and DataComp did) loses them.
 
-Speed (benchmarks/bench_match.py): with the compiled extension, `extract_images` reads the tree
-selectolax parsed straight from Lexbor in C (`_crawlfast.page_images_lexbor`: one walk, no Python
-node or attribute dict per element) and decides the common shapes of images there; every other
-image goes to `image_outcome`, the Python reference, on selectolax's own node. `parse_page` (which
-also wants links) finds elements with `tags()` (several times cheaper than the CSS engine) and
-runs the same per-image C on their attribute dicts. Without the extension, the reference does all.
+Speed (benchmarks/bench_match.py): `parse_page`, what the crawl runs, finds elements with
+selectolax's `tags()` (several times cheaper than the CSS engine) and, with the compiled extension,
+decides the common shapes of images in C (`_crawlfast.page_images`) on their attribute dicts;
+every other image goes to `image_outcome`, the Python reference. Without the extension, the
+reference does all. Only selectolax's public API is used.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import selectolax
-import selectolax.lexbor
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 try:
@@ -320,63 +316,8 @@ def parse_page(body: bytes | str, page_url: str) -> tuple[PageImages, list[str]]
     return images_of(elements, resolver), links_of(elements, resolver)
 
 
-# A page of every shape the compiled path meets, extracted both ways once per process before
-# Lexbor's tree is read directly: a selectolax whose bundled Lexbor behaves otherwise is not used.
-SELF_CHECK_PAGE = (
-    '<html><head><base href="/media/"><meta name="robots" content="index, follow"></head><body>'
-    '<img src="a.jpg" alt="  two   words "><img src="//cdn.test/b.png" title="t&amp;t">'
-    '<img srcset="s.jpg 1x, l.jpg 2x" alt="srcset"><img data-src="/lazy.jpg" alt="lazy">'
-    '<figure><img src="f.jpg"><figcaption> a <b>caption</b></figcaption></figure>'
-    '<img src="data:image/gif;base64,R0" alt="inline">'
-    '<img src="p.gif" width="1" height="1" alt="p">'
-    '<img src="javascript:void(0)" alt="script"><img alt="no source"><img src="café.jpg" alt="é">'
-    '<template><img src="hidden.jpg" alt="template"></template><svg><img src="svg.jpg" alt="s">'
-    '</svg></body></html>')
-
-
-@functools.cache
-def lexbor_direct() -> bool:
-    """True when the compiled path can read Lexbor's tree itself: the extension is built, the
-    Lexbor that selectolax bundles exports the DOM functions it calls, and both paths agree on
-    SELF_CHECK_PAGE."""
-    if _crawlfast is None or not _crawlfast.bind_lexbor(selectolax.lexbor.__file__):
-        return False
-    page_url = "http://site.test/a/page.html"
-    tree = LexborHTMLParser(SELF_CHECK_PAGE)
-    elements = page_elements(tree, with_links=False)
-    reference = images_of(elements, page_resolver(elements, page_url), compiled=False)
-    if images_of_tree(tree, page_url) != reference:
-        log.warning("html: reading selectolax %s's Lexbor tree directly disagrees with its "
-                    "Python API on a test page; extracting through the Python API instead",
-                    getattr(selectolax, "__version__", "?"))
-        return False
-    return True
-
-
-def robots_resolver(page_url: str, base_href: str | None,
-                    metas: list[tuple[str, str | None]]) -> UrlResolver | None:
-    """The resolver of a page with a `<base href>` or robots metas; None when it opts out."""
-    directives: set[str] = set()
-    for name, content in metas:
-        add_robots_directives(directives, name, content)
-    if directives & OPT_OUT_DIRECTIVES:
-        return None
-    return UrlResolver(urljoin(page_url, base_href.strip()) if base_href else page_url)
-
-
-def images_of_tree(tree: LexborHTMLParser, page_url: str) -> PageImages:
-    """`extract_images` of a parsed page by the compiled path over Lexbor's tree."""
-    result = PageImages()
-    _crawlfast.page_images_lexbor(tree, page_url, URL_ATTRIBUTES, robots_resolver, UrlResolver,
-                                  image_outcome, ImageText, result.pairs, result.dropped)
-    return result
-
-
 def extract_images(body: bytes | str, page_url: str, compiled: bool = True) -> PageImages:
     """Every (image URL, text) pair of a page, with the reasons the other images were dropped
     (`compiled=False`: by the Python reference only)."""
-    tree = LexborHTMLParser(decode_html(body))
-    if compiled and tree.root is not None and lexbor_direct():
-        return images_of_tree(tree, page_url)
-    elements = page_elements(tree, with_links=False)
+    elements = page_elements(LexborHTMLParser(decode_html(body)), with_links=False)
     return images_of(elements, page_resolver(elements, page_url), compiled)
