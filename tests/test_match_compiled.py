@@ -116,16 +116,17 @@ def test_compiled_cache_is_reused_and_matches_like_the_fresh_build(tmp_path):
     texts = ["A red triangle", "New York's café", "state-of-the-art, red-ish", "nothing"]
     first = QueryMatcher.for_queries_file(path, kind="compiled")
     cache = path.with_suffix(".automaton")
-    assert cache.read_bytes().startswith(b"witbuilder-matcher compiled ")
+    assert cache.read_bytes().startswith(b"witbuilder-matcher-2 compiled ")
     stamp = cache.stat().st_mtime_ns
     again = QueryMatcher.for_queries_file(path, kind="compiled")
     assert cache.stat().st_mtime_ns == stamp  # read, not rebuilt
     expected = [[0, 1], [2, 3, 4], [5], []]
     assert [first.match(t) for t in texts] == [again.match(t) for t in texts] == expected
-    # a cache of the other kind is rebuilt, not misread
+    # the automaton is never cached (pyahocorasick serialises only by pickle): built, the
+    # compiled cache left as it is
     fallback = QueryMatcher.for_queries_file(path, kind="automaton")
     assert [fallback.match(t) for t in texts] == expected
-    assert cache.read_bytes().startswith(b"witbuilder-matcher automaton ")
+    assert cache.stat().st_mtime_ns == stamp
 
 
 def test_compiled_tables_round_trip_through_bytes():
@@ -134,7 +135,7 @@ def test_compiled_tables_round_trip_through_bytes():
     loaded = match.CompiledMatcher.from_bytes(data)
     texts = [generated_text(random.Random(seed)) for seed in range(300)]
     assert [loaded.match(t) for t in texts] == [compiled.match(t) for t in texts]
-    assert loaded.to_bytes() == data
+    assert loaded.to_bytes() == data  # entries in id order: the bytes do not depend on the key
     with pytest.raises(ValueError, match="not the bytes of a query matcher"):
         match.CompiledMatcher.from_bytes(data[:-1])
 

@@ -27,13 +27,93 @@ typedef unsigned char u8;
 typedef Py_ssize_t ssz;
 
 /* ---------- word hashing ---------- */
+/*
+ * The tables' keys come from untrusted text (every word of every page is probed), so they are
+ * hashed with SipHash-1-3 under a random 128-bit key drawn once per process (os.urandom at import):
+ * nobody can choose words or phrases that pile into one probe run. Nothing keyed is ever written
+ * out: a cache holds the words and edges, and the tables are rebuilt under this process's key.
+ */
 
+static uint64_t sip_k0, sip_k1;
+
+static uint64_t load_le64(const u8 *s) {
+    return (uint64_t)s[0] | (uint64_t)s[1] << 8 | (uint64_t)s[2] << 16 | (uint64_t)s[3] << 24 |
+           (uint64_t)s[4] << 32 | (uint64_t)s[5] << 40 | (uint64_t)s[6] << 48 |
+           (uint64_t)s[7] << 56;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                \
+    do {                                                                        \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);              \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                  \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                  \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);              \
+    } while (0)
+#define SIP_INIT                                                                \
+    uint64_t v0 = 0x736f6d6570736575ULL ^ sip_k0, v1 = 0x646f72616e646f6dULL ^ sip_k1,  \
+             v2 = 0x6c7967656e657261ULL ^ sip_k0, v3 = 0x7465646279746573ULL ^ sip_k1
+#define SIP_FINISH                                                              \
+    v2 ^= 0xff;                                                                 \
+    SIPROUND; SIPROUND; SIPROUND;                                               \
+    return v0 ^ v1 ^ v2 ^ v3
+
+/* SipHash-1-3 of s[:n] (one compression round a block, three to finish). */
 static uint64_t hash_bytes(const u8 *s, ssz n) {
-    uint64_t h = 0xcbf29ce484222325ULL;  /* FNV-1a, then a final mix so low bits spread */
-    for (ssz i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    return h ^ (h >> 32);
+    SIP_INIT;
+    const u8 *end = s + (n & ~(ssz)7);
+    for (; s < end; s += 8) {
+        uint64_t m = load_le64(s);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t last = (uint64_t)n << 56;
+    switch (n & 7) {
+        case 7: last |= (uint64_t)s[6] << 48; /* fall through */
+        case 6: last |= (uint64_t)s[5] << 40; /* fall through */
+        case 5: last |= (uint64_t)s[4] << 32; /* fall through */
+        case 4: last |= (uint64_t)s[3] << 24; /* fall through */
+        case 3: last |= (uint64_t)s[2] << 16; /* fall through */
+        case 2: last |= (uint64_t)s[1] << 8;  /* fall through */
+        case 1: last |= (uint64_t)s[0];       /* fall through */
+        default: break;
+    }
+    v3 ^= last;
+    SIPROUND;
+    v0 ^= last;
+    SIP_FINISH;
+}
+
+/* SipHash-1-3 of the eight bytes of (parent, word), little-endian: an edge's key. */
+static uint64_t edge_hash(uint32_t parent, uint32_t word) {
+    SIP_INIT;
+    uint64_t m = (uint64_t)word << 32 | parent, last = (uint64_t)8 << 56;
+    v3 ^= m;
+    SIPROUND;
+    v0 ^= m;
+    v3 ^= last;
+    SIPROUND;
+    v0 ^= last;
+    SIP_FINISH;
+}
+
+/* The per-process key, from os.urandom; -1 on error. */
+static int init_hash_key(void) {
+    PyObject *os = PyImport_ImportModule("os");
+    if (!os) return -1;
+    PyObject *key = PyObject_CallMethod(os, "urandom", "i", 16);
+    Py_DECREF(os);
+    if (!key) return -1;
+    if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 16) {
+        Py_DECREF(key);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom(16) gave no 16 bytes");
+        return -1;
+    }
+    sip_k0 = load_le64((const u8 *)PyBytes_AS_STRING(key));
+    sip_k1 = load_le64((const u8 *)PyBytes_AS_STRING(key) + 8);
+    Py_DECREF(key);
+    return 0;
 }
 
 /* ---------- the tables ---------- */
@@ -96,11 +176,6 @@ static WordSlot *find_word(const Tables *t, const u8 *s, ssz n, uint64_t h) {
     }
 }
 
-static uint64_t edge_hash(uint32_t parent, uint32_t word) {
-    uint64_t h = ((uint64_t)parent << 32 | word) * 0x9e3779b97f4a7c15ULL;
-    return h ^ (h >> 31);
-}
-
 static EdgeSlot *find_edge(const Tables *t, uint32_t parent, uint32_t word) {
     for (uint64_t i = edge_hash(parent, word) & t->edge_mask;; i = (i + 1) & t->edge_mask) {
         EdgeSlot *slot = &t->edges[i];
@@ -140,10 +215,17 @@ static int grow_edges(Tables *t) {
     return 0;
 }
 
-static int tables_init(Tables *t) {
+/* Empty tables that hold `words` words and `edges` edges without growing (at most half full). */
+static uint64_t table_capacity(uint64_t entries) {
+    uint64_t capacity = 1024;
+    while (capacity < 2 * (entries + 1)) capacity *= 2;
+    return capacity;
+}
+
+static int tables_init(Tables *t, uint64_t words, uint64_t edges) {
     memset(t, 0, sizeof(*t));
-    t->word_mask = 1023;
-    t->edge_mask = 1023;
+    t->word_mask = table_capacity(words) - 1;
+    t->edge_mask = table_capacity(edges) - 1;
     t->words = PyMem_RawCalloc(t->word_mask + 1, sizeof(WordSlot));
     t->edges = PyMem_RawCalloc(t->edge_mask + 1, sizeof(EdgeSlot));
     return t->words && t->edges ? 0 : -1;
@@ -155,7 +237,7 @@ static WordSlot *add_word(Tables *t, const u8 *s, ssz n) {
     uint64_t h = hash_bytes(s, n);
     WordSlot *slot = find_word(t, s, n, h);
     if (slot->id_plus1) return slot;
-    if (t->word_count >= 0x7fffffffu) return NULL;
+    if (t->word_count >= 0x7fffffffu || (uint64_t)n >= HAS_CHILDREN) return NULL;
     slot->hash = (uint32_t)(h >> 32);
     slot->id_plus1 = (uint32_t)++t->word_count;
     slot->query = NO_QUERY;
@@ -368,18 +450,26 @@ static PyObject *Matcher_words(Matcher *m, PyObject *text) {
     return result;
 }
 
-/* Marks every word that a phrase continues (phrase nodes are marked when renumbered). */
-static int mark_words_with_phrases(Tables *t) {
-    uint64_t words = t->word_count;
-    uint64_t *word_slot = PyMem_RawMalloc((words + 1) * sizeof(uint64_t));
-    if (!word_slot) return -1;
+/* Sets HAS_CHILDREN on every word and phrase node that an edge continues. Node ids: words are
+ * 0..word_count-1, phrase nodes word_count.. (an edge's child). */
+static int mark_continuations(Tables *t) {
+    uint64_t nodes = t->word_count + t->edge_count;
+    uint64_t *slot_of = PyMem_RawMalloc((nodes + 1) * sizeof(uint64_t));
+    if (!slot_of) return -1;
+    for (uint64_t i = 0; i < nodes; i++) slot_of[i] = UINT64_MAX;
     for (uint64_t i = 0; i <= t->word_mask; i++)
-        if (t->words[i].id_plus1) word_slot[t->words[i].id_plus1 - 1] = i;
+        if (t->words[i].id_plus1) slot_of[t->words[i].id_plus1 - 1] = i;
+    for (uint64_t i = 0; i <= t->edge_mask; i++) {
+        uint64_t child = t->edges[i].child & ~HAS_CHILDREN;
+        if (t->edges[i].parent_plus1 && child < nodes) slot_of[child] = i;
+    }
     for (uint64_t i = 0; i <= t->edge_mask; i++) {
         uint64_t parent = t->edges[i].parent_plus1;
-        if (parent && parent - 1 < words) t->words[word_slot[parent - 1]].length |= HAS_CHILDREN;
+        if (!parent || parent - 1 >= nodes || slot_of[parent - 1] == UINT64_MAX) continue;
+        if (parent - 1 < t->word_count) t->words[slot_of[parent - 1]].length |= HAS_CHILDREN;
+        else t->edges[slot_of[parent - 1]].child |= HAS_CHILDREN;
     }
-    PyMem_RawFree(word_slot);
+    PyMem_RawFree(slot_of);
     return 0;
 }
 
@@ -428,12 +518,10 @@ static int add_phrase(Tables *t, int32_t query, const u8 *key, ssz n, uint32_t *
 /* Renumbers phrase nodes from PHRASE_NODE_BASE + k to word_count + k, once words are final. */
 static int renumber_phrase_nodes(Tables *t) {
     uint64_t words = t->word_count;
-    uint64_t *node_slot = PyMem_RawMalloc((t->edge_count + 1) * sizeof(uint64_t));
-    if (!node_slot) return -1;
     EdgeSlot *old = t->edges;
     uint64_t capacity = t->edge_mask + 1;
     t->edges = PyMem_RawCalloc(capacity, sizeof(EdgeSlot));
-    if (!t->edges) { t->edges = old; PyMem_RawFree(node_slot); return -1; }
+    if (!t->edges) { t->edges = old; return -1; }
     for (uint64_t i = 0; i < capacity; i++) {
         EdgeSlot edge = old[i];
         if (!edge.parent_plus1) continue;
@@ -441,19 +529,9 @@ static int renumber_phrase_nodes(Tables *t) {
         if (parent >= PHRASE_NODE_BASE) parent = (uint32_t)(words + parent - PHRASE_NODE_BASE);
         edge.parent_plus1 = parent + 1;
         edge.child = (uint32_t)(words + edge.child - PHRASE_NODE_BASE);
-        EdgeSlot *slot = find_edge(t, parent, edge.word);
-        *slot = edge;
-        node_slot[edge.child - words] = (uint64_t)(slot - t->edges);
+        *find_edge(t, parent, edge.word) = edge;
     }
     PyMem_RawFree(old);
-    /* mark nodes that longer phrases continue */
-    for (uint64_t i = 0; i < capacity; i++) {
-        EdgeSlot *edge = &t->edges[i];
-        if (!edge->parent_plus1) continue;
-        uint64_t parent = edge->parent_plus1 - 1;
-        if (parent >= words) t->edges[node_slot[parent - words]].child |= HAS_CHILDREN;
-    }
-    PyMem_RawFree(node_slot);
     return 0;
 }
 
@@ -462,7 +540,7 @@ static PyObject *Matcher_build(PyObject *cls, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO", &phrases, &cut_words)) return NULL;
     Matcher *m = new_matcher(cut_words);
     if (!m) return NULL;
-    if (tables_init(&m->t) < 0) { Py_DECREF(m); return PyErr_NoMemory(); }
+    if (tables_init(&m->t, 0, 0) < 0) { Py_DECREF(m); return PyErr_NoMemory(); }
     PyObject *iterator = PyObject_GetIter(phrases), *item;
     if (!iterator) { Py_DECREF(m); return NULL; }
     uint32_t next_node = PHRASE_NODE_BASE;
@@ -482,79 +560,171 @@ static PyObject *Matcher_build(PyObject *cls, PyObject *args) {
     }
     Py_DECREF(iterator);
     if (PyErr_Occurred()) { Py_DECREF(m); return NULL; }
-    if (renumber_phrase_nodes(&m->t) < 0 || mark_words_with_phrases(&m->t) < 0) {
+    if (renumber_phrase_nodes(&m->t) < 0 || mark_continuations(&m->t) < 0) {
         Py_DECREF(m);
         return PyErr_NoMemory();
     }
     return (PyObject *)m;
 }
 
-#define MAGIC "witbuilder-wordmatcher-1"
+/* ---------- serialisation: entries, never the tables ---------- */
+/*
+ * to_bytes() writes what the tables hold, not how they lie (slots depend on this process's hash
+ * key), all integers little-endian:
+ *
+ *   header  MAGIC, NUL-padded to 32 bytes; word_count, edge_count, text_bytes (u64 each)
+ *   words   word_count x (query i32, length u32): word i is node i, its bytes the next `length`
+ *           bytes of `text`; query -1 when no query is that word alone (any query id is safe:
+ *           match() only reports it)
+ *   edges   edge_count x (parent u32, word u32, query i32): edge k leads from node `parent` by
+ *           word `word` to phrase node word_count + k; query -1 when that phrase is no query
+ *   text    text_bytes: the words' bytes, in word order
+ *
+ * from_bytes() trusts none of it (a cache sits in a workdir others may write): every count,
+ * length and index is checked against the buffer and the tables before use, words must be
+ * distinct, non-empty and space-free, edges distinct, and an edge's parent must be a word or an
+ * earlier phrase node (so phrases form a tree); the tables are then built afresh under this
+ * process's key. Anything else is a ValueError, never a read out of bounds. (The cache file adds
+ * a blake2b checksum of these bytes: match.py checks it before calling here.)
+ */
 
-typedef struct {
-    char magic[32];
-    uint64_t word_mask, word_count, edge_mask, edge_count, arena_len;
-} Header;
+#define MAGIC "witbuilder-wordmatcher-2"
+#define MAGIC_BYTES 32
+#define HEADER_BYTES (MAGIC_BYTES + 3 * 8)
+#define WORD_RECORD 8
+#define EDGE_RECORD 12
 
-/* The tables as bytes: a header, then the three arrays as they lie in memory. */
+static void put_u32(u8 *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (u8)(v >> (8 * i));
+}
+
+static void put_u64(u8 *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (u8)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const u8 *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static PyObject *Matcher_to_bytes(Matcher *m, PyObject *unused) {
     Tables *t = &m->t;
-    Header header = {{0}, t->word_mask, t->word_count, t->edge_mask, t->edge_count, t->arena_len};
-    memcpy(header.magic, MAGIC, sizeof(MAGIC));
-    size_t words = (t->word_mask + 1) * sizeof(WordSlot);
-    size_t edges = (t->edge_mask + 1) * sizeof(EdgeSlot);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, sizeof(header) + words + edges + t->arena_len);
-    if (!out) return NULL;
-    char *p = PyBytes_AS_STRING(out);
-    memcpy(p, &header, sizeof(header));
-    memcpy(p + sizeof(header), t->words, words);
-    memcpy(p + sizeof(header) + words, t->edges, edges);
-    if (t->arena_len) memcpy(p + sizeof(header) + words + edges, t->arena, t->arena_len);
+    uint64_t words = t->word_count, edges = t->edge_count, text = 0;
+    /* slots in word-id order and in child order: the bytes do not depend on the key */
+    const WordSlot **word_at = PyMem_RawCalloc(words + 1, sizeof(WordSlot *));
+    const EdgeSlot **edge_at = PyMem_RawCalloc(edges + 1, sizeof(EdgeSlot *));
+    if (!word_at || !edge_at) {
+        PyMem_RawFree(word_at);
+        PyMem_RawFree(edge_at);
+        return PyErr_NoMemory();
+    }
+    for (uint64_t i = 0; i <= t->word_mask; i++) {
+        const WordSlot *slot = &t->words[i];
+        if (!slot->id_plus1) continue;
+        word_at[slot->id_plus1 - 1] = slot;
+        text += slot_length(slot);
+    }
+    for (uint64_t i = 0; i <= t->edge_mask; i++)
+        if (t->edges[i].parent_plus1)
+            edge_at[(t->edges[i].child & ~HAS_CHILDREN) - words] = &t->edges[i];
+    PyObject *out = PyBytes_FromStringAndSize(
+        NULL, (ssz)(HEADER_BYTES + words * WORD_RECORD + edges * EDGE_RECORD + text));
+    if (out) {
+        u8 *p = (u8 *)PyBytes_AS_STRING(out);
+        memset(p, 0, MAGIC_BYTES);
+        memcpy(p, MAGIC, sizeof(MAGIC) - 1);
+        put_u64(p + MAGIC_BYTES, words);
+        put_u64(p + MAGIC_BYTES + 8, edges);
+        put_u64(p + MAGIC_BYTES + 16, text);
+        u8 *record = p + HEADER_BYTES, *bytes = record + words * WORD_RECORD + edges * EDGE_RECORD;
+        for (uint64_t i = 0; i < words; i++, record += WORD_RECORD) {
+            const WordSlot *slot = word_at[i];
+            uint64_t length = slot_length(slot);
+            put_u32(record, (uint32_t)slot->query);
+            put_u32(record + 4, (uint32_t)length);
+            memcpy(bytes, slot_key(t, slot), length);
+            bytes += length;
+        }
+        for (uint64_t k = 0; k < edges; k++, record += EDGE_RECORD) {
+            put_u32(record, edge_at[k]->parent_plus1 - 1);
+            put_u32(record + 4, edge_at[k]->word);
+            put_u32(record + 8, (uint32_t)edge_at[k]->query);
+        }
+    }
+    PyMem_RawFree(word_at);
+    PyMem_RawFree(edge_at);
     return out;
+}
+
+/* The tables of to_bytes()'s bytes, checked throughout; on failure, the reason (a static
+ * string) and no Python error, or NULL reason and a Python error (out of memory). */
+static int tables_from_bytes(Tables *t, const u8 *p, uint64_t n, const char **reason) {
+    *reason = NULL;
+    if (n < HEADER_BYTES) { *reason = "shorter than its header"; return -1; }
+    u8 magic[MAGIC_BYTES] = {0};
+    memcpy(magic, MAGIC, sizeof(MAGIC) - 1);
+    if (memcmp(p, magic, MAGIC_BYTES)) { *reason = "bad magic"; return -1; }
+    uint64_t words = load_le64(p + MAGIC_BYTES), edges = load_le64(p + MAGIC_BYTES + 8);
+    uint64_t text = load_le64(p + MAGIC_BYTES + 16);
+    /* bounded counts: the products below cannot overflow, node ids fit below HAS_CHILDREN */
+    if (words >= PHRASE_NODE_BASE || edges >= PHRASE_NODE_BASE) {
+        *reason = "counts out of range";
+        return -1;
+    }
+    uint64_t records = HEADER_BYTES + words * WORD_RECORD + edges * EDGE_RECORD;
+    if (records > n || text != n - records) { *reason = "sizes disagree with its length"; return -1; }
+    if (tables_init(t, words, edges) < 0) { PyErr_NoMemory(); return -1; }
+    const u8 *record = p + HEADER_BYTES, *bytes = p + records;
+    uint64_t used = 0;
+    for (uint64_t i = 0; i < words; i++, record += WORD_RECORD) {
+        int32_t query = (int32_t)get_u32(record);
+        uint64_t length = get_u32(record + 4);
+        if (!length || length > text - used || length >= HAS_CHILDREN) {
+            *reason = "a word's length out of range";
+            return -1;
+        }
+        const u8 *key = bytes + used;
+        if (memchr(key, ' ', length)) { *reason = "a word holds a space"; return -1; }
+        WordSlot *slot = add_word(t, key, (ssz)length);
+        if (!slot) { PyErr_NoMemory(); return -1; }
+        if (slot->id_plus1 != i + 1) { *reason = "a word repeats"; return -1; }
+        slot->query = query;
+        used += length;
+    }
+    if (used != text) { *reason = "word lengths disagree with the text's"; return -1; }
+    for (uint64_t k = 0; k < edges; k++, record += EDGE_RECORD) {
+        uint32_t parent = get_u32(record), word = get_u32(record + 4);
+        int32_t query = (int32_t)get_u32(record + 8);
+        if (word >= words || parent >= words + k) {
+            *reason = "an edge's node or word out of range";
+            return -1;
+        }
+        uint64_t before = t->edge_count;
+        EdgeSlot *slot = add_edge(t, parent, word);
+        if (!slot) { PyErr_NoMemory(); return -1; }
+        if (t->edge_count == before) { *reason = "an edge repeats"; return -1; }
+        slot->query = query;
+        slot->child = (uint32_t)(words + k);
+    }
+    if (mark_continuations(t) < 0) { PyErr_NoMemory(); return -1; }
+    return 0;
 }
 
 static PyObject *Matcher_from_bytes(PyObject *cls, PyObject *args) {
     Py_buffer data;
     PyObject *cut_words;
     if (!PyArg_ParseTuple(args, "y*O", &data, &cut_words)) return NULL;
-    Header header;
-    const char *p = data.buf;
-    size_t words = 0, edges = 0;
-    int valid = (size_t)data.len >= sizeof(header);
-    if (valid) {
-        memcpy(&header, p, sizeof(header));
-        words = (header.word_mask + 1) * sizeof(WordSlot);
-        edges = (header.edge_mask + 1) * sizeof(EdgeSlot);
-        valid = !memcmp(header.magic, MAGIC, sizeof(MAGIC)) &&
-                !(header.word_mask & (header.word_mask + 1)) &&
-                !(header.edge_mask & (header.edge_mask + 1)) &&
-                (size_t)data.len == sizeof(header) + words + edges + header.arena_len;
-    }
-    if (!valid) {
-        PyBuffer_Release(&data);
-        PyErr_SetString(PyExc_ValueError, "not the bytes of a query matcher of this version");
-        return NULL;
-    }
     Matcher *m = new_matcher(cut_words);
     if (!m) { PyBuffer_Release(&data); return NULL; }
-    Tables *t = &m->t;
-    t->word_mask = header.word_mask;
-    t->word_count = header.word_count;
-    t->edge_mask = header.edge_mask;
-    t->edge_count = header.edge_count;
-    t->arena_len = t->arena_cap = header.arena_len;
-    t->words = PyMem_RawMalloc(words);
-    t->edges = PyMem_RawMalloc(edges);
-    t->arena = PyMem_RawMalloc(header.arena_len ? header.arena_len : 1);
-    if (!t->words || !t->edges || !t->arena) {
-        PyBuffer_Release(&data);
-        Py_DECREF(m);
-        return PyErr_NoMemory();
-    }
-    memcpy(t->words, p + sizeof(header), words);
-    memcpy(t->edges, p + sizeof(header) + words, edges);
-    memcpy(t->arena, p + sizeof(header) + words + edges, header.arena_len);
+    const char *reason;
+    int status = tables_from_bytes(&m->t, data.buf, (uint64_t)data.len, &reason);
     PyBuffer_Release(&data);
+    if (status < 0) {
+        if (reason)
+            PyErr_Format(PyExc_ValueError, "not the bytes of a query matcher of this version: %s",
+                         reason);
+        Py_DECREF(m);
+        return NULL;
+    }
     return (PyObject *)m;
 }
 
@@ -963,7 +1133,18 @@ static PyTypeObject MatcherType = {
     .tp_methods = Matcher_methods,
 };
 
+/* _word_hash(bytes): a word's hash under this process's key (for tests: it must be keyed). */
+static PyObject *word_hash(PyObject *module, PyObject *arg) {
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) return NULL;
+    uint64_t h = hash_bytes(data.buf, data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
 static PyMethodDef module_functions[] = {
+    {"_word_hash", (PyCFunction)word_hash, METH_O,
+     "_word_hash(bytes): the SipHash-1-3 of a word under this process's key (for tests)."},
     {"page_images", (PyCFunction)(void (*)(void))page_images, METH_FASTCALL,
      "page_images(nodes, url_attributes, origin, directory, simple_base, resolve, decide, "
      "image_text, pairs, dropped): the images_of loop (see sources/html.py)."},
@@ -986,7 +1167,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_crawlfast",
 
 PyMODINIT_FUNC PyInit__crawlfast(void) {
     init_byte_classes();
-    if (intern_strings() < 0 || PyType_Ready(&MatcherType) < 0) return NULL;
+    if (init_hash_key() < 0 || intern_strings() < 0 || PyType_Ready(&MatcherType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&MatcherType);

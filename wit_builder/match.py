@@ -11,14 +11,21 @@ matches "New York's skyline". Two matchers give identical ids:
   over every query as " query ", so every hit starts and ends on a word boundary ("cat" never
   matches "category"); its ASCII texts skip NFKC and take one bytes.translate pass.
 
-Either is built once per queries file and cached beside it (`queries.automaton`), keyed by the
-file's sha256 and by the matcher's kind.
+The compiled matcher is built once per queries file and cached beside it (`queries.automaton`,
+the name kept from when it held the automaton). A cache lives in a workdir that others may write
+(NFS, a bucket), so it is data, never code: a header line names the format, the queries file's
+sha256, the body's length and its blake2b, and the body holds the matcher's words and phrase edges,
+which the extension checks entry by entry and builds its tables from afresh under this process's
+hash key. A cache that fails any check is rebuilt, with one warning. The automaton is not cached:
+it is rebuilt in each process (~2 s for 500,000 queries), since pyahocorasick's only serialisation
+is pickle, which would run whatever a crafted file asks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import pickle
+import os
 import re
 from collections.abc import Iterable
 from operator import itemgetter
@@ -39,6 +46,8 @@ except ImportError:  # not built (no C compiler at install time): the automaton 
 log = logging.getLogger(__name__)
 
 CACHE_SUFFIX = ".automaton"
+CACHE_FORMAT = "witbuilder-matcher-2"  # the first word of a cache file's header line
+CACHE_HEADER_MAX = 512  # bytes: a longer first line is no header
 # The automaton yields (end index, query id) per hit.
 HIT_VALUE = itemgetter(1)
 
@@ -141,15 +150,6 @@ class AutomatonMatcher:
         automaton.make_automaton()
         return cls(automaton)
 
-    def to_bytes(self) -> bytes:
-        return pickle.dumps(self.automaton)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> AutomatonMatcher:
-        # Unpickling lays the trie out in one sweep: that layout walks 12-25% faster than the
-        # automaton as built, so matchers of a queries file always come from the cache.
-        return cls(pickle.loads(data))
-
     def match(self, text: str) -> list[int]:
         # map/itemgetter keep the per-hit work in C: texts match ~3-10 queries each.
         found = set(map(HIT_VALUE, self.hits(matchable_text(text))))
@@ -174,16 +174,60 @@ class CompiledMatcher:
         return self.words.to_bytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> CompiledMatcher:
+    def from_bytes(cls, data: bytes | memoryview) -> CompiledMatcher:
+        """The matcher of to_bytes()'s bytes; ValueError when they are not (every entry is
+        checked in C, whatever the bytes hold)."""
         return cls(_crawlfast.WordMatcher.from_bytes(data, matchable_text))
 
 
 MATCHERS = {"compiled": CompiledMatcher, "automaton": AutomatonMatcher}
 
 
-def cache_header(kind: str, digest: str) -> bytes:
-    """The first line of a cache file: which matcher, built from which queries file."""
-    return f"witbuilder-matcher {kind} {digest}\n".encode("ascii")
+def checksum(body: bytes | memoryview) -> str:
+    return hashlib.blake2b(body, digest_size=32).hexdigest()
+
+
+def cache_header(digest: str, body: bytes) -> bytes:
+    """The first line of a cache file: its format, the queries file it was built from (sha256),
+    and the body's length and checksum."""
+    return f"{CACHE_FORMAT} compiled {digest} {len(body)} {checksum(body)}\n".encode("ascii")
+
+
+class InvalidCache(Exception):
+    """A cache file that is not a sound matcher cache (the message says why)."""
+
+
+def read_cache(cache: Path, digest: str) -> CompiledMatcher | None:
+    """The compiled matcher cached in `cache` for the queries file of sha256 `digest`; None when
+    there is no cache, or one of another queries file. InvalidCache when the file is no sound
+    cache of this version: unreadable header, other format, wrong length or checksum, or a body
+    the extension refuses."""
+    try:
+        handle = open(cache, "rb")
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise InvalidCache(f"unreadable: {error}") from None
+    with handle:
+        line = handle.readline(CACHE_HEADER_MAX)
+        fields = line.decode("ascii", "replace").split(" ")
+        if not line.endswith(b"\n") or len(fields) != 5 or fields[0] != CACHE_FORMAT:
+            raise InvalidCache("not a matcher cache of this version")
+        kind, cached_digest, length, expected = fields[1], fields[2], fields[3], fields[4][:-1]
+        if kind != "compiled" or not length.isdigit():
+            raise InvalidCache("a malformed header")
+        if cached_digest != digest:
+            return None  # a sound cache of another queries file
+        size = os.fstat(handle.fileno()).st_size - len(line)
+        if size != int(length):
+            raise InvalidCache(f"a body of {size} bytes where the header says {length}")
+        body = handle.read()
+    if checksum(body) != expected:
+        raise InvalidCache("a checksum mismatch")
+    try:
+        return CompiledMatcher.from_bytes(body)
+    except ValueError as error:
+        raise InvalidCache(str(error)) from None
 
 
 class QueryMatcher:
@@ -205,32 +249,37 @@ class QueryMatcher:
     @classmethod
     def for_queries_file(cls, path: str | Path, kind: str | None = None,
                          sha256: str | None = None) -> QueryMatcher:
-        """The matcher of a queries.parquet, built and cached beside it on first use; `sha256`,
-        the file's digest when the caller has it already."""
+        """The matcher of a queries.parquet; the compiled one is built on first use and cached
+        beside the file, then read from there. `sha256`: the file's digest when the caller has it
+        already."""
         path = Path(path)
         if not path.exists():
             raise WitError(f"match: queries file '{path}' does not exist; run `wit queries` first")
         kind = matcher_kind(kind)
+        if kind == "automaton":  # not cached: see the module's docstring
+            return cls.from_queries(read_queries(path), kind)
         cache = path.with_suffix(CACHE_SUFFIX)
-        header = cache_header(kind, sha256 or atomic.sha256_file(path))
-        matcher = cls.from_cache(cache, header, kind)
-        if matcher is None:
-            table = pq.read_table(path, columns=["query_id", "query"])
-            built = cls.from_queries(zip(table.column("query_id").to_pylist(),
-                                         table.column("query").to_pylist()), kind).implementation
-            atomic.write_bytes(cache, header + built.to_bytes())
-            log.info("match: built the %s matcher of %d queries, cached in %s", kind,
-                     table.num_rows, cache)
-            del built  # the cached copy replaces it; never hold both
-            matcher = cls.from_cache(cache, header, kind)
+        digest = sha256 or atomic.sha256_file(path)
+        try:
+            cached = read_cache(cache, digest)
+        except InvalidCache as problem:
+            log.warning("match: the matcher cache %s is unsound (%s); rebuilding it from %s",
+                        cache, problem, path)
+            cached = None
+        if cached is not None:
+            return cls(cached)
+        matcher = cls.from_queries(read_queries(path), kind)
+        body = matcher.implementation.to_bytes()
+        try:
+            atomic.write_bytes(cache, cache_header(digest, body) + body)
+        except OSError as error:  # a read-only workdir: every process builds its own
+            log.warning("match: cannot cache the matcher in %s (%s)", cache, error)
+        else:
+            log.info("match: built the compiled matcher of %s, cached in %s", path, cache)
         return matcher
 
-    @classmethod
-    def from_cache(cls, cache: Path, header: bytes, kind: str) -> QueryMatcher | None:
-        """The cached matcher when the cache exists and holds `kind` built from the same file."""
-        if not cache.exists():
-            return None
-        with open(cache, "rb") as handle:
-            if handle.readline() != header:
-                return None
-            return cls(MATCHERS[kind].from_bytes(handle.read()))
+
+def read_queries(path: Path) -> Iterable[tuple[int, str]]:
+    """(query_id, query) of a queries.parquet."""
+    table = pq.read_table(path, columns=["query_id", "query"])
+    return zip(table.column("query_id").to_pylist(), table.column("query").to_pylist())
