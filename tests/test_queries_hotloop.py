@@ -69,6 +69,11 @@ CONSTRUCTS = [
     "e&#769; a &#769;b =&#824; <\u0338 x&#10;y &#13; z &#0; &#128; &#xD800; &#1114112;",
     "&amp;nbsp; &amp;amp; &lt;br&gt; 10&nbsp;km 1990&ndash;95 a&mdash;b x&hellip; y&rsquo;s",
     "Red&nbsp;with&nbsp;triangle &#8211;&nbsp;had&nbsp;''to''&nbsp;dry. \u2013 \u2014 \u00a0",
+    # NUL: part of a bare URL (the C loop once stopped the URL there), of a word's segment, of
+    # a link target; a lone surrogate makes the page invalid UTF-8 (the Python reference's page)
+    "see http://a.b/c\x00d e https://\x00x f http://\x00 g \x00word wo\x00rd [[a\x00b]] end",
+    "x &#0; y http://q.r/&#0;s z &#x0;",
+    "lone \ud800 surrogate http://a.b/\udfff c [[T\udc80]]",
 ]
 
 # Page XML the reader sees, beyond what escape() makes: references decoded at the XML level,
@@ -94,6 +99,11 @@ RAW_PAGES = [
     b"<title>U</title><ns>0</ns><revision><text>never closed</revision>",
     b"<title>Dup</title><ns>0</ns><redirect title=\"First\"/><revision><text/></revision>",
     b"<title>Dup</title><ns>0</ns><redirect title=\"Second\"/><revision><text/></revision>",
+    # NUL as XML references (decoded before the wikitext passes) and raw, in and out of URLs
+    b"<title>Z</title><ns>0</ns><revision><text>see http://a.b/c&#0;d e http://a&#x0;bc f "
+    b"http://a&#x00;b g\x00h [[L&#0;k]] https://x\x00y end</text></revision>",
+    b"<title>Z\x00&#0;</title><ns>0</ns><revision><text>i http://\xff\x00 j http://a.b/\xc3 "
+    b"k &#xD800; http://a.b/&#xDFFF;c l</text></revision>",
 ]
 
 MARKUP = ["{{", "}}", "{", "}", "[[", "]]", "[", "]", "|", "\n{|", "\n|}", "\n", " ", " ", " ",
@@ -104,7 +114,15 @@ MARKUP = ["{{", "}}", "{", "}", "[[", "]]", "[", "]", "|", "\n{|", "\n|}", "\n",
           "o'neill", "state-of-the-art", "42", "en:", "\u00a0", "\u03a3", "<", ">", "==", "fr:",
           "Image:", "<gallery>", "</gallery>", "\u0130", "&lt;", "''x''", "\t", "\u3000", "\u2019",
           "&mdash;", "&#8211;", "\uff26", "e\u0301", "\u0301", "&rsquo;", "&hellip;", "&#39;",
-          "\u00ad", "\u2122", "na\u00efve", "\u6771"]
+          "\u00ad", "\u2122", "na\u00efve", "\u6771",
+          # NUL (raw, and as references decoded after the passes) and lone surrogates
+          "\x00", "\x00", "&#0;", "&#x0;", "&#x00;", "\ud800", "\udfff", "https://z.org/"]
+# Raw bytes of page text, beyond what MARKUP encodes: NUL and references at the XML level
+# (decoded before the wikitext passes), invalid UTF-8 (a stray continuation byte, a truncated
+# sequence, an overlong form, a surrogate's bytes).
+RAW_MARKUP = [b"\x00", b"&#0;", b"&#x0;", b"&#x00;", b"&#xD800;", b"&#1114112;", b"&amp;#0;",
+              b"http://a.b/\x00c", b"http://a.b/&#0;c"]
+INVALID_UTF8 = [b"\xff", b"\x80", b"\xc3", b"\xe2\x80", b"\xc0\xaf", b"\xed\xa0\x80"]
 
 
 def spilled_pairs(spills: list[str]) -> Counter:
@@ -158,7 +176,7 @@ def test_xml_edge_cases_count_the_same_in_both_paths(tmp_path: Path):
     xml = b"<mediawiki>" + b"".join(b"<page>" + page + b"</page>\n" for page in RAW_PAGES)
     python, compiled = counted_both_ways(XmlChunk("raw", 0, xml + b"</mediawiki>"), tmp_path)
     assert compiled == python
-    assert compiled["redirect_targets"]["Dup"] == "Second" and compiled["articles"] == 10
+    assert compiled["redirect_targets"]["Dup"] == "Second" and compiled["articles"] == 12
 
 
 def test_random_markup_counts_the_same_in_both_paths(tmp_path: Path):
@@ -166,6 +184,23 @@ def test_random_markup_counts_the_same_in_both_paths(tmp_path: Path):
     texts = ["".join(rng.choice(MARKUP) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
     python, compiled = counted_both_ways(XmlChunk("random", 0, fragment(texts)), tmp_path)
     assert compiled == python and compiled["tokens"] > 5_000
+
+
+def test_random_bytes_with_nul_and_invalid_utf8_count_the_same_in_both_paths(tmp_path: Path):
+    """Page text as raw bytes: XML-escaped markup mixed with NUL, XML-level references and
+    invalid UTF-8 (a page that is not valid UTF-8 is stripped by the Python reference)."""
+    rng = random.Random(13)
+    pieces = [escape(piece).encode("utf-8", "surrogatepass") for piece in MARKUP
+              if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in piece)] + RAW_MARKUP * 3
+    pages = []
+    for number in range(2000):  # one page in four may be invalid UTF-8
+        choices = pieces + INVALID_UTF8 if number % 4 == 0 else pieces
+        text = b"".join(rng.choice(choices) for _ in range(rng.randint(0, 60)))
+        pages.append(b"<page><title>P%d</title><ns>0</ns><revision><text>%s</text></revision>"
+                     b"</page>\n" % (number, text))
+    xml = b"<mediawiki>" + b"".join(pages) + b"</mediawiki>"
+    python, compiled = counted_both_ways(XmlChunk("bytes", 0, xml), tmp_path)
+    assert compiled == python and compiled["tokens"] > 3_000
 
 
 def test_pages_the_byte_passes_cannot_replay_go_to_the_python_reference():
@@ -215,3 +250,97 @@ def test_queries_parquet_is_byte_identical_with_and_without_the_compiled_loop(
                          for file in ("queries.parquet", "queries.txt")]
     assert outputs["compiled"] == outputs["python"]
     assert len(outputs["compiled"][1].splitlines()) > 50
+
+
+# ---- hash flooding: the tables' keys come from the dump's text ----
+
+# The hash the tables used before it was keyed (an unkeyed multiply-xorshift over the key's
+# zero-padded 64-bit words): its steps are invertible, so keys that all land in one slot can be
+# computed instead of searched for.
+OLD_HASH_SEED, OLD_HASH_ROUND, OLD_HASH_FINAL = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9,
+                                                  0x94D049BB133111EB)
+MASK64 = (1 << 64) - 1
+
+
+def old_hash(key: bytes) -> int:
+    h = OLD_HASH_SEED ^ len(key)
+    padded = key + bytes(-len(key) % 8)
+    for at in range(0, len(padded), 8):
+        h = ((h ^ int.from_bytes(padded[at:at + 8], "little")) * OLD_HASH_ROUND) & MASK64
+        h ^= h >> 31
+    h = (h * OLD_HASH_FINAL) & MASK64
+    return h ^ (h >> 29)
+
+
+def colliding_link_targets(count: int, seed: int = 11) -> list[bytes]:
+    """`count` distinct 16-byte link targets (letters, digits, harmless punctuation) whose old
+    hashes all end in 32 zero bits: one probe run under any table size up to 2^32 slots.
+
+    For a random first word, the second word that gives a chosen hash is solved for (the steps
+    inverted); it is kept when its bytes are all allowed (about one try in 10,000)."""
+    import numpy as np
+
+    allowed = np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                            b"!$%()*+,-.;=?@^`~\"", dtype=np.uint8)
+    ok = np.zeros(256, dtype=bool)
+    ok[allowed] = True
+    u = np.uint64
+
+    def unshift(y, shift):  # inverse of y ^= y >> shift, for shift >= 22
+        return y ^ (y >> u(shift)) ^ (y >> u(2 * shift))
+
+    inverse_round, inverse_final = (u(pow(m, -1, 1 << 64)) for m in (OLD_HASH_ROUND,
+                                                                      OLD_HASH_FINAL))
+    rng = np.random.default_rng(seed)
+    found: dict[bytes, None] = {}
+    with np.errstate(over="ignore"):
+        while len(found) < count:
+            tries = 1 << 20
+            first = rng.choice(allowed, size=(tries, 8)).view("<u8").ravel()
+            wanted = rng.integers(1, 1 << 32, size=tries, dtype=np.uint64) << u(32)
+            h1 = (u(OLD_HASH_SEED ^ 16) ^ first) * u(OLD_HASH_ROUND)
+            h1 ^= h1 >> u(31)
+            h2 = unshift(wanted, 29) * inverse_final
+            second = (unshift(h2, 31) * inverse_round) ^ h1
+            keep = ok[second.astype("<u8").view(np.uint8).reshape(-1, 8)].all(axis=1)
+            for a, b in zip(first[keep].tolist(), second[keep].tolist()):
+                found[a.to_bytes(8, "little") + b.to_bytes(8, "little")] = None
+    keys = list(found)[:count]
+    assert all(old_hash(key) & 0xFFFFFFFF == 0 for key in keys)
+    return keys
+
+
+def test_link_targets_crafted_to_collide_do_not_make_probing_quadratic():
+    """Link targets (and words) go into hash tables keyed by a random per-process key: targets
+    that all shared one probe run under the old unkeyed hash (400 of them: ~80,000 probes there)
+    cost about one probe each."""
+    keys = colliding_link_targets(400)
+    counter = counts._hotloop.FragmentCounter(
+        counts.segment_tokens, counts.decoded_segment_tokens, counts.xml_unescape,
+        counts.strip_with_links, count_links=True, stand_ins=counts.ascii_stand_ins())
+    targets = [key.decode() for key in keys]
+    counter.count(fragment([" ".join(f"[[{target}]]" for target in targets)]))
+    stats = counter.stats()
+    assert counter.links() == {target: 1 for target in targets}
+    assert stats["fallback_pages"] == 0 and stats["links"] == len(keys)
+    assert stats["link_probes"] < 2 * len(keys), stats
+
+
+def test_the_hash_key_differs_between_processes():
+    """The key is drawn when the module loads: the same words fill the table's slots in another
+    order in another process (word ids, and so every output, stay in first-seen order)."""
+    import subprocess
+    import sys
+
+    script = ("from wit_builder.queries import counts as c\n"
+              "k = c._hotloop.FragmentCounter(c.segment_tokens, c.decoded_segment_tokens,"
+              " c.xml_unescape, c.strip_with_links)\n"
+              "import sys; sys.path.insert(0, 'tests')\n"
+              "from test_queries_hotloop import fragment\n"
+              "k.count(fragment([' '.join(f'w{n}' for n in range(3000))]))\n"
+              "print(k.stats()['word_probes'], list(k.unigrams())[:3])\n")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, cwd=Path(__file__).parent.parent).stdout
+            for _ in range(4)}
+    assert all(run.endswith("['w0', 'w1', 'w2']\n") for run in runs)
+    assert len(runs) > 1  # probe counts differ: the slots differ

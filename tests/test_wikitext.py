@@ -101,3 +101,8 @@ def test_visible_link_targets_are_collected_but_not_those_in_hidden_markup():
 def test_unclosed_template_is_shown_as_typed_and_unclosed_table_swallows_the_rest():
     assert visible_words("a }} b {{unclosed c {{x}} d") == ["a", "b", "unclosed", "c", "d"]
     assert visible_words("a\n|}\nb\n{|\n| cell\nc") == ["a", "b"]
+
+
+def test_a_nul_inside_a_bare_url_is_part_of_the_url():
+    """The compiled loop replays this (it once stopped the URL at the NUL byte)."""
+    assert visible_words("see http://a.b/c\x00d e https://\x00x f") == ["see", "e", "f"]

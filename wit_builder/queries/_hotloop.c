@@ -441,13 +441,14 @@ static Match pair_at(const u8 *s, ssz n, ssz at) {
     return removed_up_to(at + 2);
 }
 
-/* BARE_URL: `https?://` + at least one character that is not whitespace or <>[]{}|. */
+/* BARE_URL: `https?://` + at least one character that is not whitespace or <>[]{}|; a NUL
+ * byte is part of the URL (memchr, not strchr: strchr would find the terminator). */
 static Match bare_url_at(const u8 *s, ssz n, ssz at) {
     ssz k = at + 4;
     if (k < n && s[k] == 's') k++;
     if (!(n - k >= 3 && !memcmp(s + k, "://", 3))) return NO_MATCH;
     ssz m = k + 3;
-    while (m < n && !strchr("<>[]{}|", s[m]) && !space_length(s + m, n - m))
+    while (m < n && !memchr("<>[]{}|", s[m], 7) && !space_length(s + m, n - m))
         m += char_length(s + m, n - m);
     return m > k + 3 ? removed_up_to(m) : NO_MATCH;
 }
@@ -550,6 +551,7 @@ typedef struct {
     int64_t *counts;        /* by id */
     ssz ids_capacity;
     Buf arena;
+    long long probes;       /* occupied slots stepped over, for tests: stays near the lookups */
 } StringTable;
 
 /* Keys are hashed and compared as 64-bit words of their bytes, zero-padded to a multiple of 8
@@ -557,15 +559,58 @@ typedef struct {
  * much as the probing itself on short words. */
 #define PADDED(n) (((n) + 7) & ~(ssz)7)
 
+/* The tables' keys come from the dump's text: an unkeyed hash would let crafted text put any
+ * number of keys in one probe run (quadratic time). Keys are hashed by SipHash-1-3 under a random
+ * 128-bit key drawn when the module is loaded (os.urandom). */
+static uint64_t hash_key[2];
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND do { \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
+    } while (0)
+#define SIPBLOCK(m) do { uint64_t block_ = (m); v3 ^= block_; SIPROUND; v0 ^= block_; } while (0)
+
+/* A word of key bytes as SipHash reads it (little-endian). */
+static inline uint64_t little_endian(uint64_t word) {
+#if PY_LITTLE_ENDIAN
+    return word;
+#else
+    uint64_t swapped = 0;
+    for (int i = 0; i < 8; i++, word >>= 8) swapped = (swapped << 8) | (word & 0xFF);
+    return swapped;
+#endif
+}
+
+/* SipHash-1-3 of the key's n bytes, read as the zero-padded words `w` (the padding is where the
+ * last block's free bytes are: the result is the standard SipHash-1-3 of the n bytes). */
 static uint64_t hash_padded(const uint64_t *w, ssz n) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
-    for (ssz i = 0, chunks = PADDED(n) >> 3; i < chunks; i++) {
-        h = (h ^ w[i]) * 0xBF58476D1CE4E5B9ULL;
-        h ^= h >> 31;
+    uint64_t v0 = 0x736f6d6570736575ULL ^ hash_key[0], v1 = 0x646f72616e646f6dULL ^ hash_key[1],
+             v2 = 0x6c7967656e657261ULL ^ hash_key[0], v3 = 0x7465646279746573ULL ^ hash_key[1];
+    ssz full = n >> 3;
+    for (ssz i = 0; i < full; i++) SIPBLOCK(little_endian(w[i]));
+    SIPBLOCK(((uint64_t)n << 56) | ((n & 7) ? little_endian(w[full]) : 0));
+    v2 ^= 0xff;
+    SIPROUND; SIPROUND; SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The hash key, from os.urandom (the one source CPython trusts on every platform). */
+static int init_hash_key(void) {
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *bytes = os ? PyObject_CallMethod(os, "urandom", "i", (int)sizeof(hash_key)) : NULL;
+    Py_XDECREF(os);
+    if (!bytes) return -1;
+    if (!PyBytes_Check(bytes) || PyBytes_GET_SIZE(bytes) != (ssz)sizeof(hash_key)) {
+        Py_DECREF(bytes);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom gave no hash key");
+        return -1;
     }
-    h *= 0x94D049BB133111EBULL;
-    h ^= h >> 29;
-    return h;
+    memcpy(hash_key, PyBytes_AS_STRING(bytes), sizeof(hash_key));
+    Py_DECREF(bytes);
+    return 0;
 }
 
 static int same_padded(const uint64_t *a, const uint64_t *b, ssz n) {
@@ -587,7 +632,7 @@ static int table_grow_slots(StringTable *t) {
     if (!slots) return FAILED;
     for (ssz id = 0; id < t->size; id++) {
         ssz slot = t->hashes[id] & (capacity - 1);
-        while (slots[slot]) slot = (slot + 1) & (capacity - 1);
+        while (slots[slot]) { slot = (slot + 1) & (capacity - 1); t->probes++; }
         slots[slot] = (t->hashes[id] & 0xFFFFFFFF00000000ULL) | (uint64_t)(id + 1);
     }
     PyMem_RawFree(t->slots);
@@ -616,7 +661,7 @@ static int table_grow_ids(StringTable *t) {
 }
 
 /* The id of the key `w` (n bytes, zero-padded), -1 when absent (*free_slot: where it would go). */
-static int64_t table_find(const StringTable *t, const uint64_t *w, ssz n, uint64_t h,
+static int64_t table_find(StringTable *t, const uint64_t *w, ssz n, uint64_t h,
                           ssz *free_slot) {
     if (!t->capacity) { *free_slot = -1; return -1; }
     ssz slot = h & (t->capacity - 1);
@@ -629,6 +674,7 @@ static int64_t table_find(const StringTable *t, const uint64_t *w, ssz n, uint64
                 return id;
         }
         slot = (slot + 1) & (t->capacity - 1);
+        t->probes++;
     }
     *free_slot = slot;
     return -1;
@@ -666,6 +712,7 @@ static uint64_t *padded_copy(const u8 *s, ssz n, uint64_t *small, ssz small_word
 /* table_id_padded of unpadded bytes. */
 static int64_t table_id(StringTable *t, const u8 *s, ssz n) {
     uint64_t small[32];
+    small[0] = 0;  /* an empty key reads no word; this quiets -Wmaybe-uninitialized */
     uint64_t *w = padded_copy(s, n, small, 32);
     if (!w) return FAILED;
     int64_t id = table_id_padded(t, w, n);
@@ -674,8 +721,9 @@ static int64_t table_id(StringTable *t, const u8 *s, ssz n) {
 }
 
 /* table_find of unpadded bytes: the id, -1 when absent, FAILED when out of memory. */
-static int64_t table_lookup(const StringTable *t, const u8 *s, ssz n) {
+static int64_t table_lookup(StringTable *t, const u8 *s, ssz n) {
     uint64_t small[32];
+    small[0] = 0;  /* an empty key reads no word; this quiets -Wmaybe-uninitialized */
     uint64_t *w = padded_copy(s, n, small, 32);
     if (!w) return FAILED;
     ssz unused;
@@ -845,7 +893,7 @@ static int python_segment_with_gil(Counter *c, const u8 *s, ssz n, int decode_en
         ssz length;
         const char *token = PyUnicode_AsUTF8AndSize(items[k], &length);
         if (!token) { Py_DECREF(fast); return FAILED; }
-        if (length && strchr(".!?\n", token[0])) { c->previous = -1; continue; }
+        if (length && memchr(".!?\n", token[0], 4)) { c->previous = -1; continue; }
         if (emit_word(c, (const u8 *)token, length) < 0) { Py_DECREF(fast); return FAILED; }
     }
     Py_DECREF(fast);
@@ -870,7 +918,8 @@ static void init_byte_classes(void) {
 /* Words of ASCII text: [A-Za-z0-9]+ joined by single ' or -, lower-cased; .!?\n end sentences. */
 /* The id of a word of at most 8 bytes (`word`: its bytes, zero-padded). */
 static int64_t cached_word_id(Counter *c, uint64_t word, ssz length) {
-    CachedWord *entry = &c->word_cache[(word * 0x9E3779B97F4A7C15ULL) >> (64 - WORD_CACHE_BITS)];
+    CachedWord *entry =
+        &c->word_cache[((word ^ hash_key[1]) * 0x9E3779B97F4A7C15ULL) >> (64 - WORD_CACHE_BITS)];
     if (entry->word == word && entry->length == (uint32_t)length) return entry->id;
     int64_t id = table_id_padded(&c->words, &word, length);
     if (id >= 0) {
@@ -1357,10 +1406,12 @@ static PyObject *Counter_take_pages(Counter *c, PyObject *unused) {
 }
 
 static PyObject *Counter_stats(Counter *c, PyObject *unused) {
-    return Py_BuildValue("{sLsLsLsLsLsLsn}", "pages", c->pages, "articles", c->articles,
+    return Py_BuildValue("{sLsLsLsLsLsLsnsLsLsnsn}", "pages", c->pages, "articles", c->articles,
                          "redirects", c->redirect_pages, "other_namespaces", c->other_namespaces,
                          "fallback_pages", c->fallback_pages, "python_segments", c->python_segments,
-                         "pair_rows", c->pairs.len);
+                         "pair_rows", c->pairs.len, "word_probes", c->words.probes,
+                         "link_probes", c->links.probes, "words", c->words.size,
+                         "links", c->links.size);
 }
 
 static PyObject *Counter_pair_rows(Counter *c, void *unused) { return PyLong_FromSsize_t(c->pairs.len); }
@@ -1378,7 +1429,7 @@ static PyMethodDef Counter_methods[] = {
      "(offsets, bytes, counts) of every link target so far: Arrow binary and int64 buffers."},
     {"take_pages", (PyCFunction)Counter_take_pages, METH_NOARGS,
      "(article titles, [(redirect, target)]) since the last call."},
-    {"stats", (PyCFunction)Counter_stats, METH_NOARGS, "Page counts and fallbacks so far."},
+    {"stats", (PyCFunction)Counter_stats, METH_NOARGS, "Page counts, fallbacks and hash-table probes so far."},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Counter_getset[] = {
@@ -1469,6 +1520,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hotloop",
 
 PyMODINIT_FUNC PyInit__hotloop(void) {
     init_byte_classes();
+    if (init_hash_key() < 0) return NULL;
     if (PyType_Ready(&CounterType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
