@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urljoin
 
 import aiohttp
 
 from wit_builder.httpbody import BodyTooLarge, read_capped
-from wit_builder.netguard import BlockedAddressError, GuardedResolver, check_url
+from wit_builder.netguard import AddressPolicy, BlockedAddressError
 
 REDIRECTS = {301, 302, 303, 307, 308}
 # img2dataset's default list, so that both downloaders refuse the same images out of the box.
@@ -35,6 +36,10 @@ class FetchSettings:
     allow_private: bool = False
     trusted_origins: tuple[str, ...] = ()
     disallowed_directives: tuple[str, ...] = OPT_OUT_DIRECTIVES  # () stores every image
+
+    @cached_property
+    def policy(self) -> AddressPolicy:
+        return AddressPolicy(self.allow_private, self.trusted_origins)
 
 
 @dataclass
@@ -57,7 +62,7 @@ def open_session(settings: FetchSettings) -> aiohttp.ClientSession:
     """One session per worker: pooled connections, a DNS cache and the guarded resolver."""
     connector = aiohttp.TCPConnector(
         limit=settings.concurrency, limit_per_host=settings.per_host, ttl_dns_cache=300,
-        resolver=GuardedResolver(settings.allow_private, trusted=settings.trusted_origins))
+        resolver=settings.policy.resolver())
     timeout = aiohttp.ClientTimeout(total=settings.timeout,
                                     sock_connect=min(10.0, settings.timeout),
                                     sock_read=min(10.0, settings.timeout))
@@ -134,10 +139,10 @@ async def request_once(session: aiohttp.ClientSession, url: str, settings: Fetch
 async def follow_redirects(session: aiohttp.ClientSession, url: str, settings: FetchSettings,
                            agent: str) -> bytes:
     """The body at the end of the redirect chain, every hop checked by the address guard."""
-    chain = [url]
+    chain, policy = [url], settings.policy
     for _ in range(settings.max_redirects + 1):
         try:
-            check_url(url, settings.allow_private, trusted=settings.trusted_origins)
+            policy.check_url(url)
         except BlockedAddressError as error:
             raise FetchFailed("blocked_address", str(error)) from None
         except ValueError as error:

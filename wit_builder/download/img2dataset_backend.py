@@ -2,13 +2,15 @@
 contract (keys, `.json` fields, manifests with our status names), so later stages cannot tell
 which backend ran.
 
-img2dataset follows redirects and resolves names itself, so our address guard can only refuse the
-URLs whose host is a private IP literal; the native downloader also guards every redirect and DNS
-answer.
+img2dataset resolves names and follows redirects itself, with urllib, in processes it spawns: each
+of its workers is handed a downloader that first guards the process below urllib (netguard's
+`GuardedWorker`), so every hop and DNS answer is checked as the native downloader checks them.
+URLs whose host is a refused IP literal never reach img2dataset.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -16,6 +18,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,7 +33,8 @@ from wit_builder.download.native import (DownloadSettings, DownloadShard, check_
                                           warn_unrecorded)
 from wit_builder.download.stats import summary
 from wit_builder.engine import worker_count
-from wit_builder.netguard import BlockedAddressError, check_url
+from wit_builder.netguard import AddressPolicy, BlockedAddressError, GuardedWorker
+from wit_builder.options import WitError
 from wit_builder.tarsamples import read_samples
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ RESIZE_MODES = {"keep_ratio": "keep_ratio_largest", "center_crop": "center_crop"
                 "border": "border", "no": "no"}
 BLOCKED_URL = "blocked:"  # a URL img2dataset cannot fetch, for rows our guard refuses
 ERROR_STATUSES = (       # img2dataset's error messages → our statuses, first match wins
+    ("non-public address", "blocked_address"),  # BlockedAddressError, raised in its workers
     ("x-robots-tag", "opted_out"),
     ("too small", "too_small"),
     ("aspect ratio", "bad_aspect_ratio"),
@@ -56,19 +61,41 @@ MISSING_FROM_TAR = {"status": "failed_to_download",
                     "error_message": "missing from img2dataset's tar (truncated or unsafe)"}
 
 
-def guarded_input(selection: store.Location, target: Path, config: CrawlConfig) -> set[str]:
-    """Copy the selection for img2dataset with the URLs our guard refuses replaced; their uids."""
+def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy) -> set[str]:
+    """Copy the selection for img2dataset with the URLs our guard refuses replaced (refused IP
+    literals, and anything but http(s): urllib would read file: URLs); their uids."""
     table = store.read_parquet(selection, columns=["uid", "url", "text"])
     urls, blocked = table.column("url").to_pylist(), set()
     for i, (uid, url) in enumerate(zip(table.column("uid").to_pylist(), urls)):
         try:
-            check_url(url, config.allow_private, trusted=config.trusted_origins)
+            policy.check_url(url)
         except (BlockedAddressError, ValueError):
             urls[i] = BLOCKED_URL
             blocked.add(uid)
     table = table.set_column(1, "url", pa.array(urls, pa.string()))
     atomic.write_parquet(target, table)
     return blocked
+
+
+@contextmanager
+def guarded_workers(policy: AddressPolicy):
+    """While open, img2dataset's multiprocessing distributor hands its worker processes a
+    downloader wrapped in `GuardedWorker(policy)`. Fails closed: an img2dataset whose `download`
+    no longer picks that distributor by name cannot be guarded, and is refused."""
+    main = importlib.import_module("img2dataset.main")  # the package's `main` is a function
+    original = getattr(main, "multiprocessing_distributor", None)
+    if original is None or "multiprocessing_distributor" not in main.download.__code__.co_names:
+        raise WitError("download: this img2dataset version cannot be guarded against private "
+                       "addresses; use --downloader native, or --allow-private")
+
+    def distributor(processes_count, downloader, *args, **kwargs):
+        return original(processes_count, GuardedWorker(downloader, policy), *args, **kwargs)
+
+    main.multiprocessing_distributor = distributor
+    try:
+        yield
+    finally:
+        main.multiprocessing_distributor = original
 
 
 def run_img2dataset(config: CrawlConfig, settings: DownloadSettings, input_path: Path,
@@ -79,20 +106,21 @@ def run_img2dataset(config: CrawlConfig, settings: DownloadSettings, input_path:
     from img2dataset import download
 
     resize_mode = settings.image.resize_mode
-    download(url_list=str(input_path), input_format="parquet", url_col="url",
-             caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
-             output_folder=str(output), processes_count=worker_count(config.workers),
-             thread_count=config.concurrency, image_size=config.image_size,
-             resize_mode=RESIZE_MODES[resize_mode],
-             resize_only_if_bigger=resize_mode == "keep_ratio",
-             encode_quality=config.quality, number_sample_per_shard=config.samples_per_shard,
-             min_image_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
-             timeout=config.timeout, retries=config.retries, compute_hash="sha256",
-             extract_exif=False, enable_wandb=False, distributor="multiprocessing",
-             user_agent_token=user_agent_token(config.user_agent),
-             # An empty list turns img2dataset's check off, as it turns ours off.
-             disallowed_header_directives=list(settings.fetch.disallowed_directives),
-             incremental_mode="incremental")
+    with guarded_workers(settings.fetch.policy):
+        download(url_list=str(input_path), input_format="parquet", url_col="url",
+                 caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
+                 output_folder=str(output), processes_count=worker_count(config.workers),
+                 thread_count=config.concurrency, image_size=config.image_size,
+                 resize_mode=RESIZE_MODES[resize_mode],
+                 resize_only_if_bigger=resize_mode == "keep_ratio",
+                 encode_quality=config.quality, number_sample_per_shard=config.samples_per_shard,
+                 min_image_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
+                 timeout=config.timeout, retries=config.retries, compute_hash="sha256",
+                 extract_exif=False, enable_wandb=False, distributor="multiprocessing",
+                 user_agent_token=user_agent_token(config.user_agent),
+                 # An empty list turns img2dataset's check off, as it turns ours off.
+                 disallowed_header_directives=list(settings.fetch.disallowed_directives),
+                 incremental_mode="incremental")
 
 
 def our_status(status: str, message: str | None) -> tuple[str, int | None]:
@@ -183,10 +211,7 @@ def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
     if todo:
         scratch = img2dataset_scratch(config)
         try:
-            if not config.allow_private:
-                log.warning("download: img2dataset follows redirects and resolves names without "
-                            "our address guard; only private IP literals are refused")
-            blocked = guarded_input(selection, scratch / "input.parquet", config)
+            blocked = guarded_input(selection, scratch / "input.parquet", settings.fetch.policy)
             run_img2dataset(config, settings, scratch / "input.parquet", scratch / "output")
             for shard, inputs in todo:
                 statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from wit_builder import httpbody
-from wit_builder.netguard import BlockedAddressError, GuardedResolver, check_url
+from wit_builder.netguard import AddressPolicy, BlockedAddressError
 from wit_builder.sources.html import is_html_type
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class WebCrawlSettings:
     max_page_bytes: int = 5_000_000
     max_redirects: int = 5
     allow_private: bool = False
+    trusted_origins: tuple[str, ...] = ()  # 'host:port' exempt from the address guard
     checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
 
 
@@ -134,6 +135,7 @@ class Crawler:
         self.pages_finished = 0
         self.pages_since_checkpoint = 0
         self.allowed: set[str] = set(settings.allowed_hosts)
+        self.policy = AddressPolicy(settings.allow_private, settings.trusted_origins)
 
     def snapshot(self) -> Frontier:
         """The frontier now. Taken between two awaits, so every finished page's links are in it
@@ -200,6 +202,8 @@ class Crawler:
             _, status, _, body = await self.get(session, robots_url, check_robots=False,
                                              max_bytes=512_000)
         except FetchFailed as failure:
+            if failure.reason == "blocked_address":
+                raise  # counted as the page's own failure: the host is out of bounds
             self.stats["robots_unavailable"] += 1
             log.info("web: %s unavailable (%s): host skipped", robots_url, failure.reason)
             return robots_denying_all()
@@ -218,9 +222,11 @@ class Crawler:
         chain = [url]
         for _ in range(self.settings.max_redirects + 1):
             try:
-                check_url(url, self.settings.allow_private)
+                self.policy.check_url(url)
             except BlockedAddressError:
                 raise FetchFailed("blocked_address") from None
+            except ValueError:
+                raise FetchFailed("connection_error") from None
             if check_robots and not await self.robots_allow(session, url):
                 raise FetchFailed("robots")
             async with self.host_slot(url):
@@ -316,7 +322,7 @@ class Crawler:
             for seed in seeds:
                 self.enqueue(seed, 0)
         connector = aiohttp.TCPConnector(limit=self.settings.concurrency,
-                                         resolver=GuardedResolver(self.settings.allow_private),
+                                         resolver=self.policy.resolver(),
                                          ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout,
                                         sock_connect=min(10.0, self.settings.timeout))
