@@ -124,6 +124,13 @@ def parse_origin(origin: str) -> tuple[str, int]:
     return canonical_host(url.raw_host), url.port
 
 
+def origin_netloc(host: str | None, port: int | None, scheme: str = "http") -> str:
+    """'host:port' with the scheme's default port filled in (the form trusted origins take)."""
+    port = port or DEFAULT_PORTS.get(scheme, 80)
+    host = (host or "").lower()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def canonical_host(host: str) -> str:
     """A host as trusted origins are compared: literals in canonical form, names lower-cased."""
     return literal_address(host) or host.lower()
