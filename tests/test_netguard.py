@@ -69,6 +69,7 @@ LITERAL_SPELLINGS = [
     "[2001:0:a9fe:a9fe::f7f7:f7f7]",                             # Teredo, server 169.254.169.254
     "[fe80::1]", "[fe80::1%25eth0]", "[fc00::1]", "[fd12::1]", "[ff02::1]", "[fec0::1]",
     "[2001:db8::1]", "[100::1]",
+    "１２７.０.０.１", "127。0。0。1", "⑯⑨。②⑤④。⑯⑨｡②⑤④", "0x7f.1",  # IDNA maps them to digits
 ]
 NAME_SPELLINGS = ["localhost", "LOCALHOST", "localhost.", *sorted(set(TEST_HOSTS) - {
     "localhost", "localhost."})]
@@ -122,7 +123,6 @@ def fake_getaddrinfo(real_getaddrinfo):
         return answers
 
     return resolve
-
 
 
 def arm_this_process(log_path: str) -> None:
