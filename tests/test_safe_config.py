@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from aiohttp import web
 
 from hostile_web import image_bytes
@@ -19,6 +20,7 @@ from servers import Server
 from wit_builder import cli
 from wit_builder.config import load_config
 from wit_builder.crawl import run, trusting_site
+from wit_builder.options import WitError
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTIONS = ["a red triangle drawn on a plain white background",
@@ -130,3 +132,11 @@ def test_allow_private_is_said_once_per_run(tmp_path, caplog):
         assert run(config) == 0
     warnings = [r for r in caplog.records if "--allow-private" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_a_trusted_origin_without_a_port_is_a_clear_error(tmp_path):
+    pool = write_inputs(tmp_path, ["http://example.test/a.jpg"])
+    config = load_config("crawl", None, {"workdir": str(tmp_path), "source": [f"pool:{pool}"],
+                                         "trusted_origins": ["mirror.lan"], "download": False})
+    with pytest.raises(WitError, match="--trusted-origins: .*HOST:PORT"):
+        run(config)

@@ -35,7 +35,7 @@ from wit_builder.config import CrawlConfig
 from wit_builder.download import download_selection, status_table
 from wit_builder.engine import map_partitions, stage_engine
 from wit_builder.match import QueryMatcher
-from wit_builder.netguard import origin_netloc
+from wit_builder.netguard import AddressPolicy, origin_netloc
 from wit_builder.options import WitError
 from wit_builder.resume import changed_inputs
 from wit_builder.sources.html import parse_page
@@ -114,7 +114,8 @@ def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
         allowed_hosts=tuple(config.allowed_hosts), user_agent=config.user_agent,
         concurrency=config.crawl_concurrency, per_host_concurrency=config.per_host_concurrency,
         delay=config.crawl_delay, timeout=config.timeout, max_page_bytes=config.max_page_bytes,
-        allow_private=config.allow_private, checkpoint_pages=config.checkpoint_pages)
+        allow_private=config.allow_private, trusted_origins=tuple(config.trusted_origins),
+        checkpoint_pages=config.checkpoint_pages)
 
 
 def web_crawl_inputs(seeds: list[str], config: CrawlConfig) -> dict:
@@ -552,6 +553,11 @@ def trusting_site(config: CrawlConfig, site_url: str) -> CrawlConfig:
 
 
 def warn_if_unguarded(config: CrawlConfig) -> None:
+    """Check the guard's settings before any work; say once when the guard is off."""
+    try:
+        AddressPolicy(config.allow_private, tuple(config.trusted_origins))
+    except ValueError as error:
+        raise WitError(f"--trusted-origins: {error}") from None
     if config.allow_private:
         log.warning("crawl: --allow-private: the address guard is off for this run; every "
                     "request may reach private, loopback, link-local and cloud-metadata "
