@@ -769,7 +769,7 @@ static PyMethodDef Matcher_methods[] = {
  * (html.image_outcome, UrlResolver.resolve), so the outcome is the reference's by construction.
  */
 
-static PyObject *S_slash, *S_attributes;
+static PyObject *S_slash, *S_attributes, *S_href, *S_rel;
 static PyObject *R_opted_out, *R_no_url, *R_data_uri, *R_tracking_pixel, *R_not_http;
 static PyObject *R_alt, *R_title;
 #define UNDECIDED ((PyObject *)1)
@@ -1138,6 +1138,88 @@ static PyTypeObject MatcherType = {
     .tp_methods = Matcher_methods,
 };
 
+/* True when ASCII `rel` holds the token "nofollow" (rel.lower().split() on ASCII). */
+static int ascii_nofollow(const u8 *s, ssz n) {
+    ssz i = 0;
+    while (i < n) {
+        while (i < n && latin1_space[s[i]]) i++;
+        ssz start = i;
+        while (i < n && !latin1_space[s[i]]) i++;
+        if (i - start == 8) {
+            int equal = 1;
+            for (int k = 0; k < 8 && equal; k++) equal = Py_TOLOWER(s[start + k]) == "nofollow"[k];
+            if (equal) return 1;
+        }
+    }
+    return 0;
+}
+
+/* page_links(nodes, origin, directory, simple_base, resolve, nofollow, links): html.links_of's
+ * loop: appends to `links` the resolved href of every <a> that has one and whose rel does not
+ * say nofollow, when it resolves (to an http(s) URL). ASCII hrefs of the common shapes resolve
+ * here (as images' URLs do), others through `resolve`; a non-ASCII rel is read by
+ * nofollow(rel). */
+static PyObject *page_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "page_links() takes 7 arguments");
+        return NULL;
+    }
+    PyObject *nodes = args[0], *origin = args[1], *directory = args[2], *resolve = args[4];
+    PyObject *nofollow = args[5], *links = args[6];
+    Resolution r = {origin, directory, 0, resolve};
+    int simple_base = PyObject_IsTrue(args[3]);
+    if (simple_base < 0) return NULL;
+    r.simple_base = simple_base;
+    if (!PyList_Check(nodes) || !PyUnicode_Check(origin) || !PyUnicode_Check(directory) ||
+        !PyList_Check(links)) {
+        PyErr_SetString(PyExc_TypeError, "page_links(): unexpected argument types");
+        return NULL;
+    }
+    for (ssz i = 0; i < PyList_GET_SIZE(nodes); i++) {
+        PyObject *attributes = PyObject_GetAttr(PyList_GET_ITEM(nodes, i), S_attributes);
+        if (!attributes) return NULL;
+        if (!PyDict_Check(attributes)) {
+            Py_DECREF(attributes);
+            PyErr_SetString(PyExc_TypeError, "page_links(): attributes must be a dict");
+            return NULL;
+        }
+        PyObject *href = PyDict_GetItemWithError(attributes, S_href);  /* borrowed */
+        PyObject *rel = href ? PyDict_GetItemWithError(attributes, S_rel) : NULL;
+        int skip = !href;
+        if (!PyErr_Occurred() && rel && PyUnicode_Check(rel)) {
+            if (PyUnicode_IS_ASCII(rel)) {
+                skip = ascii_nofollow(PyUnicode_1BYTE_DATA(rel), PyUnicode_GET_LENGTH(rel));
+            } else {
+                PyObject *says = PyObject_CallOneArg(nofollow, rel);
+                skip = says ? PyObject_IsTrue(says) : -1;
+                Py_XDECREF(says);
+            }
+        }
+        PyObject *url = NULL;
+        if (PyErr_Occurred() || skip < 0) {
+            Py_DECREF(attributes);
+            return NULL;
+        }
+        if (!skip) {
+            if (PyUnicode_Check(href) && PyUnicode_IS_ASCII(href)) {
+                Value value = {1, PyUnicode_1BYTE_DATA(href), PyUnicode_GET_LENGTH(href), 1, href};
+                url = resolved_url(&value, &r);
+            } else {  /* resolve(href or ""): a valueless href is the page itself */
+                PyObject *raw = PyUnicode_Check(href) ? Py_NewRef(href) : PyUnicode_New(0, 0);
+                url = raw ? PyObject_CallOneArg(resolve, raw) : NULL;
+                Py_XDECREF(raw);
+            }
+        }
+        Py_DECREF(attributes);
+        if (skip) continue;
+        if (!url) return NULL;
+        int status = url == Py_None ? 0 : PyList_Append(links, url);
+        Py_DECREF(url);
+        if (status < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* _word_hash(bytes): a word's hash under this process's key (for tests: it must be keyed). */
 static PyObject *word_hash(PyObject *module, PyObject *arg) {
     Py_buffer data;
@@ -1153,11 +1235,14 @@ static PyMethodDef module_functions[] = {
     {"page_images", (PyCFunction)(void (*)(void))page_images, METH_FASTCALL,
      "page_images(nodes, url_attributes, origin, directory, simple_base, resolve, decide, "
      "image_text, pairs, dropped): the images_of loop (see sources/html.py)."},
+    {"page_links", (PyCFunction)(void (*)(void))page_links, METH_FASTCALL,
+     "page_links(nodes, origin, directory, simple_base, resolve, nofollow, links): the links_of "
+     "loop (see sources/html.py)."},
     {NULL, NULL, 0, NULL}};
 
 static int intern_strings(void) {
     struct { PyObject **target; const char *text; } strings[] = {
-        {&S_slash, "/"}, {&S_attributes, "attributes"},
+        {&S_slash, "/"}, {&S_attributes, "attributes"}, {&S_href, "href"}, {&S_rel, "rel"},
         {&R_opted_out, "opted_out"}, {&R_no_url, "no_url"}, {&R_data_uri, "data_uri"},
         {&R_tracking_pixel, "tracking_pixel"},
         {&R_not_http, "not_http"}, {&R_alt, "alt"}, {&R_title, "title"}};

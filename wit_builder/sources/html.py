@@ -8,9 +8,10 @@ and dropping them (as LAION and DataComp did) loses them.
 
 Speed (benchmarks/bench_match.py): `parse_page`, what the crawl runs, finds elements with
 selectolax's `tags()` (several times cheaper than the CSS engine) and, with the compiled extension,
-decides the common shapes of images in C (`_crawlfast.page_images`) on their attribute dicts;
-every other image goes to `image_outcome`, the Python reference. Without the extension, the
-reference does all. Only selectolax's public API is used.
+decides the common shapes of images and links in C (`_crawlfast.page_images`, `page_links`) on
+their attribute dicts; every other image goes to `image_outcome`, the Python reference, and every
+other link to `UrlResolver.resolve`. Without the extension, the reference does all. Only
+selectolax's public API is used.
 """
 
 from __future__ import annotations
@@ -292,16 +293,26 @@ def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = Tr
     return result
 
 
-def links_of(elements: PageElements, resolver: UrlResolver) -> list[str]:
-    """Absolute http(s) targets of the page's `<a href>` (none when the page says nofollow)."""
+def rel_nofollow(rel: str | None) -> bool:
+    """True when an `<a rel>` value says nofollow."""
+    return "nofollow" in (rel or "").lower().split()
+
+
+def links_of(elements: PageElements, resolver: UrlResolver, compiled: bool = True) -> list[str]:
+    """Absolute http(s) targets of the page's `<a href>` (none when the page says nofollow);
+    `compiled=False` takes the Python reference for every link."""
     if elements.directives & {"nofollow", "none"}:
         return []
-    links = []
+    links: list[str] = []
+    if compiled and _crawlfast is not None:
+        _crawlfast.page_links(elements.anchors, resolver.origin, resolver.directory,
+                              resolver.simple_base, resolver.resolve, rel_nofollow, links)
+        return links
     for node in elements.anchors:
         attributes = node.attributes
         if "href" not in attributes:
             continue
-        if "nofollow" in (attributes.get("rel") or "").lower().split():
+        if rel_nofollow(attributes.get("rel")):
             continue
         url = resolver.resolve(attributes.get("href") or "")
         if url is not None:
