@@ -5,7 +5,9 @@ alternatives a user would write (MetaCLIP-style space-padded substring matching,
         [--parts matching,extraction,languages]
 
 Extraction times `parse_page`, what `wit crawl` runs on every page (images and links), against a
-bare selectolax parse + tags('img') + attributes: the least a user would write.
+bare selectolax parse + tags('img') + attributes: the least a user would write. The process keeps
+freed memory as the crawl's processes do (wit_builder/allocator.py), for every contender alike;
+`--glibc-defaults` leaves glibc's settings.
 
 Contenders run in alternating chunks of items, several rounds, and each one's time is summed over
 its chunks: on a shared, loaded machine both sides then see the same load, so their ratio holds
@@ -31,6 +33,7 @@ from selectolax.lexbor import LexborHTMLParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
+from wit_builder.allocator import keep_freed_memory  # noqa: E402
 from wit_builder.captions import LanguageDetector  # noqa: E402
 from wit_builder.match import QueryMatcher  # noqa: E402
 from wit_builder.sources.html import (decode_html, extract_images, images_of,  # noqa: E402
@@ -217,7 +220,11 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=2_000)
     parser.add_argument("--parts", default=",".join(PARTS),
                         help="which tables, comma-separated: " + ", ".join(PARTS))
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="do not keep freed memory as the crawl's processes do")
     args = parser.parse_args()
+    if not args.glibc_defaults:
+        keep_freed_memory()
     parts = set(args.parts.split(","))
     if parts - set(PARTS):
         parser.error(f"--parts: unknown {sorted(parts - set(PARTS))}")
