@@ -676,7 +676,10 @@ static int tables_from_bytes(Tables *t, const u8 *p, uint64_t n, const char **re
         return -1;
     }
     uint64_t records = HEADER_BYTES + words * WORD_RECORD + edges * EDGE_RECORD;
-    if (records > n || text != n - records) { *reason = "sizes disagree with its length"; return -1; }
+    if (records > n || text != n - records) {
+        *reason = "sizes disagree with its length";
+        return -1;
+    }
     if (tables_init(t, words, edges) < 0) { PyErr_NoMemory(); return -1; }
     const u8 *record = p + HEADER_BYTES, *bytes = p + records;
     uint64_t used = 0;

@@ -17,7 +17,7 @@ the name kept from when it held the automaton). A cache lives in a workdir that 
 sha256, the body's length and its blake2b, and the body holds the matcher's words and phrase edges,
 which the extension checks entry by entry and builds its tables from afresh under this process's
 hash key. A cache that fails any check is rebuilt, with one warning. The automaton is not cached:
-it is rebuilt in each process (~2 s for 500,000 queries), since pyahocorasick's only serialisation
+it is rebuilt in each process (1-2 s for 500,000 queries), since pyahocorasick's only serialisation
 is pickle, which would run whatever a crafted file asks.
 """
 
