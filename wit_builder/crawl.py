@@ -38,7 +38,7 @@ from wit_builder.match import QueryMatcher
 from wit_builder.netguard import AddressPolicy, origin_netloc
 from wit_builder.options import WitError
 from wit_builder.resume import changed_inputs
-from wit_builder.sources.html import parse_page
+from wit_builder.sources.html import extract_images, parse_page
 from wit_builder.url_dedupe import dedupe_matched
 from wit_builder.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
                                       read_pool)
@@ -293,7 +293,7 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
     if partition.kind == "warc":
         for page_url, body in read_html_responses(partition.location, dropped):
             dropped["pages"] += 1
-            images, _ = parse_page(body, page_url)
+            images = extract_images(body, page_url)  # links are not followed here
             dropped.update(images.dropped)
             for pair in images.pairs:
                 yield pair.url, pair.text, page_url
