@@ -128,7 +128,7 @@ def free_port() -> int:
 def synthweb_crawl(workdir, synthweb_dir, port: int):
     write_queries(workdir / "queries" / "queries.parquet")
     return crawl_config(workdir, source=["synthweb:"], synthweb_dir=str(synthweb_dir),
-                        synthweb_port=port, allow_private=True, crawl_delay=0.0, max_pages=8,
+                        synthweb_port=port, crawl_delay=0.0, max_pages=8,
                         per_query=50)
 
 
@@ -163,6 +163,7 @@ def test_web_source_on_another_port_is_crawled_again_not_reused(synthweb_dir, tm
     assert run(synthweb_crawl(tmp_path, synthweb_dir, first)) == 0
     with caplog.at_level(logging.INFO, logger="wit_builder.crawl"):
         assert run(synthweb_crawl(tmp_path, synthweb_dir, second)) == 0
-    assert "web-00000 is crawled again: seeds changed" in caplog.text
+    # the site's origin, trusted by the guard, moved with the seed
+    assert "web-00000 is crawled again: seeds, trusted_origins changed" in caplog.text
     urls = selected_urls(tmp_path)
     assert urls and all(url.startswith(f"http://127.0.0.1:{second}/") for url in urls)
