@@ -9,5 +9,5 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("wit_builder.queries._hotloop", ["wit_builder/queries/_hotloop.c"],
                              optional=True),
-                   Extension("wit_builder._crawlfast", ["wit_builder/_crawlfast.c"],
+                   Extension("wit_builder.crawl._crawlfast", ["wit_builder/crawl/_crawlfast.c"],
                              optional=True)])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wit_builder.config import load_config
+from wit_builder.cli import load_config
 from wit_builder.synthweb.generate import generate
 
 # Sizes of the synthetic web small enough for the test suite, same code path as the demo.
@@ -33,7 +33,7 @@ def synthweb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cli_overrides(monkeypatch: pytest.MonkeyPatch):
     """`cli_overrides(argv)`: the settings `wit ARGV` hands to load_config (nothing runs)."""
     from wit_builder.cli import main
-    from wit_builder.options import ConfigError
+    from wit_builder.core.options import ConfigError
 
     def parse(argv: list[str]) -> dict:
         parsed: dict = {}

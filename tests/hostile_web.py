@@ -18,7 +18,7 @@ from aiohttp import web
 from PIL import Image
 
 from servers import Server  # noqa: F401  (re-exported for the download tests)
-from wit_builder import schemas
+from wit_builder.core import schemas
 
 
 def image_bytes(width: int, height: int, fmt: str = "JPEG", mode: str = "RGB", seed: int = 0,

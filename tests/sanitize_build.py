@@ -1,7 +1,7 @@
 """The C extensions under AddressSanitizer and UndefinedBehaviorSanitizer (for
-tests/test_sanitize.py).
+tests/core/test_sanitize.py).
 
-`build(folder)` compiles wit_builder/queries/_hotloop.c and wit_builder/_crawlfast.c with
+`build(folder)` compiles wit_builder/queries/_hotloop.c and wit_builder/crawl/_crawlfast.c with
 -fsanitize=address,undefined into `folder` (never in place: the normal build stays as it is) and
 writes there a sitecustomize.py that makes every Python started with `environment(folder)` import
 those two modules from `folder` (a sys.meta_path finder), and log each load to a file, so the
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSIONS = {"wit_builder.queries._hotloop": ROOT / "wit_builder" / "queries" / "_hotloop.c",
-              "wit_builder._crawlfast": ROOT / "wit_builder" / "_crawlfast.c"}
+              "wit_builder.crawl._crawlfast": ROOT / "wit_builder" / "crawl" / "_crawlfast.c"}
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
          "-g", "-O1", "-shared", "-fPIC"]
 LOG_VARIABLE = "WIT_SANITIZED_LOG"
@@ -135,13 +135,13 @@ def fuzz(seed: int = 1, rounds: int = 600) -> None:
     import random
     import tempfile
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "tests" / "queries"), str(ROOT / "tests")]
     from test_queries_hotloop import INVALID_UTF8, MARKUP, RAW_MARKUP, counted_both_ways
 
-    from wit_builder import match
+    from wit_builder.crawl import match
     from wit_builder.queries import counts
-    from wit_builder.sources import html
-    from wit_builder.wikipedia.reader import XmlChunk
+    from wit_builder.crawl.sources import html
+    from wit_builder.queries.wikipedia.reader import XmlChunk
 
     assert counts.compiled_available() and match.compiled_available()
     rng = random.Random(seed)
@@ -231,5 +231,5 @@ def fuzz(seed: int = 1, rounds: int = 600) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["fuzz"]:
         sys.exit("usage: python tests/sanitize_build.py fuzz [ROUNDS] (in the environment of "
-                 "environment(); tests/test_sanitize.py runs it)")
+                 "environment(); tests/core/test_sanitize.py runs it)")
     fuzz(rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 600)

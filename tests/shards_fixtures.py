@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
-from wit_builder import atomic, schemas
-from wit_builder.download import writer
+from wit_builder.core import atomic, schemas
+from wit_builder.crawl.download import writer
 
 WORDS = ("red", "blue", "circle", "square", "dog", "cat", "house", "tree", "river", "car",
          "bridge", "mountain", "flower", "bird", "boat", "city", "night", "old", "small", "big")

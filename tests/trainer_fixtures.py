@@ -109,7 +109,7 @@ def write_test_preset(directory: Path) -> Path:
 
 def tiny_train_config(workdir: Path, **overrides):
     """A TrainConfig for the test preset: one thread, small batches, metrics every step."""
-    from wit_builder.config import load_config
+    from wit_builder.cli import load_config
 
     values = {"workdir": str(workdir), "model": str(write_test_preset(workdir)),
               "train": "shards/train-*.tar", "batch_size": 16, "steps": 20, "lr": 2e-3,

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from wit_builder.atomic import atomic_path
-from wit_builder.options import WitError
+from wit_builder.core.atomic import atomic_path
+from wit_builder.core.options import WitError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wit_builder.options import StageConfig, WitError, option
+from wit_builder.core.options import StageConfig, WitError, option
 
 
 @dataclass
@@ -86,7 +86,7 @@ class EvalConfig(StageConfig):
 def require_local_workdir(config: StageConfig, stage: str) -> None:
     """Runs, checkpoints and metrics are local files: the data stages' fsspec workdirs do not
     apply here (shards can still be read from URLs, given to --train or --retrieval)."""
-    from wit_builder import store
+    from wit_builder.core import store
 
     if store.is_url(config.workdir):
         raise WitError(f"{stage}: --workdir '{config.workdir}' is a URL; training and evaluation "

@@ -29,7 +29,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from trainer.tokenizer import TextTokenizer, trim_padding
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 
 logger = logging.getLogger(__name__)
 

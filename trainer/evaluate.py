@@ -25,9 +25,9 @@ from trainer.data import expand_shards
 from trainer.model import CLIP, ModelConfig
 from trainer.retrieval import evaluate_retrieval
 from trainer.tokenizer import TextTokenizer, clip_tokenizer, load_bpe
-from trainer.train import pick_device
+from trainer.device import pick_device
 from trainer.zeroshot import choose_templates, evaluate_zeroshot, open_labelled_set
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 
 logger = logging.getLogger(__name__)
 

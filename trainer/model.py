@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 
 PRESETS = Path(__file__).parent / "configs"
 MAX_LOGIT_SCALE = math.log(100)  # the paper: logits are scaled by at most 100

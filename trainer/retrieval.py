@@ -19,7 +19,7 @@ from trainer.data import IMAGE_KEYS, expand_shards, tar_samples
 from trainer.model import CLIP
 from trainer.tokenizer import TextTokenizer
 from trainer.zeroshot import encode_images, encode_texts
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from wit_builder.atomic import atomic_path
-from wit_builder.options import WitError
+from wit_builder.core.atomic import atomic_path
+from wit_builder.core.options import WitError
 
 PAD, START, END = "<pad>", "<start_of_text>", "<end_of_text>"
 

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from trainer.device import pick_device
 from trainer.checkpoint import (load_checkpoint, newest_checkpoint, restore_rng_states, rng_states,
                                 save_checkpoint)
 from trainer.config import TrainConfig, require_local_workdir
@@ -34,9 +35,9 @@ from trainer.data import ClipStream, expand_shards, make_loader, normalize, read
 from trainer.loss import ClipLoss
 from trainer.model import CLIP, ModelConfig, load_preset
 from trainer.tokenizer import TextTokenizer, clip_tokenizer, load_bpe, save_bpe, train_bpe
-from wit_builder import atomic
-from wit_builder.config import check_value, field_types
-from wit_builder.options import WitError
+from wit_builder.core import atomic
+from wit_builder.core.config import check_value, field_types
+from wit_builder.core.options import WitError
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,6 @@ def setup_distributed(device: str) -> Distributed:
     dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, local_world)
-
-
-def pick_device(choice: str) -> str:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise WitError("train: --device cuda but torch sees no CUDA device")
-    return "cuda" if choice in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
 
 
 def apply_preset_defaults(config: TrainConfig, preset: dict[str, Any]) -> TrainConfig:
@@ -344,7 +339,7 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     if ddp.is_main:
         write_config_toml(run_dir / "config.toml", config, model_config)
         if config.eval_every:
-            from trainer import evaluate  # imported here: trainer.evaluate imports this module
+            from trainer import evaluate  # imported when used: it loads the eval sets' code
             evaluation = evaluate.training_eval_sets(config.eval_zeroshot, config.eval_retrieval,
                                                      config.workdir)
     logger.info("training %s (%.1f M parameters) on %s x%d, %d samples per step, steps %d..%d",

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from trainer.data import IMAGE_KEYS, normalize, tar_samples
 from trainer.model import CLIP
 from trainer.tokenizer import TextTokenizer, trim_padding
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 
 logger = logging.getLogger(__name__)
 

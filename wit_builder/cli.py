@@ -1,6 +1,6 @@
 """The `wit` command: one sub-command per stage, every option also a key of the TOML config.
 
-Options are generated from the stage's settings dataclass (wit_builder/config.py), so the TOML file
+Options are generated from the stage's settings dataclass (each stage's config.py, registered in COMMANDS below), so the TOML file
 and the command line can never drift apart; the command line overrides the file.
 """
 
@@ -15,37 +15,63 @@ import typing
 from pathlib import Path
 from typing import Any, Callable
 
+from trainer.config import EvalConfig, TrainConfig
 from wit_builder import __version__
-from wit_builder.config import STAGES, field_types, load_config
-from wit_builder.options import WitError
+from wit_builder.core.config import build_config, field_types, read_toml
+from wit_builder.core.options import WitError, option
+from wit_builder.crawl.config import SOURCE_HELP, CrawlConfig
+from wit_builder.queries.config import QueriesConfig
+from wit_builder.shards.config import ShardsConfig
+from wit_builder.synthweb import source as synthweb_source  # noqa: F401  (registers synthweb:)
+from wit_builder.synthweb.config import DemoConfig, SynthwebConfig, SynthwebSourceOptions
 
 log = logging.getLogger("wit_builder.cli")
 
 DEFAULT_CONFIG = "witbuilder.toml"
 
 
+@dataclasses.dataclass
+class CrawlStageConfig(SynthwebSourceOptions, CrawlConfig):
+    """`wit crawl`'s settings: the crawl's own, then the options of the sources plugged into it
+    (the demo's `synthweb:`, a client of the crawl that its code never names)."""
+
+    source: list[str] = option([], f"{SOURCE_HELP} | synthweb: (the demo's site, served on "
+                                   f"127.0.0.1 for the crawl) (repeatable)", metavar="SOURCE")
+
+
 @dataclasses.dataclass(frozen=True)
 class Stage:
     summary: str
-    runner: str | None  # "module:function" taking the stage's config; None until it is built
-    issue: int | None = None
+    runner: str  # "module:function" taking the stage's settings
+    config: type  # the stage's settings dataclass
 
 
+# The stage registry: every `wit` sub-command, its settings and what runs it (imported only when
+# the stage runs, so `wit --help` stays light).
 COMMANDS: dict[str, Stage] = {
     "queries": Stage("derive the query list from a Wikipedia dump, pageviews and WordNet",
-                     "wit_builder.queries.build:run", issue=3),
+                     "wit_builder.queries.build:run", QueriesConfig),
     "crawl": Stage("harvest image-text pairs, keep English, match queries, balance, download",
-                   "wit_builder.crawl:run", issue=4),
+                   "wit_builder.crawl.run:run", CrawlStageConfig),
     "shards": Stage("dedupe, shuffle and split the raw shards into training shards",
-                    "wit_builder.shards:run", issue=6),
-    "train": Stage("train a CLIP model on the training shards", "trainer.train:run", issue=7),
+                    "wit_builder.shards.run:run", ShardsConfig),
+    "train": Stage("train a CLIP model on the training shards", "trainer.train:run", TrainConfig),
     "eval": Stage("zero-shot classification and retrieval of a checkpoint",
-                  "trainer.evaluate:run", issue=8),
+                  "trainer.evaluate:run", EvalConfig),
     "synthweb": Stage("generate or serve the embedded synthetic web (the default input)",
-                      "wit_builder.synthweb.cli:run"),
+                      "wit_builder.synthweb.cli:run", SynthwebConfig),
     "demo": Stage("every stage, on the synthetic web, in minutes on 2 CPU cores",
-                  "wit_builder.demo:run", issue=8),
+                  "wit_builder.synthweb.demo:run", DemoConfig),
 }
+STAGES: dict[str, type] = {name: stage.config for name, stage in COMMANDS.items()}
+
+
+def load_config(stage: str, path: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> Any:
+    """The settings of `stage` from the TOML file at `path` (if any) and CLI `overrides`."""
+    file_values = read_toml(path) if path else {}
+    return build_config(stage, STAGES[stage], file_values, overrides or {},
+                        source=str(path or "defaults"))
 
 
 def option_flag(name: str) -> str:
@@ -132,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         path = config_path(args.config)
         config = load_config(args.stage, path, stage_overrides(args))
         config.config_file = str(path) if path else ""  # for stages that run other stages
-        if stage.runner is None:
-            raise WitError(f"'{args.stage}' is not implemented yet (issue {stage.issue})")
         status = resolve_runner(stage.runner)(config)
     except WitError as error:
         print(f"wit {args.stage}: {error}", file=sys.stderr)

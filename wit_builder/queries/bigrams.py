@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wit_builder import store
-from wit_builder.engine import run_partitions, split_evenly, worker_count
+from wit_builder.core import store
+from wit_builder.core.engine import run_partitions, split_evenly, worker_count
 from wit_builder.queries.counts import read_spill
 
 BUCKET_ROWS = 250_000  # spilled rows per bucket, on average: 2 MB of packed records to sort

@@ -21,17 +21,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from wit_builder import store
-from wit_builder.config import QueriesConfig
-from wit_builder.engine import run_partitions, stage_engine, worker_count
-from wit_builder.options import WitError
+from wit_builder.core import store
+from wit_builder.queries.config import QueriesConfig
+from wit_builder.core.engine import run_partitions, stage_engine, worker_count
+from wit_builder.core.options import WitError
 from wit_builder.queries.bigrams import select_bigrams
 from wit_builder.queries.counts import (CountTable, CountTask, PartialCounts, compiled_available,
                                         count_partition)
 from wit_builder.queries.titles import (credit_articles, pageviews_files, popular_titles,
                                         read_pageviews, titles_from_links)
 from wit_builder.queries.wordnet import read_wordnet
-from wit_builder.wikipedia.reader import DumpPlan, plan_dump, prefetched
+from wit_builder.queries.wikipedia.reader import DumpPlan, plan_dump, prefetched
 
 log = logging.getLogger(__name__)
 

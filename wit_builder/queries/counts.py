@@ -27,12 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wit_builder import store
-from wit_builder.options import WitError
-from wit_builder.text import WORD_OR_SENTENCE_END, normalize
-from wit_builder.wikipedia.pages import iter_page_blocks, parse_page, xml_unescape
-from wit_builder.wikipedia.reader import Partition, prefetched, read_partition
-from wit_builder.wikipedia.wikitext import strip_wikitext
+from wit_builder.core import store
+from wit_builder.core.options import WitError
+from wit_builder.core.text import WORD_OR_SENTENCE_END, normalize
+from wit_builder.queries.wikipedia.pages import iter_page_blocks, parse_page, xml_unescape
+from wit_builder.queries.wikipedia.reader import Partition, prefetched, read_partition
+from wit_builder.queries.wikipedia.wikitext import strip_wikitext
 
 # pyarrow imports pandas, when it is installed, at its first array conversion: ~0.25 s of CPU.
 # Imported here, the fork server that `wit queries`'s workers are forked from pays it once,

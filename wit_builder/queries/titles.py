@@ -11,8 +11,8 @@ import urllib.parse
 from collections import Counter
 from pathlib import Path
 
-from wit_builder.options import WitError
-from wit_builder.text import normalize_query
+from wit_builder.core.options import WitError
+from wit_builder.core.text import normalize_query
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import BinaryIO
 
-from wit_builder.options import WitError
-from wit_builder.text import normalize_query
+from wit_builder.core.options import WitError
+from wit_builder.core.text import normalize_query
 
 DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 ADJECTIVE_MARKER = re.compile(r"\((?:a|p|ip)\)$")  # syntactic markers such as "galore(ip)"

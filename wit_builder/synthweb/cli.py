@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from wit_builder.config import SynthwebConfig
+from wit_builder.synthweb.config import SynthwebConfig
 from wit_builder.synthweb.generate import generate
 from wit_builder.synthweb.server import serve_forever
 

@@ -8,8 +8,8 @@ import logging
 import time
 from pathlib import Path
 
-from wit_builder import atomic
-from wit_builder.config import SynthwebConfig
+from wit_builder.core import atomic
+from wit_builder.synthweb.config import SynthwebConfig
 from wit_builder.synthweb import pool, site, warc, wiki, wordnet, zeroshot
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from wit_builder import atomic
+from wit_builder.core import atomic
 
 DAY = "20260101"
 HOURS = 6

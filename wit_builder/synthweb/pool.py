@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from wit_builder import atomic
+from wit_builder.core import atomic
 from wit_builder.synthweb import site
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 from wit_builder.synthweb.site import PLACEHOLDER_ORIGIN, RESPONSES
 
 log = logging.getLogger(__name__)

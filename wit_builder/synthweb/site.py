@@ -40,8 +40,8 @@ from urllib.parse import urljoin, urlsplit
 
 from tqdm import tqdm
 
-from wit_builder import atomic
-from wit_builder.options import WitError
+from wit_builder.core import atomic
+from wit_builder.core.options import WitError
 from wit_builder.synthweb import render
 
 log = logging.getLogger(__name__)

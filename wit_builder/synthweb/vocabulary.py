@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from wit_builder.options import WitError
+from wit_builder.core.options import WitError
 from wit_builder.synthweb import concepts
 
 FUNCTION_WORDS = (

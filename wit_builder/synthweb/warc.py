@@ -23,7 +23,7 @@ import uuid
 from http import HTTPStatus
 from pathlib import Path
 
-from wit_builder import atomic
+from wit_builder.core import atomic
 from wit_builder.synthweb import pool, site
 from wit_builder.synthweb.server import SiteResponse, StaticSite, site_response
 

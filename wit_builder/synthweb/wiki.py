@@ -63,10 +63,10 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from wit_builder import atomic
-from wit_builder.config import SynthwebConfig
-from wit_builder.engine import split_evenly
-from wit_builder.options import WitError
+from wit_builder.core import atomic
+from wit_builder.synthweb.config import SynthwebConfig
+from wit_builder.core.engine import split_evenly
+from wit_builder.core.options import WitError
 from wit_builder.synthweb import concepts, pageviews, wikitext
 from wit_builder.synthweb.vocabulary import Vocabulary, build_vocabulary
 from wit_builder.synthweb.wikitext import LinkTargets, Title

@@ -24,8 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wit_builder import atomic
-from wit_builder.config import SynthwebConfig
+from wit_builder.core import atomic
+from wit_builder.synthweb.config import SynthwebConfig
 from wit_builder.synthweb import concepts
 from wit_builder.synthweb.vocabulary import build_vocabulary
 

@@ -20,7 +20,7 @@ import random
 import tarfile
 from pathlib import Path
 
-from wit_builder import atomic
+from wit_builder.core import atomic
 from wit_builder.synthweb import render
 from wit_builder.synthweb.concepts import COLOURS, SHAPES
 

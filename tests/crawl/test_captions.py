@@ -1,0 +1,88 @@
+"""Language detection: langdetect (default) and lingua behind one API; lingua through the crawl."""
+
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from wit_builder.crawl.captions import DEFAULT_MIN_PROB, LanguageDetector
+from wit_builder.cli import load_config
+from wit_builder.crawl.run import select
+from wit_builder.synthweb.render import caption, sample_scene
+
+# The threshold the crawl pairs with lingua when none is set (its confidences are relative).
+LINGUA_MIN_PROB = DEFAULT_MIN_PROB["lingua"]
+
+
+@pytest.fixture(scope="module")
+def lingua() -> LanguageDetector:
+    pytest.importorskip("lingua", reason="lingua-language-detector is an optional extra")
+    return LanguageDetector("lingua")
+
+
+def generated_captions(lang: str, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [caption(sample_scene(rng), rng, lang) for _ in range(count)]
+
+
+def kept_as_english(detector: LanguageDetector, texts: list[str]) -> int:
+    kept = 0
+    for text in texts:
+        lang, prob = detector.detect(text)
+        kept += lang == "en" and prob >= LINGUA_MIN_PROB
+    return kept
+
+
+def test_lingua_keeps_english_captions_and_drops_french_german_spanish(lingua):
+    assert kept_as_english(lingua, generated_captions("en", 60, seed=1)) >= 57
+    for lang in ("fr", "de", "es"):
+        texts = generated_captions(lang, 60, seed=2)
+        # "Photo : un grand triangle orange" is as English as it is French: allow one such caption.
+        assert kept_as_english(lingua, texts) <= 1, lang
+        assert sum(lingua.detect(text)[0] == lang for text in texts) >= 57, lang
+
+
+@pytest.mark.parametrize("backend", ["langdetect", "lingua"])
+def test_both_detectors_give_an_iso_code_and_a_probability(backend, request):
+    if backend == "lingua":
+        detector = request.getfixturevalue("lingua")
+    else:
+        detector = LanguageDetector(backend, seed=0)
+    lang, prob = detector.detect("A photo of a large red circle on a striped blue background")
+    assert lang == "en" and isinstance(prob, float) and LINGUA_MIN_PROB <= prob <= 1.0
+    lang, prob = detector.detect("Ein Foto von drei kleinen grünen Dreiecken auf weißem Grund")
+    assert lang == "de" and 0.0 < prob <= 1.0
+    assert detector.detect("") == ("unknown", 0.0)
+    assert detector.detect("1234 5678") == ("unknown", 0.0)
+
+
+def test_unknown_detector_name_is_refused():
+    with pytest.raises(ValueError, match="unknown language detector 'cld9'"):
+        LanguageDetector("cld9")
+
+
+def test_crawl_with_lingua_keeps_only_english_matches(tmp_path, lingua):
+    queries = tmp_path / "queries" / "queries.parquet"
+    queries.parent.mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0, 1, 2], pa.int32()),
+                             "query": ["circle", "triangle", "star"]}), queries)
+    english = ["A large red circle on a plain white background",
+               "a small blue triangle on a grey background",
+               "a green star drawn on a dotted yellow background"]
+    foreign = ["Une grande star du cinéma devant un fond rouge",  # each names a query
+               "Ein großes rotes Triangle auf einem weißen Hintergrund",
+               "Una estrella verde, la star de la noche, sobre un fondo amarillo"]
+    texts = english + foreign
+    pq.write_table(pa.table({"url": [f"http://img.test/{i}.jpg" for i in range(len(texts))],
+                             "caption": texts}), tmp_path / "pool.parquet")
+    config = load_config("crawl", None, {
+        "workdir": str(tmp_path), "download": False, "workers": 1, "lang_detector": "lingua",
+        "source": [f"pool:{tmp_path / 'pool.parquet'}"]})
+    stats = select(config)
+    matched = pq.read_table(tmp_path / "data" / "matched" / "part-00000.parquet").to_pylist()
+    assert [row["text"] for row in matched] == english
+    assert all(row["lang"] == "en" and row["lang_prob"] >= LINGUA_MIN_PROB for row in matched)
+    assert stats["dropped"]["not_en"] == 3

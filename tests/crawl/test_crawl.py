@@ -1,0 +1,132 @@
+"""`wit crawl --no-download` end to end on pool and WARC sources: filters, English, dedupe,
+balance, stats, resume and determinism."""
+
+from __future__ import annotations
+
+import gzip
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from wit_builder.cli import load_config
+from wit_builder.crawl.run import select
+from wit_builder.core.options import WitError
+
+QUERIES = ["blue", "circle", "red", "red triangle", "star", "triangle"]
+
+POOL = [
+    ("http://img.test/1.jpg", "A red triangle on a plain background"),
+    ("http://img.test/2.jpg", "two large blue circles on a dotted background"),
+    ("http://img.test/3.jpg", "un grand triangle rouge sur un fond rayé bleu"),   # French
+    ("http://img.test/4.jpg", "nothing that any query names here"),
+    ("http://img.test/5.jpg", "IMG_2041.jpg"),
+    ("http://img.test/6.jpg", "https://img.test/6.jpg"),
+    ("http://img.test/1.jpg", "A red triangle on a plain background"),            # same pair
+    ("http://img.test/1.jpg", "the same image with another red caption"),         # same URL
+    ("http://img.test/7.jpg", "a small red star"),
+    ("", "a caption without an image"),
+    ("http://img.test/8.jpg", "redstar"),
+    ("http://img.test/9.jpg", "cafÃ© with a red star"),                           # mojibake
+]
+
+
+def write_queries(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"query_id": pa.array(range(len(QUERIES)), pa.int32()),
+                             "query": QUERIES}), path)
+
+
+def warc_file(path, pages: dict[str, str]):
+    records = []
+    for url, html in pages.items():
+        body = html.encode()
+        http = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n"
+                % len(body)) + body
+        head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {url}\r\n"
+                f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Record-ID: <urn:uuid:{len(records)}>\r\n"
+                f"Content-Type: application/http; msgtype=response\r\n"
+                f"Content-Length: {len(http)}\r\n\r\n").encode()
+        records.append(gzip.compress(head + http + b"\r\n\r\n", mtime=0))
+    path.write_bytes(b"".join(records))
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    write_queries(tmp_path / "queries" / "queries.parquet")
+    pq.write_table(pa.table({"url": [u for u, _ in POOL], "caption": [t for _, t in POOL]}),
+                   tmp_path / "pool.parquet")
+    warc_file(tmp_path / "site.warc.gz", {
+        "http://page.test/a/index.html":
+            '<img src="../img/10.jpg" alt="a blue star drawn on a white page"><img src="x.jpg">'
+            '<img src="/img/11.jpg" alt="une étoile bleue et un cercle rouge dessinés">',
+        "http://page.test/b.html": '<figure><img src="http://img.test/7.jpg">'
+                                   '<figcaption>a small red star again</figcaption></figure>',
+    })
+    return tmp_path
+
+
+def crawl_config(workdir, **overrides):
+    values = {"workdir": str(workdir), "download": False, "per_query": 2,
+              "source": [f"pool:{workdir / 'pool.parquet'}", f"warc:{workdir / 'site.warc.gz'}"],
+              **overrides}
+    return load_config("crawl", None, values)
+
+
+def test_selection_keeps_english_matched_deduplicated_pairs(workdir):
+    stats = select(crawl_config(workdir))
+    matched = pq.read_table(workdir / "data" / "matched" / "part-00000.parquet").to_pylist()
+    texts = [row["text"] for row in matched]
+    assert texts == ["A red triangle on a plain background",
+                     "two large blue circles on a dotted background", "a small red star",
+                     "café with a red star"]
+    assert matched[0]["query_ids"] == [2, 3, 5] and matched[0]["lang"] == "en"
+    assert matched[0]["source"] == "pool"
+    dropped = stats["dropped"]
+    assert dropped["not_en"] == 1  # the French caption that contains "triangle"
+    assert dropped["no_query"] == 3 and dropped["text_is_filename"] == 1
+    assert dropped["text_is_url"] == 1 and dropped["no_url"] == 1
+    assert dropped["duplicate_pair"] == 1 and dropped["duplicate_url"] == 2
+    assert dropped["no_text"] == 1  # the WARC image without alt
+    warc_rows = pq.read_table(workdir / "data" / "matched" / "part-00001.parquet").to_pylist()
+    assert [(r["url"], r["page_url"]) for r in warc_rows] == [
+        ("http://page.test/img/10.jpg", "http://page.test/a/index.html")]
+    balance = pq.read_table(workdir / "manifests" / "balance.parquet").to_pylist()
+    assert all(row["selected"] == min(row["matched"], 2) for row in balance)
+    red = balance[QUERIES.index("red")]
+    assert red["matched"] == 3 and red["selected"] == 2
+    selection = pq.read_table(workdir / "manifests" / "selection.parquet")
+    assert selection.num_rows >= 3
+    assert (workdir / "manifests" / "crawl_stats.json").exists()
+
+
+def test_rerun_resumes_and_gives_identical_outputs(workdir, tmp_path_factory):
+    select(crawl_config(workdir))
+    first = (workdir / "manifests" / "selection.parquet").read_bytes()
+    stamp = (workdir / "data" / "candidates" / "part-00000.parquet").stat().st_mtime_ns
+    select(crawl_config(workdir))
+    assert (workdir / "manifests" / "selection.parquet").read_bytes() == first
+    assert (workdir / "data" / "candidates" / "part-00000.parquet").stat().st_mtime_ns == stamp
+
+
+def test_two_workers_give_the_same_selection(workdir, tmp_path):
+    select(crawl_config(workdir, workers=1))
+    one = (workdir / "manifests" / "selection.parquet").read_bytes()
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("queries", "pool.parquet", "site.warc.gz"):
+        source = workdir / name
+        (other / name).symlink_to(source, target_is_directory=source.is_dir())
+    select(crawl_config(other, workers=2, source=[f"pool:{other / 'pool.parquet'}",
+                                                  f"warc:{other / 'site.warc.gz'}"]))
+    assert (other / "manifests" / "selection.parquet").read_bytes() == one
+
+
+def test_bad_sources_are_clear_errors(workdir):
+    with pytest.raises(WitError, match="must be web:URL"):
+        select(crawl_config(workdir, source=["ftp://x"]))
+    with pytest.raises(WitError, match="run `wit queries` first"):
+        select(crawl_config(workdir, queries="nope.parquet"))
+    (workdir / "bad.csv").write_text("link,caption\nhttp://a/1.jpg,a red star\n")
+    with pytest.raises(WitError, match="no column 'url'"):
+        select(crawl_config(workdir, source=[f"pool:{workdir / 'bad.csv'}"]))

@@ -1,0 +1,122 @@
+"""Query matching: whole words and phrases on word boundaries, case and Unicode folded."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wit_builder.crawl.match import QueryMatcher, ascii_words, matchable_text
+from wit_builder.core.text import WORD, normalize
+from wit_builder.core.options import WitError
+
+QUERIES = ["cat", "new york", "red", "red triangle", "state-of-the-art", "o'neill", "café",
+           "york's", "e", "ﬁsh"]
+
+
+@pytest.fixture(scope="module")
+def matcher() -> QueryMatcher:
+    return QueryMatcher.from_queries(enumerate(QUERIES))
+
+
+def found(matcher: QueryMatcher, text: str) -> list[str]:
+    return [QUERIES[i] for i in matcher.match(text)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A cat sat", ["cat"]),
+    ("category and concatenate", []),
+    ("cats", []),
+    ("New York's skyline", ["new york", "york's"]),
+    ("NEW   YORK", ["new york"]),
+    ("new\nyork", ["new york"]),
+    ("newyork", []),
+    ("two small red triangles", ["red"]),
+    ("a red triangle.", ["red", "red triangle"]),
+    ("red-triangle", []),
+    ("(red) [triangle]", ["red", "red triangle"]),
+    ("State-of-the-art results", ["state-of-the-art"]),
+    ("state of the art", []),
+    ("Mr O’Neill", ["o'neill"]),
+    ("CAFÉ au lait", ["café"]),
+    ("cafe", []),
+    ("e-mail e", ["e"]),
+    ("FISH", ["ﬁsh"]),
+    ("", []),
+    ("!!! ???", []),
+])
+def test_word_boundary_matching(matcher, text, expected):
+    assert found(matcher, text) == sorted(expected, key=QUERIES.index)
+
+
+def test_queries_file_automaton_is_cached_and_refreshed(tmp_path):
+    path = tmp_path / "queries.parquet"
+    pq.write_table(pa.table({"query_id": pa.array([0, 1], pa.int32()),
+                             "query": ["blue", "green square"]}), path)
+    first = QueryMatcher.for_queries_file(path)
+    assert first.match("a Blue and green square") == [0, 1]
+    cache = path.with_suffix(".automaton")
+    assert cache.exists()
+    stamp = cache.stat().st_mtime_ns
+    assert QueryMatcher.for_queries_file(path).match("blue") == [0]
+    assert cache.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["green"]}), path)
+    assert QueryMatcher.for_queries_file(path).match("green square") == [0]
+
+
+def test_missing_queries_file_is_a_clear_error(tmp_path):
+    with pytest.raises(WitError, match="run `wit queries` first"):
+        QueryMatcher.for_queries_file(tmp_path / "nope.parquet")
+
+
+@given(st.text(alphabet=st.sampled_from(list("abcXYZ019 -'_.,!?\\n\\té")), max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_fast_ascii_words_equal_the_regex(text):
+    normalized = normalize(text)
+    if normalized.isascii():
+        assert " ".join(ascii_words(normalized).split()) == " ".join(WORD.findall(normalized))
+
+
+
+def reference_matchable(text: str) -> str:
+    """What the fast paths must equal: WORD's words of the NFKC text, possessives split."""
+    padded = " " + " ".join(WORD.findall(normalize(text))) + " "
+    return padded.replace("'s ", " 's ")
+
+
+TEXT_PIECES = st.sampled_from(["a", "B", "cat", "York", "'s", "'", "-", "--", "''", " ", "  ", ".",
+                               ",", "\n", "\t", "_", "É", "ﬁ", "’", "\xa0", "7", "(", "s"])
+
+
+@given(st.lists(TEXT_PIECES, max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_matchable_text_has_exactly_the_reference_words(text):
+    assert matchable_text(text).split() == reference_matchable(text).split()
+
+
+@given(st.lists(st.lists(TEXT_PIECES, min_size=1, max_size=4).map("".join), min_size=1,
+                max_size=6),
+       st.lists(TEXT_PIECES, max_size=16).map("".join))
+@settings(max_examples=200, deadline=None)
+def test_matches_equal_substring_search_over_normalised_words(queries, text):
+    keys = [" " + " ".join(reference_matchable(q).split()) + " " for q in queries]
+    padded = " " + " ".join(reference_matchable(text).split()) + " "
+    last_id = {key: i for i, key in enumerate(keys) if key.strip()}  # equal keys: the last id
+    expected = sorted(i for key, i in last_id.items() if key in padded)
+    assert QueryMatcher.from_queries(enumerate(queries)).match(text) == expected
+
+
+def test_cached_matcher_matches_like_the_freshly_built_one(tmp_path):
+    queries = ["red", "red triangle", "new york", "york's", "café", "state-of-the-art"]
+    path = tmp_path / "queries.parquet"
+    pq.write_table(pa.table({"query_id": pa.array(range(len(queries)), pa.int32()),
+                             "query": queries}), path)
+    texts = ["A red triangle", "New York's café", "state-of-the-art, red-ish", "nothing"]
+    built = QueryMatcher.from_queries(enumerate(queries))
+    for attempt in range(2):  # the first call builds the cache, the second only reads it
+        cached = QueryMatcher.for_queries_file(path)
+        assert [cached.match(t) for t in texts] == [built.match(t) for t in texts] == [
+            [0, 1], [2, 3, 4], [5], []]

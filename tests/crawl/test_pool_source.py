@@ -1,0 +1,114 @@
+"""URL–caption pools: every format reads back the same pairs, streamed; bad files fail clearly."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from wit_builder.core.options import WitError
+from wit_builder.crawl.sources.pool import PoolColumns, pool_partitions, read_pool
+
+ROWS = [(f"http://img.test/{i}.jpg", f"caption number {i}, with a comma") for i in range(50)]
+
+
+def write_pool(path, kind, rows=ROWS, url_col="url", text_col="caption"):
+    if kind == "parquet":
+        table = pa.table({url_col: [u for u, _ in rows], text_col: [t for _, t in rows],
+                          "width": list(range(len(rows)))})
+        if str(path).endswith(".gz"):
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table, buffer, row_group_size=10)
+            path.write_bytes(gzip.compress(buffer.getvalue().to_pybytes()))
+        else:
+            pq.write_table(table, path, row_group_size=10)
+        return
+    if kind in ("csv", "tsv"):
+        sep = "\t" if kind == "tsv" else ","
+        lines = [f"{url_col}{sep}{text_col}"]
+        lines += [f'{u}{sep}"{t}"' for u, t in rows]
+        data = ("\n".join(lines) + "\n").encode()
+    else:
+        data = "".join(json.dumps({url_col: u, text_col: t, "x": 1}) + "\n"
+                       for u, t in rows).encode()
+    if str(path).endswith(".gz"):
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+def read_all(spec, columns=PoolColumns()):
+    return [pair for part in pool_partitions(str(spec)) for pair in read_pool(part, columns)]
+
+
+@pytest.mark.parametrize("name", ["p.parquet", "p.csv", "p.tsv", "p.jsonl", "p.csv.gz",
+                                  "p.jsonl.gz", "p.parquet.gz"])
+def test_every_format_reads_back_the_same_pairs(tmp_path, name):
+    path = tmp_path / name
+    write_pool(path, name.split(".")[1])
+    assert read_all(path) == ROWS
+
+
+def test_parquet_is_split_into_row_group_partitions(tmp_path):
+    write_pool(tmp_path / "big.parquet", "parquet")
+    parts = pool_partitions(str(tmp_path / "big.parquet"))
+    assert len(parts) == 2  # 5 row groups of 10 rows, 4 groups a partition
+    assert read_all(tmp_path / "big.parquet") == ROWS
+
+
+def test_directory_and_glob_list_pool_files(tmp_path):
+    write_pool(tmp_path / "a.parquet", "parquet", ROWS[:10])
+    write_pool(tmp_path / "b.jsonl", "jsonl", ROWS[10:20])
+    (tmp_path / "notes.md").write_text("not a pool")
+    assert read_all(tmp_path) == ROWS[:20]
+    assert read_all(tmp_path / "*.jsonl") == ROWS[10:20]
+
+
+def test_configurable_columns(tmp_path):
+    write_pool(tmp_path / "d.parquet", "parquet", url_col="URL", text_col="TEXT")
+    assert read_all(tmp_path / "d.parquet", PoolColumns(url="URL", text="TEXT")) == ROWS
+
+
+@pytest.mark.parametrize("name", ["m.parquet", "m.csv", "m.jsonl"])
+def test_missing_url_column_is_a_clear_error(tmp_path, name):
+    write_pool(tmp_path / name, name.split(".")[1], url_col="link")
+    with pytest.raises(WitError, match=f"{name}' has no column 'url'.*link"):
+        read_all(tmp_path / name)
+
+
+def test_unreadable_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(WitError, match="not a readable parquet"):
+        read_all(tmp_path / "x.parquet")
+    (tmp_path / "x.xlsx").write_bytes(b"PK")
+    with pytest.raises(WitError, match="unknown extension"):
+        read_all(tmp_path / "x.xlsx")
+    with pytest.raises(WitError, match="matches no file"):
+        read_all(tmp_path / "none-*.csv")
+    (tmp_path / "y.parquet.gz").write_bytes(b"not gzip either")
+    with pytest.raises(WitError, match="y.parquet.gz' is not a readable gzip file"):
+        read_all(tmp_path / "y.parquet.gz")
+
+
+def test_gzipped_parquet_is_read_by_batches_from_a_scratch_file_then_removed(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i}") for i in range(5000)]
+    write_pool(tmp_path / "big.parquet.gz", "parquet", rows)
+    part, = pool_partitions(str(tmp_path / "big.parquet.gz"))
+    pairs = read_pool(part)
+    assert next(pairs) == rows[0]
+    assert len(list((tmp_path / "scratch").iterdir())) == 1  # the unzipped file, while reading
+    assert [rows[0], *pairs] == rows
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_missing_values_come_back_empty_for_the_filters_to_count(tmp_path):
+    table = pa.table({"url": ["http://a.test/1.jpg", None], "caption": [None, "orphan"]})
+    pq.write_table(table, tmp_path / "n.parquet")
+    assert read_all(tmp_path / "n.parquet") == [("http://a.test/1.jpg", ""), ("", "orphan")]

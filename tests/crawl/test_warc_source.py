@@ -1,0 +1,220 @@
+"""WARC source: HTML response records of local and HTTP-streamed WARC files; damage is counted."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import http.server
+import threading
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from aiohttp import web
+
+from servers import Server
+from wit_builder.cli import load_config
+from wit_builder.crawl.run import select
+from wit_builder.core.options import WitError
+from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
+
+
+def http_response(body: bytes, status: str = "200 OK", content_type: str = "text/html") -> bytes:
+    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+def warc_record(kind: str, uri: str, payload: bytes, number: int) -> bytes:
+    msgtype = "request" if kind == "request" else "response"
+    head = (f"WARC/1.0\r\nWARC-Type: {kind}\r\nWARC-Target-URI: {uri}\r\n"
+            f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Record-ID: <urn:uuid:{number:08d}>\r\n"
+            f"Content-Type: application/http; msgtype={msgtype}\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n").encode()
+    return gzip.compress(head + payload + b"\r\n\r\n", mtime=0)
+
+
+def sample_warc() -> bytes:
+    records = [
+        ("request", "http://s.test/a.html", b"GET /a.html HTTP/1.1\r\nHost: s.test\r\n\r\n"),
+        ("response", "http://s.test/a.html", http_response(b"<img src=x.jpg alt='a red star'>")),
+        ("response", "http://s.test/img.jpg", http_response(b"\xff\xd8\xff", content_type="image/jpeg")),
+        ("response", "http://s.test/gone", http_response(b"", status="404 Not Found")),
+        ("response", "http://s.test/b.html", http_response(b"<p>page b</p>",
+                                                           content_type="text/html; charset=utf-8")),
+    ]
+    return b"".join(warc_record(kind, uri, payload, i) for i, (kind, uri, payload) in
+                    enumerate(records))
+
+
+def test_only_successful_html_responses_are_yielded(tmp_path):
+    path = tmp_path / "crawl.warc.gz"
+    path.write_bytes(sample_warc())
+    dropped = Counter()
+    pages = list(read_html_responses(str(path), dropped))
+    assert [url for url, _ in pages] == ["http://s.test/a.html", "http://s.test/b.html"]
+    assert pages[0][1] == b"<img src=x.jpg alt='a red star'>"
+    assert dropped == {"not_html": 1, "http_status": 1}
+
+
+@pytest.mark.parametrize("keep", [-400, 100, 30, 5])
+def test_truncated_file_keeps_whole_records_and_counts_the_cut_one(tmp_path, keep):
+    body = random.Random(0).randbytes(5000)  # incompressible, so the cut lands inside the body
+    last = warc_record("response", "http://s.test/c.html", http_response(b"<p>" + body), 9)
+    path = tmp_path / "cut.warc.gz"
+    path.write_bytes(sample_warc() + last[:keep])
+    dropped = Counter()
+    urls = [url for url, _ in read_html_responses(str(path), dropped)]
+    assert urls == ["http://s.test/a.html", "http://s.test/b.html"]
+    assert dropped["truncated_record"] == 1
+
+
+def test_file_that_is_not_a_warc_is_counted_not_raised(tmp_path):
+    path = tmp_path / "fake.warc.gz"
+    path.write_bytes(b"this is not gzip and not a WARC\n" * 20)
+    dropped = Counter()
+    assert list(read_html_responses(str(path), dropped)) == []
+    assert dropped == {"invalid_warc": 1}
+
+
+def test_uncompressed_warc_reads_the_same(tmp_path):
+    path = tmp_path / "plain.warc"
+    path.write_bytes(gzip.decompress(sample_warc()))
+    assert len(list(read_html_responses(str(path), Counter()))) == 2
+
+
+def test_streamed_over_http_without_saving(tmp_path):
+    data = sample_warc()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/CC-MAIN-x.warc.gz"
+        pages = list(read_html_responses(url, Counter()))
+    finally:
+        server.shutdown()
+    assert [u for u, _ in pages] == ["http://s.test/a.html", "http://s.test/b.html"]
+
+
+def test_locations_from_directory_and_glob(tmp_path):
+    for name in ("b.warc.gz", "a.warc", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.rsplit("/", 1)[1] for p in expand_warc_locations(str(tmp_path))] == \
+        ["a.warc", "b.warc.gz"]
+    assert len(expand_warc_locations(str(tmp_path / "*.warc*"))) == 2
+    with pytest.raises(WitError, match="matches no file"):
+        expand_warc_locations(str(tmp_path / "none-*.warc"))
+
+
+# ---- listings: Common Crawl's warc.paths.gz, warc:@list.txt ----------------------------------
+
+def page_warc(number: int) -> bytes:
+    """A one-page WARC whose page URL says which file it came from."""
+    html = (f"<img src=pic{number}.jpg alt='a photograph of a bright red star drawn "
+            f"on white paper, number {number}'>").encode()
+    return warc_record("response", f"http://s.test/{number}.html", http_response(html), number)
+
+
+def write_mirror(root, names: list[str]) -> None:
+    for number, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(page_warc(number))
+
+
+CC_NAMES = ["crawl-data/CC-MAIN-2024-10/segments/1/warc/CC-MAIN-1-00000.warc.gz",
+            "crawl-data/CC-MAIN-2024-10/segments/1/warc/CC-MAIN-1-00001.warc.gz",
+            "crawl-data/CC-MAIN-2024-10/segments/2/warc/CC-MAIN-2-00000.warc.gz"]
+
+
+def page_urls(locations: list[str]) -> list[str]:
+    return [url for location in locations for url, _ in read_html_responses(location, Counter())]
+
+
+def test_gzipped_paths_listing_resolves_relative_lines_against_a_local_prefix(tmp_path):
+    mirror = tmp_path / "mirror"
+    write_mirror(mirror, CC_NAMES)
+    extra = tmp_path / "elsewhere" / "own.warc.gz"
+    write_mirror(tmp_path / "elsewhere", ["own.warc.gz"])
+    listing = tmp_path / "warc.paths.gz"
+    lines = ["# CC-MAIN-2024-10, first files", CC_NAMES[1], "", CC_NAMES[0], str(extra),
+             CC_NAMES[1], CC_NAMES[2]]
+    listing.write_bytes(gzip.compress("\n".join(lines).encode() + b"\n"))
+    locations = expand_warc_locations(str(listing), prefix=str(mirror))
+    # The listing's order, absolute lines as they are, a repeated line once.
+    assert locations == [str(mirror / CC_NAMES[1]), str(mirror / CC_NAMES[0]), str(extra),
+                         str(mirror / CC_NAMES[2])]
+    assert page_urls(locations) == ["http://s.test/1.html", "http://s.test/0.html",
+                                    "http://s.test/0.html", "http://s.test/2.html"]
+
+
+def test_at_listing_and_http_prefix_stream_each_warc_from_an_aiohttp_server(tmp_path):
+    files = {f"/{name}": page_warc(number) for number, name in enumerate(CC_NAMES)}
+    files["/lists/warc.paths.gz"] = gzip.compress("\n".join(CC_NAMES).encode())
+    served = Counter()
+
+    async def handler(request: web.Request) -> web.Response:
+        served[request.path] += 1
+        if request.path not in files:
+            raise web.HTTPNotFound()
+        return web.Response(body=files[request.path], content_type="application/octet-stream")
+
+    plain = tmp_path / "list.txt"
+    plain.write_text("\n".join(CC_NAMES[:2]) + "\n")
+    with Server(handler) as server:
+        from_at = expand_warc_locations(f"@{plain}", prefix=server.url + "/")
+        from_url = expand_warc_locations(server.url + "/lists/warc.paths.gz",
+                                         prefix=server.url)
+        assert from_at == [f"{server.url}/{name}" for name in CC_NAMES[:2]]
+        assert from_url == [f"{server.url}/{name}" for name in CC_NAMES]
+        assert page_urls(from_url) == [f"http://s.test/{n}.html" for n in range(3)]
+        with pytest.raises(WitError, match="cannot fetch"):
+            expand_warc_locations(server.url + "/lists/gone.paths.gz")
+    assert all(served[f"/{name}"] == 1 for name in CC_NAMES)
+
+
+def test_empty_or_unreadable_listing_is_a_clear_error(tmp_path):
+    cases = {"comments.paths": (b"# nothing yet\n\n", "names no WARC file"),
+             "broken.paths.gz": (gzip.compress(b"crawl-data/a.warc.gz\n")[:-12], "cannot be read"),
+             "binary.paths": (b"\xff\xfe\x00garbage", "cannot be read")}
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(WitError, match=f"listing '.*{name}' {message}"):
+            expand_warc_locations(str(tmp_path / name), prefix=str(tmp_path))
+    with pytest.raises(WitError, match="listing '.*absent.paths' does not exist"):
+        expand_warc_locations(str(tmp_path / "absent.paths"))
+    with pytest.raises(WitError, match="listing '.*none.txt' does not exist"):
+        expand_warc_locations(f"@{tmp_path / 'none.txt'}")
+    (tmp_path / "one.paths").write_text(CC_NAMES[0] + "\n")
+    with pytest.raises(WitError, match="CC-MAIN-1-00000.warc.gz' .*does not exist; check "
+                                       "--warc-prefix"):
+        expand_warc_locations(str(tmp_path / "one.paths"), prefix=str(tmp_path))
+
+
+def test_crawl_reads_a_listing_under_its_warc_prefix(tmp_path):
+    mirror = tmp_path / "mirror"
+    write_mirror(mirror, CC_NAMES)
+    (tmp_path / "warc.paths").write_text("\n".join(CC_NAMES[1:]) + "\n")
+    (tmp_path / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
+                   tmp_path / "queries" / "queries.parquet")
+    config = load_config("crawl", None, {
+        "workdir": str(tmp_path), "download": False, "workers": 1,
+        "source": [f"warc:{tmp_path / 'warc.paths'}"], "warc_prefix": str(mirror)})
+    stats = select(config)
+    assert stats["dropped"]["pages"] == 2
+    selection = pq.read_table(tmp_path / "manifests" / "selection.parquet").to_pylist()
+    assert sorted(row["page_url"] for row in selection) == ["http://s.test/1.html",
+                                                            "http://s.test/2.html"]

@@ -1,0 +1,1 @@
+"""Mechanisms every stage shares: settings, storage, engine, markers, schemas, text, tar samples."""

@@ -1,0 +1,1 @@
+"""Stage 2, `wit crawl`: sources, filters, matching, balance, download."""

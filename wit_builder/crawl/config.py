@@ -1,0 +1,82 @@
+"""The settings of `wit crawl` (`wit crawl --help` is generated from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wit_builder.core.config import PartitionedStageConfig
+from wit_builder.core.options import option
+
+SOURCE_HELP = ("web:URL | web:@seeds.txt | warc:PATH_OR_URL | warc:LISTING.paths[.gz] | "
+               "warc:@LISTING | pool:PATH")
+
+
+@dataclass
+class CrawlConfig(PartitionedStageConfig):
+    source: list[str] = option([], SOURCE_HELP + " (repeatable)", metavar="SOURCE")
+    warc_prefix: str = option("https://data.commoncrawl.org/", "what the relative lines of a WARC "
+                              "listing (Common Crawl's warc.paths.gz, warc:@list.txt) are resolved "
+                              "against: a URL or a local directory")
+    queries: str = option("queries/queries.parquet", "queries to match texts against")
+    per_query: int = option(20_000, "most pairs any one query keeps")
+    balance: str = option("exact", "balancing rule", choices=["exact", "probabilistic"])
+    download: bool = option(True, "download the selected images (--no-download stops after "
+                                  "the selection)")
+    downloader: str = option("native", "image downloader", choices=["native", "img2dataset"])
+    allow_private: bool = option(False, "turn the address guard off: let every request reach "
+                                        "private, loopback, link-local and metadata addresses "
+                                        "(logged once per run); prefer --trusted-origins")
+    max_pages: int = option(10_000, "pages the web crawler fetches at most")
+    max_depth: int = option(5, "links followed from a seed at most")
+    allowed_hosts: list[str] = option([], "hosts the crawler may visit (default: the seeds' hosts)",
+                                      metavar="HOST")
+    user_agent: str = option("witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)",
+                             "User-Agent of every request")
+    crawl_concurrency: int = option(16, "pages fetched at once by the web crawler")
+    per_host_concurrency: int = option(2, "requests in flight to one host")
+    crawl_delay: float = option(1.0, "seconds between two page requests to one host (robots.txt "
+                                     "Crawl-delay may raise it)")
+    max_page_bytes: int = option(5_000_000, "largest HTML page read")
+    checkpoint_pages: int = option(1000, "pages between two checkpoints of a live crawl (its "
+                                         "pairs so far and its frontier): a killed crawl goes on "
+                                         "from the last one; at least one page per 20 URLs seen, "
+                                         "so large crawls checkpoint less often (0: only at the end)")
+    min_text_chars: int = option(5, "shorter texts are dropped")
+    max_text_chars: int = option(1000, "longer texts are dropped")
+    partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")
+    memory_budget_mb: float = option(512.0, "memory the URL dedupe holds at once; past it, the "
+                                            "matched rows go through hash buckets on disk")
+    lang: str = option("en", "language kept")
+    min_lang_prob: float = option(0.9, "least language probability kept (when not set: 0.9 "
+                                       "with langdetect, 0.3 with lingua, whose probabilities "
+                                       "of short captions run lower)")
+    lang_detector: str = option("langdetect", "language detector",
+                                choices=["langdetect", "lingua"])
+    url_col: str = option("url", "URL column of pool files")
+    text_col: str = option("caption", "caption column of pool files")
+    samples_per_shard: int = option(10_000, "samples per raw download shard")
+    concurrency: int = option(128, "requests in flight per worker")
+    image_size: int = option(256, "longest side of stored images")
+    resize_mode: str = option("keep_ratio", "how images are resized. keep_ratio: the longest "
+                              "side becomes --image-size (img2dataset's keep_ratio_largest; "
+                              "img2dataset's keep_ratio sets the shortest side), smaller images "
+                              "are not enlarged; keep_ratio_largest is the same mode. "
+                              "center_crop: the shortest side becomes --image-size, then the "
+                              "central square is kept. border: the longest side becomes "
+                              "--image-size, padded white to a square. no: as downloaded",
+                              choices=["keep_ratio", "keep_ratio_largest", "center_crop",
+                                       "border", "no"])
+    min_size: int = option(32, "images with a smaller side are dropped")
+    max_aspect_ratio: float = option(3.0, "images more elongated than this are dropped")
+    max_bytes: int = option(20_000_000, "largest image body downloaded")
+    quality: int = option(90, "JPEG quality of stored images")
+    timeout: float = option(20.0, "seconds per request")
+    retries: int = option(2, "retries of timeouts, resets and 5xx")
+    download_per_host: int = option(16, "image requests in flight to one host, per worker")
+    trusted_origins: list[str] = option([], "host:port origins exempt from the address guard "
+                                            "(a known mirror on a private network)",
+                                        metavar="HOST:PORT")
+    disallowed_header_directives: list[str] = option(
+        ["noai", "noimageai", "noindex", "noimageindex"], "X-Robots-Tag directives that keep an "
+        "image out (img2dataset's default list), for everyone or scoped to our --user-agent; "
+        "repeatable or comma-separated; '' stores every image", metavar="DIRECTIVE")

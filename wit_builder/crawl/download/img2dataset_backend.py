@@ -1,0 +1,224 @@
+"""`--downloader img2dataset`: hand the selection to img2dataset, then rewrite its output into our
+contract (keys, `.json` fields, manifests with our status names), so later stages cannot tell
+which backend ran.
+
+img2dataset resolves names and follows redirects itself, with urllib, in processes it spawns: each
+of its workers is handed a downloader that first guards the process below urllib (netguard's
+`GuardedWorker`), so every hop and DNS answer is checked as the native downloader checks them.
+URLs whose host is a refused IP literal never reach img2dataset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wit_builder.core import atomic, store
+from wit_builder.crawl.config import CrawlConfig
+from wit_builder.crawl.download import download_settings, writer
+from wit_builder.crawl.download.fetch import user_agent_token
+from wit_builder.crawl.download.native import (DownloadSettings, DownloadShard, check_done,
+                                          log_done_check, read_rows, shard_inputs,
+                                          warn_unrecorded)
+from wit_builder.crawl.download.stats import summary
+from wit_builder.core.engine import worker_count
+from wit_builder.net.guard import AddressPolicy, BlockedAddressError, GuardedWorker
+from wit_builder.core.options import WitError
+from wit_builder.core.tarsamples import read_samples
+
+log = logging.getLogger(__name__)
+
+# Our modes → img2dataset's: our keep_ratio bounds the longest side, their keep_ratio_largest.
+RESIZE_MODES = {"keep_ratio": "keep_ratio_largest", "center_crop": "center_crop",
+                "border": "border", "no": "no"}
+BLOCKED_URL = "blocked:"  # a URL img2dataset cannot fetch, for rows our guard refuses
+ERROR_STATUSES = (       # img2dataset's error messages → our statuses, first match wins
+    ("non-public address", "blocked_address"),  # BlockedAddressError, raised in its workers
+    ("x-robots-tag", "opted_out"),
+    ("too small", "too_small"),
+    ("aspect ratio", "bad_aspect_ratio"),
+    ("area too large", "too_large"),
+    ("infinite loop", "redirect_loop"),
+    ("http error", "http_error"),
+    ("timed out", "timeout"),
+    ("decod", "decode_error"),
+    ("cannot identify", "decode_error"),
+)
+
+MISSING = {"status": "failed_to_download", "error_message": "missing from img2dataset output"}
+MISSING_FROM_TAR = {"status": "failed_to_download",
+                    "error_message": "missing from img2dataset's tar (truncated or unsafe)"}
+
+
+def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy) -> set[str]:
+    """Copy the selection for img2dataset with the URLs our guard refuses replaced (refused IP
+    literals, and anything but http(s): urllib would read file: URLs); their uids."""
+    table = store.read_parquet(selection, columns=["uid", "url", "text"])
+    urls, blocked = table.column("url").to_pylist(), set()
+    for i, (uid, url) in enumerate(zip(table.column("uid").to_pylist(), urls)):
+        try:
+            policy.check_url(url)
+        except (BlockedAddressError, ValueError):
+            urls[i] = BLOCKED_URL
+            blocked.add(uid)
+    table = table.set_column(1, "url", pa.array(urls, pa.string()))
+    atomic.write_parquet(target, table)
+    return blocked
+
+
+@contextmanager
+def guarded_workers(policy: AddressPolicy):
+    """While open, img2dataset's multiprocessing distributor hands its worker processes a
+    downloader wrapped in `GuardedWorker(policy)`. Fails closed: an img2dataset whose `download`
+    no longer picks that distributor by name cannot be guarded, and is refused."""
+    main = importlib.import_module("img2dataset.main")  # the package's `main` is a function
+    original = getattr(main, "multiprocessing_distributor", None)
+    if original is None or "multiprocessing_distributor" not in main.download.__code__.co_names:
+        raise WitError("download: this img2dataset version cannot be guarded against private "
+                       "addresses; use --downloader native, or --allow-private")
+
+    def distributor(processes_count, downloader, *args, **kwargs):
+        return original(processes_count, GuardedWorker(downloader, policy), *args, **kwargs)
+
+    main.multiprocessing_distributor = distributor
+    try:
+        yield
+    finally:
+        main.multiprocessing_distributor = original
+
+
+def run_img2dataset(config: CrawlConfig, settings: DownloadSettings, input_path: Path,
+                    output: Path) -> None:
+    # img2dataset imports albumentations, which otherwise asks the network for a newer version
+    # (offline, that costs seconds in every worker process).
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from img2dataset import download
+
+    resize_mode = settings.image.resize_mode
+    with guarded_workers(settings.fetch.policy):
+        download(url_list=str(input_path), input_format="parquet", url_col="url",
+                 caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
+                 output_folder=str(output), processes_count=worker_count(config.workers),
+                 thread_count=config.concurrency, image_size=config.image_size,
+                 resize_mode=RESIZE_MODES[resize_mode],
+                 resize_only_if_bigger=resize_mode == "keep_ratio",
+                 encode_quality=config.quality, number_sample_per_shard=config.samples_per_shard,
+                 min_image_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
+                 timeout=config.timeout, retries=config.retries, compute_hash="sha256",
+                 extract_exif=False, enable_wandb=False, distributor="multiprocessing",
+                 user_agent_token=user_agent_token(config.user_agent),
+                 # An empty list turns img2dataset's check off, as it turns ours off.
+                 disallowed_header_directives=list(settings.fetch.disallowed_directives),
+                 incremental_mode="incremental")
+
+
+def our_status(status: str, message: str | None) -> tuple[str, int | None]:
+    """(status, HTTP status) of one img2dataset row."""
+    if status == "success":
+        return "ok", 200
+    text = (message or "").lower()
+    code = re.search(r"http error (\d{3})", text)
+    for needle, ours in ERROR_STATUSES:
+        if needle in text:
+            return ours, int(code.group(1)) if code else None
+    return ("decode_error" if status == "failed_to_resize" else "connection_error"), None
+
+
+def their_samples(path: Path) -> dict[str, dict[str, bytes]]:
+    """img2dataset's samples by key: {'jpg': ..., ...}; a truncated tar keeps the samples before
+    the break (the rest are counted missing by `convert_shard`), unsafe members are skipped."""
+    if not path.exists():
+        return {}
+    problems: Counter = Counter()
+    with open(path, "rb") as stream:
+        samples = dict(read_samples(stream, problems, str(path)))
+    if problems:
+        log.warning("download: img2dataset shard %s: %s", path, dict(problems))
+    return samples
+
+
+def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str],
+                  inputs: dict | None = None) -> Counter:
+    """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order), the
+    manifest recording the shard's `inputs` as the native downloader's do."""
+    name = f"{shard.index:05d}"
+    theirs = {row["uid"]: row for row in pq.read_table(output / f"{name}.parquet").to_pylist()}
+    images = their_samples(output / f"{name}.tar")
+    manifest = []
+    with writer.shard_tar(writer.tar_path(workdir, shard.index)) as tar:
+        for index, row in enumerate(read_rows(shard)):
+            their = theirs.get(row["uid"], MISSING)
+            if their["status"] == "success" and "jpg" not in images.get(their["key"], {}):
+                their = MISSING_FROM_TAR
+            status, http_status = our_status(their["status"], their.get("error_message"))
+            if row["uid"] in blocked:
+                status, http_status = "blocked_address", None
+            key = writer.shard_key(shard.index, index) if status == "ok" else None
+            if key is not None:
+                meta = {"uid": row["uid"], "url": row["url"], "page_url": row["page_url"],
+                        "query_ids": row["query_ids"], "width": their["width"],
+                        "height": their["height"], "original_width": their["original_width"],
+                        "original_height": their["original_height"], "sha256": their["sha256"]}
+                jpeg = images[their["key"]]["jpg"]
+                tar.write(writer.sample_members(key, jpeg, row["text"], meta))
+            manifest.append({"uid": row["uid"], "url": row["url"], "status": status,
+                             "http_status": http_status,
+                             "error": None if status == "ok" else their.get("error_message"),
+                             "bytes": None, "sha256": their.get("sha256"), "shard": shard.index,
+                             "key": key, "seconds": None})
+    writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest, inputs)
+    return Counter(row["status"] for row in manifest)
+
+
+def img2dataset_scratch(config: CrawlConfig) -> Path:
+    """img2dataset's own input and output: beside the raw shards on local disk, in a local
+    temporary folder when the workdir is an object store (it is read back by this process)."""
+    if store.is_url(config.workdir):
+        return Path(tempfile.mkdtemp(prefix="wit-img2dataset-"))
+    return Path(config.path("data/.img2dataset"))
+
+
+def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
+                              shards: list[DownloadShard]) -> dict:
+    """Download with img2dataset into a scratch folder, then convert every shard not done yet
+    (for its inputs now: rows, image settings, opt-out directives)."""
+    started = time.monotonic()
+    settings = download_settings(config)
+    # Only the inputs are kept: a shard still to do reads its rows again when it is converted,
+    # so memory holds one shard's rows, not the selection's.
+    todo, statuses, unrecorded = [], Counter(), 0
+    for shard in shards:
+        inputs = shard_inputs(read_rows(shard), settings)
+        check = check_done(shard, inputs, config.workdir)
+        log_done_check(shard.index, check)
+        unrecorded += check.unrecorded
+        if check.statuses is not None:
+            statuses.update(check.statuses)
+        else:
+            todo.append((shard, inputs))
+    warn_unrecorded(unrecorded)
+    if todo:
+        scratch = img2dataset_scratch(config)
+        try:
+            blocked = guarded_input(selection, scratch / "input.parquet", settings.fetch.policy)
+            run_img2dataset(config, settings, scratch / "input.parquet", scratch / "output")
+            for shard, inputs in todo:
+                statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,
+                                              inputs))
+        finally:  # a failed run must not leave a copy of the selection and images behind
+            shutil.rmtree(scratch, ignore_errors=True)
+    stats = summary(statuses, len(shards), len(shards) - len(todo),
+                    time.monotonic() - started, "img2dataset")
+    log.info("download: img2dataset stored %d of %d", stats["stored"], stats["attempted"])
+    return stats

@@ -1,0 +1,334 @@
+"""Image–text pairs of an HTML page, shared by the live crawler and the WARC reader.
+
+A real HTML parser (selectolax/Lexbor), never regular expressions on HTML. For every `<img>`:
+the URL is the largest `srcset` candidate, else a lazy-loading attribute (`data-src`, ...), else
+`src`; the text is `alt`, else `title`, else the `<figcaption>` of the enclosing `<figure>`. URLs
+are resolved against the page (and its `<base href>`): relative URLs are ~40% of images on the web,
+and dropping them (as LAION and DataComp did) loses them.
+
+Speed (benchmarks/bench_match.py): `parse_page`, what the crawl runs, finds elements with
+selectolax's `tags()` (several times cheaper than the CSS engine) and, with the compiled extension,
+decides the common shapes of images and links in C (`_crawlfast.page_images`, `page_links`) on
+their attribute dicts; every other image goes to `image_outcome`, the Python reference, and every
+other link to `UrlResolver.resolve`. Without the extension, the reference does all. Only
+selectolax's public API is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+try:
+    from wit_builder.crawl import _crawlfast
+except ImportError:  # not built: the Python reference does every image (wit_builder.crawl.match warns)
+    _crawlfast = None
+
+log = logging.getLogger(__name__)
+
+LAZY_URL_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-url")
+LAZY_SRCSET_ATTRIBUTES = ("data-srcset", "data-lazy-srcset")
+# Attributes that may name an image's URL besides `src`; most images have none of them. The
+# compiled path looks up only attribute names of 6+ characters that start with "s" or "d".
+URL_ATTRIBUTES = frozenset(("srcset", *LAZY_SRCSET_ATTRIBUTES, *LAZY_URL_ATTRIBUTES))
+WEB_SCHEMES = {"http", "https"}
+OPT_OUT_DIRECTIVES = {"noimageindex", "noai", "noimageai", "none"}
+
+
+class ImageText(NamedTuple):
+    """One image–text pair of a page (a NamedTuple: pages hold dozens and it builds ~2x faster
+    than a frozen dataclass)."""
+
+    url: str
+    text: str
+    text_from: str  # alt | title | figcaption
+
+
+@dataclass
+class PageImages:
+    """What one page yielded, and every image it did not yield with the reason."""
+
+    pairs: list[ImageText] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def is_html_type(content_type: str | None) -> bool:
+    """True for an HTML Content-Type header value (parameters such as charset ignored)."""
+    return (content_type or "").split(";")[0].strip().lower() in HTML_TYPES
+
+
+def decode_html(body: bytes | str) -> str:
+    """Page bytes as text: UTF-8 when valid, else Windows-1252 (what browsers assume for Latin-1)."""
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode("cp1252", errors="replace")
+
+
+def parse_srcset(srcset: str) -> list[tuple[str, float]]:
+    """`srcset` candidates as (url, size), size the `w` width or the `x` density (1 by default)."""
+    candidates = []
+    for part in srcset.split(","):
+        tokens = part.split()
+        if not tokens:
+            continue
+        size = 1.0
+        for descriptor in tokens[1:]:
+            unit, number = descriptor[-1:].lower(), descriptor[:-1]
+            try:
+                if unit in ("w", "x"):
+                    size = float(number)
+            except ValueError:
+                continue
+        candidates.append((tokens[0], size))
+    return candidates
+
+
+def largest_srcset_url(srcset: str | None) -> str | None:
+    candidates = parse_srcset(srcset or "")
+    if not candidates:
+        return None
+    # max() keeps the first of equal sizes, so ties go to the author's order.
+    return max(candidates, key=lambda candidate: candidate[1])[0]
+
+
+def raw_image_url(attributes: dict[str, str | None]) -> str | None:
+    """The URL a browser would finally show for an `<img>`, before resolution."""
+    if URL_ATTRIBUTES.isdisjoint(attributes):
+        return attributes.get("src")
+    for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
+        url = largest_srcset_url(attributes.get(name))
+        if url:
+            return url
+    for name in LAZY_URL_ATTRIBUTES:
+        if attributes.get(name):
+            return attributes[name]
+    return attributes.get("src")
+
+
+def resolve_url(base: str, url: str) -> str | None:
+    """`url` made absolute against `base`, without its fragment; None unless http(s)."""
+    try:
+        absolute = urljoin(base, url.strip())
+        parts = urlsplit(absolute)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in WEB_SCHEMES or not parts.netloc:
+        return None
+    return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path or "/", parts.query, ""))
+
+
+class UrlResolver:
+    """`resolve_url` against one page, with fast paths for the common shapes of URLs (absolute,
+    root-relative, plain relative): urljoin costs ~20 µs and pages hold dozens of URLs."""
+
+    def __init__(self, base: str):
+        self.base = base
+        parts = urlsplit(base)
+        self.simple_base = parts.scheme in WEB_SCHEMES and bool(parts.netloc) \
+            and "/." not in parts.path and "\\" not in base
+        self.scheme = parts.scheme
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        path = parts.path or "/"
+        self.directory = self.origin + path[:path.rfind("/") + 1]
+
+    def resolve(self, url: str) -> str | None:
+        stripped = url.strip()
+        if "#" in stripped:
+            stripped = stripped[:stripped.index("#")]
+        candidate = self.fast_path(stripped)
+        return candidate if candidate is not None else resolve_url(self.base, url)
+
+    def fast_path(self, url: str) -> str | None:
+        """The resolved URL when it needs no general RFC 3986 work, else None."""
+        # Whitespace other than " " is not printable; a control character merely takes urljoin.
+        if not url or " " in url or "/." in url or "\\" in url or url[-1] == "?" \
+                or not url.isprintable():
+            return None
+        if url[0] == "/" and url[1:2] != "/":  # root-relative, the commonest shape
+            return self.origin + url if self.simple_base and "//" not in url else None
+        if url.startswith(("http://", "https://")):
+            slash = url.find("/", url.index("//") + 2)
+            host_end = len(url) if slash < 0 else slash
+            netloc = url[url.index("//") + 2:host_end]
+            if not netloc or "?" in netloc or "@" in netloc:
+                return None
+            return url if slash >= 0 else url + "/"
+        if not self.simple_base or url.startswith(("//", "?")):
+            return None
+        if "//" in url:  # urljoin folds empty segments of relative paths
+            return None
+        if url.startswith("/"):
+            return self.origin + url
+        first_segment = url.split("/", 1)[0]
+        if ":" in first_segment or url.startswith("."):
+            return None
+        return self.directory + url
+
+
+def collapse_whitespace(text: str | None) -> str:
+    """`text` with runs of whitespace made one space and none at the ends."""
+    return " ".join(text.split()) if text else ""
+
+
+def enclosing_figcaption(node: LexborNode) -> str:
+    """Text of the `<figcaption>` of the nearest `<figure>` around `node`, if any."""
+    parent = node.parent
+    while parent is not None and parent.tag not in ("figure", "body", "html"):
+        parent = parent.parent
+    if parent is None or parent.tag != "figure":
+        return ""
+    caption = parent.css_first("figcaption")
+    return collapse_whitespace(caption.text(deep=True, separator=" ")) if caption else ""
+
+
+def image_text(node: LexborNode, attributes: dict[str, str | None]) -> tuple[str, str]:
+    """(text, where it came from) of an `<img>`: alt, else title, else the figure's caption."""
+    text = collapse_whitespace(attributes.get("alt"))
+    if text:
+        return text, "alt"
+    text = collapse_whitespace(attributes.get("title"))
+    if text:
+        return text, "title"
+    return enclosing_figcaption(node), "figcaption"
+
+
+def is_tracking_pixel(attributes: dict[str, str | None]) -> bool:
+    """Declared 1×1 (or smaller) images: counters and beacons, never content."""
+    if "height" not in attributes or "width" not in attributes:
+        return False
+
+    def declared(name: str) -> int | None:
+        value = (attributes.get(name) or "").strip().lower().removesuffix("px")
+        return int(value) if value.isdigit() else None
+
+    width, height = declared("width"), declared("height")
+    return width is not None and height is not None and width <= 1 and height <= 1
+
+
+@dataclass
+class PageElements:
+    """The elements extraction reads, from one walk of a parsed page."""
+
+    images: list[LexborNode] = field(default_factory=list)
+    anchors: list[LexborNode] = field(default_factory=list)
+    base_href: str | None = None
+    directives: set[str] = field(default_factory=set)  # of <meta name="robots">, lower case
+
+
+def page_elements(tree: LexborHTMLParser, with_links: bool) -> PageElements:
+    """`<img>`, `<a>` (when `with_links`), the first `<base href>` and the directives of
+    `<meta name="robots">` (nofollow, noimageindex, noai, ...)."""
+    # One tags() walk per element name costs less than one CSS-engine walk for all of them.
+    found = PageElements(images=tree.tags("img"), anchors=tree.tags("a") if with_links else [])
+    for node in tree.tags("base"):
+        attributes = node.attributes
+        if "href" in attributes and found.base_href is None:
+            found.base_href = attributes["href"]
+    for node in tree.tags("meta"):
+        attributes = node.attributes
+        add_robots_directives(found.directives, attributes.get("name"), attributes.get("content"))
+    return found
+
+
+def add_robots_directives(directives: set[str], name: str | None, content: str | None) -> None:
+    """Adds the directives of a `<meta name="robots" content="...">` (lower case)."""
+    if (name or "").strip().lower() in ("robots", "witbuilder"):
+        directives.update(part.strip().lower() for part in (content or "").split(","))
+
+
+def page_resolver(elements: PageElements, page_url: str) -> UrlResolver:
+    """Resolution against the page's `<base href>`, else the page's own URL."""
+    href = elements.base_href
+    return UrlResolver(urljoin(page_url, href.strip()) if href else page_url)
+
+
+def image_outcome(node: LexborNode, attributes: dict[str, str | None],
+                  resolve: Callable[[str], str | None]) -> ImageText | str:
+    """The pair of one `<img>`, or the reason it yields none (the reference of page_images)."""
+    raw_url = raw_image_url(attributes)
+    if not raw_url:
+        return "no_url"
+    if ":" in raw_url and raw_url.lstrip()[:5].lower() == "data:":
+        return "data_uri"
+    if is_tracking_pixel(attributes):
+        return "tracking_pixel"
+    url = resolve(raw_url)
+    if url is None:
+        return "not_http"
+    text, source = image_text(node, attributes)
+    if not text:
+        return "no_text"
+    return ImageText(url, text, source)
+
+
+def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = True) -> PageImages:
+    """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped;
+    `compiled=False` takes the Python reference for every image."""
+    result = PageImages()
+    if elements.directives & OPT_OUT_DIRECTIVES:
+        result.dropped["opted_out"] += len(elements.images)
+    elif compiled and _crawlfast is not None:
+        _crawlfast.page_images(elements.images, URL_ATTRIBUTES, resolver.origin,
+                               resolver.directory, resolver.simple_base, resolver.resolve,
+                               image_outcome, ImageText, result.pairs, result.dropped)
+    else:
+        for node in elements.images:
+            outcome = image_outcome(node, node.attributes, resolver.resolve)
+            if isinstance(outcome, str):
+                result.dropped[outcome] += 1
+            else:
+                result.pairs.append(outcome)
+    return result
+
+
+def rel_nofollow(rel: str | None) -> bool:
+    """True when an `<a rel>` value says nofollow."""
+    return "nofollow" in (rel or "").lower().split()
+
+
+def links_of(elements: PageElements, resolver: UrlResolver, compiled: bool = True) -> list[str]:
+    """Absolute http(s) targets of the page's `<a href>` (none when the page says nofollow);
+    `compiled=False` takes the Python reference for every link."""
+    if elements.directives & {"nofollow", "none"}:
+        return []
+    links: list[str] = []
+    if compiled and _crawlfast is not None:
+        _crawlfast.page_links(elements.anchors, resolver.origin, resolver.directory,
+                              resolver.simple_base, resolver.resolve, rel_nofollow, links)
+        return links
+    for node in elements.anchors:
+        attributes = node.attributes
+        if "href" not in attributes:
+            continue
+        if rel_nofollow(attributes.get("rel")):
+            continue
+        url = resolver.resolve(attributes.get("href") or "")
+        if url is not None:
+            links.append(url)
+    return links
+
+
+def parse_page(body: bytes | str, page_url: str) -> tuple[PageImages, list[str]]:
+    """A page parsed and walked once: its image–text pairs and its outgoing links."""
+    elements = page_elements(LexborHTMLParser(decode_html(body)), with_links=True)
+    resolver = page_resolver(elements, page_url)
+    return images_of(elements, resolver), links_of(elements, resolver)
+
+
+def extract_images(body: bytes | str, page_url: str, compiled: bool = True) -> PageImages:
+    """Every (image URL, text) pair of a page, with the reasons the other images were dropped
+    (`compiled=False`: by the Python reference only)."""
+    elements = page_elements(LexborHTMLParser(decode_html(body)), with_links=False)
+    return images_of(elements, page_resolver(elements, page_url), compiled)

@@ -1,0 +1,364 @@
+"""A polite breadth-first web crawler (aiohttp): robots.txt obeyed per host, per-host concurrency
+and delay, a user agent that names the project, redirects followed by hand (each hop checked
+against robots.txt and the address guard), HTML only, size and time caps.
+
+The crawler hands every page to a callback that parses it once and returns its links, so pages
+never accumulate in memory. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
+another callback, and a crawl started from such a snapshot goes on where that one stood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.robotparser
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from wit_builder.net import body as httpbody
+from wit_builder.net.guard import AddressPolicy, BlockedAddressError
+from wit_builder.crawl.sources.html import is_html_type
+
+log = logging.getLogger(__name__)
+
+REDIRECTS = {301, 302, 303, 307, 308}
+NOT_PAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg", ".bmp", ".ico", ".pdf", ".zip",
+             ".gz", ".mp4", ".mp3", ".css", ".js", ".json", ".xml", ".tar")
+
+
+@dataclass(frozen=True)
+class WebCrawlSettings:
+    max_pages: int = 10_000
+    max_depth: int = 5
+    allowed_hosts: tuple[str, ...] = ()  # default: the seeds' hosts
+    user_agent: str = "witbuilder/0.1"
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    delay: float = 0.0  # seconds between two requests to one host (robots Crawl-delay may raise it)
+    timeout: float = 20.0
+    max_page_bytes: int = 5_000_000
+    max_redirects: int = 5
+    allow_private: bool = False
+    trusted_origins: tuple[str, ...] = ()  # 'host:port' exempt from the address guard
+    checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
+
+
+# At most this many seen URLs rewritten by a checkpoint per page crawled since the last one
+# (~2 kB a page): checkpoints space out as the crawl grows, their cost stays linear.
+SEEN_PER_CHECKPOINT_PAGE = 20
+
+
+@dataclass
+class Frontier:
+    """Where a crawl stands: the URLs it has seen, those still to fetch (with their depth) and
+    what it has counted; the pages in flight when it was taken count as still to fetch."""
+
+    seen: list[str]
+    pending: list[tuple[str, int]]
+    pages_started: int
+    stats: dict[str, int]
+
+    def to_json(self) -> dict:
+        return {"seen": self.seen, "pending": [list(item) for item in self.pending],
+                "pages_started": self.pages_started, "stats": self.stats}
+
+    @classmethod
+    def from_json(cls, value: dict) -> Frontier:
+        return cls(list(value["seen"]), [(url, int(depth)) for url, depth in value["pending"]],
+                   int(value["pages_started"]), dict(value["stats"]))
+
+
+class FetchFailed(Exception):
+    """A page that could not be used; `reason` is the counted status."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class HostState:
+    slots: asyncio.Semaphore
+    next_request: float = 0.0
+    robots: urllib.robotparser.RobotFileParser | None = None
+    robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def looks_like_page(url: str) -> bool:
+    return not urlsplit(url).path.lower().endswith(NOT_PAGES)
+
+
+def robots_from_text(text: str) -> urllib.robotparser.RobotFileParser:
+    parser = urllib.robotparser.RobotFileParser()
+    parser.parse(text.splitlines())  # lines that are not rules are ignored: garbage allows all
+    return parser
+
+
+def robots_allowing_all() -> urllib.robotparser.RobotFileParser:
+    return robots_from_text("")
+
+
+def robots_denying_all() -> urllib.robotparser.RobotFileParser:
+    return robots_from_text("User-agent: *\nDisallow: /")
+
+
+class Crawler:
+    """One crawl: the frontier, the hosts' states and the counts of what happened."""
+
+    def __init__(self, settings: WebCrawlSettings, handle_page: Callable[[str, bytes], Iterable[str]],
+                 stats: Counter, checkpoint: Callable[[Frontier], None] | None = None):
+        self.settings = settings
+        self.handle_page = handle_page
+        self.stats = stats
+        self.checkpoint = checkpoint
+        self.hosts: dict[str, HostState] = {}
+        self.seen: set[str] = set()
+        self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        # queued or in flight, in queue order: what a snapshot must fetch again
+        self.unfinished: dict[str, int] = {}
+        self.pages_started = 0
+        self.pages_finished = 0
+        self.pages_since_checkpoint = 0
+        self.allowed: set[str] = set(settings.allowed_hosts)
+        self.policy = AddressPolicy(settings.allow_private, settings.trusted_origins)
+
+    def snapshot(self) -> Frontier:
+        """The frontier now. Taken between two awaits, so every finished page's links are in it
+        and no page is half recorded."""
+        return Frontier(sorted(self.seen), list(self.unfinished.items()), self.pages_finished,
+                        dict(self.stats))
+
+    def restore(self, frontier: Frontier) -> None:
+        """Start from `frontier` instead of the seeds."""
+        self.seen = set(frontier.seen)
+        self.pages_started = self.pages_finished = frontier.pages_started
+        self.stats.update(frontier.stats)
+        for url, depth in frontier.pending:
+            self.unfinished[url] = depth
+            self.queue.put_nowait((url, depth))
+
+    def host_state(self, url: str) -> HostState:
+        origin = origin_of(url)
+        if origin not in self.hosts:
+            self.hosts[origin] = HostState(asyncio.Semaphore(self.settings.per_host_concurrency))
+        return self.hosts[origin]
+
+    def enqueue(self, url: str, depth: int) -> None:
+        if url in self.seen or depth > self.settings.max_depth:
+            return
+        if host_of(url) not in self.allowed:
+            self.stats["off_site_link"] += 1
+            return
+        if not looks_like_page(url):
+            return
+        self.seen.add(url)
+        self.unfinished[url] = depth
+        self.queue.put_nowait((url, depth))
+
+    @asynccontextmanager
+    async def host_slot(self, url: str):
+        """Hold one of the host's connection slots, spaced by its delay."""
+        state = self.host_state(url)
+        async with state.slots:
+            now = time.monotonic()
+            start = max(now, state.next_request)
+            state.next_request = start + max(self.settings.delay, self.robots_delay(state))
+            if start > now:
+                await asyncio.sleep(start - now)
+            yield
+
+    def robots_delay(self, state: HostState) -> float:
+        if state.robots is None:
+            return 0.0
+        return float(state.robots.crawl_delay(self.settings.user_agent) or 0.0)
+
+    async def robots_allow(self, session: aiohttp.ClientSession, url: str) -> bool:
+        state = self.host_state(url)
+        async with state.robots_lock:
+            if state.robots is None:
+                state.robots = await self.fetch_robots(session, origin_of(url) + "/robots.txt")
+        return state.robots.can_fetch(self.settings.user_agent, url)
+
+    async def fetch_robots(self, session: aiohttp.ClientSession, robots_url: str
+                           ) -> urllib.robotparser.RobotFileParser:
+        """A host's rules: its robots.txt; none (4xx) allows all; unreachable (5xx, timeout)
+        denies all, as search engines do, so an outage is never read as permission."""
+        try:
+            _, status, _, body = await self.get(session, robots_url, check_robots=False,
+                                             max_bytes=512_000)
+        except FetchFailed as failure:
+            if failure.reason == "blocked_address":
+                raise  # counted as the page's own failure: the host is out of bounds
+            self.stats["robots_unavailable"] += 1
+            log.info("web: %s unavailable (%s): host skipped", robots_url, failure.reason)
+            return robots_denying_all()
+        if 400 <= status < 500:
+            return robots_allowing_all()
+        if status != 200:
+            self.stats["robots_unavailable"] += 1
+            return robots_denying_all()
+        return robots_from_text(body.decode("utf-8", errors="replace"))
+
+    async def get(self, session: aiohttp.ClientSession, url: str, check_robots: bool = True,
+                  max_bytes: int | None = None) -> tuple[str, int, str, bytes]:
+        """(final URL, status, content type, body) of `url` after redirects; FetchFailed with
+        the reason."""
+        max_bytes = max_bytes or self.settings.max_page_bytes
+        chain = [url]
+        for _ in range(self.settings.max_redirects + 1):
+            try:
+                self.policy.check_url(url)
+            except BlockedAddressError:
+                raise FetchFailed("blocked_address") from None
+            except ValueError:
+                raise FetchFailed("connection_error") from None
+            if check_robots and not await self.robots_allow(session, url):
+                raise FetchFailed("robots")
+            async with self.host_slot(url):
+                status, content_type, location, body = await self.request(session, url, max_bytes)
+            if status not in REDIRECTS or not location:
+                return url, status, content_type, body
+            url = urljoin(url, location)
+            if url in chain:
+                raise FetchFailed("redirect_loop")
+            if check_robots and host_of(url) not in self.allowed:
+                raise FetchFailed("off_site_redirect")
+            chain.append(url)
+        raise FetchFailed("redirect_loop")
+
+    async def request(self, session: aiohttp.ClientSession, url: str, max_bytes: int
+                      ) -> tuple[int, str, str | None, bytes]:
+        try:
+            async with session.get(url, allow_redirects=False) as response:
+                content_type = response.headers.get("Content-Type", "")
+                location = response.headers.get("Location")
+                wanted = is_html_type(content_type) or url.endswith("/robots.txt")
+                if response.status != 200 or not wanted:
+                    return response.status, content_type, location, b""
+                return response.status, content_type, location, \
+                    await read_capped(response, max_bytes)
+        except asyncio.TimeoutError:
+            raise FetchFailed("timeout") from None
+        except aiohttp.ClientConnectorError as error:
+            blocked = isinstance(getattr(error, "os_error", None), BlockedAddressError)
+            raise FetchFailed("blocked_address" if blocked else "connection_error") from None
+        except (aiohttp.ClientError, OSError, ValueError):
+            raise FetchFailed("connection_error") from None
+
+    async def visit(self, session: aiohttp.ClientSession, url: str, depth: int) -> None:
+        """Fetch one page, hand it over, and queue its links."""
+        try:
+            final_url, status, content_type, body = await self.get(session, url)
+        except FetchFailed as failure:
+            self.stats[failure.reason] += 1
+            return
+        if status != 200:
+            self.stats["http_error"] += 1
+            return
+        if not is_html_type(content_type):
+            self.stats["not_html"] += 1
+            return
+        self.stats["pages"] += 1
+        self.seen.add(final_url)
+        for link in self.handle_page(final_url, body):
+            self.enqueue(link, depth + 1)
+
+    async def worker(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            url, depth = await self.queue.get()
+            visited = False
+            try:
+                if self.pages_started < self.settings.max_pages:
+                    self.pages_started += 1
+                    visited = True
+                    await self.visit(session, url, depth)
+                else:
+                    self.stats["max_pages_reached"] += 1
+            except Exception:  # one bad page must never stop the crawl
+                log.exception("web: unexpected error on %s", url)
+                self.stats["crawler_error"] += 1
+            finally:
+                self.unfinished.pop(url, None)
+                self.pages_finished += visited
+                self.queue.task_done()
+            if visited:
+                self.page_finished()
+
+    def page_finished(self) -> None:
+        """Hand a snapshot to the checkpoint callback every `checkpoint_pages` pages, and never
+        more often than every `len(seen) / SEEN_PER_CHECKPOINT_PAGE` pages: a snapshot holds every
+        URL seen, so a large crawl would otherwise spend its time rewriting them."""
+        self.pages_since_checkpoint += 1
+        every = self.settings.checkpoint_pages
+        if self.checkpoint is None or not every:
+            return
+        if self.pages_since_checkpoint >= max(every, len(self.seen) // SEEN_PER_CHECKPOINT_PAGE):
+            self.pages_since_checkpoint = 0
+            self.checkpoint(self.snapshot())
+
+    async def run(self, seeds: list[str], frontier: Frontier | None = None) -> Frontier:
+        """Crawl from `seeds`, or from `frontier` when given (the seeds then only name the
+        allowed hosts), and return the final frontier (nothing pending); a failing checkpoint
+        callback stops the crawl with its error."""
+        self.allowed = self.allowed or {host_of(seed) for seed in seeds}
+        if frontier is not None:
+            self.restore(frontier)
+        else:
+            for seed in seeds:
+                self.enqueue(seed, 0)
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency,
+                                         resolver=self.policy.resolver(),
+                                         ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout,
+                                        sock_connect=min(10.0, self.settings.timeout))
+        headers = {"User-Agent": self.settings.user_agent}
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                         headers=headers) as session:
+            workers = [asyncio.create_task(self.worker(session))
+                       for _ in range(self.settings.concurrency)]
+            drained = asyncio.create_task(self.queue.join())
+            try:
+                # a worker only ends by raising (its checkpoint failed): waiting on the queue
+                # alone would then never end
+                await asyncio.wait([drained, *workers], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in [drained, *workers]:
+                    task.cancel()
+                results = await asyncio.gather(drained, *workers, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return self.snapshot()
+
+
+async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, streamed; FetchFailed("too_large") as soon as it passes `max_bytes`."""
+    try:
+        return await httpbody.read_capped(response, max_bytes)
+    except httpbody.BodyTooLarge:
+        raise FetchFailed("too_large") from None
+
+
+def crawl_web(seeds: list[str], settings: WebCrawlSettings,
+              handle_page: Callable[[str, bytes], Iterable[str]], stats: Counter,
+              checkpoint: Callable[[Frontier], None] | None = None,
+              frontier: Frontier | None = None) -> Frontier:
+    """Crawl from `seeds` (or on from `frontier`); `handle_page(url, body)` gets every HTML page
+    and returns its links; `checkpoint(frontier)` gets a snapshot every
+    `settings.checkpoint_pages` pages. Returns the final frontier."""
+    return asyncio.run(Crawler(settings, handle_page, stats, checkpoint).run(seeds, frontier))

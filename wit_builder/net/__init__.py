@@ -1,0 +1,1 @@
+"""The network: the address guard and the capped body reader."""

@@ -1,0 +1,1 @@
+"""Stage 3, `wit shards`: scan, dedup, shuffle, split, report."""
