@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
-from wit_builder import schemas  # noqa: E402
-from wit_builder.config import load_config  # noqa: E402
-from wit_builder.download import download_selection  # noqa: E402
-from wit_builder.download.images import ImageSettings, process_image  # noqa: E402
+from wit_builder.core import schemas  # noqa: E402
+from wit_builder.cli import load_config  # noqa: E402
+from wit_builder.crawl.download import download_selection  # noqa: E402
+from wit_builder.crawl.download.images import ImageSettings, process_image  # noqa: E402
 
 
 def generate_jpegs(folder: Path, count: int, seed: int) -> list[Path]:

@@ -6,7 +6,7 @@ alternatives a user would write (MetaCLIP-style space-padded substring matching,
 
 Extraction times `parse_page`, what `wit crawl` runs on every page (images and links), against a
 bare selectolax parse + tags('img') + attributes: the least a user would write. The process keeps
-freed memory as the crawl's processes do (wit_builder/allocator.py), for every contender alike;
+freed memory as the crawl's processes do (wit_builder/crawl/allocator.py), for every contender alike;
 `--glibc-defaults` leaves glibc's settings.
 
 Contenders run in alternating chunks of items, several rounds, and each one's time is summed over
@@ -33,10 +33,10 @@ from selectolax.lexbor import LexborHTMLParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
-from wit_builder.allocator import keep_freed_memory  # noqa: E402
-from wit_builder.captions import LanguageDetector  # noqa: E402
-from wit_builder.match import QueryMatcher  # noqa: E402
-from wit_builder.sources.html import (decode_html, extract_images, images_of,  # noqa: E402
+from wit_builder.crawl.allocator import keep_freed_memory  # noqa: E402
+from wit_builder.crawl.captions import LanguageDetector  # noqa: E402
+from wit_builder.crawl.match import QueryMatcher  # noqa: E402
+from wit_builder.crawl.sources.html import (decode_html, extract_images, images_of,  # noqa: E402
                                       links_of, page_elements, page_resolver, parse_page)
 from wit_builder.synthweb.render import caption, sample_scene  # noqa: E402
 

@@ -27,8 +27,8 @@ from common import print_table  # noqa: E402
 
 from wit_builder.queries.counts import compiled_available  # noqa: E402
 from wit_builder.synthweb import wiki  # noqa: E402
-from wit_builder.wikipedia import reader  # noqa: E402
-from wit_builder.wikipedia.reader import decompressed, plan_dump  # noqa: E402
+from wit_builder.queries.wikipedia import reader  # noqa: E402
+from wit_builder.queries.wikipedia.reader import decompressed, plan_dump  # noqa: E402
 
 XML_BYTES_PER_ARTICLE = 6_400  # of the benchmark dump at the demo's text sizes (redirects and other pages included)
 

@@ -25,8 +25,8 @@ from common import peak_rss_mb, print_table  # noqa: E402
 
 
 def run_witbuilder(workdir: str, workers: int, budget: float) -> dict:
-    from wit_builder import shards
-    from wit_builder.config import load_config
+    from wit_builder.shards import run as shards
+    from wit_builder.cli import load_config
 
     config = load_config("shards", None, {"workdir": workdir, "workers": workers,
                                           "memory_budget_mb": budget, "samples_per_shard": 1000,
@@ -62,7 +62,7 @@ def measure(args: argparse.Namespace) -> None:
 
 def measure_dedup(args: argparse.Namespace) -> None:
     """Child process: the dedup search alone over index files; time, peak memory, partitions."""
-    from wit_builder import dedup
+    from wit_builder.shards import dedup
 
     pieces = json.loads((Path(args.dedup) / "pieces.json").read_text())
     plan = dedup.plan_dedup(Path(args.dedup) / "work", {int(Path(path).stem): rows

@@ -34,7 +34,7 @@ from trainer.tokenizer import clip_tokenizer  # noqa: E402
 from trainer.train import (autocast_context, parameter_groups, run,  # noqa: E402
                            training_step)
 from trainer_fixtures import write_shape_shards  # noqa: E402
-from wit_builder.config import load_config  # noqa: E402
+from wit_builder.cli import load_config  # noqa: E402
 
 
 def open_clip_model(preset: str, vocab_size: int):
