@@ -12,8 +12,7 @@ import pyarrow as pa
 import pytest
 
 from wit_builder.crawl import run as crawl, url_dedupe
-from wit_builder.shards import dedup
-from wit_builder.core import schemas, store
+from wit_builder.core import schemas, store, spill
 
 PARTITION_ROWS = (0, 700, 450, 1, 900, 0, 640, 820, 300, 1200, 510, 480)  # 6001 rows
 
@@ -68,8 +67,8 @@ def reference_dedupe(staged: list[store.Location], out_dir: store.Location, drop
 
 def budget_for_rows(rows: int) -> float:
     """A memory budget (MB) whose partitions hold `rows` rows."""
-    budget = (rows + 0.5) * dedup.BYTES_PER_ROW / 2**20
-    assert dedup.rows_within(budget) == rows
+    budget = (rows + 0.5) * spill.BYTES_PER_ROW / 2**20
+    assert spill.rows_within(budget) == rows
     return budget
 
 
@@ -94,7 +93,7 @@ def test_small_crawl_is_deduped_in_memory_like_the_per_row_loop(tmp_path, monkey
     def no_scratch(*args, **kwargs):
         raise AssertionError("a crawl within the budget wrote scratch files")
 
-    monkeypatch.setattr(dedup, "write_partitioned", no_scratch)
+    monkeypatch.setattr(spill, "write_partitioned", no_scratch)
     counts = assert_same_as_reference(staged, tmp_path / "out", tmp_path / "reference")
     # The data exercise both reasons, in and across partitions.
     assert counts["duplicate_pair"] > 500 and counts["duplicate_url"] > 500
@@ -118,14 +117,14 @@ def test_bucketed_dedupe_in_worker_processes_writes_the_same_files(tmp_path):
 def test_bucketed_dedupe_never_holds_more_rows_than_the_budget(tmp_path, monkeypatch, caplog):
     staged = staged_partitions(tmp_path / "staging")
     held: list[tuple[str, int]] = []
-    read_partitioned = dedup.read_partitioned
+    read_partitioned = spill.read_partitioned
 
     def counting_reader(folder, number, partitions, schema):
         table = read_partitioned(folder, number, partitions, schema)
         held.append((store.name(folder), table.num_rows))
         return table
 
-    monkeypatch.setattr(dedup, "read_partitioned", counting_reader)
+    monkeypatch.setattr(spill, "read_partitioned", counting_reader)
     rows = 1300  # more than any one staged partition: a group never exceeds it either
     with caplog.at_level(logging.INFO, logger="wit_builder.crawl.url_dedupe"):
         url_dedupe.dedupe_matched(staged, tmp_path / "out", Counter(),

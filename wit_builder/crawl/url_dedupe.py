@@ -14,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wit_builder.shards import dedup
-from wit_builder.core import store
+from wit_builder.core import store, spill
 from wit_builder.core.engine import map_partitions
 
 log = logging.getLogger(__name__)
@@ -66,18 +65,18 @@ def url_rows(path: store.Location, partition: int) -> pa.Table:
     for start in range(0, table.num_rows, KEY_BATCH):
         urls = table.column("url").slice(start, KEY_BATCH).to_pylist()
         keys[start:start + len(urls)] = np.fromiter(map(url_key, urls), np.uint64, len(urls))
-    orders = dedup.order_keys(np.full(table.num_rows, partition), np.arange(table.num_rows))
+    orders = spill.order_keys(np.full(table.num_rows, partition), np.arange(table.num_rows))
     return pa.table([pa.array(keys), pa.array(orders), table.column("uid")], schema=URL_ROW)
 
 
 def later_rows_of_urls(rows: pa.Table) -> pa.Table:
     """The rows (schema DROP_ROW) that come after the first row of their URL key; `same_pair`
     when the row's uid is the first row's (same URL and text: a duplicate pair)."""
-    keys, orders = dedup.column(rows, "key"), dedup.column(rows, "order")
+    keys, orders = spill.column(rows, "key"), spill.column(rows, "order")
     ordering = np.lexsort((orders, keys))
-    first = dedup.first_of_runs(keys[ordering])
+    first = spill.first_of_runs(keys[ordering])
     later = np.flatnonzero(~first)
-    leaders = dedup.run_leaders(first)[later]
+    leaders = spill.run_leaders(first)[later]
     uids = rows["uid"].take(pa.array(ordering))
     same_pair = pc.equal(uids.take(pa.array(later)), uids.take(pa.array(leaders)))
     return pa.table([pa.array(orders[ordering][later]), same_pair], schema=DROP_ROW)
@@ -85,7 +84,7 @@ def later_rows_of_urls(rows: pa.Table) -> pa.Table:
 
 def drop_counts(drops: pa.Table) -> tuple[int, int]:
     """(duplicate pairs, duplicate URLs) among `drops`."""
-    pairs = int(np.count_nonzero(dedup.column(drops, "same_pair")))
+    pairs = int(np.count_nonzero(spill.column(drops, "same_pair")))
     return pairs, drops.num_rows - pairs
 
 
@@ -112,9 +111,9 @@ def scatter_url_rows(job: DedupeJob) -> int:
     """Spill a group's URL rows to hash buckets of their URL key; the rows held."""
     plan = job.plan
     rows = pa.concat_tables([url_rows(path, partition) for partition, path in job.staged])
-    keys = dedup.column(rows, "key")
+    keys = spill.column(rows, "key")
     buckets = ((keys >> np.uint64(32)) * np.uint64(plan.buckets)) >> np.uint64(32)
-    dedup.write_partitioned(rows, buckets.astype(np.int64), store.join(plan.work, "urls"),
+    spill.write_partitioned(rows, buckets.astype(np.int64), store.join(plan.work, "urls"),
                             plan.buckets, f"{job.number:05d}")
     return rows.num_rows
 
@@ -123,10 +122,10 @@ def dedupe_url_bucket(job: DedupeJob) -> tuple[int, int, int]:
     """Decide one bucket (a URL's rows are all in one); spill its drops to their groups.
     (rows held, duplicate pairs, duplicate URLs)."""
     plan = job.plan
-    rows = dedup.read_partitioned(store.join(plan.work, "urls"), job.number, plan.buckets,
+    rows = spill.read_partitioned(store.join(plan.work, "urls"), job.number, plan.buckets,
                                   URL_ROW)
     drops = later_rows_of_urls(rows)
-    dedup.write_partitioned(drops, plan.groups_of(dedup.column(drops, "order")),
+    spill.write_partitioned(drops, plan.groups_of(spill.column(drops, "order")),
                             store.join(plan.work, "drops"), len(plan.group_starts),
                             f"{job.number:05d}")
     return (rows.num_rows, *drop_counts(drops))
@@ -135,11 +134,11 @@ def dedupe_url_bucket(job: DedupeJob) -> tuple[int, int, int]:
 def write_deduped_group(job: DedupeJob) -> int:
     """Write the kept rows of a group's staged partitions; the drops held."""
     plan = job.plan
-    drops = dedup.read_partitioned(store.join(plan.work, "drops"), job.number,
+    drops = spill.read_partitioned(store.join(plan.work, "drops"), job.number,
                                    len(plan.group_starts), DROP_ROW)
     partitions = [partition for partition, _ in job.staged]
     for (_, path), rows in zip(job.staged, dropped_rows_by_partition(
-            dedup.column(drops, "order"), partitions)):
+            spill.column(drops, "order"), partitions)):
         write_kept_rows(path, plan.out_dir, rows)
     return drops.num_rows
 
@@ -150,7 +149,7 @@ def dedupe_in_memory(staged: list[store.Location], out_dir: store.Location) -> t
                                                        for partition, path in enumerate(staged)])
     drops = later_rows_of_urls(rows)
     for path, dropped_rows in zip(staged, dropped_rows_by_partition(
-            dedup.column(drops, "order"), list(range(len(staged))))):
+            spill.column(drops, "order"), list(range(len(staged))))):
         write_kept_rows(path, out_dir, dropped_rows)
     return drop_counts(drops)
 
@@ -159,11 +158,11 @@ def group_jobs(staged: list[store.Location], out_dir: store.Location, rows: list
                partition_rows: int) -> list[DedupeJob]:
     """Groups of staged partitions of about `partition_rows` rows each, in a plan whose URL
     buckets hold about as many."""
-    groups = dedup.spill_groups([(str(path), count) for path, count in zip(staged, rows)],
+    groups = spill.spill_groups([(str(path), count) for path, count in zip(staged, rows)],
                                 partition_rows)
     starts = [int(start) for start in np.cumsum([0] + [len(group) for group in groups[:-1]])]
     plan = DedupePlan(str(store.join(out_dir, ".dedupe")), str(out_dir), tuple(starts),
-                      dedup.clamp_partitions(sum(rows) * BUCKET_SPARE, partition_rows))
+                      spill.clamp_partitions(sum(rows) * BUCKET_SPARE, partition_rows))
     return [DedupeJob(plan, number, tuple(enumerate(group, start)))
             for number, (start, group) in enumerate(zip(starts, groups))]
 
@@ -192,7 +191,7 @@ def dedupe_matched(staged: list[store.Location], out_dir: store.Location, droppe
     Memory stays within the budget however large the crawl: past it, rows go through hash
     buckets of their URL in `out_dir/.dedupe` (removed after)."""
     rows = [store.parquet_file(path).metadata.num_rows for path in staged]
-    partition_rows = dedup.rows_within(memory_budget_mb)
+    partition_rows = spill.rows_within(memory_budget_mb)
     if sum(rows) <= partition_rows:
         pairs, urls = dedupe_in_memory(staged, out_dir)
     else:

@@ -39,10 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from wit_builder.core import atomic, schemas, store
+from wit_builder.core import atomic, schemas, store, spill
 from wit_builder.shards import dedup
 from wit_builder.shards import summary as dataset_summary
-from wit_builder.crawl.balance import uid_keys
+from wit_builder.core.hashing import uid_keys
 from wit_builder.shards.config import ShardsConfig
 from wit_builder.shards.summary import Tally
 from wit_builder.core.engine import map_partitions, stage_engine
@@ -405,7 +405,7 @@ def kept_index(pieces: list[tuple[str, int]], work: store.Location, seed: int) -
     tables = []
     for path, _ in pieces:
         table = store.read_parquet(path)
-        orders = dedup.order_keys(table["raw_shard"].to_numpy(), table["position"].to_numpy())
+        orders = spill.order_keys(table["raw_shard"].to_numpy(), table["position"].to_numpy())
         sampled = uid_keys(table["uid"], seed) <= threshold
         tables.append(table.filter(pa.array(~np.isin(orders, removed) & sampled)))
     return pa.concat_tables([INDEX.empty_table(), *tables])
@@ -623,7 +623,7 @@ def run(config: ShardsConfig) -> int:
     try:
         sources = dataset_summary.SourceCounter(
             dataset_summary.selection_file(store.join(manifests, "selection.parquet")),
-            local_work / "sources", dedup.rows_within(config.memory_budget_mb))
+            local_work / "sources", spill.rows_within(config.memory_budget_mb))
         pieces = scan_all(config, raw_shards, settings, finished, tally, sources)
         find_duplicates(config, work, local_work, pieces, settings, tally, sources)
         tally.per_source = sources.counts()

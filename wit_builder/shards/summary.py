@@ -17,9 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wit_builder.shards import dedup
-from wit_builder.core import store
-from wit_builder.crawl.balance import uid_keys
+from wit_builder.core import store, spill
+from wit_builder.core.hashing import uid_keys
 from wit_builder.shards.config import ShardsConfig
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ class SourceCounter:
         batches = selection.iter_batches(batch_size=partition_rows, columns=["uid", "source"])
         for number, batch in enumerate(batches):
             table = pa.Table.from_batches([batch]).cast(self.SELECTION)
-            dedup.write_partitioned(table, uid_partitions(table["uid"], self.partitions),
+            spill.write_partitioned(table, uid_partitions(table["uid"], self.partitions),
                                     str(work / "selection"), self.partitions, f"{number:05d}")
 
     def add(self, uids: pa.Array | pa.ChunkedArray, count: int) -> None:
@@ -85,7 +84,7 @@ class SourceCounter:
         if not self.partitions or not len(uids):
             return
         table = pa.table({"uid": uids, "count": pa.array(np.full(len(uids), count), pa.int64())})
-        dedup.write_partitioned(table.cast(self.SAMPLES),
+        spill.write_partitioned(table.cast(self.SAMPLES),
                                 uid_partitions(table["uid"], self.partitions),
                                 str(self.work / "samples"), self.partitions, f"{self.pieces:05d}")
         self.pieces += 1
@@ -94,9 +93,9 @@ class SourceCounter:
         """Samples counted per source, partition by partition ('unknown': not in the selection)."""
         sources: Counter = Counter()
         for number in range(self.partitions):
-            selection = dedup.read_partitioned(str(self.work / "selection"), number,
+            selection = spill.read_partitioned(str(self.work / "selection"), number,
                                                self.partitions, self.SELECTION)
-            samples = dedup.read_partitioned(str(self.work / "samples"), number,
+            samples = spill.read_partitioned(str(self.work / "samples"), number,
                                              self.partitions, self.SAMPLES)
             one_source = selection.group_by("uid").aggregate([("source", "min")]).rename_columns(
                 ["uid", "source"])
