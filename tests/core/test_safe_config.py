@@ -140,3 +140,8 @@ def test_a_trusted_origin_without_a_port_is_a_clear_error(tmp_path):
                                          "trusted_origins": ["mirror.lan"], "download": False})
     with pytest.raises(WitError, match="--trusted-origins: .*HOST:PORT"):
         run(config)
+
+
+def test_queries_without_a_dump_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["queries", "--workdir", str(tmp_path)]) == 2
+    assert "no --wiki given" in capsys.readouterr().err

@@ -55,6 +55,10 @@ RESULT_INTEGERS = ("pages", "articles", "redirects", "other_namespaces", "tokens
 def run(config: QueriesConfig) -> int:
     """Build the query list described by `config`; 0 on success (bad input raises WitError)."""
     started = time.monotonic()
+    if not config.wiki:
+        raise WitError("no --wiki given: name the Wikipedia dump to read (e.g. "
+                       "enwiki-latest-pages-articles-multistream.xml.bz2; `make queries` reads "
+                       "the demo's, named in witbuilder.toml)")
     out = config.path(config.out)
     store.check_reachable(config.workdir)
     store.check_reachable(out, "--out")
