@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/siphash.h"
+
 typedef unsigned char u8;
 typedef Py_ssize_t ssz;
 
@@ -34,56 +36,10 @@ typedef Py_ssize_t ssz;
  * out: a cache holds the words and edges, and the tables are rebuilt under this process's key.
  */
 
-static uint64_t sip_k0, sip_k1;
+static uint64_t load_le64(const u8 *s) { return sip_load_le64(s); }
 
-static uint64_t load_le64(const u8 *s) {
-    return (uint64_t)s[0] | (uint64_t)s[1] << 8 | (uint64_t)s[2] << 16 | (uint64_t)s[3] << 24 |
-           (uint64_t)s[4] << 32 | (uint64_t)s[5] << 40 | (uint64_t)s[6] << 48 |
-           (uint64_t)s[7] << 56;
-}
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                \
-    do {                                                                        \
-        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);              \
-        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                  \
-        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                  \
-        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);              \
-    } while (0)
-#define SIP_INIT                                                                \
-    uint64_t v0 = 0x736f6d6570736575ULL ^ sip_k0, v1 = 0x646f72616e646f6dULL ^ sip_k1,  \
-             v2 = 0x6c7967656e657261ULL ^ sip_k0, v3 = 0x7465646279746573ULL ^ sip_k1
-#define SIP_FINISH                                                              \
-    v2 ^= 0xff;                                                                 \
-    SIPROUND; SIPROUND; SIPROUND;                                               \
-    return v0 ^ v1 ^ v2 ^ v3
-
-/* SipHash-1-3 of s[:n] (one compression round a block, three to finish). */
-static uint64_t hash_bytes(const u8 *s, ssz n) {
-    SIP_INIT;
-    const u8 *end = s + (n & ~(ssz)7);
-    for (; s < end; s += 8) {
-        uint64_t m = load_le64(s);
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t last = (uint64_t)n << 56;
-    switch (n & 7) {
-        case 7: last |= (uint64_t)s[6] << 48; /* fall through */
-        case 6: last |= (uint64_t)s[5] << 40; /* fall through */
-        case 5: last |= (uint64_t)s[4] << 32; /* fall through */
-        case 4: last |= (uint64_t)s[3] << 24; /* fall through */
-        case 3: last |= (uint64_t)s[2] << 16; /* fall through */
-        case 2: last |= (uint64_t)s[1] << 8;  /* fall through */
-        case 1: last |= (uint64_t)s[0];       /* fall through */
-        default: break;
-    }
-    v3 ^= last;
-    SIPROUND;
-    v0 ^= last;
-    SIP_FINISH;
-}
+/* SipHash-1-3 of s[:n] under this process's key (core/siphash.h). */
+static uint64_t hash_bytes(const u8 *s, ssz n) { return siphash13(s, n); }
 
 /* An edge's key is a pair of ids, (parent node, word): fixed-size, so it is hashed by simple
  * tabulation (Patrascu and Thorup: linear probing takes O(1) expected probes whatever the keys,
@@ -100,19 +56,7 @@ static uint64_t edge_hash(uint32_t parent, uint32_t word) {
 
 /* The per-process key, from os.urandom, and the edge tables drawn from it; -1 on error. */
 static int init_hash_key(void) {
-    PyObject *os = PyImport_ImportModule("os");
-    if (!os) return -1;
-    PyObject *key = PyObject_CallMethod(os, "urandom", "i", 16);
-    Py_DECREF(os);
-    if (!key) return -1;
-    if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 16) {
-        Py_DECREF(key);
-        PyErr_SetString(PyExc_RuntimeError, "os.urandom(16) gave no 16 bytes");
-        return -1;
-    }
-    sip_k0 = load_le64((const u8 *)PyBytes_AS_STRING(key));
-    sip_k1 = load_le64((const u8 *)PyBytes_AS_STRING(key) + 8);
-    Py_DECREF(key);
+    if (sip_key_init() < 0) return -1;
     for (uint64_t i = 0; i < 8 * 256; i++) {
         u8 counter[8];
         for (int k = 0; k < 8; k++) counter[k] = (u8)(i >> (8 * k));

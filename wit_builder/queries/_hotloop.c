@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../core/siphash.h"
+
 typedef unsigned char u8;
 typedef Py_ssize_t ssz;
 
@@ -562,17 +564,6 @@ typedef struct {
 /* The tables' keys come from the dump's text: an unkeyed hash would let crafted text put any
  * number of keys in one probe run (quadratic time). Keys are hashed by SipHash-1-3 under a random
  * 128-bit key drawn when the module is loaded (os.urandom). */
-static uint64_t hash_key[2];
-
-#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do { \
-        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
-        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
-        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
-        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
-    } while (0)
-#define SIPBLOCK(m) do { uint64_t block_ = (m); v3 ^= block_; SIPROUND; v0 ^= block_; } while (0)
-
 /* A word of key bytes as SipHash reads it (little-endian). */
 static inline uint64_t little_endian(uint64_t word) {
 #if PY_LITTLE_ENDIAN
@@ -584,33 +575,15 @@ static inline uint64_t little_endian(uint64_t word) {
 #endif
 }
 
-/* SipHash-1-3 of the key's n bytes, read as the zero-padded words `w` (the padding is where the
- * last block's free bytes are: the result is the standard SipHash-1-3 of the n bytes). */
+/* SipHash-1-3 (core/siphash.h) of the key's n bytes, read as the zero-padded words `w` (the
+ * padding is where the last block's free bytes are: the result is the standard SipHash-1-3 of
+ * the n bytes). */
 static uint64_t hash_padded(const uint64_t *w, ssz n) {
-    uint64_t v0 = 0x736f6d6570736575ULL ^ hash_key[0], v1 = 0x646f72616e646f6dULL ^ hash_key[1],
-             v2 = 0x6c7967656e657261ULL ^ hash_key[0], v3 = 0x7465646279746573ULL ^ hash_key[1];
+    SipState state = sip_start();
     ssz full = n >> 3;
-    for (ssz i = 0; i < full; i++) SIPBLOCK(little_endian(w[i]));
-    SIPBLOCK(((uint64_t)n << 56) | ((n & 7) ? little_endian(w[full]) : 0));
-    v2 ^= 0xff;
-    SIPROUND; SIPROUND; SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* The hash key, from os.urandom (the one source CPython trusts on every platform). */
-static int init_hash_key(void) {
-    PyObject *os = PyImport_ImportModule("os");
-    PyObject *bytes = os ? PyObject_CallMethod(os, "urandom", "i", (int)sizeof(hash_key)) : NULL;
-    Py_XDECREF(os);
-    if (!bytes) return -1;
-    if (!PyBytes_Check(bytes) || PyBytes_GET_SIZE(bytes) != (ssz)sizeof(hash_key)) {
-        Py_DECREF(bytes);
-        PyErr_SetString(PyExc_RuntimeError, "os.urandom gave no hash key");
-        return -1;
-    }
-    memcpy(hash_key, PyBytes_AS_STRING(bytes), sizeof(hash_key));
-    Py_DECREF(bytes);
-    return 0;
+    for (ssz i = 0; i < full; i++) sip_block(&state, little_endian(w[i]));
+    sip_block(&state, ((uint64_t)n << 56) | ((n & 7) ? little_endian(w[full]) : 0));
+    return sip_finish(&state);
 }
 
 static int same_padded(const uint64_t *a, const uint64_t *b, ssz n) {
@@ -919,7 +892,7 @@ static void init_byte_classes(void) {
 /* The id of a word of at most 8 bytes (`word`: its bytes, zero-padded). */
 static int64_t cached_word_id(Counter *c, uint64_t word, ssz length) {
     CachedWord *entry =
-        &c->word_cache[((word ^ hash_key[1]) * 0x9E3779B97F4A7C15ULL) >> (64 - WORD_CACHE_BITS)];
+        &c->word_cache[((word ^ sip_key[1]) * 0x9E3779B97F4A7C15ULL) >> (64 - WORD_CACHE_BITS)];
     if (entry->word == word && entry->length == (uint32_t)length) return entry->id;
     int64_t id = table_id_padded(&c->words, &word, length);
     if (id >= 0) {
@@ -1520,7 +1493,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hotloop",
 
 PyMODINIT_FUNC PyInit__hotloop(void) {
     init_byte_classes();
-    if (init_hash_key() < 0) return NULL;
+    if (sip_key_init() < 0) return NULL;
     if (PyType_Ready(&CounterType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
