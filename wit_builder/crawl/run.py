@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wit_builder.core import atomic, schemas, store
+from wit_builder.core import atomic, markers, schemas, store
 from wit_builder.crawl.allocator import keep_freed_memory
 from wit_builder.crawl.balance import BalanceSettings, balance_by_query
 from wit_builder.crawl.captions import (DEFAULT_MIN_PROB, CaptionLimits, LanguageDetector, caption_problem,
@@ -37,7 +37,6 @@ from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.crawl.match import QueryMatcher
 from wit_builder.net.guard import AddressPolicy, origin_netloc
 from wit_builder.core.options import WitError
-from wit_builder.core.markers import changed_inputs
 from wit_builder.crawl.sources.html import extract_images, parse_page
 from wit_builder.crawl.url_dedupe import dedupe_matched
 from wit_builder.crawl.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
@@ -145,22 +144,21 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
         raise WitError(f"--checkpoint-pages {config.checkpoint_pages}: must be 0 or more")
     marker = store.join(staging, f"{name}.json")
     inputs = web_crawl_inputs(seeds, config)
-    done = store.read_json(marker) if store.exists(marker) else None
-    changed = changed_inputs(done.get("inputs"), inputs) if done else []
-    if done and not changed:
-        if "inputs" not in done:
-            log.warning("crawl: %s was crawled by an older witbuilder that kept no record of its "
-                        "seeds and settings: reused as it is; delete %s to crawl again",
-                        name, marker)
+    check = markers.check(marker, inputs)
+    if check.done:
+        markers.log_older(log, "crawl: harvest", check.older, "live crawl", str(marker))
         CrawlRuns(staging, name, inputs).remove()  # left by a run killed right after its marker
+        done = check.record
         dropped.update(done["dropped"])
         log.info("crawl: %s already crawled (%d pages); delete %s to crawl again",
                  name, done["dropped"].get("pages", 0), marker)
         digests = done.get("chunk_sha256", {})
         return [(store.join(staging, chunk), digests.get(chunk)) for chunk in done["chunks"]]
-    if done:
+    if check.changed:
         log.info("crawl: %s is crawled again: %s changed since it was crawled",
-                 name, ", ".join(changed))
+                 name, ", ".join(check.changed))
+    elif check.error:
+        markers.log_unreadable(log, "crawl: harvest", check, "live crawl", name)
     runs = CrawlRuns(staging, name, inputs)
     frontier = runs.resume()
     stats: Counter = Counter()
@@ -174,9 +172,9 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
     final = crawl_web(seeds, crawl_settings(config), handle_page, stats, runs.save, frontier)
     runs.save(final)  # a kill during the merge below then resumes straight into the merge
     chunks, pairs = write_crawl_chunks(runs.merged(), staging, name, config.partition_rows)
-    store.write_json(marker, {"inputs": inputs, "chunks": [store.name(c) for c, _ in chunks],
-                              "chunk_sha256": {store.name(c): digest for c, digest in chunks},
-                              "dropped": dict(stats)})
+    markers.write(marker, inputs, chunks=[store.name(c) for c, _ in chunks],
+                  chunk_sha256={store.name(c): digest for c, digest in chunks},
+                  dropped=dict(stats))
     runs.remove()
     dropped.update(stats)
     log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], pairs)
@@ -201,15 +199,16 @@ class CrawlRuns:
     def resume(self) -> Frontier | None:
         """The frontier of this crawl's checkpoint, its runs kept; None (and a fresh start) when
         there is none or it was made from other inputs."""
-        if not store.exists(self.checkpoint):
+        # A checkpoint that records no inputs is not trusted: every input counts as changed.
+        check = markers.check(self.checkpoint, self.inputs, older_done=False)
+        if not check.done:
+            if check.changed or check.error:
+                log.info("crawl: checkpoint %s discarded: %s", self.checkpoint,
+                         f"{', '.join(check.changed)} changed since it was written"
+                         if check.changed else f"unreadable ({check.error})")
+                self.remove()
             return None
-        saved = store.read_json(self.checkpoint)
-        changed = changed_inputs(saved.get("inputs", {}), self.inputs)
-        if changed:
-            log.info("crawl: checkpoint %s discarded: %s changed since it was written",
-                     self.checkpoint, ", ".join(changed))
-            self.remove()
-            return None
+        saved = check.record
         self.runs = list(saved["runs"])
         frontier = Frontier.from_json(saved["frontier"])
         log.info("resuming the crawl of %s at %d pages", self.name, frontier.pages_started)
@@ -227,8 +226,7 @@ class CrawlRuns:
             store.write_parquet(run, table, row_group_size=RUN_BATCH_ROWS)
             self.runs.append(store.name(run))
             self.pairs = []
-        store.write_json(self.checkpoint, {"inputs": self.inputs, "runs": self.runs,
-                                           "frontier": frontier.to_json()})
+        markers.write(self.checkpoint, self.inputs, runs=self.runs, frontier=frontier.to_json())
 
     def merged(self) -> Iterator[tuple[str, int, str, str]]:
         """Every pair of every run, in sorted order (a k-way merge, one batch per run)."""
@@ -395,38 +393,26 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
     rows = [candidates[i] | {"query_ids": ids} for i, ids in matched_ids]
     store.write_parquet(paths["matched"], pa.Table.from_pylist(rows, schema=schemas.MATCHES))
     stats = {"source": partition.source, "candidates": len(candidates), "matched": len(rows),
-             "dropped": dict(dropped), "inputs": inputs}
-    store.write_json(paths["stats"], stats)  # last: its presence marks the partition done
-    return stats
+             "dropped": dict(dropped)}
+    markers.write(paths["stats"], inputs, **stats)  # last: it marks the partition done
+    return {**stats, "inputs": inputs}
 
 
 def finished_partitions(partitions: list[Partition], settings: PartitionSettings
                         ) -> dict[int, dict]:
     """{partition index: its stats} of the partitions an earlier run finished on the same inputs;
     says which others it redoes because their inputs changed."""
+    decisions = markers.Decisions(log, "crawl: filter + match", "partition",
+                                  "data/matched/.staging")
     finished: dict[int, dict] = {}
-    redone: dict[str, list[int]] = {}
-    older = 0
     for partition in partitions:
         marker = partition_paths(settings.workdir, partition.index)["stats"]
-        if not store.exists(marker):
-            continue
-        stats = store.read_json(marker)
-        changed = changed_inputs(stats.get("inputs"), partition_inputs(partition, settings))
-        if changed:
-            redone.setdefault(", ".join(changed), []).append(partition.index)
-            continue
-        older += "inputs" not in stats
-        finished[partition.index] = stats
-    for reason, indexes in redone.items():
-        shown = ", ".join(f"{index:05d}" for index in indexes[:10])
-        log.info("crawl: filter + match: partition(s) %s%s redone: %s changed since they were "
-                 "done", shown, f" and {len(indexes) - 10} more" if len(indexes) > 10 else "",
-                 reason)
-    if older:
-        log.warning("crawl: filter + match: %d partition(s) done by an older witbuilder, which "
-                    "kept no record of their inputs: reused as they are; delete "
-                    "data/matched/.staging to redo them", older)
+        check = decisions.add(f"{partition.index:05d}",
+                              markers.check(marker, functools.partial(
+                                  partition_inputs, partition, settings)))
+        if check.done:
+            finished[partition.index] = check.record
+    decisions.report()
     return finished
 
 

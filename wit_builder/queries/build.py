@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from wit_builder.core import store
+from wit_builder.core import markers, store
 from wit_builder.queries.config import QueriesConfig
 from wit_builder.core.engine import run_partitions, stage_engine, worker_count
 from wit_builder.core.options import WitError
@@ -125,7 +125,7 @@ def count_and_record(task: CountTask) -> PartialCounts:
     inputs = partition_inputs(task)  # before reading: a change during the count redoes it
     counts = count_partition(task)
     store.write_bytes(f"{task.spill_path}.result", result_bytes(counts))
-    store.write_json(f"{task.spill_path}.done", inputs)
+    markers.write(f"{task.spill_path}.done", inputs, key=None)
     return counts
 
 
@@ -229,14 +229,12 @@ def kept_result(task: CountTask) -> PartialCounts:
         return count_and_record(task)
 
 
-def finished_partition(task: CountTask) -> bool:
-    """Whether an interrupted run counted `task` on the same inputs (its result is kept)."""
-    marker = f"{task.spill_path}.done"
-    try:
-        return store.exists(marker) and store.read_json(marker) == partition_inputs(task)
-    except (OSError, ValueError) as error:
-        log.warning("queries: unreadable marker %s (%s): recounting", marker, error)
-        return False
+def finished_partition(task: CountTask, decisions: markers.Decisions) -> bool:
+    """Whether an interrupted run counted `task` on the same inputs (its result is kept): the
+    marker `SPILL.done` holds the inputs alone (one without them is not ours: recounted)."""
+    check = markers.check(f"{task.spill_path}.done", lambda: partition_inputs(task), key=None,
+                          older_done=False)
+    return decisions.add(store.name(task.spill_path).split(".")[0], check).done
 
 
 def keep_only(spill_dir: store.Location, finished: list[CountTask]) -> None:
@@ -282,7 +280,9 @@ def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
         return total
     tasks = [CountTask(part, str(store.join(spill_dir, f"part-{number:06d}.arrow")), count_links)
              for number, part in enumerate(plan.partitions)]
-    finished = [task for task in tasks if finished_partition(task)]
+    decisions = markers.Decisions(log, "queries: counting", "partition", str(spill_dir))
+    finished = [task for task in tasks if finished_partition(task, decisions)]
+    decisions.report()
     keep_only(spill_dir, finished)
     if finished:
         log.info("queries: %d of %d partitions were counted by an interrupted run: kept",

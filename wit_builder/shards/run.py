@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from wit_builder.core import atomic, schemas, store, spill
+from wit_builder.core import atomic, markers, schemas, store, spill
 from wit_builder.shards import dedup
 from wit_builder.shards import summary as dataset_summary
 from wit_builder.core.hashing import uid_keys
@@ -229,10 +229,9 @@ def scan_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
     crash keep this scan's pieces, index and result as long as the inputs are unchanged."""
     inputs = scan_inputs(shard, settings)  # before reading: a change during the scan redoes it
     result = scatter_raw_shard(shard, settings)
-    record = {"inputs": inputs, "result": {
+    markers.write(done_path(settings.work, shard.number), inputs, result={
         **result, "problems": list(result["problems"].items()),
-        "statuses": list(result["statuses"].items())}}  # pairs: their order is the tally's
-    store.write_json(done_path(settings.work, shard.number), record)
+        "statuses": list(result["statuses"].items())})  # pairs: their order is the tally's
     return result
 
 
@@ -284,19 +283,18 @@ def done_path(work: str, number: int) -> str:
 
 
 def finished_scans(shards: list[RawShard], settings: ScatterSettings) -> dict[int, dict]:
-    """{raw shard: scan result} of the scans an interrupted run finished on the same inputs."""
+    """{raw shard: scan result} of the scans an interrupted run finished on the same inputs
+    (a marker without inputs is not ours: rescanned)."""
+    decisions = markers.Decisions(log, "shards: scan", "raw shard", str(settings.work))
     finished = {}
     for shard in shards:
-        marker = done_path(settings.work, shard.number)
-        try:
-            record = store.read_json(marker) if store.exists(marker) else None
-        except (OSError, ValueError) as error:
-            log.warning("shards: unreadable scan marker %s (%s): rescanning", marker, error)
-            record = None
-        if record and record.get("inputs") == scan_inputs(shard, settings):
-            result = record["result"]
+        check = markers.check(done_path(settings.work, shard.number),
+                              functools.partial(scan_inputs, shard, settings), older_done=False)
+        if decisions.add(f"{shard.number:05d}", check).done:
+            result = check.record["result"]
             finished[shard.number] = {**result, "problems": Counter(dict(result["problems"])),
                                       "statuses": Counter(dict(result["statuses"]))}
+    decisions.report()
     return finished
 
 

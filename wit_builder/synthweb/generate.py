@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
 
-from wit_builder.core import atomic
+from wit_builder.core import markers
 from wit_builder.synthweb.config import SynthwebConfig
 from wit_builder.synthweb import pool, site, warc, wiki, wordnet, zeroshot
 
@@ -30,11 +29,16 @@ def generation_parameters(config: SynthwebConfig) -> dict:
 
 
 def is_current(out: Path, config: SynthwebConfig) -> bool:
-    """True when `out` already holds a complete generation with the same parameters."""
-    manifest = out / MANIFEST
-    if not manifest.exists():
-        return False
-    return json.loads(manifest.read_text()).get("parameters") == generation_parameters(config)
+    """True when `out` already holds a complete generation with the same parameters: its
+    manifest, written last, records them (one that does not is made anew)."""
+    check = markers.check(out / MANIFEST, generation_parameters(config), key="parameters",
+                          older_done=False)
+    if check.changed:
+        log.info("synthweb: %s is generated anew: %s changed since it was generated", out,
+                 ", ".join(check.changed))
+    elif check.error:
+        markers.log_unreadable(log, "synthweb", check, "generation", str(out))
+    return check.done
 
 
 def generate(config: SynthwebConfig) -> Path:
@@ -53,12 +57,9 @@ def generate(config: SynthwebConfig) -> Path:
     artefacts["warc"] = warc.write_warc(out, config)
     artefacts["pool"] = pool.write_pool(out, config)
     artefacts["zeroshot"] = zeroshot.write_zeroshot(out, config)
-    manifest = {
-        "parameters": generation_parameters(config),
-        "artefacts": artefacts,
-        "seconds": round(time.monotonic() - started, 2),
-    }
+    seconds = round(time.monotonic() - started, 2)
     # Written last: its presence means the generation is complete.
-    atomic.write_json(out / MANIFEST, manifest)
-    log.info("synthweb: generated %s in %.1f s", out, manifest["seconds"])
+    markers.write(out / MANIFEST, generation_parameters(config), key="parameters",
+                  artefacts=artefacts, seconds=seconds)
+    log.info("synthweb: generated %s in %.1f s", out, seconds)
     return out

@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass
 
 import cv2
 
-from wit_builder.core import store
+from wit_builder.core import markers, store
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import FetchSettings, Fetched, fetch, open_session
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
-from wit_builder.core.markers import changed_inputs
 from wit_builder.core.tarsamples import sample_block
 
 try:  # optional: libuv's event loop costs ~0.14 CPU ms an image less than asyncio's own
@@ -99,23 +98,24 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
 class DoneCheck:
     """Whether a shard is done for its inputs now: `statuses` (its manifest's counts) when it is,
     else what `changed` since it was done (nothing when it never was); `unrecorded` when its
-    manifest, from an older witbuilder, records no inputs (it then counts as done)."""
+    manifest, from an older witbuilder, records no inputs (it then counts as done); `marker`: the
+    decision itself (markers.Check: an unreadable manifest is downloaded again)."""
 
     statuses: dict | None
     changed: tuple[str, ...] = ()
     unrecorded: bool = False
+    marker: markers.Check | None = None
 
 
 def check_done(shard: DownloadShard, inputs: dict, workdir: str) -> DoneCheck:
+    """A shard's marker is its manifest, whose schema metadata records the inputs (writer.py);
+    one from an older witbuilder, which records none, counts as done."""
     manifest_file = writer.manifest_path(workdir, shard.index)
-    if not store.exists(manifest_file):
-        return DoneCheck(None)
-    recorded = writer.manifest_inputs(manifest_file)
-    changed = changed_inputs(recorded, inputs)
-    if changed:
-        return DoneCheck(None, tuple(changed))
+    check = markers.check(manifest_file, inputs, key=None, read=writer.manifest_inputs)
+    if not check.done:
+        return DoneCheck(None, check.changed, marker=check)
     table = writer.read_manifest(manifest_file)
-    return DoneCheck(dict(Counter(table.column("status").to_pylist())), (), recorded is None)
+    return DoneCheck(dict(Counter(table.column("status").to_pylist())), (), check.older, check)
 
 
 def log_done_check(index: int, check: DoneCheck) -> None:
@@ -124,13 +124,12 @@ def log_done_check(index: int, check: DoneCheck) -> None:
     elif check.changed:
         log.info("download: shard %05d downloaded again: its %s changed since it was done",
                  index, " and ".join(check.changed))
+    elif check.marker is not None and check.marker.error:
+        markers.log_unreadable(log, "download", check.marker, "shard", f"{index:05d}")
 
 
 def warn_unrecorded(count: int) -> None:
-    if count:
-        log.warning("download: %d shard(s) done by an older witbuilder, whose manifests record "
-                    "no inputs: kept as they are; delete their manifests/crawl/NNNNN.parquet to "
-                    "download them again", count)
+    markers.log_older(log, "download", count, "shard", "their manifests/crawl/NNNNN.parquet")
 
 
 def manifest_row(row: dict, shard: int, fetched: Fetched, status: str, error: str | None,
