@@ -11,11 +11,10 @@ from PIL import Image
 
 from hostile_web import decompression_bomb_png, image_bytes
 from wit_builder.crawl.config import CrawlConfig
-from wit_builder.crawl.download.fetch import (OPT_OUT_DIRECTIVES, header_directives, opted_out,
-                                        user_agent_token)
 from wit_builder.crawl.download.images import (ImageRejected, ImageSettings, process_image,
                                          sniff_format)
 from wit_builder.net.guard import BlockedAddressError, check_url
+from wit_builder.net.optout import HEADER_OPT_OUTS, header_directives, opted_out, user_agent_token
 
 
 def stored_size(data: bytes, **settings) -> tuple[int, int]:
@@ -110,7 +109,7 @@ def test_x_robots_tag_opt_outs_follow_img2dataset_defaults_scoped_to_our_agent(v
 
 
 def test_directive_list_is_chosen_by_the_user_and_empty_disables_the_check():
-    assert header_directives(CrawlConfig().disallowed_header_directives) == OPT_OUT_DIRECTIVES
+    assert header_directives(CrawlConfig().disallowed_header_directives) == HEADER_OPT_OUTS
     assert header_directives(["noai,NoIndex", " noai ", ""]) == ("noai", "noindex")
     assert header_directives([""]) == () and header_directives([]) == ()
     chosen = header_directives(["noindex"])

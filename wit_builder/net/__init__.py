@@ -1,1 +1,2 @@
-"""The network: the address guard and the capped body reader."""
+"""The network: the address guard (guard), the one guarded HTTP client and its statuses (http),
+the capped body reader (body) and the robots opt-out table (optout)."""

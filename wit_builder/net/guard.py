@@ -3,9 +3,12 @@ addresses (cloud metadata at 169.254.169.254, the crawler's own network), in any
 unless allowed.
 
 One `AddressPolicy` guards every HTTP client we run:
-- aiohttp (native downloader, live crawler): `check_url` on every URL before it is requested (the
-  first and each redirect target; IP literals never reach a resolver) and `resolver()`, which
-  drops non-public DNS answers, so a name that points inside cannot be used whatever led to it;
+- aiohttp (net.http.Client: native downloader, live crawler): `check_url` on every URL before it
+  is requested (the first and each redirect target; IP literals never reach a resolver) and
+  `resolver()`, which drops non-public DNS answers, so a name that points inside cannot be used
+  whatever led to it;
+- http.client (net.http.open_stream: WARC files, Wikipedia dumps): `check_url` on every hop and
+  `guarded_connect`, which connects only to the addresses the policy allows for the host;
 - urllib in img2dataset's worker processes, whose requests we never see one by one:
   `GuardedWorker` guards the process it runs in below urllib (`getaddrinfo` keeps only the
   addresses the policy allows, for the first URL, every redirect, names and literals alike).
@@ -217,6 +220,31 @@ def guarded_getaddrinfo(policy: AddressPolicy, getaddrinfo: Callable) -> Callabl
         return allowed
 
     return resolve
+
+
+def guarded_connect(policy: AddressPolicy, address: tuple[str, int],
+                    timeout: float | None | object = socket._GLOBAL_DEFAULT_TIMEOUT,
+                    source_address: tuple[str, int] | None = None) -> socket.socket:
+    """`socket.create_connection` to (host, port) that only tries the addresses `policy` allows
+    for that host and port (BlockedAddressError when it allows none): what a blocking client
+    (net.http.open_stream) connects through, without guarding the whole process."""
+    host, port = address
+    # socket.getaddrinfo looked up now, not at import: the one this process resolves with
+    resolve = guarded_getaddrinfo(policy, socket.getaddrinfo)
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in resolve(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as failure:
+            error = failure
+            sock.close()
+    raise error or OSError(f"no address to connect to for {host!r}")
 
 
 class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):

@@ -27,13 +27,13 @@ import pyarrow.parquet as pq
 from wit_builder.core import atomic, store
 from wit_builder.crawl.config import CrawlConfig
 from wit_builder.crawl.download import download_settings, writer
-from wit_builder.crawl.download.fetch import user_agent_token
 from wit_builder.crawl.download.native import (DownloadSettings, DownloadShard, check_done,
                                           log_done_check, read_rows, shard_inputs,
                                           warn_unrecorded)
 from wit_builder.crawl.download.stats import summary
 from wit_builder.core.engine import worker_count
 from wit_builder.net.guard import AddressPolicy, BlockedAddressError, GuardedWorker
+from wit_builder.net.optout import user_agent_token
 from wit_builder.core.options import WitError
 from wit_builder.core.tarsamples import read_samples
 

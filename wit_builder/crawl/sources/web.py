@@ -1,6 +1,7 @@
-"""A polite breadth-first web crawler (aiohttp): robots.txt obeyed per host, per-host concurrency
-and delay, a user agent that names the project, redirects followed by hand (each hop checked
-against robots.txt and the address guard), HTML only, size and time caps.
+"""A polite breadth-first web crawler on net.http's guarded client: robots.txt obeyed per host,
+per-host concurrency and delay, a user agent that names the project, redirects followed by hand
+(each hop checked against robots.txt and the address guard, off-site targets refused), HTML only,
+size and time caps.
 
 The crawler hands every page to a callback that parses it once and returns its links, so pages
 never accumulate in memory. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
@@ -17,17 +18,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from wit_builder.net import body as httpbody
-from wit_builder.net.guard import AddressPolicy, BlockedAddressError
 from wit_builder.crawl.sources.html import is_html_type
+from wit_builder.net.guard import AddressPolicy
+from wit_builder.net.http import Client, FetchFailed, Response, check_status
 
 log = logging.getLogger(__name__)
 
-REDIRECTS = {301, 302, 303, 307, 308}
 NOT_PAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg", ".bmp", ".ico", ".pdf", ".zip",
              ".gz", ".mp4", ".mp3", ".css", ".js", ".json", ".xml", ".tar")
 
@@ -72,14 +72,6 @@ class Frontier:
     def from_json(cls, value: dict) -> Frontier:
         return cls(list(value["seen"]), [(url, int(depth)) for url, depth in value["pending"]],
                    int(value["pages_started"]), dict(value["stats"]))
-
-
-class FetchFailed(Exception):
-    """A page that could not be used; `reason` is the counted status."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass
@@ -187,98 +179,75 @@ class Crawler:
             return 0.0
         return float(state.robots.crawl_delay(self.settings.user_agent) or 0.0)
 
-    async def robots_allow(self, session: aiohttp.ClientSession, url: str) -> bool:
+    async def robots_allow(self, client: Client, url: str) -> bool:
         state = self.host_state(url)
         async with state.robots_lock:
             if state.robots is None:
-                state.robots = await self.fetch_robots(session, origin_of(url) + "/robots.txt")
+                state.robots = await self.fetch_robots(client, origin_of(url) + "/robots.txt")
         return state.robots.can_fetch(self.settings.user_agent, url)
 
-    async def fetch_robots(self, session: aiohttp.ClientSession, robots_url: str
+    async def fetch_robots(self, client: Client, robots_url: str
                            ) -> urllib.robotparser.RobotFileParser:
         """A host's rules: its robots.txt; none (4xx) allows all; unreachable (5xx, timeout)
         denies all, as search engines do, so an outage is never read as permission."""
         try:
-            _, status, _, body = await self.get(session, robots_url, check_robots=False,
-                                             max_bytes=512_000)
+            answer = await self.get(client, robots_url, check_robots=False, max_bytes=512_000)
         except FetchFailed as failure:
-            if failure.reason == "blocked_address":
+            if failure.status == "blocked_address":
                 raise  # counted as the page's own failure: the host is out of bounds
             self.stats["robots_unavailable"] += 1
-            log.info("web: %s unavailable (%s): host skipped", robots_url, failure.reason)
+            log.info("web: %s unavailable (%s): host skipped", robots_url, failure.status)
             return robots_denying_all()
-        if 400 <= status < 500:
+        if 400 <= answer.status < 500:
             return robots_allowing_all()
-        if status != 200:
+        if answer.status != 200:
             self.stats["robots_unavailable"] += 1
             return robots_denying_all()
-        return robots_from_text(body.decode("utf-8", errors="replace"))
+        return robots_from_text(answer.body.decode("utf-8", errors="replace"))
 
-    async def get(self, session: aiohttp.ClientSession, url: str, check_robots: bool = True,
-                  max_bytes: int | None = None) -> tuple[str, int, str, bytes]:
-        """(final URL, status, content type, body) of `url` after redirects; FetchFailed with
-        the reason."""
-        max_bytes = max_bytes or self.settings.max_page_bytes
-        chain = [url]
-        for _ in range(self.settings.max_redirects + 1):
-            try:
-                self.policy.check_url(url)
-            except BlockedAddressError:
-                raise FetchFailed("blocked_address") from None
-            except ValueError:
-                raise FetchFailed("connection_error") from None
-            if check_robots and not await self.robots_allow(session, url):
-                raise FetchFailed("robots")
-            async with self.host_slot(url):
-                status, content_type, location, body = await self.request(session, url, max_bytes)
-            if status not in REDIRECTS or not location:
-                return url, status, content_type, body
-            url = urljoin(url, location)
-            if url in chain:
-                raise FetchFailed("redirect_loop")
-            if check_robots and host_of(url) not in self.allowed:
-                raise FetchFailed("off_site_redirect")
-            chain.append(url)
-        raise FetchFailed("redirect_loop")
+    async def get(self, client: Client, url: str, check_robots: bool = True,
+                  max_bytes: int | None = None) -> Response:
+        """The final answer to `url` after redirects, each hop allowed by robots.txt (when
+        `check_robots`) and made in its host's slot, each redirect kept on the allowed hosts;
+        the body read only for a 200 HTML page (or robots.txt). FetchFailed with the status."""
 
-    async def request(self, session: aiohttp.ClientSession, url: str, max_bytes: int
-                      ) -> tuple[int, str, str | None, bytes]:
-        try:
-            async with session.get(url, allow_redirects=False) as response:
-                content_type = response.headers.get("Content-Type", "")
-                location = response.headers.get("Location")
-                wanted = is_html_type(content_type) or url.endswith("/robots.txt")
-                if response.status != 200 or not wanted:
-                    return response.status, content_type, location, b""
-                return response.status, content_type, location, \
-                    await read_capped(response, max_bytes)
-        except asyncio.TimeoutError:
-            raise FetchFailed("timeout") from None
-        except aiohttp.ClientConnectorError as error:
-            blocked = isinstance(getattr(error, "os_error", None), BlockedAddressError)
-            raise FetchFailed("blocked_address" if blocked else "connection_error") from None
-        except (aiohttp.ClientError, OSError, ValueError):
-            raise FetchFailed("connection_error") from None
+        @asynccontextmanager
+        async def hop(hop_url: str):
+            if check_robots and not await self.robots_allow(client, hop_url):
+                raise FetchFailed("robots", f"robots.txt disallows {hop_url}")
+            async with self.host_slot(hop_url):
+                yield
 
-    async def visit(self, session: aiohttp.ClientSession, url: str, depth: int) -> None:
+        def follow(target: str) -> None:
+            if check_robots and host_of(target) not in self.allowed:
+                raise FetchFailed("off_site_redirect", f"redirect to {target}")
+
+        def read_body(hop_url: str, response: aiohttp.ClientResponse) -> bool:
+            wanted = is_html_type(response.headers.get("Content-Type", "")) \
+                or hop_url.endswith("/robots.txt")
+            return response.status == 200 and wanted
+
+        return await client.get(url, max_bytes=max_bytes or self.settings.max_page_bytes,
+                                max_redirects=self.settings.max_redirects, read_body=read_body,
+                                hop=hop, follow=follow)
+
+    async def visit(self, client: Client, url: str, depth: int) -> None:
         """Fetch one page, hand it over, and queue its links."""
         try:
-            final_url, status, content_type, body = await self.get(session, url)
+            answer = await self.get(client, url)
+            check_status(answer.status)
         except FetchFailed as failure:
-            self.stats[failure.reason] += 1
+            self.stats[failure.status] += 1
             return
-        if status != 200:
-            self.stats["http_error"] += 1
-            return
-        if not is_html_type(content_type):
+        if not is_html_type(answer.headers.get("Content-Type", "")):
             self.stats["not_html"] += 1
             return
         self.stats["pages"] += 1
-        self.seen.add(final_url)
-        for link in self.handle_page(final_url, body):
+        self.seen.add(answer.url)
+        for link in self.handle_page(answer.url, answer.body):
             self.enqueue(link, depth + 1)
 
-    async def worker(self, session: aiohttp.ClientSession) -> None:
+    async def worker(self, client: Client) -> None:
         while True:
             url, depth = await self.queue.get()
             visited = False
@@ -286,7 +255,7 @@ class Crawler:
                 if self.pages_started < self.settings.max_pages:
                     self.pages_started += 1
                     visited = True
-                    await self.visit(session, url, depth)
+                    await self.visit(client, url, depth)
                 else:
                     self.stats["max_pages_reached"] += 1
             except Exception:  # one bad page must never stop the crawl
@@ -321,15 +290,10 @@ class Crawler:
         else:
             for seed in seeds:
                 self.enqueue(seed, 0)
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency,
-                                         resolver=self.policy.resolver(),
-                                         ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout,
-                                        sock_connect=min(10.0, self.settings.timeout))
-        headers = {"User-Agent": self.settings.user_agent}
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                         headers=headers) as session:
-            workers = [asyncio.create_task(self.worker(session))
+        async with Client(self.policy, user_agent=self.settings.user_agent,
+                          timeout=self.settings.timeout,
+                          concurrency=self.settings.concurrency) as client:
+            workers = [asyncio.create_task(self.worker(client))
                        for _ in range(self.settings.concurrency)]
             drained = asyncio.create_task(self.queue.join())
             try:
@@ -344,14 +308,6 @@ class Crawler:
                 if isinstance(result, Exception):
                     raise result
         return self.snapshot()
-
-
-async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    """The body, streamed; FetchFailed("too_large") as soon as it passes `max_bytes`."""
-    try:
-        return await httpbody.read_capped(response, max_bytes)
-    except httpbody.BodyTooLarge:
-        raise FetchFailed("too_large") from None
 
 
 def crawl_web(seeds: list[str], settings: WebCrawlSettings,
