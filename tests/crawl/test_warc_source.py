@@ -18,6 +18,7 @@ from wit_builder.cli import load_config
 from wit_builder.crawl.run import select
 from wit_builder.core.options import WitError
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
+from wit_builder.net.guard import AddressPolicy
 
 
 def http_response(body: bytes, status: str = "200 OK", content_type: str = "text/html") -> bytes:
@@ -101,8 +102,11 @@ def test_streamed_over_http_without_saving(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/CC-MAIN-x.warc.gz"
-        pages = list(read_html_responses(url, Counter()))
+        origin = f"127.0.0.1:{server.server_address[1]}"
+        url = f"http://{origin}/CC-MAIN-x.warc.gz"
+        with pytest.raises(WitError, match="non-public address.*--trusted-origins"):
+            list(read_html_responses(url, Counter()))  # the guard's default: public only
+        pages = list(read_html_responses(url, Counter(), AddressPolicy(trusted_origins=(origin,))))
     finally:
         server.shutdown()
     assert [u for u, _ in pages] == ["http://s.test/a.html", "http://s.test/b.html"]
@@ -139,8 +143,9 @@ CC_NAMES = ["crawl-data/CC-MAIN-2024-10/segments/1/warc/CC-MAIN-1-00000.warc.gz"
             "crawl-data/CC-MAIN-2024-10/segments/2/warc/CC-MAIN-2-00000.warc.gz"]
 
 
-def page_urls(locations: list[str]) -> list[str]:
-    return [url for location in locations for url, _ in read_html_responses(location, Counter())]
+def page_urls(locations: list[str], policy: AddressPolicy = AddressPolicy()) -> list[str]:
+    return [url for location in locations
+            for url, _ in read_html_responses(location, Counter(), policy)]
 
 
 def test_gzipped_paths_listing_resolves_relative_lines_against_a_local_prefix(tmp_path):
@@ -174,14 +179,15 @@ def test_at_listing_and_http_prefix_stream_each_warc_from_an_aiohttp_server(tmp_
     plain = tmp_path / "list.txt"
     plain.write_text("\n".join(CC_NAMES[:2]) + "\n")
     with Server(handler) as server:
+        trusted = AddressPolicy(trusted_origins=(server.origin,))
         from_at = expand_warc_locations(f"@{plain}", prefix=server.url + "/")
         from_url = expand_warc_locations(server.url + "/lists/warc.paths.gz",
-                                         prefix=server.url)
+                                         prefix=server.url, policy=trusted)
         assert from_at == [f"{server.url}/{name}" for name in CC_NAMES[:2]]
         assert from_url == [f"{server.url}/{name}" for name in CC_NAMES]
-        assert page_urls(from_url) == [f"http://s.test/{n}.html" for n in range(3)]
-        with pytest.raises(WitError, match="cannot fetch"):
-            expand_warc_locations(server.url + "/lists/gone.paths.gz")
+        assert page_urls(from_url, trusted) == [f"http://s.test/{n}.html" for n in range(3)]
+        with pytest.raises(WitError, match="cannot fetch.*HTTP 404"):
+            expand_warc_locations(server.url + "/lists/gone.paths.gz", policy=trusted)
     assert all(served[f"/{name}"] == 1 for name in CC_NAMES)
 
 

@@ -84,6 +84,7 @@ class PartitionSettings:
     seed: int
     columns: PoolColumns
     queries_sha256: str = ""
+    policy: AddressPolicy = AddressPolicy()  # where WARCs on the web may be read from
 
 
 def source_forms() -> str:
@@ -111,6 +112,11 @@ def web_seeds(location: str) -> list[str]:
     if not seeds:
         raise WitError(f"seeds file '{path}' lists no URL")
     return seeds
+
+
+def address_policy(config: CrawlConfig) -> AddressPolicy:
+    """The address guard of every request of the crawl (pages, WARCs, images)."""
+    return AddressPolicy(config.allow_private, tuple(config.trusted_origins))
 
 
 def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
@@ -283,7 +289,8 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
         return [Partition(start + i, "staged", str(path), "web", sha256=digest)
                 for i, (path, digest) in enumerate(chunks)]
     if source.kind == "warc":
-        locations = expand_warc_locations(source.location, config.warc_prefix)
+        locations = expand_warc_locations(source.location, config.warc_prefix,
+                                          address_policy(config))
         return [Partition(start + i, "warc", location, "warc")
                 for i, location in enumerate(locations)]
     parts = pool_partitions(source.location)
@@ -295,7 +302,7 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
               ) -> Iterator[tuple[str, str, str]]:
     """(image URL, text, page URL) of one partition, before any filter."""
     if partition.kind == "warc":
-        for page_url, body in read_html_responses(partition.location, dropped):
+        for page_url, body in read_html_responses(partition.location, dropped, settings.policy):
             dropped["pages"] += 1
             images = extract_images(body, page_url)  # links are not followed here
             dropped.update(images.dropped)
@@ -453,7 +460,7 @@ def partition_settings(config: CrawlConfig, queries: store.Location,
         limits=CaptionLimits(min_chars=config.min_text_chars, max_chars=config.max_text_chars),
         lang=config.lang, min_lang_prob=min_lang_prob(config), lang_detector=config.lang_detector,
         seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col),
-        queries_sha256=queries_sha256)
+        queries_sha256=queries_sha256, policy=address_policy(config))
 
 
 def parse_sources(config: CrawlConfig) -> list[Source]:
@@ -463,6 +470,7 @@ def parse_sources(config: CrawlConfig) -> list[Source]:
     return sources
 
 
+@stage_engine  # an entry of its own too (tests call it); inside `run`, run's engine
 def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     """Everything up to the selection: manifests/selection.parquet and balance.parquet.
     `sites` gives the URL each served source is served at."""
@@ -484,8 +492,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     if todo:
         cached_matcher(str(queries), queries_sha256)  # the automaton cache, before the workers
         work = functools.partial(process_partition, settings=settings)
-        results += map_partitions(work, todo, workers=config.workers, engine=config.engine,
-                                  desc="crawl: filter + match")
+        results += map_partitions(work, todo, desc="crawl: filter + match")
     per_source: dict[str, Counter] = {}
     for result in results:
         dropped.update(result["dropped"])
@@ -493,14 +500,12 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
         counts.update(candidates=result["candidates"], matched=result["matched"])
     staged = [partition_paths(config.workdir, p.index)["matched"] for p in partitions]
     matched = dedupe_matched(staged, config.path("data/matched"), dropped,
-                             memory_budget_mb=config.memory_budget_mb, workers=config.workers,
-                             engine=config.engine)
+                             memory_budget_mb=config.memory_budget_mb)
     manifests = config.path("manifests")
     summary = balance_by_query(
         [str(p) for p in matched], query_count(local_queries), manifests,
         config.path("data/matched/.balance"),
-        BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed,
-                        workers=config.workers, engine=config.engine))
+        BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed))
     stats = {"sources": config.source, "dropped": dict(sorted(dropped.items())),
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.client
+import io
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
@@ -249,6 +250,29 @@ def blocking_request(url: str, policy: AddressPolicy, timeout: float, user_agent
     raise failure
 
 
+class StreamBody(io.RawIOBase):
+    """A response's body as a read-only binary file that knows how far it has read (`tell`), as
+    archive readers (FastWARC) ask of their input."""
+
+    def __init__(self, response: http.client.HTTPResponse):
+        self.response, self.position = response, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self.response.readinto(buffer)
+        self.position += count
+        return count
+
+    def tell(self) -> int:
+        return self.position
+
+    def close(self) -> None:
+        self.response.close()
+        super().close()
+
+
 @contextmanager
 def open_stream(url: str, policy: AddressPolicy, *, timeout: float = 60.0,
                 max_redirects: int = 10, user_agent: str = DEFAULT_USER_AGENT
@@ -269,9 +293,7 @@ def open_stream(url: str, policy: AddressPolicy, *, timeout: float = 60.0,
         if response.status != 200:
             response.close()
             check_status(response.status)
-        try:
-            yield response
-        finally:
-            response.close()
+        with StreamBody(response) as body:
+            yield body
         return
     raise too_many_redirects(max_redirects)

@@ -1,5 +1,6 @@
 """Web archives (Common Crawl layout: WARC or WARC.gz, one gzip member per record), local or
-streamed over HTTP(S): the HTML of every successful response record, as (page URL, body)."""
+streamed over HTTP(S) through net.http's guarded client (the crawl's address policy, at every
+hop): the HTML of every successful response record, as (page URL, body)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
@@ -18,22 +19,25 @@ from wit_builder.core import store
 from wit_builder.core.options import WitError
 from wit_builder.crawl.sources.html import is_html_type
 from wit_builder.crawl.sources.paths import expand_input_paths
+from wit_builder.net.guard import AddressPolicy
+from wit_builder.net.http import FetchFailed, is_http_url, open_stream
 
 log = logging.getLogger(__name__)
 
 COMMON_CRAWL_PREFIX = "https://data.commoncrawl.org/"
 
 
-def expand_warc_locations(spec: str, prefix: str = COMMON_CRAWL_PREFIX) -> list[str]:
+def expand_warc_locations(spec: str, prefix: str = COMMON_CRAWL_PREFIX,
+                          policy: AddressPolicy = AddressPolicy()) -> list[str]:
     """An HTTP(S) URL, or a file, a directory (its *.warc / *.warc.gz) or a glob, local or on a
     store (s3://...), as a sorted list; or the WARCs of a listing (`@FILE`, or a name ending in
     .paths / .paths.gz like Common Crawl's warc.paths.gz), in its order, relative lines resolved
-    against `prefix`."""
+    against `prefix`. A listing on the web is read under `policy`."""
     if spec.startswith("@"):
-        return listed_warc_locations(spec[1:], prefix)
+        return listed_warc_locations(spec[1:], prefix, policy)
     if is_listing_name(spec):
-        return listed_warc_locations(spec, prefix)
-    if spec.startswith(("http://", "https://")):
+        return listed_warc_locations(spec, prefix, policy)
+    if is_http_url(spec):
         return [spec]
     if store.is_url(spec):
         return store.expand(spec, is_warc_name, "warc")
@@ -48,11 +52,11 @@ def is_listing_name(name: str) -> bool:
     return name.endswith((".paths", ".paths.gz"))
 
 
-def listed_warc_locations(listing: str, prefix: str) -> list[str]:
+def listed_warc_locations(listing: str, prefix: str, policy: AddressPolicy) -> list[str]:
     """The locations a listing names, one a line (blank lines and # comments skipped), each
     resolved against `prefix`; duplicates kept once. Local WARCs must exist."""
     locations = list(dict.fromkeys(resolve_listed(line, prefix)
-                                   for line in read_listing_lines(listing)))
+                                   for line in read_listing_lines(listing, policy)))
     if not locations:
         raise WitError(f"warc: listing '{listing}' names no WARC file")
     for location in locations:
@@ -63,11 +67,11 @@ def listed_warc_locations(listing: str, prefix: str) -> list[str]:
     return locations
 
 
-def read_listing_lines(listing: str) -> list[str]:
+def read_listing_lines(listing: str, policy: AddressPolicy) -> list[str]:
     """The useful lines of a listing file (local, on a store or over HTTP(S)), gunzipped when it
     is gzip whatever its name; a WitError when it cannot be read."""
     try:
-        with open_location(listing) as stream:
+        with open_location(listing, policy) as stream:
             data = stream.read()
         if data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)
@@ -93,25 +97,29 @@ def resolve_listed(line: str, prefix: str) -> str:
 
 
 @contextmanager
-def open_location(location: str, timeout: float = 60.0) -> Iterator[BinaryIO]:
+def open_location(location: str, policy: AddressPolicy, timeout: float = 60.0
+                  ) -> Iterator[BinaryIO]:
     """A binary stream of a file (local or on a store) or of an HTTP(S) body, read as it arrives
-    (never saved)."""
-    if not location.startswith(("http://", "https://")):
+    (never saved, never decoded: the WARC's own gzip members are decoded by FastWARC), every hop
+    of it allowed by `policy`."""
+    if not is_http_url(location):
         with store.open(location, "rb") as handle:
             yield handle
         return
-    import requests
+    with ExitStack() as stack:
+        try:
+            stream = stack.enter_context(open_stream(location, policy, timeout=timeout))
+        except FetchFailed as failure:
+            raise WitError(cannot_fetch(location, failure)) from None
+        yield stream
 
-    try:
-        response = requests.get(location, stream=True, timeout=timeout)
-        response.raise_for_status()
-    except requests.RequestException as error:
-        raise WitError(f"warc: cannot fetch '{location}': {error}") from None
-    try:
-        response.raw.decode_content = False  # the WARC's own gzip members are decoded by FastWARC
-        yield response.raw
-    finally:
-        response.close()
+
+def cannot_fetch(location: str, failure: FetchFailed) -> str:
+    message = f"warc: cannot fetch '{location}': {failure}"
+    if failure.status == "blocked_address":
+        message += ("; the address guard refuses non-public addresses: --trusted-origins "
+                    "HOST:PORT opens one server (a local mirror), --allow-private all of them")
+    return message
 
 
 def declared_length(record) -> int | None:
@@ -119,11 +127,13 @@ def declared_length(record) -> int | None:
     return int(value) if value and value.strip().isdigit() else None
 
 
-def read_html_responses(location: str, dropped: Counter) -> Iterator[tuple[str, bytes]]:
+def read_html_responses(location: str, dropped: Counter,
+                        policy: AddressPolicy = AddressPolicy()) -> Iterator[tuple[str, bytes]]:
     """(target URL, HTML body) of each 200 HTML response record; other records are counted in
-    `dropped` by reason. A file that is not a WARC, or is cut short, ends with a warning."""
+    `dropped` by reason. A file that is not a WARC, or is cut short, ends with a warning. A WARC
+    on the web is read under `policy`."""
     last_position, cut_counted = 0, 0
-    with open_location(location) as stream:
+    with open_location(location, policy) as stream:
         records = ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True)
         try:
             for record in records:

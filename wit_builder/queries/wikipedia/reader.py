@@ -7,7 +7,8 @@ Formats (found by content, not by name):
   per part;
 - plain `.xml`: byte ranges, each worker reading the pages that start in its range;
 - a single-stream `.xml.bz2` or an `http(s)://` URL: one decompressing reader in this process cuts
-  the XML into chunks of whole pages that workers parse (`serial_chunks`).
+  the XML into chunks of whole pages that workers parse (`serial_chunks`). A URL is streamed by
+  net.http's guarded client: public addresses only (queries has no --allow-private).
 A partition is a small frozen dataclass, so it can be shipped to a process or a Ray worker.
 A worker decodes its bz2 with indexed_bzip2 on one thread (Python's bz2 when it is missing);
 `prefetched` runs that decoding in a thread beside the counting loop.
@@ -24,14 +25,18 @@ import os
 import queue
 import re
 import threading
-import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
+from wit_builder.core import store
 from wit_builder.core.options import WitError
 from wit_builder.queries.wikipedia.pages import is_mediawiki_header, namespace_names, split_complete_pages
+
+if TYPE_CHECKING:  # net.http (aiohttp) is imported only when a dump is read from a URL
+    from wit_builder.net.guard import AddressPolicy
 
 try:
     import indexed_bzip2
@@ -95,17 +100,29 @@ class DumpPlan:
     partitions: list[Partition] = field(default_factory=list)
     serial: bool = False
     workers: int = 1
+    policy: AddressPolicy | None = None  # where a URL may be read from (None: public addresses)
 
     def chunks(self) -> Iterator[XmlChunk]:
         """The serial reader's chunks (single-stream bz2 or URL)."""
-        return serial_chunks(self.source, self.kind, self.workers)
+        return serial_chunks(self.source, self.kind, self.workers, self.policy)
 
 
-def plan_dump(source: str, index: str = "", workers: int = 1) -> DumpPlan:
-    """Find the dump's format and cut it into partitions; a bad input is a one-line WitError."""
-    if re.match(r"https?://", source):
-        head = read_url_head(source)
-        return DumpPlan("url", source, [source], namespace_names(head), serial=True, workers=workers)
+def is_dump_url(source: str) -> bool:
+    """An http(s) URL (net.http's test, imported only for a URL: it loads aiohttp)."""
+    if not store.is_url(source):
+        return False
+    from wit_builder.net.http import is_http_url
+    return is_http_url(source)
+
+
+def plan_dump(source: str, index: str = "", workers: int = 1,
+              policy: AddressPolicy | None = None) -> DumpPlan:
+    """Find the dump's format and cut it into partitions; a bad input is a one-line WitError.
+    A URL is read under `policy` (None: public addresses only)."""
+    if is_dump_url(source):
+        head = read_url_head(source, policy)
+        return DumpPlan("url", source, [source], namespace_names(head), serial=True, workers=workers,
+                        policy=policy)
     files = part_files(source)
     if files is not None:
         heads = [read_head(path) for path in files]
@@ -465,17 +482,19 @@ def xml_range_pages(part: XmlRange) -> Iterator[bytes]:
     yield data[first:data.find(b"</page>", last) + len(b"</page>")]
 
 
-def serial_chunks(source: str, kind: str, workers: int) -> Iterator[XmlChunk]:
+def serial_chunks(source: str, kind: str, workers: int, policy: AddressPolicy | None = None
+                  ) -> Iterator[XmlChunk]:
     """Chunks of whole pages from one decompressing reader (single-stream bz2 or a URL)."""
     number = 0
-    for data in whole_pages(source, serial_pieces(source, kind, workers)):
+    for data in whole_pages(source, serial_pieces(source, kind, workers, policy)):
         yield XmlChunk(source, number, data)
         number += 1
 
 
-def serial_pieces(source: str, kind: str, workers: int) -> Iterator[bytes]:
+def serial_pieces(source: str, kind: str, workers: int, policy: AddressPolicy | None = None
+                  ) -> Iterator[bytes]:
     if kind == "url":
-        yield from url_pieces(source)
+        yield from url_pieces(source, policy)
         return
     yield from local_bz2_pieces(source, workers)
 
@@ -496,13 +515,22 @@ def local_bz2_pieces(source: str, workers: int) -> Iterator[bytes]:
         raise WitError(f"dump '{source}' is not valid bz2 ({error})") from None
 
 
-def url_pieces(url: str) -> Iterator[bytes]:
-    """The decompressed body of a URL, streamed (bz2 recognised by its magic bytes)."""
-    try:
-        response = urllib.request.urlopen(url, timeout=60)
-    except OSError as error:
-        raise WitError(f"dump '{url}' cannot be fetched: {error}") from None
-    with response:
+def url_pieces(url: str, policy: AddressPolicy | None = None) -> Iterator[bytes]:
+    """The decompressed body of a URL, streamed (bz2 recognised by its magic bytes) through the
+    guarded client, every hop allowed by `policy` (None: public addresses only)."""
+    from wit_builder.net.guard import AddressPolicy
+    from wit_builder.net.http import FetchFailed, open_stream
+
+    with ExitStack() as stack:
+        try:
+            response = stack.enter_context(open_stream(url, policy or AddressPolicy(),
+                                                       timeout=60))
+        except FetchFailed as failure:
+            message = f"dump '{url}' cannot be fetched: {failure}"
+            if failure.status == "blocked_address":
+                message += ("; wit queries reads dumps from public addresses only: download the "
+                            "dump first and give --wiki its path")
+            raise WitError(message) from None
         first = response.read(READ_SIZE)
         raw = iter_with_first(first, iter(lambda: response.read(READ_SIZE), b""))
         if first[:3] == BZ2_MAGIC:
@@ -517,10 +545,10 @@ def iter_with_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def read_url_head(url: str) -> bytes:
+def read_url_head(url: str, policy: AddressPolicy | None = None) -> bytes:
     """The first decompressed bytes of a URL, checked to open a MediaWiki export."""
     head = b""
-    pieces = url_pieces(url)
+    pieces = url_pieces(url, policy)
     try:
         for piece in pieces:
             head += piece
