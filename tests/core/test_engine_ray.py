@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,8 +26,8 @@ from wit_builder.shards import run as shards
 from wit_builder.cli import main  # noqa: E402
 from wit_builder.synthweb.config import SynthwebConfig  # noqa: E402
 from wit_builder.cli import load_config
-from wit_builder.core.engine import (join_cluster, map_partitions, ray_session,  # noqa: E402
-                                run_partitions)
+from wit_builder.core.engine import (current, join_cluster, map_partitions,  # noqa: E402
+                                     ray_session, run_partitions, stage_engine)
 from wit_builder.core.options import WitError  # noqa: E402
 from wit_builder.synthweb.concepts import COLOURS, SHAPES  # noqa: E402
 from wit_builder.synthweb.server import SiteServer  # noqa: E402
@@ -121,6 +122,18 @@ def assert_same_crawl(workdir: Path, reference: Path) -> None:
 def slow_square(number: int) -> int:
     time.sleep(0.3 if number % 3 == 0 else 0.0)  # finish out of order
     return number * number
+
+
+def test_a_ray_stage_makes_ray_the_engine_of_every_step_below_it():
+    @stage_engine
+    def stage(config) -> tuple:
+        return current(), map_partitions(slow_square, range(4), desc="test")
+
+    chosen, results = stage(SimpleNamespace(engine="ray", workers=2, ray_address="",
+                                            workdir="s3://bucket/run"))
+    assert (chosen.kind, chosen.workers, chosen.shared_directory_required) == ("ray", 2, False)
+    assert results == [0, 1, 4, 9]
+    assert current().kind == "local" and ray.is_initialized()  # the module's Ray stays
 
 
 def fail_on_three(number: int) -> int:

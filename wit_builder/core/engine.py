@@ -2,7 +2,11 @@
 
 Stages hand `run_partitions` a function and a list of partitions (small, picklable descriptions of
 work, such as a file and a byte range); they never start processes themselves. A stage's `run` is
-wrapped in `stage_engine`, so that with `--engine ray` one Ray session serves all its steps.
+wrapped in `stage_engine`, which chooses the engine once from the stage's settings (`--engine`,
+`--workers`, `--ray-address`) and makes it current for the whole run: every partitioned step below
+asks `current()` (run_partitions does), so no call passes an engine or a worker count along; with
+`--engine ray` one Ray session serves all the steps. Outside a stage, partitions run in this
+process (`OUTSIDE_A_STAGE`); `using` changes that for a block (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -35,11 +39,7 @@ TASK_CPUS = 1          # what one Ray task asks the scheduler for (one partition
 TASK_RETRIES = 3       # reruns of a task whose worker process or node died
 TASKS_PER_CPU = 2      # tasks in flight per cluster CPU: keeps every core busy, memory bounded
 
-# Whether Ray tasks need the driver's directory on their node: yes when the stage's workdir is a
-# local path (relative paths are resolved there), no when it is an fsspec URL. Set by
-# `stage_engine` for the duration of a stage; a context variable, so it is scoped to that call.
-SHARED_DIRECTORY_REQUIRED: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "SHARED_DIRECTORY_REQUIRED", default=True)
+ENGINES = ("local", "ray")
 
 
 def worker_count(requested: int) -> int:
@@ -52,23 +52,91 @@ def worker_count(requested: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class Engine:
+    """Where partitions run: `kind` 'local' (this process for one worker, else a process pool)
+    or 'ray' (a task each, on the cluster at `ray_address` or a local Ray); `workers` asked for
+    (0: one per core). `shared_directory_required`: whether Ray tasks need the driver's directory
+    on their node (yes for a local workdir, whose relative paths resolve there; no for a URL)."""
+
+    kind: str = "local"
+    workers: int = 1
+    ray_address: str = ""
+    shared_directory_required: bool = True
+
+    @property
+    def worker_count(self) -> int:
+        """The workers this engine runs (`workers`, or one per available core when 0)."""
+        return worker_count(self.workers)
+
+    def overridden(self, kind: str | None = None, workers: int | None = None) -> Engine:
+        """This engine with the given settings changed (None keeps its own)."""
+        return Engine(self.kind if kind is None else kind,
+                      self.workers if workers is None else workers,
+                      self.ray_address, self.shared_directory_required)
+
+
+OUTSIDE_A_STAGE = Engine()  # partitions run in this process: easy to debug, no pickling
+# The engine of the stage running now: set by `stage_engine` (or `using`) for the duration of a
+# call, scoped to it; a thread started inside it starts without it (contextvars), processes and
+# Ray tasks never need it.
+CURRENT: contextvars.ContextVar[Engine | None] = contextvars.ContextVar("CURRENT", default=None)
+
+
+def current() -> Engine:
+    """The engine of the stage running now (OUTSIDE_A_STAGE when none is)."""
+    return CURRENT.get() or OUTSIDE_A_STAGE
+
+
+@contextlib.contextmanager
+def using(engine: Engine | None = None, *, kind: str | None = None,
+          workers: int | None = None) -> Iterator[Engine]:
+    """`engine` (by default the current one, with `kind` and `workers` changed where given) is
+    the current engine for the block."""
+    chosen = (engine or current()).overridden(kind, workers)
+    if chosen.kind not in ENGINES:
+        raise WitError(f"unknown engine '{chosen.kind}'; choose local or ray")
+    token = CURRENT.set(chosen)
+    try:
+        yield chosen
+    finally:
+        CURRENT.reset(token)
+
+
+def stage_engine_of(config: Any) -> Engine:
+    """The engine a stage's settings (`--engine`, `--workers`, `--ray-address`, `--workdir`)
+    choose."""
+    return Engine(config.engine, config.workers, config.ray_address,
+                  not store.is_url(config.workdir))
+
+
 def run_partitions(function: Callable[[Partition], Result], partitions: Iterable[Partition], *,
-                   workers: int = 0, engine: str = "local", desc: str = "partitions",
-                   progress: bool = True) -> Iterator[Result]:
-    """Yield `function(partition)` for every partition, in the partitions' order.
+                   desc: str = "partitions", progress: bool = True, workers: int | None = None,
+                   engine: str | None = None) -> Iterator[Result]:
+    """Yield `function(partition)` for every partition, in the partitions' order, on the current
+    engine (`current()`, read now: at the call, not when the results are first read).
 
     One worker runs in this process (easy to debug, no pickling); more use a forkserver pool, which
     is safe to start from a process that already has threads (aiohttp, tqdm). With engine 'ray'
-    every partition is a Ray task.
+    every partition is a Ray task. `workers` and `engine` override the current engine's for this
+    call alone (tests); stages never pass them.
     """
-    if engine == "ray":
-        yield from run_on_ray(function, list(partitions), workers=workers, desc=desc,
+    chosen = current().overridden(engine, workers)
+    if chosen.kind not in ENGINES:
+        raise WitError(f"unknown engine '{chosen.kind}'; choose local or ray")
+    return run_on_engine(chosen, function, partitions, desc, progress)
+
+
+def run_on_engine(engine: Engine, function: Callable[[Partition], Result],
+                  partitions: Iterable[Partition], desc: str, progress: bool
+                  ) -> Iterator[Result]:
+    """The body of `run_partitions`, on the engine it chose."""
+    if engine.kind == "ray":
+        yield from run_on_ray(function, list(partitions), engine=engine, desc=desc,
                               progress=progress)
         return
-    if engine != "local":
-        raise WitError(f"unknown engine '{engine}'; choose local or ray")
     items = list(partitions)
-    count = min(worker_count(workers), max(1, len(items)))
+    count = min(engine.worker_count, max(1, len(items)))
     bar = tqdm(total=len(items), desc=desc, unit="part", disable=not progress, leave=False)
     try:
         if count == 1:
@@ -143,20 +211,21 @@ def import_ray() -> Any:
     return ray
 
 
-def stage_engine(run: Callable[[Any], int]) -> Callable[[Any], int]:
-    """Wrap a stage's `run(config)`: with `--engine ray`, one Ray session (the cluster at
-    `--ray-address`, or a local Ray) serves every partitioned step and is closed after the stage."""
+def stage_engine(run: Callable[..., Result]) -> Callable[..., Result]:
+    """Wrap a stage's entry `run(config, ...)`: the engine its settings choose is the current one
+    while it runs (an entry called inside another keeps the engine the outer one chose); with
+    `--engine ray`, one Ray session (the cluster at `--ray-address`, or a local Ray) serves every
+    partitioned step and is closed after the stage."""
 
     @functools.wraps(run)
-    def run_with_engine(config: Any) -> int:
-        if config.engine != "ray":
-            return run(config)
-        token = SHARED_DIRECTORY_REQUIRED.set(not store.is_url(config.workdir))
-        try:
-            with ray_session(config.ray_address, config.workers):
-                return run(config)
-        finally:
-            SHARED_DIRECTORY_REQUIRED.reset(token)
+    def run_with_engine(config: Any, *args: Any, **kwargs: Any) -> Result:
+        if CURRENT.get() is not None:
+            return run(config, *args, **kwargs)
+        with using(stage_engine_of(config)) as engine:
+            if engine.kind != "ray":
+                return run(config, *args, **kwargs)
+            with ray_session(engine.ray_address, engine.workers):
+                return run(config, *args, **kwargs)
 
     return run_with_engine
 
@@ -214,15 +283,15 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                        f"is `ray start --head` running there?") from None
 
 
-def run_on_ray(function: Callable[[Partition], Result], items: list[Partition], *, workers: int,
-               desc: str, progress: bool) -> Iterator[Result]:
+def run_on_ray(function: Callable[[Partition], Result], items: list[Partition], *,
+               engine: Engine, desc: str, progress: bool) -> Iterator[Result]:
     """Every partition a Ray task (TASK_CPUS each, rerun when its worker dies); results in order."""
     ray = import_ray()
-    with ray_session(workers=workers):
+    with ray_session(engine.ray_address, engine.workers):
         task = ray.remote(call_partition).options(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES)
         # The function (its settings may be large) goes to the object store once, not per task.
         shared, driver_dir = ray.put(function), os.getcwd()
-        required = SHARED_DIRECTORY_REQUIRED.get()
+        required = engine.shared_directory_required
 
         def submit(index: int) -> Any:
             return task.remote(shared, items[index], driver_dir, required)

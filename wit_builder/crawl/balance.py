@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wit_builder.core import schemas, store
+from wit_builder.core import engine, schemas, store
 from wit_builder.core.hashing import splitmix64, uid_keys
 from wit_builder.core.engine import map_partitions
 
@@ -37,8 +37,7 @@ class BalanceSettings:
     per_query: int = 20_000
     mode: str = "exact"  # exact | probabilistic
     seed: int = 0
-    workers: int = 1
-    engine: str = "local"
+    workers: int | None = None  # overrides the stage's engine's worker count (tests)
 
 
 @dataclass(frozen=True)
@@ -129,8 +128,7 @@ def exact_thresholds(paths: list[str], counts: np.ndarray, settings: BalanceSett
     while pending.any():
         collect = functools.partial(collect_below_bounds, seed=settings.seed, bounds=bounds,
                                     over_cap=pending)
-        parts = map_partitions(collect, paths, workers=settings.workers, engine=settings.engine,
-                               desc="balance: thresholds")
+        parts = map_partitions(collect, paths, desc="balance: thresholds")
         queries, hashes, keys = (np.concatenate([part[i] for part in parts]) for i in range(3))
         pending_counts = np.where(pending, counts, 0)
         found_hash, found_key, short = thresholds_from_candidates(
@@ -197,11 +195,17 @@ def merge_parquet(parts: list[str], target: store.Location, schema: pa.Schema) -
 
 def balance_by_query(matched: list[str], query_count: int, manifests: store.Location,
                      scratch: store.Location, settings: BalanceSettings) -> dict:
-    """Select from the matched partitions; write selection.parquet and balance.parquet."""
+    """Select from the matched partitions; write selection.parquet and balance.parquet (on the
+    stage's engine)."""
+    with engine.using(workers=settings.workers):
+        return balance_partitions(matched, query_count, manifests, scratch, settings)
+
+
+def balance_partitions(matched: list[str], query_count: int, manifests: store.Location,
+                       scratch: store.Location, settings: BalanceSettings) -> dict:
     paths = sorted(str(p) for p in matched)
     count = functools.partial(count_partition, seed=settings.seed, query_count=query_count)
-    counts = np.sum(map_partitions(count, paths, workers=settings.workers,
-                                   engine=settings.engine, desc="balance: count"),
+    counts = np.sum(map_partitions(count, paths, desc="balance: count"),
                     axis=0, dtype=np.int64) if paths else np.zeros(query_count, np.int64)
     if settings.mode == "exact":
         threshold_hash, threshold_key = exact_thresholds(paths, counts, settings)
@@ -213,8 +217,7 @@ def balance_by_query(matched: list[str], query_count: int, manifests: store.Loca
             for i, path in enumerate(paths)]
     select = functools.partial(select_partition, seed=settings.seed, rule=rule,
                                query_count=query_count)
-    selected = np.sum(map_partitions(select, jobs, workers=settings.workers,
-                                     engine=settings.engine, desc="balance: select"),
+    selected = np.sum(map_partitions(select, jobs, desc="balance: select"),
                       axis=0, dtype=np.int64) if jobs else np.zeros(query_count, np.int64)
     rows = merge_parquet([target for _, target in jobs], store.join(manifests, "selection.parquet"),
                          schemas.SELECTION)

@@ -470,6 +470,7 @@ def parse_sources(config: CrawlConfig) -> list[Source]:
     return sources
 
 
+@stage_engine  # an entry of its own too (tests call it); inside `run`, run's engine
 def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     """Everything up to the selection: manifests/selection.parquet and balance.parquet.
     `sites` gives the URL each served source is served at."""
@@ -491,8 +492,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     if todo:
         cached_matcher(str(queries), queries_sha256)  # the automaton cache, before the workers
         work = functools.partial(process_partition, settings=settings)
-        results += map_partitions(work, todo, workers=config.workers, engine=config.engine,
-                                  desc="crawl: filter + match")
+        results += map_partitions(work, todo, desc="crawl: filter + match")
     per_source: dict[str, Counter] = {}
     for result in results:
         dropped.update(result["dropped"])
@@ -500,14 +500,12 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
         counts.update(candidates=result["candidates"], matched=result["matched"])
     staged = [partition_paths(config.workdir, p.index)["matched"] for p in partitions]
     matched = dedupe_matched(staged, config.path("data/matched"), dropped,
-                             memory_budget_mb=config.memory_budget_mb, workers=config.workers,
-                             engine=config.engine)
+                             memory_budget_mb=config.memory_budget_mb)
     manifests = config.path("manifests")
     summary = balance_by_query(
         [str(p) for p in matched], query_count(local_queries), manifests,
         config.path("data/matched/.balance"),
-        BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed,
-                        workers=config.workers, engine=config.engine))
+        BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed))
     stats = {"sources": config.source, "dropped": dict(sorted(dropped.items())),
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,

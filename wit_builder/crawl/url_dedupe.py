@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wit_builder.core import store, spill
+from wit_builder.core import engine, spill, store
 from wit_builder.core.engine import map_partitions
 
 log = logging.getLogger(__name__)
@@ -167,16 +167,15 @@ def group_jobs(staged: list[store.Location], out_dir: store.Location, rows: list
             for number, (start, group) in enumerate(zip(starts, groups))]
 
 
-def dedupe_on_disk(groups: list[DedupeJob], workers: int, engine: str) -> tuple[int, int]:
+def dedupe_on_disk(groups: list[DedupeJob]) -> tuple[int, int]:
     """Scatter URL rows to buckets, decide each bucket, write each group's kept rows."""
-    options = {"workers": workers, "engine": engine}
     plan = groups[0].plan
     store.remove_tree(plan.work)
-    held = map_partitions(scatter_url_rows, groups, desc="crawl: dedupe: scatter", **options)
+    held = map_partitions(scatter_url_rows, groups, desc="crawl: dedupe: scatter")
     decided = map_partitions(dedupe_url_bucket,
                              [DedupeJob(plan, number) for number in range(plan.buckets)],
-                             desc="crawl: dedupe: buckets", **options)
-    held += map_partitions(write_deduped_group, groups, desc="crawl: dedupe: write", **options)
+                             desc="crawl: dedupe: buckets")
+    held += map_partitions(write_deduped_group, groups, desc="crawl: dedupe: write")
     store.remove_tree(plan.work)
     log.info("crawl: dedupe: %d groups, %d URL buckets, at most %d rows held at once",
              len(groups), plan.buckets, max(held + [rows for rows, _, _ in decided]))
@@ -184,19 +183,21 @@ def dedupe_on_disk(groups: list[DedupeJob], workers: int, engine: str) -> tuple[
 
 
 def dedupe_matched(staged: list[store.Location], out_dir: store.Location, dropped: Counter, *,
-                   memory_budget_mb: float = DEDUPE_MEMORY_BUDGET_MB, workers: int = 1,
-                   engine: str = "local") -> list[store.Location]:
+                   memory_budget_mb: float = DEDUPE_MEMORY_BUDGET_MB,
+                   workers: int | None = None) -> list[store.Location]:
     """Keep the first occurrence of every image URL across the whole crawl (in partition order):
     the same (URL, text) is a `duplicate_pair`, the same URL with another text a `duplicate_url`.
     Memory stays within the budget however large the crawl: past it, rows go through hash
-    buckets of their URL in `out_dir/.dedupe` (removed after)."""
+    buckets of their URL in `out_dir/.dedupe` (removed after), on the stage's engine (`workers`
+    overrides its worker count: tests)."""
     rows = [store.parquet_file(path).metadata.num_rows for path in staged]
     partition_rows = spill.rows_within(memory_budget_mb)
     if sum(rows) <= partition_rows:
         pairs, urls = dedupe_in_memory(staged, out_dir)
     else:
         groups = group_jobs(staged, out_dir, rows, partition_rows)
-        pairs, urls = dedupe_on_disk(groups, workers, engine)
+        with engine.using(workers=workers):
+            pairs, urls = dedupe_on_disk(groups)
     # Only reasons that occurred: the crawl's stats list no zero counts.
     dropped.update({reason: count for reason, count in
                     (("duplicate_pair", pairs), ("duplicate_url", urls)) if count})

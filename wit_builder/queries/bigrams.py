@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wit_builder.core import store
-from wit_builder.core.engine import run_partitions, split_evenly, worker_count
+from wit_builder.core import engine
+from wit_builder.core.engine import run_partitions, split_evenly
 from wit_builder.queries.counts import read_spill
 
 BUCKET_ROWS = 250_000  # spilled rows per bucket, on average: 2 MB of packed records to sort
@@ -65,15 +66,16 @@ class SumTask:
 
 def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocabulary: list[str],
                    total_tokens: int, min_count: int, limit: int, work_dir: store.Location, *,
-                   workers: int = 1, engine: str = "local",
+                   workers: int | None = None,
                    worker_cpu: dict[int, float] | None = None) -> list[Bigram]:
     """The `limit` highest-PMI pairs of `vocabulary` words seen at least `min_count` times
     (`rows`: how many pair rows the spill files hold).
 
-    Both rounds run as engine partitions, so the reduce uses every worker instead of running
-    alone in this process after the counting: groups of spill files are scattered into hash
-    buckets of pair keys, then each bucket is summed and scored on its own. The tasks' CPU
-    seconds are added to `worker_cpu` (by process id) when given."""
+    Both rounds run as partitions on the stage's engine (`workers` overrides its worker count:
+    tests), so the reduce uses every worker instead of running alone in this process after the
+    counting: groups of spill files are scattered into hash buckets of pair keys, then each
+    bucket is summed and scored on its own. The tasks' CPU seconds are added to `worker_cpu` (by
+    process id) when given."""
     cpu = worker_cpu if worker_cpu is not None else {}
     if not vocabulary or limit <= 0 or total_tokens <= 0:
         return []
@@ -81,26 +83,27 @@ def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocab
     words = pa.array(vocabulary, pa.string())
     frequencies = np.array([unigrams[word] for word in vocabulary], dtype=np.float64)
     buckets = min(MAX_BUCKETS, max(1, math.ceil(rows / BUCKET_ROWS)))
-    if rows < PARALLEL_ROWS and engine == "local":
-        workers = 1
-    tasks = max(1, worker_count(workers) * TASKS_PER_WORKER)
+    chosen = engine.current().overridden(workers=workers)  # `workers`: tests
+    if rows < PARALLEL_ROWS and chosen.kind == "local":
+        chosen = chosen.overridden(workers=1)  # a small reduce: in this process
+    tasks = max(1, chosen.worker_count * TASKS_PER_WORKER)
     groups = split_evenly(spills, tasks)
-    options = {"workers": workers, "engine": engine, "progress": False}
     scatter = [ScatterTask(group, words, buckets, str(work_dir), number)
                for number, group in enumerate(groups)]
-    for pid, seconds in run_partitions(scatter_group, scatter, desc="queries: bigram scatter",
-                                       **options):
-        cpu[pid] = cpu.get(pid, 0.0) + seconds
     sums = [SumTask(chunk, buckets, len(groups), str(work_dir), frequencies, total_tokens,
                     min_count, limit) for chunk in split_evenly(list(range(buckets)), tasks)]
     found = np.zeros(0, dtype=SCORED)
-    for scored, (pid, seconds) in run_partitions(sum_buckets, sums, desc="queries: bigram sums",
-                                                 **options):
-        cpu[pid] = cpu.get(pid, 0.0) + seconds
-        found = np.concatenate([found, scored])
-        # Only the best `limit` can be kept: trimming as we go bounds memory on huge dumps.
-        if len(found) > 4 * limit:
-            found = best(found, limit)
+    with engine.using(chosen):
+        for pid, seconds in run_partitions(scatter_group, scatter, progress=False,
+                                           desc="queries: bigram scatter"):
+            cpu[pid] = cpu.get(pid, 0.0) + seconds
+        for scored, (pid, seconds) in run_partitions(sum_buckets, sums, progress=False,
+                                                     desc="queries: bigram sums"):
+            cpu[pid] = cpu.get(pid, 0.0) + seconds
+            found = np.concatenate([found, scored])
+            # Only the best `limit` can be kept: trimming as we go bounds memory on huge dumps.
+            if len(found) > 4 * limit:
+                found = best(found, limit)
     return [Bigram(f"{vocabulary[key // len(words)]} {vocabulary[key % len(words)]}", count, pmi)
             for key, count, pmi in best(found, limit).tolist()]
 

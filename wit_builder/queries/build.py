@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from wit_builder.core import markers, store
 from wit_builder.queries.config import QueriesConfig
-from wit_builder.core.engine import run_partitions, stage_engine, worker_count
+from wit_builder.core import engine
+from wit_builder.core.engine import run_partitions, stage_engine
 from wit_builder.core.options import WitError
 from wit_builder.queries.bigrams import select_bigrams
 from wit_builder.queries.counts import (CountTable, CountTask, PartialCounts, compiled_available,
@@ -66,7 +67,7 @@ def run(config: QueriesConfig) -> int:
     wordnet = read_wordnet(str(config.path(config.wordnet)), config.wordnet_all_lemmas) \
         if config.wordnet else []
     pageviews = pageviews_files([str(config.path(p)) for p in config.pageviews])
-    workers = worker_count(config.workers)
+    workers = engine.current().worker_count
     plan = plan_dump(str(config.path(config.wiki)),
                      str(config.path(config.index)) if config.index else "", workers)
     log.info("queries: reading %s dump %s with %d workers", plan.kind, plan.source, workers)
@@ -77,14 +78,14 @@ def run(config: QueriesConfig) -> int:
     created = not store.exists(out)
     spill_dir = make_spill_dir(out)
     try:
-        counts = count_dump(plan, spill_dir, config, workers)
+        counts = count_dump(plan, spill_dir, config)
         phases = {"count_seconds": time.monotonic() - started, "reduce_cpu": {}}
         log.info("queries: counted %d pages, %d tokens (%d distinct words) in %.1f s; peak "
                  "memory so far %.0f MB", counts.pages, counts.tokens, len(counts.unigrams),
                  phases["count_seconds"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if counts.articles == 0:
             raise WitError(f"dump '{plan.source}' holds no articles (namespace 0, not redirects)")
-        sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir, workers,
+        sources = select_sources(config, plan, counts, wordnet, pageviews, spill_dir,
                                  phases["reduce_cpu"])
     except WitError:
         store.remove_tree(spill_dir)  # bad input: a rerun needs other input, nothing to resume
@@ -260,12 +261,13 @@ def refuse_store_inputs(config: QueriesConfig) -> None:
                            f"when the workdir is a URL)")
 
 
-def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
-               workers: int) -> PartialCounts:
+def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig
+               ) -> PartialCounts:
     """The map step over every partition (or every chunk of the serial reader), merged."""
     count_links = not config.pageviews
     total = PartialCounts()
-    options = {"workers": workers, "engine": config.engine, "desc": "queries: counting"}
+    workers = engine.current().worker_count
+    options = {"desc": "queries: counting"}
     if plan.serial:
         keep_only(spill_dir, [])  # the serial reader's chunks are not resumable: read anyway
         tasks = (CountTask(chunk, str(store.join(spill_dir, f"chunk-{chunk.number:06d}.arrow")),
@@ -299,7 +301,7 @@ def count_dump(plan: DumpPlan, spill_dir: store.Location, config: QueriesConfig,
 
 def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
                    wordnet: list[str], pageviews: list[str], spill_dir: store.Location,
-                   workers: int, reduce_cpu: dict[int, float]) -> dict[str, list[tuple]]:
+                   reduce_cpu: dict[int, float]) -> dict[str, list[tuple]]:
     """Each source's candidates, best first: (query, count, pmi); the bigram reduce's worker
     CPU seconds are added to `reduce_cpu`."""
     unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
@@ -311,8 +313,7 @@ def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
         bigrams = select_bigrams(counts.spills, counts.spill_rows, counts.unigrams,
                                  [word for word, _ in unigrams],
                                  counts.tokens, config.bigram_min_count, config.bigrams,
-                                 spill_dir, workers=workers, engine=config.engine,
-                                 worker_cpu=reduce_cpu)
+                                 spill_dir, worker_cpu=reduce_cpu)
         titles = titles_ranked.result()
     bigram_counts = {bigram.query: bigram.count for bigram in bigrams}
 

@@ -346,12 +346,12 @@ def resolve_followers(plan: DedupPlan, number: int, removed: dict[int, tuple[str
 
 # ---- the whole search -----------------------------------------------------------------------
 
-def deduplicate(plan: DedupPlan, pieces: list[tuple[str, int]], *, workers: int = 1,
-                engine: str = "local", progress: bool = True) -> DedupStats:
+def deduplicate(plan: DedupPlan, pieces: list[tuple[str, int]], *,
+                progress: bool = True) -> DedupStats:
     """Find every duplicate among the index pieces ((parquet path, rows), in raw shard order);
     `removals(plan)` reads them back in order. `plan.work` is scratch: emptied first."""
     store.remove_tree(plan.work)
-    options = {"workers": workers, "engine": engine, "progress": progress}
+    options = {"progress": progress}
     groups = spill_groups(pieces, plan.partition_rows)
     spilled = map_partitions(spill_exact, [PartitionJob(plan, number, group)
                                            for number, group in enumerate(groups)],

@@ -543,8 +543,7 @@ def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSett
                  len(finished), len(shards))
     scan = functools.partial(scan_raw_shard, settings=settings)
     todo = [shard for shard in shards if shard.number not in finished]
-    scanned = map_partitions(scan, todo, workers=config.workers, engine=config.engine,
-                             desc="shards: scan + scatter")
+    scanned = map_partitions(scan, todo, desc="shards: scan + scatter")
     results = {**finished, **{result["number"]: result for result in scanned}}
     pieces = []
     for result in (results[shard.number] for shard in shards):
@@ -565,7 +564,7 @@ def find_duplicates(config: ShardsConfig, work: str, local_work: Path,
     rows_per_shard = {int(store.name(path)[:-len(".parquet")]): rows for path, rows in pieces}
     plan = dedup.plan_dedup(store.join(work, "dedup"), rows_per_shard, config.near_dup_bits,
                             config.memory_budget_mb)
-    dedup.deduplicate(plan, pieces, workers=config.workers, engine=config.engine)
+    dedup.deduplicate(plan, pieces)
     record_removals(plan, local_work, settings, tally, sources)
     store.remove_tree(plan.work)
     if str(local_work) != work:
@@ -576,16 +575,14 @@ def find_duplicates(config: ShardsConfig, work: str, local_work: Path,
 def write_training_shards(config: ShardsConfig, work: str, out: store.Location, tally: Tally
                           ) -> list[dict]:
     jobs = bucket_jobs(work, config.seed)
-    runs = map_partitions(shuffle_bucket, jobs, workers=config.workers, engine=config.engine,
-                          desc="shards: shuffle buckets")
+    runs = map_partitions(shuffle_bucket, jobs, desc="shards: shuffle buckets")
     plans = []
     for split in SPLITS:
         ordered = sorted((run for run in runs if run["split"] == split), key=lambda r: r["bucket"])
         tally.per_split[split] += sum(run["samples"] for run in ordered)
         plans += plan_shards([(run["run"], run["samples"]) for run in ordered], split,
                              config.samples_per_shard, out)
-    return map_partitions(assemble_shard, plans, workers=config.workers, engine=config.engine,
-                          desc="shards: write")
+    return map_partitions(assemble_shard, plans, desc="shards: write")
 
 
 def remove_stale_shards(out: store.Location, written: list[dict]) -> None:
