@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
+import wiki_fixtures as fx
 from servers import Server
 from test_netguard import check_outcomes, cases
 from wit_builder.core import schemas
@@ -25,7 +26,8 @@ from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import STATUSES, FetchFailed, is_http_url, open_stream
 from wit_builder.net.optout import META_OPT_OUTS
-from wit_builder.queries.wikipedia.reader import plan_dump
+from wit_builder.queries.wikipedia.pages import iter_pages
+from wit_builder.queries.wikipedia.reader import plan_dump, read_partition
 
 TIMEOUT = 1.5
 MAX_BYTES = 100_000
@@ -235,3 +237,20 @@ def test_dump_reader_refuses_what_the_guard_refuses(tripwire, servers):
         plan_dump(f"{servers.trusted.url}/ok/dump.xml.bz2")
     assert servers.paths() <= {"/to"}
     assert not [request for request in servers.requests if request[0] == "canary"]
+
+
+def test_dump_reader_streams_from_a_trusted_origin_through_a_redirect(tripwire, tmp_path):
+    articles = fx.make_articles(20, seed=5)
+    dump = fx.write_single_stream(tmp_path / "dump.xml.bz2", articles).read_bytes()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/latest":
+            raise web.HTTPFound("/dump.xml.bz2")
+        return web.Response(body=dump, content_type="application/x-bzip2")
+
+    with Server(handle) as server:
+        trusted = AddressPolicy(trusted_origins=(server.origin,))
+        plan = plan_dump(server.url + "/latest", policy=trusted)
+        titles = Counter(page.title for chunk in plan.chunks()
+                         for fragment in read_partition(chunk) for page in iter_pages(fragment))
+    assert plan.kind == "url" and titles == Counter(article.title for article in articles)

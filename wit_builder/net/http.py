@@ -214,8 +214,14 @@ class GuardedHTTPSConnection(http.client.HTTPSConnection):
     """The TLS twin of GuardedHTTPConnection (certificates checked against the host name)."""
 
     def __init__(self, host: str, port: int | None, policy: AddressPolicy, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        super().__init__(host, port, timeout=timeout, context=tls_context())
         guard_connection(self, policy)
+
+
+@functools.lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """The system's certificates, hostnames checked (loaded once: it takes milliseconds)."""
+    return ssl.create_default_context()
 
 
 def guard_connection(connection: http.client.HTTPConnection, policy: AddressPolicy) -> None:
@@ -227,8 +233,8 @@ def guard_connection(connection: http.client.HTTPConnection, policy: AddressPoli
 
 
 def blocking_request(url: str, policy: AddressPolicy, timeout: float, user_agent: str
-                     ) -> http.client.HTTPResponse:
-    """The answer to one GET (its body not read yet); FetchFailed when there is none."""
+                     ) -> StreamBody:
+    """The answer to one GET, its body not read yet; FetchFailed when there is none."""
     parsed = URL(url)
     kind = GuardedHTTPSConnection if parsed.scheme == "https" else GuardedHTTPConnection
     connection = None
@@ -237,7 +243,7 @@ def blocking_request(url: str, policy: AddressPolicy, timeout: float, user_agent
         # identity: the bytes as stored (a .gz stays gzip, decoded by whoever reads it)
         connection.request("GET", parsed.raw_path_qs or "/",
                            headers={"User-Agent": user_agent, "Accept-Encoding": "identity"})
-        return connection.getresponse()
+        return StreamBody(connection, connection.getresponse())
     except BlockedAddressError as error:
         failure = FetchFailed("blocked_address", str(error))
     except TimeoutError:
@@ -251,11 +257,12 @@ def blocking_request(url: str, policy: AddressPolicy, timeout: float, user_agent
 
 
 class StreamBody(io.RawIOBase):
-    """A response's body as a read-only binary file that knows how far it has read (`tell`), as
-    archive readers (FastWARC) ask of their input."""
+    """An answer's body as a read-only binary file that knows how far it has read (`tell`, as
+    archive readers such as FastWARC ask of their input); closing it closes the connection."""
 
-    def __init__(self, response: http.client.HTTPResponse):
-        self.response, self.position = response, 0
+    def __init__(self, connection: http.client.HTTPConnection,
+                 response: http.client.HTTPResponse):
+        self.connection, self.response, self.position = connection, response, 0
 
     def readable(self) -> bool:
         return True
@@ -270,6 +277,7 @@ class StreamBody(io.RawIOBase):
 
     def close(self) -> None:
         self.response.close()
+        self.connection.close()
         super().close()
 
 
@@ -284,16 +292,12 @@ def open_stream(url: str, policy: AddressPolicy, *, timeout: float = 60.0,
     chain = [url]
     for _ in range(max_redirects + 1):
         check_hop(policy, url)
-        response = blocking_request(url, policy, timeout, user_agent)
-        location = response.getheader("Location")
-        if response.status in REDIRECTS and location:
-            response.close()
-            url = next_hop(chain, url, location, response.status)
-            continue
-        if response.status != 200:
-            response.close()
-            check_status(response.status)
-        with StreamBody(response) as body:
+        with blocking_request(url, policy, timeout, user_agent) as body:
+            status, location = body.response.status, body.response.getheader("Location")
+            if status in REDIRECTS and location:
+                url = next_hop(chain, url, location, status)
+                continue
+            check_status(status)
             yield body
-        return
+            return
     raise too_many_redirects(max_redirects)

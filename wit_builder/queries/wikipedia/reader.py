@@ -121,8 +121,8 @@ def plan_dump(source: str, index: str = "", workers: int = 1,
     A URL is read under `policy` (None: public addresses only)."""
     if is_dump_url(source):
         head = read_url_head(source, policy)
-        return DumpPlan("url", source, [source], namespace_names(head), serial=True, workers=workers,
-                        policy=policy)
+        return DumpPlan("url", source, [source], namespace_names(head), serial=True,
+                        workers=workers, policy=policy)
     files = part_files(source)
     if files is not None:
         heads = [read_head(path) for path in files]
