@@ -9,15 +9,17 @@ import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import webdataset as wds
 from aiohttp import web
 from PIL import Image
 
 from hostile_web import Server, image_bytes, write_selection
 from wit_builder.cli import load_config
+from wit_builder.core.options import WitError
 from wit_builder.crawl.download import download_selection
 from wit_builder.crawl.download.img2dataset_backend import convert_shard
-from wit_builder.crawl.download.native import DownloadShard
+from wit_builder.crawl.download.plan import DownloadShard
 
 BODIES = {f"/img/{i}.jpg": image_bytes(w, h, seed=i)
           for i, (w, h) in enumerate([(300, 200), (50, 40), (120, 260), (64, 64), (400, 300)])}
@@ -111,3 +113,20 @@ def test_img2dataset_tar_cut_short_keeps_the_whole_samples_before_and_counts_the
                                   shardshuffle=False))
     assert [json.loads(s["json"])["uid"] for s in samples] == uids[:1]
     assert samples[0]["jpg"] == b"000000000" * 200
+
+
+def test_img2dataset_on_ray_is_refused_before_any_work(tmp_path, monkeypatch):
+    selection = write_selection(tmp_path / "manifests" / "selection.parquet",
+                                ["http://example.com/a.jpg"])
+    stale = tmp_path / "data" / "raw" / "00001.tar"  # past the selection: removed by a download
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    monkeypatch.setattr("wit_builder.core.engine.ray_session",
+                        lambda *args: pytest.fail("no Ray session for a refused download"))
+    config = load_config("crawl", None, {"workdir": str(tmp_path), "downloader": "img2dataset",
+                                         "engine": "ray"})
+    with pytest.raises(WitError) as refused:
+        download_selection(config, selection)
+    assert str(refused.value) == ("--downloader img2dataset runs on this machine only: use "
+                                  "--engine local, or --downloader native on Ray")
+    assert stale.exists()

@@ -13,15 +13,15 @@ import time
 import pytest
 
 from hostile_web import Server, StaticImages, image_bytes
-from wit_builder.crawl.download import native
+from wit_builder.crawl.download import native, plan
 from wit_builder.crawl.download.fetch import FetchSettings
 from wit_builder.crawl.download.images import ImageSettings
 
 IMAGES = 150
 
 
-def download_settings(concurrency: int) -> native.DownloadSettings:
-    return native.DownloadSettings(
+def download_settings(concurrency: int) -> plan.DownloadSettings:
+    return plan.DownloadSettings(
         workdir="unused", decode_threads=2,
         fetch=FetchSettings(concurrency=concurrency, per_host=concurrency, retries=0,
                             timeout=10.0, allow_private=True),

@@ -14,6 +14,7 @@ import webdataset as wds
 
 from wit_builder.core import tarsamples
 from wit_builder.crawl.download import writer
+from wit_builder.crawl.download.images import StoredImage
 
 
 def samples(count: int) -> list[dict]:
@@ -100,3 +101,39 @@ def test_long_names_fall_back_to_gnu_records_and_non_bytes_values_are_refused():
     assert not problems
     with pytest.raises(TypeError, match="'txt' is str"):
         tarsamples.sample_block("k", {"__key__": "k", "txt": "not bytes"})
+
+
+ROW = {"uid": "u7", "url": "http://example.com/7.jpg", "text": "a caption é",
+       "page_url": "http://example.com/", "query_ids": [3, 11]}
+
+
+def test_raw_sample_of_a_stored_image_is_its_members_and_manifest_row():
+    image = StoredImage(b"\xff\xd8jpeg", 64, 48, 640, 480)
+    sample = writer.raw_sample(ROW, 2, 7, writer.Outcome("ok", 200, None, 1234, "ab" * 32, 0.5,
+                                                         image))
+    assert sample.manifest_row == {
+        "uid": "u7", "url": ROW["url"], "status": "ok", "http_status": 200, "error": None,
+        "bytes": 1234, "sha256": "ab" * 32, "shard": 2, "key": "0000200007", "seconds": 0.5}
+    stream = io.BytesIO()
+    tar = writer.SampleTarWriter(stream)
+    tar.write_members(sample.members)
+    tar.close()
+    stream.seek(0)
+    (key, members), = tarsamples.read_samples(stream, Counter())
+    assert key == "0000200007"
+    assert members["jpg"] == image.jpeg and members["txt"] == ROW["text"].encode()
+    assert json.loads(members["json"]) == {
+        "uid": "u7", "url": ROW["url"], "page_url": ROW["page_url"], "query_ids": [3, 11],
+        "width": 64, "height": 48, "original_width": 640, "original_height": 480,
+        "sha256": "ab" * 32}
+
+
+def test_raw_sample_of_a_failure_is_a_manifest_row_only():
+    sample = writer.raw_sample(ROW, 0, 3, writer.Outcome("http_error", 404, "HTTP 404", 12))
+    assert sample.members is None
+    assert sample.manifest_row == {
+        "uid": "u7", "url": ROW["url"], "status": "http_error", "http_status": 404,
+        "error": "HTTP 404", "bytes": 12, "sha256": None, "shard": 0, "key": None,
+        "seconds": None}
+    with pytest.raises(ValueError, match="without its image"):
+        writer.raw_sample(ROW, 0, 3, writer.Outcome("ok", 200))

@@ -1,6 +1,10 @@
 """`--downloader img2dataset`: hand the selection to img2dataset, then rewrite its output into our
 contract (keys, `.json` fields, manifests with our status names), so later stages cannot tell
-which backend ran.
+which backend ran: each of its rows becomes a `writer.Outcome`, written by `writer.raw_sample`
+as the native downloader's are.
+
+img2dataset runs its own worker processes on this machine: with `--engine ray` it is refused (the
+native downloader runs on Ray).
 
 img2dataset resolves names and follows redirects itself, with urllib, in processes it spawns: each
 of its workers is handed a downloader that first guards the process below urllib (netguard's
@@ -20,22 +24,25 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wit_builder.core import atomic, store
-from wit_builder.crawl.config import CrawlConfig
-from wit_builder.crawl.download import download_settings, writer
-from wit_builder.crawl.download.native import (DownloadSettings, DownloadShard, check_done,
-                                          log_done_check, read_rows, shard_inputs,
-                                          warn_unrecorded)
+from wit_builder.crawl.download import writer
+from wit_builder.crawl.download.images import StoredImage
+from wit_builder.crawl.download.native import check_done, log_done_check, warn_unrecorded
+from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, read_rows, shard_inputs
 from wit_builder.crawl.download.stats import summary
-from wit_builder.core.engine import worker_count
+from wit_builder.core.engine import current
 from wit_builder.net.guard import AddressPolicy, BlockedAddressError, GuardedWorker
 from wit_builder.net.optout import user_agent_token
 from wit_builder.core.options import WitError
 from wit_builder.core.tarsamples import read_samples
+
+if TYPE_CHECKING:
+    from wit_builder.crawl.config import CrawlConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,13 @@ ERROR_STATUSES = (       # img2dataset's error messages → our statuses, first 
 MISSING = {"status": "failed_to_download", "error_message": "missing from img2dataset output"}
 MISSING_FROM_TAR = {"status": "failed_to_download",
                     "error_message": "missing from img2dataset's tar (truncated or unsafe)"}
+
+
+def check_engine(config: CrawlConfig) -> None:
+    """img2dataset starts its own worker processes here: it cannot run on Ray."""
+    if config.engine != "local":
+        raise WitError("--downloader img2dataset runs on this machine only: use --engine local, "
+                       "or --downloader native on Ray")
 
 
 def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy) -> set[str]:
@@ -109,7 +123,7 @@ def run_img2dataset(config: CrawlConfig, settings: DownloadSettings, input_path:
     with guarded_workers(settings.fetch.policy):
         download(url_list=str(input_path), input_format="parquet", url_col="url",
                  caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
-                 output_folder=str(output), processes_count=worker_count(config.workers),
+                 output_folder=str(output), processes_count=current().worker_count,
                  thread_count=config.concurrency, image_size=config.image_size,
                  resize_mode=RESIZE_MODES[resize_mode],
                  resize_only_if_bigger=resize_mode == "keep_ratio",
@@ -148,6 +162,23 @@ def their_samples(path: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
+def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: bool
+                  ) -> writer.Outcome:
+    """One row of img2dataset's parquet (MISSING when absent) as our outcome: img2dataset does
+    not report the body's size nor the time taken."""
+    if their["status"] == "success" and "jpg" not in images.get(their["key"], {}):
+        their = MISSING_FROM_TAR
+    status, http_status = our_status(their["status"], their.get("error_message"))
+    if blocked:
+        status, http_status = "blocked_address", None
+    if status != "ok":
+        return writer.Outcome(status, http_status, their.get("error_message"),
+                              sha256=their.get("sha256"))
+    image = StoredImage(images[their["key"]]["jpg"], their["width"], their["height"],
+                        their["original_width"], their["original_height"])
+    return writer.Outcome(status, http_status, sha256=their["sha256"], image=image)
+
+
 def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str],
                   inputs: dict | None = None) -> Counter:
     """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order), the
@@ -158,25 +189,11 @@ def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set
     manifest = []
     with writer.shard_tar(writer.tar_path(workdir, shard.index)) as tar:
         for index, row in enumerate(read_rows(shard)):
-            their = theirs.get(row["uid"], MISSING)
-            if their["status"] == "success" and "jpg" not in images.get(their["key"], {}):
-                their = MISSING_FROM_TAR
-            status, http_status = our_status(their["status"], their.get("error_message"))
-            if row["uid"] in blocked:
-                status, http_status = "blocked_address", None
-            key = writer.shard_key(shard.index, index) if status == "ok" else None
-            if key is not None:
-                meta = {"uid": row["uid"], "url": row["url"], "page_url": row["page_url"],
-                        "query_ids": row["query_ids"], "width": their["width"],
-                        "height": their["height"], "original_width": their["original_width"],
-                        "original_height": their["original_height"], "sha256": their["sha256"]}
-                jpeg = images[their["key"]]["jpg"]
-                tar.write(writer.sample_members(key, jpeg, row["text"], meta))
-            manifest.append({"uid": row["uid"], "url": row["url"], "status": status,
-                             "http_status": http_status,
-                             "error": None if status == "ok" else their.get("error_message"),
-                             "bytes": None, "sha256": their.get("sha256"), "shard": shard.index,
-                             "key": key, "seconds": None})
+            outcome = their_outcome(theirs.get(row["uid"], MISSING), images, row["uid"] in blocked)
+            sample = writer.raw_sample(row, shard.index, index, outcome)
+            if sample.members is not None:
+                tar.write_members(sample.members)
+            manifest.append(sample.manifest_row)
     writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest, inputs)
     return Counter(row["status"] for row in manifest)
 
@@ -190,11 +207,11 @@ def img2dataset_scratch(config: CrawlConfig) -> Path:
 
 
 def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
-                              shards: list[DownloadShard]) -> dict:
+                              shards: list[DownloadShard], settings: DownloadSettings) -> dict:
     """Download with img2dataset into a scratch folder, then convert every shard not done yet
-    (for its inputs now: rows, image settings, opt-out directives)."""
+    (for its inputs now: rows, image settings, opt-out directives). Runs on this machine only
+    (`check_engine`, before the stage's engine starts)."""
     started = time.monotonic()
-    settings = download_settings(config)
     # Only the inputs are kept: a shard still to do reads its rows again when it is converted,
     # so memory holds one shard's rows, not the selection's.
     todo, statuses, unrecorded = [], Counter(), 0

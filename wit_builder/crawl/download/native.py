@@ -1,28 +1,31 @@
-"""The native downloader: one download shard (a slice of the selection) per call, run by a worker
-process. Inside it, one asyncio loop keeps `concurrency` requests in flight while decode threads
-decode and resize, so the network never waits on the CPU. Samples are written in selection
-order (not arrival order), so a shard's bytes do not depend on the network's timing.
+"""The native downloader: `download_with_native` runs `download_shard` on the stage's engine, one
+download shard (a slice of the selection, plan.py) per partition. Inside it, one asyncio loop
+keeps `concurrency` requests in flight while decode threads decode and resize, so the network
+never waits on the CPU. Every row's `writer.Outcome` becomes its sample and manifest row through
+`writer.raw_sample`; samples are written in selection order (not arrival order), so a shard's
+bytes do not depend on the network's timing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import functools
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 
-from wit_builder.core import markers, store
+from wit_builder.core import markers
 from wit_builder.crawl.download import writer
-from wit_builder.crawl.download.fetch import FetchSettings, Fetched, fetch, open_session
+from wit_builder.crawl.download.fetch import Fetched, fetch, open_session
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
-from wit_builder.core.tarsamples import sample_block
+from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, read_rows, shard_inputs
+from wit_builder.crawl.download.stats import progress_postfix, summary
+from wit_builder.crawl.download.writer import Outcome, RawSample, raw_sample
 
 try:  # optional: libuv's event loop costs ~0.14 CPU ms an image less than asyncio's own
     import uvloop
@@ -31,67 +34,7 @@ except ImportError:
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["uid", "url", "text", "page_url", "query_ids"]
 QUEUE_HIGH, QUEUE_LOW = 32, 16   # fetched images queued for decoding (see DecodeQueue)
-
-
-@dataclass(frozen=True)
-class DownloadShard:
-    index: int
-    selection: str   # path or URL
-    start: int   # rows [start, stop) of the selection
-    stop: int
-
-
-@dataclass(frozen=True)
-class DownloadSettings:
-    workdir: str
-    fetch: FetchSettings
-    image: ImageSettings
-    decode_threads: int = 2
-
-
-@dataclass
-class Outcome:
-    """What became of one selected row: its manifest row and, when stored, its sample as tar
-    members (encoded in a decode thread, which also appends them to the file)."""
-
-    row: dict
-    members: bytes | None
-
-
-def plan_shards(selection: store.Location, samples_per_shard: int) -> list[DownloadShard]:
-    """The selection cut into consecutive slices of `samples_per_shard` rows."""
-    rows = store.parquet_file(selection).metadata.num_rows
-    return [DownloadShard(index, str(selection), start, min(start + samples_per_shard, rows))
-            for index, start in enumerate(range(0, rows, samples_per_shard))]
-
-
-def read_rows(shard: DownloadShard) -> list[dict]:
-    """The shard's rows, reading only the row groups that overlap it (flat memory)."""
-    parquet = store.parquet_file(shard.selection)
-    rows, offset = [], 0
-    for group in range(parquet.metadata.num_row_groups):
-        count = parquet.metadata.row_group(group).num_rows
-        if offset < shard.stop and offset + count > shard.start:
-            table = parquet.read_row_group(group, columns=COLUMNS)
-            low, high = max(shard.start - offset, 0), min(shard.stop - offset, count)
-            rows += table.slice(low, high - low).to_pylist()
-        offset += count
-    return rows
-
-
-def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
-    """What a shard's tar and manifest depend on, recorded in its manifest: a digest of its rows
-    of the selection (a re-balanced selection moves rows between shards), the image settings and
-    the opt-out directives honoured (they decide which images are stored)."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps([row[name] for name in COLUMNS], ensure_ascii=False).encode())
-        digest.update(b"\n")
-    return {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
-            "image_settings": asdict(settings.image),
-            "disallowed_directives": list(settings.fetch.disallowed_directives)}
 
 
 @dataclass(frozen=True)
@@ -132,54 +75,43 @@ def warn_unrecorded(count: int) -> None:
     markers.log_older(log, "download", count, "shard", "their manifests/crawl/NNNNN.parquet")
 
 
-def manifest_row(row: dict, shard: int, fetched: Fetched, status: str, error: str | None,
-                 sha256: str | None, key: str | None, seconds: float) -> dict:
-    return {"uid": row["uid"], "url": row["url"], "status": status,
-            "http_status": fetched.http_status, "error": error, "bytes": len(fetched.body),
-            "sha256": sha256, "shard": shard, "key": key, "seconds": seconds}
+def fetch_failed(fetched: Fetched) -> Outcome:
+    return Outcome(fetched.status, fetched.http_status, fetched.error, len(fetched.body),
+                   seconds=fetched.seconds)
 
 
-def stored_outcome(row: dict, shard: int, index: int, fetched: Fetched,
-                   image_settings: ImageSettings) -> Outcome:
-    """Decode, check and re-encode fetched bytes, and encode the sample's tar members (runs in
-    the thread pool)."""
+def stored_outcome(fetched: Fetched, image_settings: ImageSettings) -> Outcome:
+    """Decode, check and re-encode fetched bytes (runs in a decode thread)."""
     started = time.monotonic()
     digest = sha256_hex(fetched.body)
     try:
         image = process_image(fetched.body, image_settings)
     except Exception as error:  # a hostile file must cost one sample, never the shard
         status = error.status if isinstance(error, ImageRejected) else "decode_error"
-        seconds = fetched.seconds + time.monotonic() - started
-        return Outcome(manifest_row(row, shard, fetched, status, str(error)[:300] or
-                                    type(error).__name__, digest, None, seconds), None)
-    key = writer.shard_key(shard, index)
-    meta = {"uid": row["uid"], "url": row["url"], "page_url": row["page_url"],
-            "query_ids": row["query_ids"], "width": image.width, "height": image.height,
-            "original_width": image.original_width, "original_height": image.original_height,
-            "sha256": digest}
-    seconds = fetched.seconds + time.monotonic() - started
-    return Outcome(manifest_row(row, shard, fetched, "ok", None, digest, key, seconds),
-                   sample_block(key, writer.sample_members(key, image.jpeg, row["text"], meta)))
+        return Outcome(status, fetched.http_status, str(error)[:300] or type(error).__name__,
+                       len(fetched.body), digest, fetched.seconds + time.monotonic() - started)
+    return Outcome("ok", fetched.http_status, None, len(fetched.body), digest,
+                   fetched.seconds + time.monotonic() - started, image)
 
 
 class InOrderWriter:
-    """Takes outcomes from any thread, in any order, and writes them to the tar in row order; the
-    manifest rows come out in the same order."""
+    """Takes raw samples from any thread, in any order, and writes them to the tar in row order;
+    the manifest rows come out in the same order."""
 
     def __init__(self, tar):
         self.tar = tar
         self.lock = threading.Lock()
-        self.waiting: dict[int, Outcome] = {}
+        self.waiting: dict[int, RawSample] = {}
         self.manifest: list[dict] = []
 
-    def add(self, index: int, outcome: Outcome) -> None:
+    def add(self, index: int, sample: RawSample) -> None:
         with self.lock:
-            self.waiting[index] = outcome
+            self.waiting[index] = sample
             while len(self.manifest) in self.waiting:
                 ready = self.waiting.pop(len(self.manifest))
                 if ready.members is not None:
                     self.tar.write_members(ready.members)
-                self.manifest.append(ready.row)
+                self.manifest.append(ready.manifest_row)
 
 
 class DecodeQueue:
@@ -253,7 +185,8 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
     written = InOrderWriter(tar)
 
     def decode(index: int, row: dict, fetched: Fetched) -> None:
-        written.add(index, stored_outcome(row, shard, index, fetched, settings.image))
+        # The sample's tar members are encoded here too, off the event loop.
+        written.add(index, raw_sample(row, shard, index, stored_outcome(fetched, settings.image)))
 
     async def worker(session, decoding: DecodeQueue) -> None:
         for index, row in pending:
@@ -265,9 +198,7 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
             if fetched.status == "ok":
                 await decoding.put(index, row, fetched)
             else:
-                written.add(index, Outcome(manifest_row(row, shard, fetched, fetched.status,
-                                                        fetched.error, None, None,
-                                                        fetched.seconds), None))
+                written.add(index, raw_sample(row, shard, index, fetch_failed(fetched)))
 
     decoding = DecodeQueue(asyncio.get_running_loop(), decode, settings.decode_threads)
     try:
@@ -313,3 +244,33 @@ def finish_shard(result: dict, workdir: str) -> None:
     if result["manifest"] is not None:
         writer.write_manifest(writer.manifest_path(workdir, result["shard"]), result["manifest"],
                               result.get("inputs"))
+
+
+def download_with_native(shards: list[DownloadShard], settings: DownloadSettings) -> dict:
+    """Download every shard not done yet for its inputs, a shard per partition on the current
+    engine, writing each manifest here as its result comes in; return `stats.summary`."""
+    # This process writes the manifests, and pyarrow's first list → Arrow conversion imports
+    # pandas (~0.35 CPU s): load it now, not between two shards (workers never need it).
+    import pandas  # noqa: F401
+    from tqdm import tqdm
+
+    from wit_builder.core.engine import run_partitions
+
+    started = time.monotonic()
+    work = functools.partial(download_shard, settings=settings)
+    statuses: Counter = Counter()
+    skipped = unrecorded = 0
+    bar = tqdm(total=len(shards), desc="crawl: download", unit="shard")
+    try:
+        for result in run_partitions(work, shards, progress=False):
+            finish_shard(result, settings.workdir)
+            statuses.update(result["statuses"])
+            skipped += result["skipped"]
+            unrecorded += result["check"].unrecorded
+            log_done_check(result["shard"], result["check"])
+            bar.update()
+            bar.set_postfix(progress_postfix(statuses, time.monotonic() - started))
+    finally:
+        bar.close()
+    warn_unrecorded(unrecorded)
+    return summary(statuses, len(shards), skipped, time.monotonic() - started, "native")

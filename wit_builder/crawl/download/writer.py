@@ -1,8 +1,11 @@
-"""Raw shards on disk: `data/raw/NNNNN.tar` (WebDataset) and `manifests/crawl/NNNNN.parquet`.
+"""Raw shards on disk: `data/raw/NNNNN.tar` (WebDataset) and `manifests/crawl/NNNNN.parquet`,
+and the one writer of their samples (`raw_sample`), which both downloaders call.
 
-The tar is written under a temporary name and renamed when complete; the manifest is written
-last, so its presence marks the shard done, for the inputs its parquet metadata records (the
-shard's rows of the selection and the image settings: see `native.shard_inputs`). Members are
+A selected row and what became of it (an `Outcome`) make one `RawSample`: its manifest row and,
+when its image is stored, its tar members (`KEY.jpg`, `KEY.json`, `KEY.txt`; DESIGN.md). The tar
+is written under a temporary name and renamed when complete; the manifest is written last, so its
+presence marks the shard done, for the inputs its parquet metadata records (the shard's rows of
+the selection and the image settings: see `plan.shard_inputs`). Members are
 plain ustar entries with fixed metadata (mtime 0, owner wit:wit, mode 0444), so the same samples
 give the same bytes.
 
@@ -18,13 +21,17 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 
 from wit_builder.core import schemas, store
 from wit_builder.core.tarsamples import BLOCK, sample_block
+
+if TYPE_CHECKING:
+    from wit_builder.crawl.download.images import StoredImage
 
 RECORD = 20 * BLOCK  # tar's default record: archives end padded to a whole one, as tarfile does
 
@@ -79,6 +86,51 @@ def sample_members(key: str, jpeg: bytes, text: str, meta: dict) -> dict:
     """One WebDataset sample: the image, its text and its metadata (DESIGN.md)."""
     return {"__key__": key, "jpg": jpeg, "txt": text.encode("utf-8"),
             "json": json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one selected row, as a downloader tells it: its manifest status (DESIGN.md),
+    what is known of the response (None where the downloader does not say) and, when the status
+    is ok, the stored image."""
+
+    status: str
+    http_status: int | None = None
+    error: str | None = None
+    size: int | None = None       # bytes of the response body
+    sha256: str | None = None     # of the bytes downloaded
+    seconds: float | None = None
+    image: StoredImage | None = None
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """One selected row as its raw shard holds it: the manifest row and, when the image is
+    stored, the sample's tar members, encoded (`tarsamples.sample_block`)."""
+
+    manifest_row: dict
+    members: bytes | None
+
+
+def raw_sample(row: dict, shard: int, index: int, outcome: Outcome) -> RawSample:
+    """Row `index` of download shard `shard` (its selection columns: uid, url, text, page_url,
+    query_ids) with what became of it: its key, `.json`, `.txt` and manifest row."""
+    key = shard_key(shard, index) if outcome.status == "ok" else None
+    manifest_row = {"uid": row["uid"], "url": row["url"], "status": outcome.status,
+                    "http_status": outcome.http_status, "error": outcome.error,
+                    "bytes": outcome.size, "sha256": outcome.sha256, "shard": shard, "key": key,
+                    "seconds": outcome.seconds}
+    if key is None:
+        return RawSample(manifest_row, None)
+    image = outcome.image
+    if image is None:
+        raise ValueError(f"an ok outcome without its image: {row['url']}")
+    meta = {"uid": row["uid"], "url": row["url"], "page_url": row["page_url"],
+            "query_ids": row["query_ids"], "width": image.width, "height": image.height,
+            "original_width": image.original_width, "original_height": image.original_height,
+            "sha256": outcome.sha256}
+    return RawSample(manifest_row, sample_block(key, sample_members(key, image.jpeg, row["text"],
+                                                                    meta)))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,111 @@
+"""The selection cut into download shards, for either downloader: the checks before a download,
+the shards (consecutive slices of the selection) and each shard's rows, the inputs a shard's
+manifest records (what a rerun compares), and the settings a worker needs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from wit_builder.core import store
+from wit_builder.core.options import WitError
+from wit_builder.crawl.download import writer
+from wit_builder.crawl.download.fetch import FetchSettings, header_directives
+from wit_builder.crawl.download.images import ImageSettings
+
+if TYPE_CHECKING:  # the workers' fork server imports this module: only what they run
+    from wit_builder.crawl.config import CrawlConfig
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["uid", "url", "text", "page_url", "query_ids"]   # what a download reads of the selection
+
+
+@dataclass(frozen=True)
+class DownloadShard:
+    index: int
+    selection: str   # path or URL
+    start: int   # rows [start, stop) of the selection
+    stop: int
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    workdir: str
+    fetch: FetchSettings
+    image: ImageSettings
+    decode_threads: int = 2
+
+
+def check_selection(config: CrawlConfig, selection: store.Location) -> None:
+    if not store.is_file(selection):
+        raise WitError(f"selection '{selection}' does not exist; run `wit crawl --no-download` "
+                       f"first or check --workdir")
+    names = set(store.parquet_file(selection).schema_arrow.names)
+    missing = [name for name in COLUMNS if name not in names]
+    if missing:
+        raise WitError(f"selection '{selection}' lacks column(s) {', '.join(missing)}")
+    for name in ("samples_per_shard", "concurrency", "image_size", "download_per_host"):
+        if getattr(config, name) < 1:
+            raise WitError(f"--{name.replace('_', '-')} must be at least 1, "
+                           f"not {getattr(config, name)}")
+
+
+def plan_shards(selection: store.Location, samples_per_shard: int) -> list[DownloadShard]:
+    """The selection cut into consecutive slices of `samples_per_shard` rows."""
+    rows = store.parquet_file(selection).metadata.num_rows
+    return [DownloadShard(index, str(selection), start, min(start + samples_per_shard, rows))
+            for index, start in enumerate(range(0, rows, samples_per_shard))]
+
+
+def remove_shards_past_selection(workdir: store.Location, count: int) -> None:
+    """Remove the raw shards an earlier, larger selection left past this one's `count`."""
+    removed = writer.remove_shards_from(workdir, count)
+    if removed:
+        log.info("download: removed raw shard(s) %s: the selection now fills %d shard(s)",
+                 ", ".join(f"{number:05d}" for number in removed), count)
+
+
+def download_settings(config: CrawlConfig) -> DownloadSettings:
+    """What a worker needs (picklable), taken from the crawl settings."""
+    fetch = FetchSettings(user_agent=config.user_agent, timeout=config.timeout,
+                          retries=config.retries, max_bytes=config.max_bytes,
+                          concurrency=config.concurrency, per_host=config.download_per_host,
+                          allow_private=config.allow_private,
+                          trusted_origins=tuple(config.trusted_origins),
+                          disallowed_directives=header_directives(
+                              config.disallowed_header_directives))
+    image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
+                          min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
+                          quality=config.quality)
+    return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
+
+
+def read_rows(shard: DownloadShard) -> list[dict]:
+    """The shard's rows, reading only the row groups that overlap it (flat memory)."""
+    parquet = store.parquet_file(shard.selection)
+    rows, offset = [], 0
+    for group in range(parquet.metadata.num_row_groups):
+        count = parquet.metadata.row_group(group).num_rows
+        if offset < shard.stop and offset + count > shard.start:
+            table = parquet.read_row_group(group, columns=COLUMNS)
+            low, high = max(shard.start - offset, 0), min(shard.stop - offset, count)
+            rows += table.slice(low, high - low).to_pylist()
+        offset += count
+    return rows
+
+
+def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
+    """What a shard's tar and manifest depend on, recorded in its manifest: a digest of its rows
+    of the selection (a re-balanced selection moves rows between shards), the image settings and
+    the opt-out directives honoured (they decide which images are stored)."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row[name] for name in COLUMNS], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
+            "image_settings": asdict(settings.image),
+            "disallowed_directives": list(settings.fetch.disallowed_directives)}

@@ -1,0 +1,36 @@
+"""`download_selection`: check the selection and the settings, cut the selection into shards,
+remove the shards a larger selection left, then hand the shards to the downloader chosen
+(`native.download_with_native` or `img2dataset_backend.download_with_img2dataset`); both write
+every sample through `writer.raw_sample` and return `stats.summary`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wit_builder.core import store
+from wit_builder.core.engine import stage_engine
+from wit_builder.crawl.download import img2dataset_backend, native
+from wit_builder.crawl.download.plan import (check_selection, download_settings, plan_shards,
+                                             remove_shards_past_selection)
+
+if TYPE_CHECKING:  # the workers' fork server imports this package: only what they run
+    from wit_builder.crawl.config import CrawlConfig
+
+
+def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
+    """Download every row of `selection` (a path or URL) into raw shards, redoing the shards
+    whose rows or image settings changed; return the counts per status."""
+    check_selection(config, selection)
+    if config.downloader == "img2dataset":
+        img2dataset_backend.check_engine(config)
+    return download_checked(config, selection)
+
+
+@stage_engine  # an entry of its own too (tests, benchmarks); inside `wit crawl`, the crawl's engine
+def download_checked(config: CrawlConfig, selection: store.Location) -> dict:
+    shards = plan_shards(selection, config.samples_per_shard)
+    remove_shards_past_selection(config.workdir, len(shards))
+    settings = download_settings(config)
+    if config.downloader == "img2dataset":
+        return img2dataset_backend.download_with_img2dataset(config, selection, shards, settings)
+    return native.download_with_native(shards, settings)
