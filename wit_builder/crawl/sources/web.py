@@ -126,6 +126,7 @@ class Crawler:
         self.pages_started = 0
         self.pages_finished = 0
         self.pages_since_checkpoint = 0
+        self.stopped = False  # a checkpoint failed: the crawl ends with its error
         self.allowed: set[str] = set(settings.allowed_hosts)
         self.policy = AddressPolicy(settings.allow_private, settings.trusted_origins)
 
@@ -239,6 +240,8 @@ class Crawler:
         except FetchFailed as failure:
             self.stats[failure.status] += 1
             return
+        if self.stopped:  # finished while the crawl stops: neither counted nor handed over
+            return
         if not is_html_type(answer.headers.get("Content-Type", "")):
             self.stats["not_html"] += 1
             return
@@ -278,7 +281,11 @@ class Crawler:
             return
         if self.pages_since_checkpoint >= max(every, len(self.seen) // SEEN_PER_CHECKPOINT_PAGE):
             self.pages_since_checkpoint = 0
-            self.checkpoint(self.snapshot())
+            try:
+                self.checkpoint(self.snapshot())
+            except BaseException:
+                self.stopped = True
+                raise
 
     async def run(self, seeds: list[str], frontier: Frontier | None = None) -> Frontier:
         """Crawl from `seeds`, or from `frontier` when given (the seeds then only name the
