@@ -69,6 +69,15 @@ def remove_shards_past_selection(workdir: store.Location, count: int) -> None:
                  ", ".join(f"{number:05d}" for number in removed), count)
 
 
+def plan_download(config: CrawlConfig, selection: store.Location
+                  ) -> tuple[list[DownloadShard], DownloadSettings]:
+    """The shards of a checked selection and what a worker needs; the raw shards past them, left
+    by a larger selection, are removed."""
+    shards = plan_shards(selection, config.samples_per_shard)
+    remove_shards_past_selection(config.workdir, len(shards))
+    return shards, download_settings(config)
+
+
 def download_settings(config: CrawlConfig) -> DownloadSettings:
     """What a worker needs (picklable), taken from the crawl settings."""
     fetch = FetchSettings(user_agent=config.user_agent, timeout=config.timeout,

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 from wit_builder.core import store
 from wit_builder.core.engine import stage_engine
 from wit_builder.crawl.download import img2dataset_backend, native
-from wit_builder.crawl.download.plan import (check_selection, download_settings, plan_shards,
-                                             remove_shards_past_selection)
+from wit_builder.crawl.download.plan import check_selection, plan_download
 
 if TYPE_CHECKING:  # the workers' fork server imports this package: only what they run
     from wit_builder.crawl.config import CrawlConfig
@@ -28,9 +27,7 @@ def download_selection(config: CrawlConfig, selection: store.Location) -> dict:
 
 @stage_engine  # an entry of its own too (tests, benchmarks); inside `wit crawl`, the crawl's engine
 def download_checked(config: CrawlConfig, selection: store.Location) -> dict:
-    shards = plan_shards(selection, config.samples_per_shard)
-    remove_shards_past_selection(config.workdir, len(shards))
-    settings = download_settings(config)
+    shards, settings = plan_download(config, selection)
     if config.downloader == "img2dataset":
         return img2dataset_backend.download_with_img2dataset(config, selection, shards, settings)
     return native.download_with_native(shards, settings)
