@@ -145,3 +145,12 @@ def test_a_trusted_origin_without_a_port_is_a_clear_error(tmp_path):
 def test_queries_without_a_dump_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["queries", "--workdir", str(tmp_path)]) == 2
     assert "no --wiki given" in capsys.readouterr().err
+
+
+def test_img2dataset_on_ray_is_refused_before_the_crawl_starts(tmp_path):
+    pool = write_inputs(tmp_path, ["http://example.test/a.jpg"])
+    config = load_config("crawl", None, {"workdir": str(tmp_path), "source": [f"pool:{pool}"],
+                                         "downloader": "img2dataset", "engine": "ray"})
+    with pytest.raises(WitError, match="--downloader img2dataset runs on this machine only"):
+        run(config)
+    assert not (tmp_path / "data").exists()

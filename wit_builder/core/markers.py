@@ -12,7 +12,7 @@ passes the marker's layout to `check` and `write`:
     queries   queries/build.py  partition_inputs   .work/part-NNNNNN.arrow.done: the inputs alone
     crawl     crawl/run.py      web_crawl_inputs   data/harvest/NAME.json, NAME.checkpoint.json
               crawl/run.py      partition_inputs   data/matched/.staging/part-NNNNN.json
-              crawl/download/native.py  shard_inputs  manifests/crawl/NNNNN.parquet (its schema
+              crawl/download/plan.py  shard_inputs    manifests/crawl/NNNNN.parquet (its schema
                                                    metadata `witbuilder.inputs`, see writer.py)
     shards    shards/run.py     scan_inputs        data/shards/.work/done/NNNNN.json
     synthweb  synthweb/generate.py  generation_parameters  synthweb.json ("parameters")

@@ -33,6 +33,7 @@ from wit_builder.crawl.captions import (DEFAULT_MIN_PROB, CaptionLimits, Languag
                                  clean_caption)
 from wit_builder.crawl.config import CrawlConfig
 from wit_builder.crawl.download import download_selection, status_table
+from wit_builder.crawl.download.img2dataset_backend import check_engine
 from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.crawl.match import QueryMatcher
 from wit_builder.net.guard import AddressPolicy, origin_netloc
@@ -524,8 +525,11 @@ def trusting_site(config: CrawlConfig, site_url: str) -> CrawlConfig:
     return config.replace(trusted_origins=[*config.trusted_origins, origin])
 
 
-def warn_if_unguarded(config: CrawlConfig) -> None:
-    """Check the guard's settings before any work; say once when the guard is off."""
+def check_settings(config: CrawlConfig) -> None:
+    """Refuse what cannot run before any work: the guard's settings, img2dataset on Ray; say once
+    when the guard is off."""
+    if config.download and config.downloader == "img2dataset":
+        check_engine(config)
     try:
         AddressPolicy(config.allow_private, tuple(config.trusted_origins))
     except ValueError as error:
@@ -536,9 +540,15 @@ def warn_if_unguarded(config: CrawlConfig) -> None:
                     "addresses (--trusted-origins HOST:PORT opens one server instead)")
 
 
-@stage_engine
 def run(config: CrawlConfig) -> int:
-    warn_if_unguarded(config)
+    """`wit crawl`: settings checked before anything starts (a Ray session included), then the
+    crawl on the engine they choose."""
+    check_settings(config)
+    return crawl(config)
+
+
+@stage_engine
+def crawl(config: CrawlConfig) -> int:
     # The served sites stay up until the images are downloaded too.
     with served_sites(config, parse_sources(config)) as sites:
         for site_url in sites.values():
