@@ -20,12 +20,10 @@ from wit_builder.core import schemas
 from wit_builder.core.options import WitError
 from wit_builder.crawl.download import img2dataset_backend
 from wit_builder.crawl.download.fetch import FetchSettings, fetch, open_session
-from wit_builder.crawl.sources import html
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
 from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import STATUSES, FetchFailed, is_http_url, open_stream
-from wit_builder.net.optout import META_OPT_OUTS
 from wit_builder.queries.wikipedia.pages import iter_pages
 from wit_builder.queries.wikipedia.reader import plan_dump, read_partition
 
@@ -41,7 +39,12 @@ def test_one_status_vocabulary_and_one_opt_out_table():
     assert {ours for _, ours in img2dataset_backend.ERROR_STATUSES} <= set(STATUSES)
     with pytest.raises(ValueError, match="unknown fetch status"):
         FetchFailed("not_a_status")
-    assert html.OPT_OUT_DIRECTIVES == META_OPT_OUTS  # until html.py reads net.optout's table
+    # one opt-out table: the crawl's defaults and the page meta check read it
+    from wit_builder.crawl.config import CrawlConfig
+    from wit_builder.crawl.sources import html
+    from wit_builder.net.optout import HEADER_OPT_OUTS, META_OPT_OUTS
+    assert tuple(CrawlConfig().disallowed_header_directives) == HEADER_OPT_OUTS
+    assert html.META_OPT_OUTS is META_OPT_OUTS
 
 
 def test_is_http_url_is_the_one_test_of_what_the_client_fetches():

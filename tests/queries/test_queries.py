@@ -300,13 +300,20 @@ def test_corrupt_stream_found_by_a_worker_is_an_error_and_leaves_no_output(tmp_p
     assert not (tmp_path / "queries").exists()
 
 
-def test_dump_streamed_from_a_url_gives_the_same_parquet(tmp_path: Path):
+def test_dump_streamed_from_a_url_gives_the_same_parquet(tmp_path: Path, monkeypatch):
+    from wit_builder.net.guard import AddressPolicy
+    from wit_builder.queries import build
+    from wit_builder.queries.wikipedia import reader
+
     articles = fx.make_articles(60, seed=4)
     fx.write_single_stream(tmp_path / "dump.xml.bz2", articles)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     common = ["queries", "--workdir", str(tmp_path), "--min-count", "5", "--bigram-min-count", "2"]
+    # wit queries reads public addresses only: trust the test server, as a mirror would be
+    trusted = AddressPolicy(trusted_origins=(f"127.0.0.1:{server.server_address[1]}",))
+    monkeypatch.setattr(build, "plan_dump", functools.partial(reader.plan_dump, policy=trusted))
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/dump.xml.bz2"
         assert main(common + ["--wiki", url, "--out", "from-url"]) == 0

@@ -13,6 +13,7 @@ import pytest
 
 import wiki_fixtures as fx
 from wit_builder.core.options import WitError
+from wit_builder.net.guard import AddressPolicy
 from wit_builder.queries.wikipedia import reader
 from wit_builder.queries.wikipedia.pages import iter_pages, namespace_names, xml_unescape
 from wit_builder.queries.wikipedia.reader import (PartFile, StreamRange, XmlRange, plan_dump,
@@ -21,8 +22,8 @@ from wit_builder.queries.wikipedia.reader import (PartFile, StreamRange, XmlRang
 ARTICLES = fx.make_articles(40, seed=3)
 
 
-def titles_read(source: str, index: str = "") -> Counter:
-    plan = plan_dump(source, index)
+def titles_read(source: str, index: str = "", policy: AddressPolicy | None = None) -> Counter:
+    plan = plan_dump(source, index, policy=policy)
     parts = list(plan.chunks()) if plan.serial else plan.partitions
     return Counter(page.title for part in parts for fragment in read_partition(part)
                    for page in iter_pages(fragment))
@@ -144,12 +145,16 @@ def test_url_is_streamed_without_saving_it_first(tmp_path):
     fx.write_single_stream(tmp_path / "dump.xml.bz2", ARTICLES)
     fx.write_plain(tmp_path / "dump.xml", ARTICLES)
     server, base = serve_directory(tmp_path)
+    trusted = AddressPolicy(trusted_origins=(base.removeprefix("http://"),))
     try:
         for name in ("dump.xml.bz2", "dump.xml"):
-            assert plan_dump(f"{base}/{name}").kind == "url"
-            assert titles_read(f"{base}/{name}") == all_titles()
+            assert plan_dump(f"{base}/{name}", policy=trusted).kind == "url"
+            assert titles_read(f"{base}/{name}", policy=trusted) == all_titles()
         with pytest.raises(WitError, match="cannot be fetched"):
-            plan_dump(f"{base}/missing.xml.bz2")
+            plan_dump(f"{base}/missing.xml.bz2", policy=trusted)
+        # queries' own policy (no --allow-private): public addresses only
+        with pytest.raises(WitError, match="non-public address.*download the dump first"):
+            plan_dump(f"{base}/dump.xml.bz2")
     finally:
         server.shutdown()
 

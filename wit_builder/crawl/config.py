@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from wit_builder.core.config import PartitionedStageConfig
 from wit_builder.core.options import option
+from wit_builder.net.optout import HEADER_OPT_OUTS
 
 SOURCE_HELP = ("web:URL | web:@seeds.txt | warc:PATH_OR_URL | warc:LISTING.paths[.gz] | "
                "warc:@LISTING | pool:PATH")
@@ -77,6 +78,6 @@ class CrawlConfig(PartitionedStageConfig):
                                             "(a known mirror on a private network)",
                                         metavar="HOST:PORT")
     disallowed_header_directives: list[str] = option(
-        ["noai", "noimageai", "noindex", "noimageindex"], "X-Robots-Tag directives that keep an "
+        list(HEADER_OPT_OUTS), "X-Robots-Tag directives that keep an "
         "image out (img2dataset's default list), for everyone or scoped to our --user-agent; "
         "repeatable or comma-separated; '' stores every image", metavar="DIRECTIVE")

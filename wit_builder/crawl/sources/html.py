@@ -25,6 +25,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from wit_builder.net.optout import META_OPT_OUTS
+
 try:
     from wit_builder.crawl import _crawlfast
 except ImportError:  # not built: the Python reference does every image (wit_builder.crawl.match warns)
@@ -38,7 +40,6 @@ LAZY_SRCSET_ATTRIBUTES = ("data-srcset", "data-lazy-srcset")
 # compiled path looks up only attribute names of 6+ characters that start with "s" or "d".
 URL_ATTRIBUTES = frozenset(("srcset", *LAZY_SRCSET_ATTRIBUTES, *LAZY_URL_ATTRIBUTES))
 WEB_SCHEMES = {"http", "https"}
-OPT_OUT_DIRECTIVES = {"noimageindex", "noai", "noimageai", "none"}
 
 
 class ImageText(NamedTuple):
@@ -277,7 +278,7 @@ def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = Tr
     """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped;
     `compiled=False` takes the Python reference for every image."""
     result = PageImages()
-    if elements.directives & OPT_OUT_DIRECTIVES:
+    if elements.directives & META_OPT_OUTS:
         result.dropped["opted_out"] += len(elements.images)
     elif compiled and _crawlfast is not None:
         _crawlfast.page_images(elements.images, URL_ATTRIBUTES, resolver.origin,
