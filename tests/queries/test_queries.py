@@ -19,6 +19,7 @@ import pytest
 import wiki_fixtures as fx
 from tests.conftest import TEST_SYNTHWEB
 from wit_builder.cli import main
+from wit_builder.queries import build
 from wit_builder.synthweb.config import SynthwebConfig
 from wit_builder.core.options import WitError
 from wit_builder.queries.counts import CountTask, PartialCounts, count_partition, read_spill
@@ -302,7 +303,6 @@ def test_corrupt_stream_found_by_a_worker_is_an_error_and_leaves_no_output(tmp_p
 
 def test_dump_streamed_from_a_url_gives_the_same_parquet(tmp_path: Path, monkeypatch):
     from wit_builder.net.guard import AddressPolicy
-    from wit_builder.queries import build
     from wit_builder.queries.wikipedia import reader
 
     articles = fx.make_articles(60, seed=4)
@@ -326,9 +326,23 @@ def test_dump_streamed_from_a_url_gives_the_same_parquet(tmp_path: Path, monkeyp
     assert stats["inputs"]["dump_format"] == "url"
 
 
+def crash_once_counting_partition_2(monkeypatch) -> Counter:
+    """The first count of partition 2 fails as a crash would; returns the counts per spill."""
+    counted: Counter = Counter()
+    count_partition_once = build.count_partition
+
+    def failing_count(task: CountTask) -> PartialCounts:
+        counted[task.spill_path] += 1
+        if task.spill_path.endswith("part-000002.arrow") and counted[task.spill_path] == 1:
+            raise OSError("simulated crash while counting a partition")
+        return count_partition_once(task)
+
+    monkeypatch.setattr(build, "count_partition", failing_count)
+    return counted
+
+
 def test_rerun_after_a_failed_partition_recounts_only_unfinished_ones(synth: Path, tmp_path: Path,
                                                                        monkeypatch):
-    from wit_builder.queries import build
 
     out = tmp_path / "queries"
     assert run_queries(synth, out, "--workers", "1") == 0  # counts in this process
@@ -341,16 +355,7 @@ def test_rerun_after_a_failed_partition_recounts_only_unfinished_ones(synth: Pat
         stats = json.loads((out / "stats.json").read_text())
         return {name: stats[name] for name in counted_fields}
     uninterrupted_stats = stats_counts()
-    counted: Counter = Counter()
-    count_partition_once = build.count_partition
-
-    def failing_count(task: CountTask) -> PartialCounts:
-        counted[task.spill_path] += 1
-        if task.spill_path.endswith("part-000002.arrow") and counted[task.spill_path] == 1:
-            raise OSError("simulated crash while counting a partition")
-        return count_partition_once(task)
-
-    monkeypatch.setattr(build, "count_partition", failing_count)
+    counted = crash_once_counting_partition_2(monkeypatch)
     with pytest.raises(OSError, match="simulated crash"):
         run_queries(synth, out, "--workers", "1")
     assert sorted(path.name for path in (out / ".work").glob("*.done")) == \
@@ -383,22 +388,12 @@ def test_a_crafted_result_file_is_never_executed_and_its_partition_is_recounted(
 
     import pyarrow as pa
 
-    from wit_builder.queries import build
 
     out = tmp_path / "queries"
     assert run_queries(synth, out, "--workers", "1") == 0
     uninterrupted = {name: (out / name).read_bytes() for name in ("queries.parquet",
                                                                   "queries.txt")}
-    counted: Counter = Counter()
-    count_partition_once = build.count_partition
-
-    def failing_count(task: CountTask) -> PartialCounts:
-        counted[task.spill_path] += 1
-        if task.spill_path.endswith("part-000002.arrow") and counted[task.spill_path] == 1:
-            raise OSError("simulated crash while counting a partition")
-        return count_partition_once(task)
-
-    monkeypatch.setattr(build, "count_partition", failing_count)
+    counted = crash_once_counting_partition_2(monkeypatch)
     with pytest.raises(OSError, match="simulated crash"):
         run_queries(synth, out, "--workers", "1")
     result = out / ".work" / "part-000000.arrow.result"
@@ -433,7 +428,6 @@ def test_a_crafted_result_file_is_never_executed_and_its_partition_is_recounted(
 
 
 def test_partition_results_round_trip_exactly(synth: Path, tmp_path: Path):
-    from wit_builder.queries import build
 
     partition = plan_dump(str(synth / MULTISTREAM)).partitions[0]
     partial = count_partition(CountTask(partition, str(tmp_path / "p.arrow"), count_links=True))
