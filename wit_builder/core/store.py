@@ -10,27 +10,38 @@ Endpoints and credentials come from fsspec's and the cloud SDKs' usual places (e
 Ray workers inherit, so no client is passed around: every function takes a location and resolves
 its filesystem itself. A location is a `Path` or `str` for local files and a `str` for URLs;
 `join` keeps that type, so local callers keep their `Path`s.
+
+An http(s) URL is read through fsspec's HTTP filesystem with a guarded session
+(`net.http.guarded_session`): every hop, redirects included, is checked by an `AddressPolicy`,
+the one a reader passes (`policy=`, the crawl's `--allow-private` / `--trusted-origins`) or, by
+default, public addresses only. Other protocols (s3://, gs://, ...) reach the endpoint the user
+configured, unguarded.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import glob as local_glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wit_builder.core import atomic
 from wit_builder.core.options import WitError
+
+if TYPE_CHECKING:
+    from wit_builder.net.guard import AddressPolicy
 
 Location = Union[str, Path]
 CACHE_DIR_NAME = "witbuilder-store-cache"
@@ -55,14 +66,56 @@ def name(location: Location) -> str:
     return PurePosixPath(str(location).rstrip("/")).name
 
 
-def filesystem(location: Location) -> tuple[Any, str]:
+def filesystem(location: Location, policy: AddressPolicy | None = None) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it) of a URL, with no stale listing cached: other
-    processes write the same store, and a cached listing would hide their files."""
+    processes write the same store, and a cached listing would hide their files. An http(s)
+    URL gets a filesystem whose every connection `policy` checks (default: public addresses
+    only); a WitError, before any connection, when the URL's own host is refused."""
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(str(location))
+    options = http_options(location, policy)
+    fs, path = fsspec.core.url_to_fs(str(location), **options)
     fs.invalidate_cache()
     return fs, path
+
+
+def http_options(location: Location, policy: AddressPolicy | None) -> dict[str, Any]:
+    """fsspec's storage options for `location`: the guarded session for http(s), none for
+    other protocols; a WitError for a refused host and for http(s) inside a chained URL
+    (`simplecache::https://...`), whose inner filesystem these options would not reach."""
+    from wit_builder.net.guard import AddressPolicy, BlockedAddressError
+    from wit_builder.net.http import guarded_session, is_http_url
+
+    text = str(location)
+    layers = re.sub(r"\[[^\]]*\]", "[]", text).split("::")  # an IPv6 host's "::" is no chain
+    if len(layers) > 1 and any(is_http_url(layer) for layer in layers):
+        raise WitError(f"'{text}': http(s) inside a chained fsspec URL is not supported; "
+                       f"give the http(s) URL itself")
+    if not is_http_url(text):
+        return {}
+    policy = policy or AddressPolicy()
+    try:
+        policy.check_url(text)
+    except BlockedAddressError as error:
+        raise blocked_error(text, error) from None
+    except ValueError as error:
+        raise WitError(f"'{text}': {error}") from None
+    return {"get_client": functools.partial(guarded_session, policy)}
+
+
+def blocked_error(location: Location, error: OSError) -> WitError:
+    """The WitError of a read the address guard refused, saying what to do about it."""
+    return WitError(f"'{location}': refused, {error} (only public addresses are read unless "
+                    f"--allow-private, or --trusted-origins HOST:PORT for one server)")
+
+
+def refused(location: Location, error: BaseException) -> WitError | None:
+    """`blocked_error` when the address guard is behind `error` (fsspec reports a refused
+    connection as a missing file), else None."""
+    from wit_builder.net.http import blocked_address
+
+    blocked = blocked_address(error)
+    return blocked_error(location, blocked) if blocked is not None else None
 
 
 def check_reachable(location: Location, what: str = "workdir") -> None:
@@ -108,13 +161,17 @@ def is_file(location: Location) -> bool:
     return local_or_store(location, os.path.isfile, "isfile")
 
 
-def open(location: Location, mode: str = "rb") -> IO:  # noqa: A001 - the store's `open`
+def open(location: Location, mode: str = "rb",  # noqa: A001 - the store's `open`
+         policy: AddressPolicy | None = None) -> IO:
     """A file object to read (or, for local files, write) `location`; for atomic writes use
-    `atomic_path`."""
+    `atomic_path`. `policy` guards an http(s) URL (default: public addresses only)."""
     if not is_url(location):
         return builtins.open(location, mode)
-    fs, path = filesystem(location)
-    return fs.open(path, mode)
+    fs, path = filesystem(location, policy)
+    try:
+        return fs.open(path, mode)
+    except OSError as error:
+        raise refused(location, error) or error
 
 
 def read_bytes(location: Location) -> bytes:
@@ -147,45 +204,79 @@ def list_files(folder: Location) -> list[str]:
     return sorted(name for name in names if not name.startswith("."))
 
 
-def expand(spec: str, wanted: Callable[[str], bool], what: str) -> list[str]:
+def expand(spec: str, wanted: Callable[[str], bool], what: str,
+           policy: AddressPolicy | None = None) -> list[str]:
     """The files of a URL spec: one file, a folder (its visible files whose name is `wanted`) or
-    a glob, sorted; a WitError naming `what` and the spec when nothing usable is found."""
-    fs, path = filesystem(spec)
-    if any(char in path for char in "*?["):
-        found = [as_url(fs, match) for match in fs.glob(path)]
-    elif fs.isdir(path):
-        found = [as_url(fs, entry) for entry in fs.ls(path, detail=False)
-                 if not name(entry).startswith(".") and wanted(name(entry)) and fs.isfile(entry)]
-    elif fs.isfile(path):
-        found = [spec]
-    else:
+    a glob, sorted; a WitError naming `what` and the spec when nothing usable is found, or when
+    the address guard (`policy`, for an http(s) spec) refused it."""
+    try:
+        fs, path = filesystem(spec, policy)
+    except WitError as error:
+        raise WitError(f"{what}: {error}") from None
+    try:
+        if any(char in path for char in "*?["):
+            found = [as_url(fs, match) for match in fs.glob(path)]
+        elif fs.isdir(path):
+            found = [as_url(fs, entry) for entry in fs.ls(path, detail=False)
+                     if not name(entry).startswith(".") and wanted(name(entry))
+                     and fs.isfile(entry)]
+        elif fs.isfile(path):
+            found = [spec]
+        else:
+            found = None
+    except OSError as error:
+        blocked = refused(spec, error)
+        if blocked is not None:
+            raise WitError(f"{what}: {blocked}") from None
+        raise
+    if found is None:
+        blocked = refused(spec, guard_verdict(fs, path))
+        if blocked is not None:
+            raise WitError(f"{what}: {blocked}") from None
         raise WitError(f"{what}: '{spec}' does not exist")
     if not found:
         raise WitError(f"{what}: '{spec}' matches no file")
     return sorted(found)
 
 
-def pyarrow_source(location: Location) -> tuple[str, Any]:
+def guard_verdict(fs: Any, path: str) -> BaseException | None:
+    """The error behind fsspec's "no such file" for an http(s) path (fsspec's isdir and isfile
+    swallow it), so that a refusal is not reported as a missing file; None elsewhere."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if not {"http", "https"} & set(protocols):
+        return None
+    try:
+        fs.info(path)
+    except Exception as error:  # noqa: BLE001 - only inspected for the guard's refusal
+        return error
+    return None
+
+
+def pyarrow_source(location: Location, policy: AddressPolicy | None = None) -> tuple[str, Any]:
     """(path, pyarrow filesystem or None) for pyarrow's readers: never pyarrow's own S3 client,
-    whose configuration differs from fsspec's."""
+    whose configuration differs from fsspec's, nor its own HTTP client."""
     if not is_url(location):
         return str(location), None
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, path = filesystem(location)
+    fs, path = filesystem(location, policy)
     return path, PyFileSystem(FSSpecHandler(fs))
 
 
 def read_parquet(location: Location, columns: list[str] | None = None,
-                 schema: pa.Schema | None = None) -> pa.Table:
-    path, fs = pyarrow_source(location)
+                 schema: pa.Schema | None = None, policy: AddressPolicy | None = None
+                 ) -> pa.Table:
+    path, fs = pyarrow_source(location, policy)
     return pq.read_table(path, columns=columns, schema=schema, filesystem=fs)
 
 
-def parquet_file(location: Location) -> pq.ParquetFile:
+def parquet_file(location: Location, policy: AddressPolicy | None = None) -> pq.ParquetFile:
     """A parquet file opened for its footer and row groups (read lazily)."""
-    path, fs = pyarrow_source(location)
-    return pq.ParquetFile(path, filesystem=fs)
+    path, fs = pyarrow_source(location, policy)
+    try:
+        return pq.ParquetFile(path, filesystem=fs)
+    except OSError as error:
+        raise refused(location, error) or error
 
 
 def sha256(location: Location) -> str:

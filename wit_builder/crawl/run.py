@@ -85,7 +85,7 @@ class PartitionSettings:
     seed: int
     columns: PoolColumns
     queries_sha256: str = ""
-    policy: AddressPolicy = AddressPolicy()  # where WARCs on the web may be read from
+    policy: AddressPolicy = AddressPolicy()  # where WARCs and pools on the web may be read from
 
 
 def source_forms() -> str:
@@ -294,7 +294,7 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
                                           address_policy(config))
         return [Partition(start + i, "warc", location, "warc")
                 for i, location in enumerate(locations)]
-    parts = pool_partitions(source.location)
+    parts = pool_partitions(source.location, address_policy(config))
     return [Partition(start + i, "pool", part.path, "pool", part.row_groups)
             for i, part in enumerate(parts)]
 
@@ -312,7 +312,7 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
     elif partition.kind == "pool":
         part = PoolPartition(partition.location, pool_format(partition.location),
                              partition.row_groups)
-        for url, text in read_pool(part, settings.columns):
+        for url, text in read_pool(part, settings.columns, settings.policy):
             yield url, text, ""
     else:
         table = store.read_parquet(partition.location)

@@ -8,6 +8,10 @@ of what became of a request.
   What a caller adds to a hop (robots.txt and politeness, an opt-out header) it passes as hooks.
 - `open_stream` (blocking; WARC files and Wikipedia dumps read as they arrive): the same hops,
   checks and statuses over http.client, every connection made to an address the policy allows.
+- `guarded_session` (fsspec's HTTP filesystem, which `core.store` gives every http(s) URL it
+  reads: pools, ranged parquet reads): an aiohttp session whose `GuardedConnector` checks every
+  hop aiohttp connects for, redirects it follows by itself included, and resolves through the
+  policy.
 
 Everything that goes wrong is a `FetchFailed(status, error, http_status, retry)` whose status is
 one of `STATUSES`.
@@ -24,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -76,7 +80,8 @@ class FetchFailed(Exception):
 
 def is_http_url(location: object) -> bool:
     """A URL this client fetches (http or https), as opposed to a local path or a store URL."""
-    return store.is_url(location) and urlsplit(str(location)).scheme.lower() in HTTP_SCHEMES
+    # the scheme as written before "://" (urlsplit would raise on a malformed IPv6 host)
+    return store.is_url(location) and str(location).split("://", 1)[0].lower() in HTTP_SCHEMES
 
 
 def check_hop(policy: AddressPolicy, url: str) -> None:
@@ -198,6 +203,45 @@ class Client:
         except (aiohttp.ClientError, OSError, ValueError) as error:
             raise FetchFailed("connection_error", f"{type(error).__name__}: {error}"[:300],
                               retry=True) from None
+
+
+# ---- fsspec's HTTP filesystem -------------------------------------------------------------------
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A TCPConnector that connects only where `policy` allows: the URL of every connection it is
+    asked for is checked first (the first request and each redirect aiohttp follows by itself:
+    IP literals never reach a resolver), and names resolve through the policy's resolver."""
+
+    def __init__(self, policy: AddressPolicy, **kwargs):
+        super().__init__(resolver=policy.resolver(), **kwargs)
+        self.policy = policy
+
+    async def connect(self, req, traces, timeout):
+        self.policy.check_url(str(req.url))  # BlockedAddressError (an OSError), ValueError
+        return await super().connect(req, traces, timeout)
+
+
+async def guarded_session(policy: AddressPolicy, **kwargs) -> aiohttp.ClientSession:
+    """fsspec's `get_client` for its HTTP filesystem (bind the policy with functools.partial):
+    a session that connects through a GuardedConnector, never through a proxy from the
+    environment (whose far side we could not check)."""
+    return aiohttp.ClientSession(**{**kwargs, "connector": GuardedConnector(policy),
+                                    "trust_env": False})
+
+
+def blocked_address(error: BaseException | None) -> BlockedAddressError | None:
+    """The BlockedAddressError behind an error, if any (fsspec reports a refused connection as
+    FileNotFoundError, aiohttp wraps it in ClientConnectorError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, BlockedAddressError):
+            return error
+        nested = getattr(error, "os_error", None)
+        if isinstance(nested, BlockedAddressError):
+            return nested
+        error = error.__cause__ or error.__context__
+    return None
 
 
 # ---- the blocking stream ------------------------------------------------------------------------
