@@ -11,6 +11,7 @@ samples and the rest of its current shard, passing over the shards it finished w
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import itertools
@@ -29,7 +30,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from trainer.tokenizer import TextTokenizer, trim_padding
+from wit_builder.core import store
 from wit_builder.core.options import WitError
+from wit_builder.net.guard import AddressPolicy
+from wit_builder.net.http import FetchFailed, is_http_url, open_stream
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,8 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def is_remote(url: str) -> bool:
-    return url.startswith("pipe:") or "://" in url
+    """A shard URL webdataset-style: a `pipe:` command or a URL (store.is_url), not a path."""
+    return url.startswith("pipe:") or store.is_url(url)
 
 
 def expand_shards(spec: str, workdir: str | Path = ".") -> list[str]:
@@ -62,15 +67,38 @@ def expand_shards(spec: str, workdir: str | Path = ".") -> list[str]:
     return urls
 
 
-def open_shard(url: str) -> BinaryIO:
-    """A readable stream: local path, file://, pipe:, http(s):// (curl) or any fsspec URL."""
-    if url.startswith(("pipe:", "http://", "https://")):
-        return wds.gopen(url, "rb")
-    if "://" in url and not url.startswith("file://"):
-        import fsspec
+@contextlib.contextmanager
+def open_shard(url: str) -> Iterator[BinaryIO]:
+    """A readable stream (entered with `with`): local path, file://, pipe:, http(s):// (the
+    guarded client: public addresses only) or any fsspec URL."""
+    if is_http_url(url):
+        with open_http_shard(url) as stream:
+            yield stream
+    elif url.startswith("pipe:"):
+        with wds.gopen(url, "rb") as stream:
+            yield stream
+    elif store.is_url(url) and not url.startswith("file://"):
+        with store.open(url, "rb") as stream:
+            yield stream
+    else:
+        with open(url.removeprefix("file://"), "rb") as stream:
+            yield stream
 
-        return fsspec.open(url, "rb").open()
-    return open(url.removeprefix("file://"), "rb")
+
+@contextlib.contextmanager
+def open_http_shard(url: str) -> Iterator[BinaryIO]:
+    """An http(s) shard through net.http.open_stream with the default policy: training has no
+    --allow-private, so a shard in private space is a WitError saying what to do; any other
+    failure an OSError (the shard is logged and skipped, as an unreadable file is)."""
+    try:
+        with open_stream(url, AddressPolicy()) as stream:
+            yield stream
+    except FetchFailed as failure:
+        if failure.status == "blocked_address":
+            raise WitError(f"train: shard '{url}' is refused: {failure.error}; training reads "
+                           f"http(s) shards from public addresses only: copy the shards to a "
+                           f"local disk or serve them from a public address") from None
+        raise OSError(f"{url}: {failure.status}: {failure.error}") from None
 
 
 def shard_order(urls: list[str], seed: tuple, resampled: bool, part: int, parts: int

@@ -123,3 +123,20 @@ def test_every_store_read_of_a_private_url_is_refused(tripwire, reader):
 def test_http_inside_a_chained_url_is_refused(tripwire):
     with pytest.raises(WitError, match="chained"):
         store.open("simplecache::http://169.254.169.254/p.csv")
+
+
+def test_a_training_shard_in_private_space_is_refused_saying_what_to_do(tripwire, pool_server):
+    """Training has no --allow-private: an http(s) shard goes through the guarded client with
+    the default policy, and a refusal is a WitError naming the URL (not a skipped shard)."""
+    from trainer.data import is_remote, open_shard, shard_samples
+
+    (pool_server.folder / "000.tar").write_bytes(b"")
+    for url in (f"{pool_server.server.url}/000.tar", "http://169.254.169.254/000.tar",
+                f"http://localhost:{pool_server.server.port}/000.tar"):
+        assert is_remote(url)
+        with pytest.raises(WitError, match="refused.*copy the shards to a local disk"):
+            list(shard_samples(url))
+        with pytest.raises(WitError, match=f"shard '{url}'"):
+            with open_shard(url):
+                pass
+    assert pool_server.requests == []

@@ -33,11 +33,13 @@ class StageConfig:
     def path(self, relative: str | Path) -> Path | str:
         """`relative` resolved against the workdir (a directory or an fsspec URL such as
         s3://bucket/run); absolute paths and URLs come back as they are."""
+        from wit_builder.core import store  # store imports this module
+
         text = str(relative)
-        if "://" in text:
+        if store.is_url(text):
             return text
         workdir = str(self.workdir)
-        if "://" in workdir and not Path(text).is_absolute():
+        if store.is_url(workdir) and not Path(text).is_absolute():
             return f"{workdir.rstrip('/')}/{text.removeprefix('./')}"
         return Path(workdir) / text
 

@@ -9,7 +9,6 @@ import logging
 import json
 import math
 import os
-import re
 import resource
 import threading
 import time
@@ -26,6 +25,7 @@ from wit_builder.queries.config import QueriesConfig
 from wit_builder.core import engine
 from wit_builder.core.engine import run_partitions, stage_engine
 from wit_builder.core.options import WitError
+from wit_builder.net.http import is_http_url
 from wit_builder.queries.bigrams import select_bigrams
 from wit_builder.queries.counts import (CountTable, CountTask, PartialCounts, compiled_available,
                                         count_partition)
@@ -255,7 +255,7 @@ def refuse_store_inputs(config: QueriesConfig) -> None:
               *(("pageviews", path) for path in config.pageviews)]
     for what, given in inputs:
         location = str(config.path(given)) if given else ""
-        if store.is_url(location) and not re.match(r"https?://", location):
+        if store.is_url(location) and not is_http_url(location):
             raise WitError(f"{what} '{location}': wit queries reads its inputs from local "
                            f"paths or http(s) URLs; copy it to a local disk (an absolute path "
                            f"when the workdir is a URL)")

@@ -124,7 +124,7 @@ def list_numbered(location: str, suffix: str) -> dict[int, tuple[str, int]]:
     for path in fs.glob(f"{root.rstrip('/')}/*{suffix}"):
         stem = PurePosixPath(path).name[: -len(suffix)]
         if stem.isdigit():
-            name = fs.unstrip_protocol(path) if "://" in location else path
+            name = fs.unstrip_protocol(path) if store.is_url(location) else path
             found[int(stem)] = (name, fs.size(path))
     return found
 
