@@ -9,17 +9,16 @@ are engine partitions (groups of spill files, then groups of buckets), run by th
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wit_builder.core import buckets as bucket_files
 from wit_builder.core import store
 from wit_builder.core import engine
 from wit_builder.core.engine import run_partitions, split_evenly
@@ -56,7 +55,6 @@ class SumTask:
     """Round 2 of the reduce: some buckets, each summed over every group's file of it."""
     buckets: tuple[int, ...]
     buckets_in_all: int
-    groups: int
     folder: str
     frequencies: np.ndarray  # unigram counts of the vocabulary, float64
     total_tokens: int
@@ -88,10 +86,12 @@ def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocab
         chosen = chosen.overridden(workers=1)  # a small reduce: in this process
     tasks = max(1, chosen.worker_count * TASKS_PER_WORKER)
     groups = split_evenly(spills, tasks)
-    scatter = [ScatterTask(group, words, buckets, str(work_dir), number)
+    folder = str(store.join(work_dir, "bigram-buckets"))
+    store.remove_tree(folder)  # an interrupted reduce's files: its groups may not be these
+    scatter = [ScatterTask(group, words, buckets, folder, number)
                for number, group in enumerate(groups)]
-    sums = [SumTask(chunk, buckets, len(groups), str(work_dir), frequencies, total_tokens,
-                    min_count, limit) for chunk in split_evenly(list(range(buckets)), tasks)]
+    sums = [SumTask(chunk, buckets, folder, frequencies, total_tokens, min_count, limit)
+            for chunk in split_evenly(list(range(buckets)), tasks)]
     found = np.zeros(0, dtype=SCORED)
     with engine.using(chosen):
         for pid, seconds in run_partitions(scatter_group, scatter, progress=False,
@@ -104,6 +104,7 @@ def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocab
             # Only the best `limit` can be kept: trimming as we go bounds memory on huge dumps.
             if len(found) > 4 * limit:
                 found = best(found, limit)
+    store.remove_tree(folder)  # the buckets' emptied folders
     return [Bigram(f"{vocabulary[key // len(words)]} {vocabulary[key % len(words)]}", count, pmi)
             for key, count, pmi in best(found, limit).tolist()]
 
@@ -114,38 +115,24 @@ def best(scored: np.ndarray, limit: int) -> np.ndarray:
     return scored[np.lexsort((scored["key"], -scored["pmi"]))][:limit]
 
 
-def bucket_path(folder: str, bucket: int, group: int) -> store.Location:
-    return store.join(folder, f"bucket-{bucket:05d}-{group:05d}.bin")
+def bucket_name(bucket: int) -> str:
+    return f"{bucket:05d}"
 
 
 def scatter_group(task: ScatterTask) -> tuple[int, float]:
-    """Append every kept pair of the task's spill files, as a packed record, to the file of its
-    bucket (key % buckets) for this group; (process id, CPU seconds) back."""
+    """Append every kept pair of the task's spill files, as a packed record, to this group's
+    file of its bucket (key % buckets: core/buckets.py, published when the group is done);
+    (process id, CPU seconds) back."""
     started = time.process_time()
     count_bits = count_bits_for(len(task.words), task.buckets)
-    with bucket_files(task) as handles:
+    with bucket_files.BucketWriter(task.folder, f"{task.group:05d}") as out:
         for spill in task.spills:
             spill_words, batches = read_spill(spill)
             ids = vocabulary_ids(spill_words, task.words)
             for batch in batches:
                 keys, counts = pair_keys(batch, ids, len(task.words))
-                write_by_bucket(keys, counts, handles, count_bits)
+                write_by_bucket(keys, counts, out, task.buckets, count_bits)
     return os.getpid(), time.process_time() - started
-
-
-@contextlib.contextmanager
-def bucket_files(task: ScatterTask) -> Iterator[list]:
-    """The group's bucket files, open to write; they appear in the work folder (renamed, or
-    uploaded to an object store) only when the block ends without error."""
-    with contextlib.ExitStack() as stack:
-        paths = [stack.enter_context(store.atomic_path(bucket_path(task.folder, b, task.group)))
-                 for b in range(task.buckets)]
-        yield [stack.enter_context(open(path, "wb")) for path in paths]
-
-
-def read_records(path: store.Location) -> np.ndarray:
-    """A bucket file's packed records (read-only: a view of the bytes read)."""
-    return np.frombuffer(store.read_bytes(path), dtype=np.uint64)
 
 
 def count_bits_for(vocabulary_size: int, buckets: int) -> int:
@@ -163,13 +150,14 @@ def pair_keys(batch: pa.RecordBatch, ids: np.ndarray, size: int) -> tuple[np.nda
     return first[kept] * size + second[kept], batch.column("count").to_numpy()[kept]
 
 
-def write_by_bucket(keys: np.ndarray, counts: np.ndarray, handles: list, count_bits: int) -> None:
+def write_by_bucket(keys: np.ndarray, counts: np.ndarray, out: bucket_files.BucketWriter,
+                    buckets: int, count_bits: int) -> None:
     """Records (key // buckets) << count_bits | count, appended to their buckets' files.
 
     One uint64 per pair: half the bytes of a (key, count) record, and a bucket is then summed
     by sorting plain integers (numpy's vectorised sort) instead of an argsort. A count too large
     for its bits (never seen: it would take millions of one pair in one spill) is split."""
-    buckets, largest = len(handles), (1 << count_bits) - 1
+    largest = (1 << count_bits) - 1
     if len(counts) and counts.max() > largest:
         keys, counts = split_counts(keys, counts, largest)
     # int16 (buckets ≤ MAX_BUCKETS): numpy's stable sort is then a radix sort
@@ -179,7 +167,8 @@ def write_by_bucket(keys: np.ndarray, counts: np.ndarray, handles: list, count_b
     order = np.argsort(bucket_of, kind="stable")
     bounds = np.searchsorted(bucket_of[order], np.arange(buckets + 1))
     for bucket in np.flatnonzero(np.diff(bounds)):
-        handles[bucket].write(records[order[bounds[bucket]:bounds[bucket + 1]]].tobytes())
+        out.append(bucket_name(int(bucket)),
+                   records[order[bounds[bucket]:bounds[bucket + 1]]].tobytes())
 
 
 def split_counts(keys: np.ndarray, counts: np.ndarray, largest: int) -> tuple[np.ndarray, ...]:
@@ -196,11 +185,11 @@ def sum_buckets(task: SumTask) -> tuple[np.ndarray, tuple[int, float]]:
     count_bits = count_bits_for(len(task.frequencies), task.buckets_in_all)
     found = np.zeros(0, dtype=SCORED)
     for bucket in task.buckets:
-        paths = [bucket_path(task.folder, bucket, group) for group in range(task.groups)]
         # concatenate copies: the records are writable (sorted in place) whatever their source
-        records = np.concatenate([read_records(path) for path in paths])
-        for path in paths:
-            store.remove(path)
+        records = np.concatenate([np.zeros(0, np.uint64)] + [
+            np.frombuffer(data, dtype=np.uint64)
+            for _, data in bucket_files.read_bucket(task.folder, bucket_name(bucket),
+                                                    remove=True)])
         keys, counts = summed_records(records, count_bits)
         scored = score_pairs(keys * task.buckets_in_all + bucket, counts, task.frequencies,
                              task.total_tokens, task.min_count)
