@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wit_builder.core import buckets as bucket_files
+from wit_builder.core.buckets import BucketWriter, read_bucket
 from wit_builder.core import store
 from wit_builder.core import engine
 from wit_builder.core.engine import run_partitions, split_evenly
@@ -125,7 +125,7 @@ def scatter_group(task: ScatterTask) -> tuple[int, float]:
     (process id, CPU seconds) back."""
     started = time.process_time()
     count_bits = count_bits_for(len(task.words), task.buckets)
-    with bucket_files.BucketWriter(task.folder, f"{task.group:05d}") as out:
+    with BucketWriter(task.folder, f"{task.group:05d}") as out:
         for spill in task.spills:
             spill_words, batches = read_spill(spill)
             ids = vocabulary_ids(spill_words, task.words)
@@ -150,7 +150,7 @@ def pair_keys(batch: pa.RecordBatch, ids: np.ndarray, size: int) -> tuple[np.nda
     return first[kept] * size + second[kept], batch.column("count").to_numpy()[kept]
 
 
-def write_by_bucket(keys: np.ndarray, counts: np.ndarray, out: bucket_files.BucketWriter,
+def write_by_bucket(keys: np.ndarray, counts: np.ndarray, out: BucketWriter,
                     buckets: int, count_bits: int) -> None:
     """Records (key // buckets) << count_bits | count, appended to their buckets' files.
 
@@ -188,7 +188,7 @@ def sum_buckets(task: SumTask) -> tuple[np.ndarray, tuple[int, float]]:
         # concatenate copies: the records are writable (sorted in place) whatever their source
         records = np.concatenate([np.zeros(0, np.uint64)] + [
             np.frombuffer(data, dtype=np.uint64)
-            for _, data in bucket_files.read_bucket(task.folder, bucket_name(bucket),
+            for _, data in read_bucket(task.folder, bucket_name(bucket),
                                                     remove=True)])
         keys, counts = summed_records(records, count_bits)
         scored = score_pairs(keys * task.buckets_in_all + bucket, counts, task.frequencies,

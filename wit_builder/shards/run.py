@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from wit_builder.core import atomic, markers, schemas, store, spill
+from wit_builder.core.buckets import BucketWriter, bucket_files, list_buckets
 from wit_builder.shards import dedup
 from wit_builder.shards import summary as dataset_summary
 from wit_builder.core.hashing import uid_keys
@@ -149,41 +149,30 @@ def read_crawl_manifest(location: str) -> pa.Table:
 # ---- pass 1: scan and scatter ---------------------------------------------------------------
 
 class PieceFiles:
-    """One open file per (split, bucket) that a raw shard's samples go to, opened on first use,
-    with the order key and byte length of each of its samples beside it (`NNNNN.blocks`, int64
-    pairs): the dedup drop goes by order key, the shuffle cuts the piece by the lengths.
-    With the workdir on an object store they are written to local disk, then uploaded on close."""
+    """A raw shard's samples scattered to their (split, bucket)s: one file per bucket that it
+    reaches (`buckets/SPLIT-BBBBB/NNNNN.tar`, core/buckets.py: opened on first use, published
+    when the scan finishes). A piece is its samples' tar blocks, then the order key and byte
+    length of each (int64 pairs) and their count (int64): the dedup drop goes by order key, the
+    shuffle cuts the piece by the lengths."""
 
     def __init__(self, work: str, raw_shard: int) -> None:
-        self.work, self.raw_shard, self.handles, self.blocks = work, raw_shard, {}, {}
-        self.local = tempfile.mkdtemp(prefix="wit-pieces-") if store.is_url(work) else work
+        self.out = BucketWriter(store.join(work, "buckets"), f"{raw_shard:05d}", ".tar")
+        self.blocks: dict[str, list[tuple[int, int]]] = {}
 
     def write(self, split: str, bucket: int, block: bytes, order: int) -> None:
-        handle = self.handles.get((split, bucket))
-        if handle is None:
-            folder = os.path.join(self.local, "buckets", f"{split}-{bucket:05d}")
-            os.makedirs(folder, exist_ok=True)
-            handle = self.handles[split, bucket] = open(
-                os.path.join(folder, f"{self.raw_shard:05d}.tar"), "wb")
-            self.blocks[split, bucket] = []
-        handle.write(block)
-        self.blocks[split, bucket].append((order, len(block)))
+        name = f"{split}-{bucket:05d}"
+        self.out.append(name, block)
+        self.blocks.setdefault(name, []).append((order, len(block)))
 
     def close(self, publish: bool = True) -> None:
-        """End every piece; upload them to the store unless the scan failed (`publish` False)."""
-        for place, handle in self.handles.items():
-            handle.write(END_OF_ARCHIVE)
-            handle.close()
-            np.array(self.blocks[place], dtype=np.int64).reshape(-1, 2).tofile(
-                Path(handle.name).with_suffix(".blocks"))
-        if self.local != self.work:
-            try:
-                for (split, bucket), handle in self.handles.items() if publish else ():
-                    for local in (Path(handle.name), Path(handle.name).with_suffix(".blocks")):
-                        store.put_file(local, store.join(self.work, "buckets",
-                                                         f"{split}-{bucket:05d}", local.name))
-            finally:
-                shutil.rmtree(self.local, ignore_errors=True)
+        """End every piece and publish them, unless the scan failed (`publish` False)."""
+        if not publish:
+            self.out.abort()
+            return
+        for name, blocks in self.blocks.items():
+            self.out.append(name, np.array(blocks, dtype=np.int64).tobytes()
+                            + np.int64(len(blocks)).tobytes())
+        self.out.finish()
 
 
 def checked_meta(key: str, members: dict[str, bytes], expected: dict[str, tuple[str, str]],
@@ -275,7 +264,7 @@ def scan_inputs(shard: RawShard, settings: ScatterSettings) -> dict:
     return {"number": shard.number, "tar": shard.tar, "tar_file": store.file_signature(shard.tar),
             "manifest": shard.manifest, "manifest_file": store.file_signature(shard.manifest),
             "buckets": settings.buckets, "seed": settings.seed,
-            "val_fraction": settings.val_fraction}
+            "val_fraction": settings.val_fraction, "pieces": 2}  # 2: lengths after the blocks
 
 
 def done_path(work: str, number: int) -> str:
@@ -417,15 +406,18 @@ def read_orders(location: store.Location) -> np.ndarray:
 
 
 def piece_blocks(piece: str) -> tuple[list[memoryview], np.ndarray]:
-    """The sample blocks of a bucket piece `NNNNN.tar`, cut by the lengths in the `.blocks` file
-    beside it (no tar parsing: the scan wrote both), and their order keys."""
-    pairs = np.frombuffer(store.read_bytes(piece.removesuffix(".tar") + ".blocks"),
-                          np.int64).reshape(-1, 2)
+    """The sample blocks of a bucket piece (see PieceFiles), cut by the lengths recorded after
+    them (no tar parsing: the scan wrote both), and their order keys."""
     data = memoryview(store.read_bytes(piece))
+    count = int(np.frombuffer(data[-8:], np.int64)[0]) if len(data) >= 8 else -1
+    table = 16 * count + 8
+    if count < 0 or table > len(data):
+        raise RuntimeError(f"shards: bucket piece {piece} is not the samples its end lists")
+    pairs = np.frombuffer(data[len(data) - table:-8], np.int64).reshape(-1, 2)
     ends = np.cumsum(pairs[:, 1])
-    if (int(ends[-1]) if len(ends) else 0) + len(END_OF_ARCHIVE) != len(data):
+    if (int(ends[-1]) if len(ends) else 0) + table != len(data):
         raise RuntimeError(f"shards: bucket piece {piece} is not the {len(ends)} samples its "
-                           f".blocks file lists")
+                           f"end lists")
     starts = (ends - pairs[:, 1]).tolist()
     return [data[start:end] for start, end in zip(starts, ends.tolist())], pairs[:, 0]
 
@@ -451,14 +443,12 @@ def shuffle_bucket(job: BucketJob) -> dict:
 
 def bucket_jobs(work: str, seed: int) -> list[BucketJob]:
     """One job per (split, bucket) that received samples, each told which of its samples to drop."""
-    folders: dict[str, list[str]] = {}
-    for piece in store.glob(store.join(work, "buckets", "*-*", "*.tar")):
-        folders.setdefault(PurePosixPath(piece).parent.name, []).append(str(piece))
+    folder = store.join(work, "buckets")
     drops = {store.name(path) for path in store.glob(store.join(work, "drop", "*.orders"))}
     jobs = []
-    for name in sorted(folders):
+    for name in list_buckets(folder):
         split, bucket = name.split("-")
-        pieces = tuple(sorted(folders[name], key=lambda piece: int(store.name(piece)[:-4])))
+        pieces = tuple(str(piece) for piece in bucket_files(folder, name, ".tar"))
         drop = drop_path(work, split, int(bucket))
         jobs.append(BucketJob(split, int(bucket), pieces,
                               str(drop) if store.name(drop) in drops else None,
