@@ -116,7 +116,7 @@ def best(scored: np.ndarray, limit: int) -> np.ndarray:
 
 
 def bucket_name(bucket: int) -> str:
-    return f"{bucket:05d}"
+    return f"bucket-{bucket:05d}"
 
 
 def scatter_group(task: ScatterTask) -> tuple[int, float]:
