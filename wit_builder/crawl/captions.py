@@ -13,10 +13,17 @@ import ftfy
 
 from wit_builder.core.options import WitError
 
-IMAGE_FILE = re.compile(r"^[\w\-. ()]+\.(jpe?g|png|gif|webp|bmp|tiff?|svg|heic)$", re.IGNORECASE)
-CAMERA_NAME = re.compile(r"^(img|dsc|dscn|dcim|pict|photo|image|screenshot)[\s_\-]*\d+$",
-                         re.IGNORECASE)
-URL_LIKE = re.compile(r"^(https?://|www\.)\S+$|^[\w\-]+(\.[\w\-]+)+/\S*$", re.IGNORECASE)
+IMAGE_EXTENSIONS = r"(jpe?g|jfif|png|apng|gif|webp|avif|bmp|tiff?|svg|heic|heif|ico)"
+# A file name, optionally with the query or fragment a CMS appends ("photo.jpg?w=300").
+IMAGE_FILE = re.compile(r"^[\w\-. ()]+\." + IMAGE_EXTENSIONS + r"([?#]\S*)?$", re.IGNORECASE)
+# A relative or absolute path to an image file: one token with a slash, ending in an image
+# extension ("../_images/pathlib-inheritance.png", Sphinx's default alt; "/static/img/a.png").
+IMAGE_PATH = re.compile(r"^[^\s/]*(/[^\s/]*)*[/\\][^\s/\\]+\." + IMAGE_EXTENSIONS
+                        + r"([?#]\S*)?$", re.IGNORECASE)
+# Names cameras and phones give their files: IMG_1234, DSC_0042, IMG_20190101_123456, PXL_...
+CAMERA_NAME = re.compile(r"^(img|dsc[nf]?|dcim|pict|photo|image|screenshot|pxl|gopr|mvimg|vid|p)"
+                         r"[\s_\-]*\d+([_\-]\d+)*(\s*\(\d+\))?$", re.IGNORECASE)
+URL_LIKE = re.compile(r"^(https?://|www\.|//)\S+$|^[\w\-]+(\.[\w\-]+)+/\S*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,12 @@ def caption_problem(text: str, limits: CaptionLimits) -> str | None:
         return "text_too_short"
     if len(text) > limits.max_chars:
         return "text_too_long"
-    if IMAGE_FILE.match(text) or CAMERA_NAME.match(text):
-        return "text_is_filename"
     if URL_LIKE.match(text):
         return "text_is_url"
+    if IMAGE_PATH.match(text):
+        return "text_is_path"
+    if IMAGE_FILE.match(text) or CAMERA_NAME.match(text):
+        return "text_is_filename"
     return None
 
 
