@@ -1,7 +1,7 @@
-"""A polite breadth-first web crawler on net.http's guarded client: robots.txt obeyed per host,
-per-host concurrency and delay, a user agent that names the project, redirects followed by hand
-(each hop checked against robots.txt and the address guard, off-site targets refused), HTML only,
-size and time caps.
+"""A polite breadth-first web crawler on net.http's guarded client: robots.txt obeyed per host
+(net.robots, RFC 9309), per-host concurrency and delay, a user agent that names the project,
+redirects followed by hand (each hop checked against robots.txt and the address guard, off-site
+targets refused), HTML only, size and time caps.
 
 The crawler hands every page to a callback that parses it once and returns its links, so pages
 never accumulate in memory. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.robotparser
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ import aiohttp
 from wit_builder.crawl.sources.html import is_html_type
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import Client, FetchFailed, Response, check_status
+from wit_builder.net.robots import MAX_ROBOTS_BYTES, Rules, denying_all, rules_from_answer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Frontier:
 class HostState:
     slots: asyncio.Semaphore
     next_request: float = 0.0
-    robots: urllib.robotparser.RobotFileParser | None = None
+    robots: Rules | None = None
     robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -93,20 +93,6 @@ def origin_of(url: str) -> str:
 
 def looks_like_page(url: str) -> bool:
     return not urlsplit(url).path.lower().endswith(NOT_PAGES)
-
-
-def robots_from_text(text: str) -> urllib.robotparser.RobotFileParser:
-    parser = urllib.robotparser.RobotFileParser()
-    parser.parse(text.splitlines())  # lines that are not rules are ignored: garbage allows all
-    return parser
-
-
-def robots_allowing_all() -> urllib.robotparser.RobotFileParser:
-    return robots_from_text("")
-
-
-def robots_denying_all() -> urllib.robotparser.RobotFileParser:
-    return robots_from_text("User-agent: *\nDisallow: /")
 
 
 class Crawler:
@@ -178,33 +164,31 @@ class Crawler:
     def robots_delay(self, state: HostState) -> float:
         if state.robots is None:
             return 0.0
-        return float(state.robots.crawl_delay(self.settings.user_agent) or 0.0)
+        return state.robots.delay(self.settings.user_agent)
 
     async def robots_allow(self, client: Client, url: str) -> bool:
         state = self.host_state(url)
         async with state.robots_lock:
             if state.robots is None:
                 state.robots = await self.fetch_robots(client, origin_of(url) + "/robots.txt")
-        return state.robots.can_fetch(self.settings.user_agent, url)
+        return state.robots.allowed(url, self.settings.user_agent)
 
-    async def fetch_robots(self, client: Client, robots_url: str
-                           ) -> urllib.robotparser.RobotFileParser:
-        """A host's rules: its robots.txt; none (4xx) allows all; unreachable (5xx, timeout)
-        denies all, as search engines do, so an outage is never read as permission."""
+    async def fetch_robots(self, client: Client, robots_url: str) -> Rules:
+        """A host's rules (net.robots): its robots.txt; none (4xx) allows all; unreachable (5xx,
+        timeout) denies all, as search engines do, so an outage is never read as permission."""
         try:
-            answer = await self.get(client, robots_url, check_robots=False, max_bytes=512_000)
+            answer = await self.get(client, robots_url, check_robots=False,
+                                    max_bytes=MAX_ROBOTS_BYTES)
         except FetchFailed as failure:
             if failure.status == "blocked_address":
                 raise  # counted as the page's own failure: the host is out of bounds
             self.stats["robots_unavailable"] += 1
             log.info("web: %s unavailable (%s): host skipped", robots_url, failure.status)
-            return robots_denying_all()
-        if 400 <= answer.status < 500:
-            return robots_allowing_all()
-        if answer.status != 200:
+            return denying_all()
+        rules = rules_from_answer(answer.status, answer.body, robots_url)
+        if not rules.available:
             self.stats["robots_unavailable"] += 1
-            return robots_denying_all()
-        return robots_from_text(answer.body.decode("utf-8", errors="replace"))
+        return rules
 
     async def get(self, client: Client, url: str, check_robots: bool = True,
                   max_bytes: int | None = None) -> Response:

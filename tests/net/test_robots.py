@@ -1,0 +1,101 @@
+"""robots.txt as RFC 9309 says (net.robots), obeyed by the live crawler and the native downloader,
+and the X-Robots-Tag opt-outs both downloaders honour (net.optout)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
+from servers import Server
+from wit_builder.crawl.sources.html import parse_page
+from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
+from wit_builder.net.robots import MAX_CRAWL_DELAY, allowing_all, denying_all, rules_from_answer, \
+    rules_from_text
+
+AGENT = "witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)"
+
+
+@pytest.mark.parametrize("robots, path, allowed", [
+    # wildcards: * matches any run of characters, also across slashes
+    ("User-agent: *\nDisallow: /*/private", "/x/private", False),
+    ("User-agent: *\nDisallow: /*/private", "/a/b/private/c", False),
+    ("User-agent: *\nDisallow: /*/private", "/private", True),
+    ("User-agent: *\nDisallow: /*.gif", "/img/a.gif", False),
+    ("User-agent: *\nDisallow: /*.gif", "/img/a.jpg", True),
+    # $ anchors the end of the path
+    ("User-agent: *\nDisallow: /*.gif$", "/a.gif", False),
+    ("User-agent: *\nDisallow: /*.gif$", "/a.gif?size=2", True),
+    ("User-agent: *\nDisallow: /a$", "/ab", True),
+    # the longest match wins, whatever the order of the lines
+    ("User-agent: *\nDisallow: /x/\nAllow: /x/public/", "/x/public/1.jpg", True),
+    ("User-agent: *\nAllow: /x/public/\nDisallow: /x/", "/x/public/1.jpg", True),
+    ("User-agent: *\nAllow: /x\nDisallow: /x/deep", "/x/deep/1", False),
+    # an allow wins a tie
+    ("User-agent: *\nDisallow: /page\nAllow: /page", "/page", True),
+    ("User-agent: *\nAllow: /page\nDisallow: /page", "/page", True),
+    # groups: ours by product token (case-insensitive), else *
+    ("User-agent: WitBuilder\nDisallow: /\n\nUser-agent: *\nAllow: /", "/a", False),
+    ("User-agent: otherbot\nDisallow: /\n\nUser-agent: *\nAllow: /", "/a", True),
+    ("", "/a", True),
+    ("\x00\xff garbage {{{", "/a", True),
+])
+def test_rfc9309_rules(robots, path, allowed):
+    assert rules_from_text(robots).allowed("http://h.test" + path, AGENT) is allowed
+
+
+def test_crawl_delay_fractional_and_capped(caplog):
+    assert rules_from_text("User-agent: *\nCrawl-delay: 1.5").delay(AGENT) == 1.5
+    assert rules_from_text("User-agent: *\nDisallow: /x").delay(AGENT) == 0.0
+    with caplog.at_level(logging.WARNING, logger="wit_builder.net.robots"):
+        rules = rules_from_text("User-agent: *\nCrawl-delay: 86400", "http://h.test/robots.txt")
+        assert rules.delay(AGENT) == MAX_CRAWL_DELAY
+    assert "capped" in caplog.text and "h.test" in caplog.text
+
+
+def test_answers_4xx_allow_all_5xx_deny_all():
+    assert rules_from_answer(404, b"").allowed("http://h.test/a", AGENT)
+    assert rules_from_answer(403, b"").allowed("http://h.test/a", AGENT)
+    unavailable = rules_from_answer(503, b"User-agent: *\nAllow: /")
+    assert not unavailable.allowed("http://h.test/a", AGENT) and not unavailable.available
+    assert allowing_all().allowed("http://h.test/", AGENT)
+    assert not denying_all().allowed("http://h.test/", AGENT)
+
+
+# ---- the live crawler on a loopback site ---------------------------------------------------------
+
+PAGES = {
+    "/": '<a href="/x/private/1.html">p</a> <a href="/x/public.html">q</a>'
+         '<a href="/private/2.html">r</a>',
+    "/x/private/1.html": '<img src="/i/1.jpg" alt="must never be seen">',
+    "/x/public.html": '<img src="/i/2.jpg" alt="a public picture">',
+    "/private/2.html": '<img src="/i/3.jpg" alt="allowed: no slash before private">',
+}
+
+
+def test_crawler_obeys_wildcard_disallow():
+    requests: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        requests.append(request.path)
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /*/private\nCrawl-delay: 0.05\n")
+        if request.path in PAGES:
+            return web.Response(text=PAGES[request.path], content_type="text/html")
+        raise web.HTTPNotFound()
+
+    found: dict[str, list[str]] = {}
+    stats: Counter = Counter()
+    with Server(handle) as server:
+        def page(url: str, body: bytes) -> list[str]:
+            images, links = parse_page(body, url)
+            found[url.removeprefix(server.url)] = [pair.text for pair in images.pairs]
+            return links
+
+        settings = WebCrawlSettings(user_agent=AGENT, allow_private=True, timeout=5)
+        crawl_web([server.url + "/"], settings, page, stats)
+    assert set(found) == {"/", "/x/public.html", "/private/2.html"}
+    assert "/x/private/1.html" not in requests and stats["robots"] == 1
+    assert requests.count("/robots.txt") == 1
