@@ -224,3 +224,90 @@ def test_crawl_reads_a_listing_under_its_warc_prefix(tmp_path):
     selection = pq.read_table(tmp_path / "manifests" / "selection.parquet").to_pylist()
     assert sorted(row["page_url"] for row in selection) == ["http://s.test/1.html",
                                                             "http://s.test/2.html"]
+
+
+def test_angle_bracketed_target_uri_of_warc_1_0_is_read(tmp_path):
+    path = tmp_path / "wget.warc.gz"
+    path.write_bytes(warc_record("response", "<http://s.test/a.html>",
+                                 http_response(b"<img src=x.jpg alt='a red star'>"), 1))
+    dropped = Counter()
+    assert [url for url, _ in read_html_responses(str(path), dropped)] == ["http://s.test/a.html"]
+    assert dropped == {}
+
+
+def lying_record(uri: str, body: bytes, number: int, off_by: int, gzipped: bool) -> bytes:
+    payload = http_response(body)
+    head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {uri}\r\n"
+            f"WARC-Record-ID: <urn:uuid:{number:08d}>\r\n"
+            f"Content-Type: application/http; msgtype=response\r\n"
+            f"Content-Length: {len(payload) + off_by}\r\n\r\n").encode()
+    record = head + payload + b"\r\n\r\n"
+    return gzip.compress(record, mtime=0) if gzipped else record
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+@pytest.mark.parametrize("off_by", [60, -60, -2])
+def test_wrong_content_length_resynchronises_on_the_next_header(tmp_path, gzipped, off_by):
+    records = [lying_record(f"http://s.test/{i}.html", f"<p>page {i}</p>".encode(), i,
+                            off_by if i in (2, 4) else 0, gzipped) for i in range(1, 7)]
+    path = tmp_path / ("lying.warc.gz" if gzipped else "lying.warc")
+    path.write_bytes(b"".join(records))
+    dropped = Counter()
+    urls = [url for url, _ in read_html_responses(str(path), dropped)]
+    for i in (1, 3, 5, 6):  # every record after a lying one is still read
+        assert f"http://s.test/{i}.html" in urls
+    assert dropped["warc_record_error"] == 2
+
+
+def test_revisit_records_are_counted(tmp_path):
+    page = http_response(b"<img src=x.jpg alt='a red star'>")
+    path = tmp_path / "revisit.warc.gz"
+    path.write_bytes(warc_record("response", "http://s.test/a.html", page, 1)
+                     + warc_record("revisit", "http://s.test/a.html", page[:page.index(b"\r\n\r\n") + 4], 2))
+    dropped = Counter()
+    assert len(list(read_html_responses(str(path), dropped))) == 1
+    assert dropped == {"revisit": 1}
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_arc_file_is_a_one_line_error_naming_it(tmp_path, gzipped):
+    arc = (b"filedesc://old.arc 0.0.0.0 20050101000000 text/plain 76\n"
+           b"1 0 InternetArchive\nURL IP-address Archive-date Content-type Archive-length\n\n")
+    path = tmp_path / ("old.warc.gz" if gzipped else "old.warc")
+    path.write_bytes(gzip.compress(arc) if gzipped else arc)
+    with pytest.raises(WitError, match=r"'.*old\.warc(\.gz)?' is an ARC file") as raised:
+        list(read_html_responses(str(path), Counter()))
+    assert "\n" not in str(raised.value)
+
+
+def test_poison_pages_are_counted_and_every_good_pair_kept(tmp_path, monkeypatch):
+    import wit_builder.crawl.run as crawl_run
+
+    good = [warc_record("response", f"http://s.test/{i}.html", http_response(
+        f"<img src=star{i}.jpg alt='a red star'>".encode()), i) for i in range(40)]
+    poison = [warc_record("response", "http://s.test/sup.html", http_response(
+        b"<img src=sup.jpg width='\xc2\xb2' height='1' alt='a red star'>"), 90),
+              warc_record("response", "http://s.test/boom.html", http_response(
+                  b"<img src=boom.jpg alt='a red star'>"), 91)]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "mixed.warc.gz").write_bytes(b"".join(good[:20] + poison + good[20:]))
+    real = crawl_run.extract_images
+
+    def extract(body, page_url):  # any exception of one page's handling, not just a known one
+        if page_url.endswith("boom.html"):
+            raise RuntimeError("poison")
+        return real(body, page_url)
+
+    monkeypatch.setattr(crawl_run, "extract_images", extract)
+    (tmp_path / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
+                   tmp_path / "queries" / "queries.parquet")
+    config = load_config("crawl", None, {
+        "workdir": str(tmp_path), "download": False, "workers": 1,
+        "source": [f"warc:{tmp_path / 'in' / 'mixed.warc.gz'}"]})
+    stats = select(config)
+    assert stats["dropped"]["page_error"] == 1
+    assert stats["dropped"]["pages"] == 42
+    matched = pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist()
+    expected = {f"http://s.test/star{i}.jpg" for i in range(40)} | {"http://s.test/sup.jpg"}
+    assert expected <= set(matched)

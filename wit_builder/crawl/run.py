@@ -305,7 +305,13 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
     if partition.kind == "warc":
         for page_url, body in read_html_responses(partition.location, dropped, settings.policy):
             dropped["pages"] += 1
-            images = extract_images(body, page_url)  # links are not followed here
+            try:
+                images = extract_images(body, page_url)  # links are not followed here
+            except Exception as error:  # one poison page must not end the WARC, nor the crawl
+                dropped["page_error"] += 1
+                log.warning("crawl: page_error: %s on '%s' (in '%s'): %s", type(error).__name__,
+                            page_url, partition.location, error)
+                continue
             dropped.update(images.dropped)
             for pair in images.pairs:
                 yield pair.url, pair.text, page_url

@@ -212,7 +212,8 @@ def is_tracking_pixel(attributes: dict[str, str | None]) -> bool:
 
     def declared(name: str) -> int | None:
         value = (attributes.get(name) or "").strip().lower().removesuffix("px")
-        return int(value) if value.isdigit() else None
+        # ASCII digits only: "²" and other Unicode digits pass str.isdigit() but not int().
+        return int(value) if value.isascii() and value.isdigit() else None
 
     width, height = declared("width"), declared("height")
     return width is not None and height is not None and width <= 1 and height <= 1

@@ -124,34 +124,150 @@ def cannot_fetch(location: str, failure: FetchFailed) -> str:
 
 def declared_length(record) -> int | None:
     value = record.http_headers.get("Content-Length")
-    return int(value) if value and value.strip().isdigit() else None
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def read_html_responses(location: str, dropped: Counter,
                         policy: AddressPolicy = AddressPolicy()) -> Iterator[tuple[str, bytes]]:
-    """(target URL, HTML body) of each 200 HTML response record; other records are counted in
-    `dropped` by reason. A file that is not a WARC, or is cut short, ends with a warning. A WARC
-    on the web is read under `policy`."""
+    """(target URL, HTML body) of each 200 HTML response record; other response and revisit
+    records are counted in `dropped` by reason. A record whose Content-Length is wrong is counted
+    (warc_record_error) and reading goes on at the next `WARC/1.` header (as warcio does); a file
+    that is not a WARC, or is cut short, ends with a warning; an ARC file is a WitError. A WARC on
+    the web is read under `policy`."""
+    start: tuple[int, int | None] = (0, None)  # raw offset; offset in the decoded stream, if any
     last_position, cut_counted = 0, 0
-    with open_location(location, policy) as stream:
-        records = ArchiveIterator(stream, record_types=WarcRecordType.response, parse_http=True)
-        try:
-            for record in records:
-                last_position, cut_counted = record.stream_pos, dropped["truncated_record"]
-                page = yield_page(record, dropped)
-                if page is not None:
-                    yield page
-        except OSError as error:
-            dropped["invalid_warc"] += 1
-            log.warning("warc: '%s' stops being a readable WARC (%s); records after it skipped",
-                        location, error)
-            return
+    while True:
+        last: int | None = None
+        with open_location(location, policy) as stream:
+            # Every record type is walked (its position is where a resynchronisation starts).
+            records = ArchiveIterator(resume_stream(stream, start), parse_http=True)
+            try:
+                for record in records:
+                    last, cut_counted = record.stream_pos, dropped["truncated_record"]
+                    if not record.record_type & READ_TYPES:
+                        continue
+                    page = yield_page(record, dropped)
+                    if page is not None:
+                        yield page
+            except (OSError, EOFError, zlib.error) as error:
+                if last is None and start == (0, None):
+                    refuse_arc(location, policy)
+                    dropped["invalid_warc"] += 1
+                    log.warning("warc: '%s' is not a readable WARC (%s); skipped", location, error)
+                    return
+                if last is not None:  # counted once per damaged stretch, not per retry
+                    dropped["warc_record_error"] += 1
+                    log.warning("warc: '%s': the record at offset %d is not where its "
+                                "predecessor's Content-Length says (%s); reading on at the next "
+                                "WARC/1. header", location, last, error)
+                last = last or 0
+                start = (start[0], start[1] + last) if start[1] is not None else (last, 0)
+                start = next_header(location, policy, start)
+                if start is None:
+                    return
+                continue
+        if start == (0, None):
+            last_position = last or 0
+        break
     last_record_was_cut = dropped["truncated_record"] > cut_counted
-    if not store.is_url(location) and not last_record_was_cut \
+    if start == (0, None) and not store.is_url(location) and not last_record_was_cut \
             and gzip_tail_is_cut(location, last_position):
         dropped["truncated_record"] += 1
         log.warning("warc: '%s' ends inside a record (file cut short); that record skipped",
                     location)
+
+
+READ_TYPES = WarcRecordType.response | WarcRecordType.revisit
+HEADER = b"WARC/1."
+
+
+class DecodedStream:
+    """A stream read from `offset` of a decoded (gunzipped) stream: a resumption's reader."""
+
+    def __init__(self, stream: BinaryIO, raw_offset: int, offset: int):
+        skip(stream, raw_offset)
+        head = stream.read(2)
+        self.decoded = gzip.GzipFile(fileobj=PrefixedStream(head, stream)) \
+            if head == b"\x1f\x8b" else PrefixedStream(head, stream)
+        skip(self.decoded, offset)
+        self.position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.decoded.read(size)
+        self.position += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def readable(self) -> bool:
+        return True
+
+
+class PrefixedStream:
+    def __init__(self, prefix: bytes, stream: BinaryIO):
+        self.prefix, self.stream = prefix, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self.prefix:
+            if size is None or size < 0:
+                data, self.prefix = self.prefix + self.stream.read(), b""
+                return data
+            data, self.prefix = self.prefix[:size], self.prefix[size:]
+            return data if len(data) == size else data + self.stream.read(size - len(data))
+        return self.stream.read(size)
+
+
+def skip(stream, count: int) -> None:
+    while count > 0:
+        data = stream.read(min(count, 1 << 20))
+        if not data:
+            return
+        count -= len(data)
+
+
+def resume_stream(stream: BinaryIO, start: tuple[int, int | None]):
+    return stream if start == (0, None) else DecodedStream(stream, start[0], start[1] or 0)
+
+
+def next_header(location: str, policy: AddressPolicy, start: tuple[int, int]
+                ) -> tuple[int, int] | None:
+    """Where the next `WARC/1.` line after the record at `start` begins (in the decoded
+    stream), or None (with the damaged tail counted) when no record follows."""
+    raw, offset = start
+    position, tail = offset + 1, b""
+    try:
+        with open_location(location, policy) as stream:
+            decoded = DecodedStream(stream, raw, position)
+            while True:
+                data = decoded.read(1 << 20)
+                if not data:
+                    break
+                window = tail + data
+                found = window.find(b"\n" + HEADER)
+                if found >= 0:
+                    return raw, position - len(tail) + found + 1
+                tail = window[-len(HEADER):]
+                position += len(data)
+    except (OSError, EOFError, zlib.error):
+        pass
+    log.warning("warc: '%s': no WARC record follows the damaged one", location)
+    return None
+
+
+def refuse_arc(location: str, policy: AddressPolicy) -> None:
+    """A WitError naming the file when it is an ARC file (Internet Archive's older format)."""
+    try:
+        with open_location(location, policy) as stream:
+            head = stream.read(4096)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(wbits=31).decompress(head)
+    except (OSError, EOFError, zlib.error):
+        return
+    if head.lstrip().startswith(b"filedesc://"):
+        raise WitError(f"warc: '{location}' is an ARC file (the Internet Archive format before "
+                       f"WARC), not a WARC; convert it to WARC first")
 
 
 def gzip_tail_is_cut(path: str, start: int) -> bool:
@@ -174,11 +290,22 @@ def gzip_tail_is_cut(path: str, start: int) -> bool:
     return False
 
 
+def target_uri(value: str | None) -> str | None:
+    """WARC-Target-URI as WARC 1.1 writes it or in WARC 1.0's angle brackets (GNU wget)."""
+    value = (value or "").strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1].strip()
+    return value or None
+
+
 def yield_page(record, dropped: Counter) -> tuple[str, bytes] | None:
     """The (URL, body) of a record worth parsing, else None with the reason counted."""
-    url = record.headers.get("WARC-Target-URI")
+    url = target_uri(record.headers.get("WARC-Target-URI"))
     if not url:
         dropped["truncated_record"] += 1
+        return None
+    if record.record_type == WarcRecordType.revisit:  # a duplicate the crawler did not store
+        dropped["revisit"] += 1
         return None
     if record.http_headers is None:
         dropped["not_http"] += 1
