@@ -4,6 +4,7 @@ and the X-Robots-Tag opt-outs both downloaders honour (net.optout)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 
 import pytest
@@ -11,10 +12,13 @@ from aiohttp import web
 
 from servers import Server
 from wit_builder.crawl.sources.html import parse_page
+from wit_builder.crawl.download.img2dataset_backend import OptOutChecked
 from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
+from wit_builder.net.optout import HEADER_OPT_OUTS, opted_out, user_agent_token
 from wit_builder.net.robots import MAX_CRAWL_DELAY, allowing_all, denying_all, rules_from_answer, \
     rules_from_text
 
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset: no version check
 AGENT = "witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)"
 
 
@@ -99,3 +103,59 @@ def test_crawler_obeys_wildcard_disallow():
     assert set(found) == {"/", "/x/public.html", "/private/2.html"}
     assert "/x/private/1.html" not in requests and stats["robots"] == 1
     assert requests.count("/robots.txt") == 1
+
+
+# ---- X-Robots-Tag: one table, both downloaders ---------------------------------------------------
+
+# (header values of one response, opted out for witbuilder with the default directives)
+X_ROBOTS_TAGS = [
+    ([], False),
+    (["noai"], True),
+    (["NoImageAI"], True),
+    (["noindex, nofollow"], True),
+    (["nofollow, noarchive"], False),
+    (["max-image-preview:large, noimageai"], True),
+    (["max-image-preview: large"], False),
+    (["max-snippet:-1, max-video-preview:-1, noai"], True),
+    (["unavailable_after: 25 Jun 2010 15:00:00 PST, noai"], True),
+    (["unavailable_after: 25 Jun 2010 15:00:00 PST"], False),
+    (["otherbot: noai"], False),
+    (["otherbot: noai, noindex"], False),
+    (["otherbot: max-image-preview:large, noai"], False),
+    (["witbuilder: noimageindex"], True),
+    (["WitBuilder:noai"], True),
+    (["witbuilder: max-image-preview:large, noai"], True),
+    (["witbuilder: nofollow"], False),
+    (["*: noai"], True),
+    (["otherbot: noai", "nofollow"], False),
+    (["otherbot: nofollow", "noindex"], True),
+]
+
+
+def their_headers(values: list[str]):
+    """img2dataset's headers object for a response (urllib's http.client.HTTPMessage)."""
+    import email.parser
+    import http.client
+    text = "".join(f"X-Robots-Tag: {value}\r\n" for value in values) + "\r\n"
+    return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(text)
+
+
+@pytest.mark.parametrize("values, expected", X_ROBOTS_TAGS)
+def test_x_robots_tag_table_native(values, expected):
+    assert opted_out(values, user_agent_token(AGENT)) is expected
+
+
+@pytest.mark.parametrize("values, expected", X_ROBOTS_TAGS)
+def test_x_robots_tag_table_img2dataset(values, expected, monkeypatch):
+    """What img2dataset's workers run (its `is_disallowed`, replaced by OptOutChecked)."""
+    downloader = pytest.importorskip("img2dataset.downloader")
+    monkeypatch.setattr(downloader, "is_disallowed", downloader.is_disallowed)  # undone after
+    OptOutChecked(lambda: None)()
+    assert downloader.is_disallowed(their_headers(values), user_agent_token(AGENT),
+                                    list(HEADER_OPT_OUTS)) is expected
+
+
+def test_directives_can_be_chosen_and_turned_off():
+    assert opted_out(["max-image-preview:large, noimageai"], "witbuilder", ("noimageai",))
+    assert not opted_out(["noai"], "witbuilder", ("noindex",))
+    assert not opted_out(["noai"], "witbuilder", ())

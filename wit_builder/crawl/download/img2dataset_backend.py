@@ -10,6 +10,10 @@ img2dataset resolves names and follows redirects itself, with urllib, in process
 of its workers is handed a downloader that first guards the process below urllib (netguard's
 `GuardedWorker`), so every hop and DNS answer is checked as the native downloader checks them.
 URLs whose host is a refused IP literal never reach img2dataset.
+
+img2dataset's own X-Robots-Tag parser reads any 'name:' as a bot's scope for the rest of the
+value, so 'max-image-preview:large, noimageai' would not opt out: its workers are handed our
+parser (net.optout) in its place (`OptOutChecked`), so both downloaders give the same answers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +42,7 @@ from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, rea
 from wit_builder.crawl.download.stats import summary
 from wit_builder.core.engine import current
 from wit_builder.net.guard import AddressPolicy, BlockedAddressError, GuardedWorker
-from wit_builder.net.optout import user_agent_token
+from wit_builder.net.optout import opted_out, user_agent_token
 from wit_builder.core.options import WitError
 from wit_builder.core.tarsamples import read_samples
 
@@ -91,6 +96,33 @@ def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy
     return blocked
 
 
+def their_opt_out_check(headers, user_agent_token: str, disallowed_header_directives) -> bool:
+    """img2dataset's `is_disallowed(headers, token, directives)` answered by net.optout."""
+    return opted_out(headers.get_all("X-Robots-Tag", []) or [], user_agent_token,
+                     tuple(disallowed_header_directives or ()))
+
+
+def use_our_opt_out_check() -> None:
+    """Make img2dataset's downloader (in this process) read X-Robots-Tag with net.optout."""
+    downloader = importlib.import_module("img2dataset.downloader")
+    if not callable(getattr(downloader, "is_disallowed", None)):
+        raise WitError("download: this img2dataset version checks X-Robots-Tag in a way we "
+                       "cannot replace; use --downloader native")
+    downloader.is_disallowed = their_opt_out_check
+
+
+@dataclass(frozen=True)
+class OptOutChecked:
+    """`function`, run with img2dataset's X-Robots-Tag check replaced by ours first (picklable,
+    for its worker processes)."""
+
+    function: object
+
+    def __call__(self, *args, **kwargs):
+        use_our_opt_out_check()
+        return self.function(*args, **kwargs)
+
+
 @contextmanager
 def guarded_workers(policy: AddressPolicy):
     """While open, img2dataset's multiprocessing distributor hands its worker processes a
@@ -103,7 +135,8 @@ def guarded_workers(policy: AddressPolicy):
                        "addresses; use --downloader native, or --allow-private")
 
     def distributor(processes_count, downloader, *args, **kwargs):
-        return original(processes_count, GuardedWorker(downloader, policy), *args, **kwargs)
+        return original(processes_count, GuardedWorker(OptOutChecked(downloader), policy),
+                        *args, **kwargs)
 
     main.multiprocessing_distributor = distributor
     try:
