@@ -8,6 +8,22 @@ from wit_builder.core.config import PartitionedStageConfig
 from wit_builder.core.options import option
 from wit_builder.net.optout import HEADER_OPT_OUTS
 
+# Pillow readers that decode nothing here: stubs wanting a handler (BUFR, GRIB, HDF5, WMF off
+# Windows), MPEG and IPTC (no pixels), EPS (runs Ghostscript on the body: never on crawled bytes).
+NOT_DECODED_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "IPTC", "EPS"})
+FORMAT_FEATURES = {"AVIF": "avif", "WEBP": "webp", "JPEG2000": "jpg_2000"}
+
+
+def image_formats() -> tuple[str, ...]:
+    """The image formats the crawl stores: every one the installed Pillow decodes (AVIF, WebP and
+    JPEG 2000 only when Pillow was built with their libraries)."""
+    from PIL import Image, features
+
+    Image.init()
+    return tuple(sorted(name for name in Image.OPEN if name not in NOT_DECODED_FORMATS
+                        and (name not in FORMAT_FEATURES or features.check(FORMAT_FEATURES[name]))))
+
+
 SOURCE_HELP = ("web:URL | web:@seeds.txt | warc:PATH_OR_URL | warc:LISTING.paths[.gz] | "
                "warc:@LISTING | pool:PATH")
 
@@ -69,7 +85,10 @@ class CrawlConfig(PartitionedStageConfig):
                                        "border", "no"])
     min_size: int = option(32, "images with a smaller side are dropped")
     max_aspect_ratio: float = option(3.0, "images more elongated than this are dropped")
-    max_bytes: int = option(20_000_000, "largest image body downloaded")
+    max_bytes: int = option(20_000_000, "largest image body downloaded; images are kept in every "
+                            "format the installed Pillow decodes (here: "
+                            + ", ".join(image_formats()) + ") and stored as JPEG; an image over "
+                            "Pillow's pixel limit is too_large")
     quality: int = option(90, "JPEG quality of stored images")
     timeout: float = option(20.0, "seconds per request")
     retries: int = option(2, "retries of timeouts, resets and 5xx")

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from wit_builder.crawl.config import image_formats
+
 MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -74,6 +76,8 @@ def sniff_format(data: bytes) -> str | None:
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "avif"
     return None
 
 
@@ -82,13 +86,18 @@ def sha256_hex(data: bytes) -> str:
 
 
 def open_header(data: bytes) -> Image.Image:
-    """Read only the header (size, mode); decoding happens later, after the checks."""
+    """Read only the header (size, mode); decoding happens later, after the checks. Any format
+    the installed Pillow decodes (image_formats()); bytes none of them reads are not_image."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data), formats=image_formats())
     except Image.DecompressionBombError as error:
         raise ImageRejected("decode_error", f"decompression bomb: {error}") from None
+    except Image.UnidentifiedImageError as error:
+        if sniff_format(data) is None:
+            raise ImageRejected("not_image", "content is no image format Pillow decodes") from None
+        raise ImageRejected("decode_error", f"unreadable image header: {error}") from None
     except Exception as error:  # Pillow raises many types for garbage headers
         raise ImageRejected("decode_error", f"unreadable image header: {error}") from None
 
@@ -105,8 +114,7 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
 
 def check_dimensions(width: int, height: int, settings: ImageSettings) -> None:
     if width * height > settings.max_pixels:
-        raise ImageRejected("decode_error", f"decompression bomb: {width}x{height} pixels "
-                                            f"exceed {settings.max_pixels}")
+        raise ImageRejected("too_large", f"{width}x{height} pixels exceed {settings.max_pixels}")
     if min(width, height) < settings.min_size:
         raise ImageRejected("too_small", f"{width}x{height} is smaller than {settings.min_size}")
     if max(width, height) / min(width, height) > settings.max_aspect_ratio:
@@ -139,14 +147,19 @@ def decode_with_opencv(data: bytes, factor: int) -> np.ndarray | None:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode as 8-bit RGB: alpha composited on white, 16-bit scaled down, CMYK and
-    palettes converted."""
+    """Any Pillow mode as 8-bit RGB: 16-bit scaled down, CMYK and palettes converted, and every
+    transparency (alpha channel, a palette's or a grey or RGB image's transparent colour, 16-bit
+    included) composited on white the same way."""
+    transparency = image.info.get("transparency")
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(image).astype(np.uint32)
         high = 65535 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255
-        grey = (values * 255 // max(high, 1)).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
+        grey = Image.fromarray((values * 255 // max(high, 1)).clip(0, 255).astype(np.uint8), "L")
+        if not isinstance(transparency, int):
+            return grey.convert("RGB")
+        alpha = Image.fromarray(np.where(values == transparency, 0, 255).astype(np.uint8), "L")
+        image = Image.merge("LA", (grey, alpha))
+    elif image.mode in ("P", "L", "1", "RGB") and transparency is not None:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
         rgba = image.convert("RGBA")
@@ -208,8 +221,6 @@ def encode_jpeg(array: np.ndarray, quality: int) -> bytes:
 
 def decode(data: bytes, settings: ImageSettings) -> tuple[np.ndarray, int, int]:
     """(BGR array, original width, original height) after the format and size checks."""
-    if sniff_format(data) is None:
-        raise ImageRejected("not_image", "content is not an image (magic bytes)")
     image = open_header(data)
     width, height = oriented_size(image)
     check_dimensions(width, height, settings)
