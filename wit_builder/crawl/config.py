@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from wit_builder.core.config import PartitionedStageConfig
 from wit_builder.core.options import option
@@ -14,6 +15,7 @@ NOT_DECODED_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "IPTC", 
 FORMAT_FEATURES = {"AVIF": "avif", "WEBP": "webp", "JPEG2000": "jpg_2000"}
 
 
+@cache
 def image_formats() -> tuple[str, ...]:
     """The image formats the crawl stores: every one the installed Pillow decodes (AVIF, WebP and
     JPEG 2000 only when Pillow was built with their libraries)."""
@@ -100,3 +102,5 @@ class CrawlConfig(PartitionedStageConfig):
         list(HEADER_OPT_OUTS), "X-Robots-Tag directives that keep an "
         "image out (img2dataset's default list), for everyone or scoped to our --user-agent; "
         "repeatable or comma-separated; '' stores every image", metavar="DIRECTIVE")
+    image_robots: bool = option(True, "check each image host's robots.txt before fetching it "
+                                      "(--no-image-robots: don't)")
