@@ -84,12 +84,15 @@ def selection_table(urls: list[str], texts: list[str] | None = None) -> pa.Table
 
 
 class StaticImages:
-    """Serves `/img/N.jpg` from a list of bodies (N modulo the list), counting requests."""
+    """Serves `/img/N.jpg` from a list of bodies (N modulo the list), counting requests; no
+    robots.txt (404: every image allowed)."""
 
     def __init__(self, bodies: list[bytes], delay: float = 0.0):
         self.bodies, self.delay, self.requests = bodies, delay, Counter()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/robots.txt":
+            raise web.HTTPNotFound()
         number = int(request.path.rsplit("/", 1)[-1].split(".")[0])
         self.requests[number] += 1
         if self.delay:

@@ -7,10 +7,13 @@ import logging
 import os
 from collections import Counter
 
+import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from servers import Server
+from hostile_web import Server, image_bytes, write_selection
+from wit_builder.cli import load_config
+from wit_builder.crawl.download import download_selection
 from wit_builder.crawl.sources.html import parse_page
 from wit_builder.crawl.download.img2dataset_backend import OptOutChecked
 from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
@@ -159,3 +162,78 @@ def test_directives_can_be_chosen_and_turned_off():
     assert opted_out(["max-image-preview:large, noimageai"], "witbuilder", ("noimageai",))
     assert not opted_out(["noai"], "witbuilder", ("noindex",))
     assert not opted_out(["noai"], "witbuilder", ())
+
+
+# ---- the downloaders and each image host's robots.txt ---------------------------------------------
+
+PICTURE = image_bytes(120, 80, seed=7)
+IMAGE_PATHS = {  # path → X-Robots-Tag served with the picture
+    "/img/a.jpg": None,
+    "/x/private/b.jpg": None,                              # robots.txt: Disallow: /*/private
+    "/img/preview.jpg": "max-image-preview:large, noimageai",
+    "/img/after.jpg": "unavailable_after: 25 Jun 2010 15:00:00 PST, noai",
+    "/img/other.jpg": "otherbot: noai",
+}
+
+
+class ImageSite:
+    def __init__(self, robots_status: int = 200):
+        self.requests: list[str] = []
+        self.robots_status = robots_status
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.path)
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /*/private\n",
+                                status=self.robots_status)
+        if request.path not in IMAGE_PATHS:
+            raise web.HTTPNotFound()
+        tag = IMAGE_PATHS[request.path]
+        return web.Response(body=PICTURE, content_type="image/jpeg",
+                            headers={"X-Robots-Tag": tag} if tag else {})
+
+
+def download(workdir, **options) -> tuple[list[str], ImageSite]:
+    site = ImageSite(options.pop("robots_status", 200))
+    with Server(site.handle) as server:
+        selection = write_selection(workdir / "manifests" / "selection.parquet",
+                                    [server.url + path for path in IMAGE_PATHS])
+        config = load_config("crawl", None, {
+            "workdir": str(workdir), "workers": 1, "samples_per_shard": 10, "concurrency": 4,
+            "image_size": 64, "min_size": 20, "timeout": 5.0, "retries": 0,
+            "trusted_origins": [server.origin], **options})
+        download_selection(config, selection)
+    manifests = sorted((workdir / "manifests" / "crawl").glob("*.parquet"))
+    return [row["status"] for path in manifests for row in pq.read_table(path).to_pylist()], site
+
+
+EXPECTED = ["ok", "robots", "opted_out", "opted_out", "ok"]
+
+
+def test_native_downloader_obeys_image_robots(tmp_path):
+    statuses, site = download(tmp_path)
+    assert statuses == EXPECTED
+    assert "/x/private/b.jpg" not in site.requests and site.requests.count("/robots.txt") == 1
+
+
+def test_no_image_robots_fetches_the_disallowed_image(tmp_path):
+    statuses, site = download(tmp_path, image_robots=False)
+    assert statuses == ["ok", "ok", "opted_out", "opted_out", "ok"]
+    assert "/robots.txt" not in site.requests
+
+
+def test_unavailable_robots_skips_the_host(tmp_path):
+    statuses, site = download(tmp_path, robots_status=503)
+    assert statuses == ["robots_unavailable"] * len(IMAGE_PATHS)
+    assert site.requests == ["/robots.txt"]
+
+
+def test_img2dataset_backend_gives_the_same_answers(tmp_path):
+    pytest.importorskip("img2dataset")
+    statuses, site = download(tmp_path, downloader="img2dataset")
+    assert statuses == EXPECTED
+    assert "/x/private/b.jpg" not in site.requests and site.requests.count("/robots.txt") == 1
+
+
+def test_image_robots_option(cli_overrides):
+    assert cli_overrides(["crawl", "--no-image-robots"])["image_robots"] is False

@@ -1,6 +1,8 @@
 """Fetch one image URL for the native downloader: net.http's guarded client (the address guard at
 every hop, redirects followed by hand and capped, the body abandoned past the byte cap), plus
-retries with exponential backoff for timeouts, resets and 5xx, and the image opt-outs of
+retries with exponential backoff for timeouts, resets and 5xx, the image host's robots.txt
+(net.robots, RFC 9309: fetched once per host by each worker's `RobotsCache`, checked at every hop;
+status `robots`, or `robots_unavailable` when it cannot be read), and the image opt-outs of
 `X-Robots-Tag` (net.optout's table).
 
 Failures are results, not exceptions: every URL ends as a `Fetched` with a manifest status.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,9 +22,11 @@ from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import Client, FetchFailed, check_status
 from wit_builder.net.optout import (HEADER_OPT_OUTS, header_directives, opt_out_message,
                                     opted_out, user_agent_token)
+from wit_builder.net.robots import MAX_ROBOTS_BYTES, RobotsCache
 
 # header_directives: crawl.download builds FetchSettings from the crawl's options with it
-__all__ = ["FetchSettings", "Fetched", "open_session", "fetch", "header_directives"]
+__all__ = ["FetchSettings", "Fetched", "open_session", "robots_cache", "fetch",
+           "header_directives"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class FetchSettings:
     allow_private: bool = False
     trusted_origins: tuple[str, ...] = ()
     disallowed_directives: tuple[str, ...] = HEADER_OPT_OUTS  # () stores every image
+    image_robots: bool = True  # obey each image host's robots.txt
 
     @cached_property
     def policy(self) -> AddressPolicy:
@@ -58,10 +64,34 @@ def open_session(settings: FetchSettings) -> Client:
                   concurrency=settings.concurrency, per_host=settings.per_host)
 
 
-async def fetch(client: Client, url: str, settings: FetchSettings) -> Fetched:
-    """Download `url`, retrying transient failures; never raises for network problems."""
+def robots_cache(client: Client, settings: FetchSettings) -> RobotsCache | None:
+    """The robots.txt rules of the hosts `client` fetches from (one fetch per host, through the
+    same guarded client), or None when `settings.image_robots` is off."""
+    if not settings.image_robots:
+        return None
+
+    async def answer(robots_url: str) -> tuple[int, bytes]:
+        response = await client.get(robots_url, max_bytes=MAX_ROBOTS_BYTES,
+                                    max_redirects=settings.max_redirects,
+                                    read_body=lambda _, reply: reply.status == 200)
+        return response.status, response.body
+
+    return RobotsCache(answer)
+
+
+async def fetch(client: Client, url: str, settings: FetchSettings,
+                robots: RobotsCache | None = None) -> Fetched:
+    """Download `url`, retrying transient failures; never raises for network problems. With
+    `robots` (`robots_cache`), every hop must be allowed by its host's robots.txt."""
     started = time.monotonic()
     agent = user_agent_token(settings.user_agent)
+
+    @asynccontextmanager
+    async def hop(hop_url: str):
+        status = await robots.denial(hop_url, settings.user_agent)
+        if status is not None:
+            raise FetchFailed(status, f"robots.txt disallows {hop_url}"[:300])
+        yield
 
     def read_body(_: str, response: aiohttp.ClientResponse) -> bool:
         """Only a 200's body, and not when it opts out (decided before the body is read)."""
@@ -75,7 +105,8 @@ async def fetch(client: Client, url: str, settings: FetchSettings) -> Fetched:
     for attempt in range(settings.retries + 1):
         try:
             answer = await client.get(url, max_bytes=settings.max_bytes,
-                                      max_redirects=settings.max_redirects, read_body=read_body)
+                                      max_redirects=settings.max_redirects, read_body=read_body,
+                                      hop=hop if robots is not None else None)
             check_status(answer.status)
             return Fetched("ok", 200, None, answer.body, time.monotonic() - started)
         except FetchFailed as failure:

@@ -14,6 +14,12 @@ URLs whose host is a refused IP literal never reach img2dataset.
 img2dataset's own X-Robots-Tag parser reads any 'name:' as a bot's scope for the rest of the
 value, so 'max-image-preview:large, noimageai' would not opt out: its workers are handed our
 parser (net.optout) in its place (`OptOutChecked`), so both downloaders give the same answers.
+
+With --image-robots (the default) the selection is pre-filtered here: each image host's robots.txt
+is read once (net.robots, through net.http's guarded client) and the URLs it disallows never reach
+img2dataset (status `robots`, or `robots_unavailable`). img2dataset follows redirects itself: a
+redirect's target is not checked against its own host's robots.txt (the native downloader checks
+every hop).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import asyncio
 import re
 import shutil
 import tempfile
@@ -36,13 +43,16 @@ import pyarrow.parquet as pq
 
 from wit_builder.core import atomic, store
 from wit_builder.crawl.download import writer
+from wit_builder.crawl.download.fetch import FetchSettings, open_session, robots_cache
 from wit_builder.crawl.download.images import StoredImage
 from wit_builder.crawl.download.native import check_done, log_done_check, warn_unrecorded
 from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, read_rows, shard_inputs
 from wit_builder.crawl.download.stats import summary
 from wit_builder.core.engine import current
 from wit_builder.net.guard import AddressPolicy, BlockedAddressError, GuardedWorker
+from wit_builder.net.http import FetchFailed
 from wit_builder.net.optout import opted_out, user_agent_token
+from wit_builder.net.robots import Rules, denial, origin_of
 from wit_builder.core.options import WitError
 from wit_builder.core.tarsamples import read_samples
 
@@ -80,9 +90,11 @@ def check_engine(config: CrawlConfig) -> None:
                        "or --downloader native on Ray")
 
 
-def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy) -> set[str]:
+def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy,
+                  refused: dict[str, str] | None = None) -> set[str]:
     """Copy the selection for img2dataset with the URLs our guard refuses replaced (refused IP
-    literals, and anything but http(s): urllib would read file: URLs); their uids."""
+    literals, and anything but http(s): urllib would read file: URLs), and those of the uids in
+    `refused` (robots.txt); the uids the guard refuses."""
     table = store.read_parquet(selection, columns=["uid", "url", "text"])
     urls, blocked = table.column("url").to_pylist(), set()
     for i, (uid, url) in enumerate(zip(table.column("uid").to_pylist(), urls)):
@@ -91,9 +103,55 @@ def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy
         except (BlockedAddressError, ValueError):
             urls[i] = BLOCKED_URL
             blocked.add(uid)
+        if refused and uid in refused:
+            urls[i] = BLOCKED_URL
     table = table.set_column(1, "url", pa.array(urls, pa.string()))
     atomic.write_parquet(target, table)
     return blocked
+
+
+ROBOTS_HOSTS_AT_ONCE = 32
+
+
+def robots_refused(selection: store.Location, settings: FetchSettings) -> dict[str, str]:
+    """uid → 'robots' or 'robots_unavailable' for the selection's URLs that their host's
+    robots.txt keeps out (net.robots; each host's robots.txt read once, through the guarded
+    client). URLs the guard refuses are left to it."""
+    table = store.read_parquet(selection, columns=["uid", "url"])
+    rows = []
+    for uid, url in zip(table.column("uid").to_pylist(), table.column("url").to_pylist()):
+        try:
+            settings.policy.check_url(url)
+        except (BlockedAddressError, ValueError):
+            continue
+        rows.append((uid, url))
+    origins = sorted({origin_of(url) for _, url in rows})
+
+    async def read_all() -> dict[str, Rules]:
+        found: dict[str, Rules] = {}
+        slots = asyncio.Semaphore(ROBOTS_HOSTS_AT_ONCE)
+        async with open_session(settings) as client:
+            cache = robots_cache(client, settings)
+
+            async def read(origin: str) -> None:
+                async with slots:
+                    try:
+                        found[origin] = await cache.get(origin + "/")
+                    except FetchFailed:  # blocked_address: the guard refuses it in img2dataset
+                        pass
+            await asyncio.gather(*(read(origin) for origin in origins))
+        return found
+
+    rules = asyncio.run(read_all()) if origins else {}
+    refused = {}
+    for uid, url in rows:
+        host_rules = rules.get(origin_of(url))
+        status = denial(host_rules, url, settings.user_agent) if host_rules else None
+        if status is not None:
+            refused[uid] = status
+    if refused:
+        log.info("download: robots.txt keeps %d of %d image(s) out", len(refused), len(rows))
+    return refused
 
 
 def their_opt_out_check(headers, user_agent_token: str, disallowed_header_directives) -> bool:
@@ -195,8 +253,8 @@ def their_samples(path: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
-def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: bool
-                  ) -> writer.Outcome:
+def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: bool,
+                  refused: str | None = None) -> writer.Outcome:
     """One row of img2dataset's parquet (MISSING when absent) as our outcome: img2dataset does
     not report the body's size nor the time taken."""
     if their["status"] == "success" and "jpg" not in images.get(their["key"], {}):
@@ -204,6 +262,9 @@ def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: boo
     status, http_status = our_status(their["status"], their.get("error_message"))
     if blocked:
         status, http_status = "blocked_address", None
+    elif refused is not None:
+        status, http_status = refused, None
+        their = {**their, "error_message": "robots.txt disallows the URL"}
     if status != "ok":
         return writer.Outcome(status, http_status, their.get("error_message"),
                               sha256=their.get("sha256"))
@@ -213,7 +274,7 @@ def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: boo
 
 
 def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str],
-                  inputs: dict | None = None) -> Counter:
+                  inputs: dict | None = None, refused: dict[str, str] | None = None) -> Counter:
     """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order), the
     manifest recording the shard's `inputs` as the native downloader's do."""
     name = f"{shard.index:05d}"
@@ -222,7 +283,8 @@ def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set
     manifest = []
     with writer.shard_tar(writer.tar_path(workdir, shard.index)) as tar:
         for index, row in enumerate(read_rows(shard)):
-            outcome = their_outcome(theirs.get(row["uid"], MISSING), images, row["uid"] in blocked)
+            outcome = their_outcome(theirs.get(row["uid"], MISSING), images, row["uid"] in blocked,
+                                    (refused or {}).get(row["uid"]))
             sample = writer.raw_sample(row, shard.index, index, outcome)
             if sample.members is not None:
                 tar.write_members(sample.members)
@@ -261,11 +323,14 @@ def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
     if todo:
         scratch = img2dataset_scratch(config)
         try:
-            blocked = guarded_input(selection, scratch / "input.parquet", settings.fetch.policy)
+            refused = (robots_refused(selection, settings.fetch)
+                       if settings.fetch.image_robots else {})
+            blocked = guarded_input(selection, scratch / "input.parquet", settings.fetch.policy,
+                                    refused)
             run_img2dataset(config, settings, scratch / "input.parquet", scratch / "output")
             for shard, inputs in todo:
                 statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,
-                                              inputs))
+                                              inputs, refused))
         finally:  # a failed run must not leave a copy of the selection and images behind
             shutil.rmtree(scratch, ignore_errors=True)
     stats = summary(statuses, len(shards), len(shards) - len(todo),

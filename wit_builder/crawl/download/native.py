@@ -21,7 +21,7 @@ import cv2
 
 from wit_builder.core import markers
 from wit_builder.crawl.download import writer
-from wit_builder.crawl.download.fetch import Fetched, fetch, open_session
+from wit_builder.crawl.download.fetch import Fetched, fetch, open_session, robots_cache
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
 from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, read_rows, shard_inputs
 from wit_builder.crawl.download.stats import progress_postfix, summary
@@ -188,10 +188,10 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
         # The sample's tar members are encoded here too, off the event loop.
         written.add(index, raw_sample(row, shard, index, stored_outcome(fetched, settings.image)))
 
-    async def worker(session, decoding: DecodeQueue) -> None:
+    async def worker(session, robots, decoding: DecodeQueue) -> None:
         for index, row in pending:
             try:
-                fetched = await fetch(session, row["url"], settings.fetch)
+                fetched = await fetch(session, row["url"], settings.fetch, robots)
             except Exception as error:  # a bug on one URL must not lose the shard
                 log.exception("download: unexpected error on %s", row["url"])
                 fetched = Fetched("connection_error", None, f"{type(error).__name__}: {error}")
@@ -203,8 +203,9 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
     decoding = DecodeQueue(asyncio.get_running_loop(), decode, settings.decode_threads)
     try:
         async with open_session(settings.fetch) as session:
+            robots = robots_cache(session, settings.fetch)  # each host's robots.txt read once
             count = max(1, min(settings.fetch.concurrency, len(rows)))
-            await asyncio.gather(*(worker(session, decoding) for _ in range(count)))
+            await asyncio.gather(*(worker(session, robots, decoding) for _ in range(count)))
     finally:
         decoding.close()
     return written.manifest

@@ -86,7 +86,8 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                           allow_private=config.allow_private,
                           trusted_origins=tuple(config.trusted_origins),
                           disallowed_directives=header_directives(
-                              config.disallowed_header_directives))
+                              config.disallowed_header_directives),
+                          image_robots=config.image_robots)
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
                           quality=config.quality)
@@ -110,11 +111,13 @@ def read_rows(shard: DownloadShard) -> list[dict]:
 def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
     """What a shard's tar and manifest depend on, recorded in its manifest: a digest of its rows
     of the selection (a re-balanced selection moves rows between shards), the image settings and
-    the opt-out directives honoured (they decide which images are stored)."""
+    the opt-out directives and whether robots.txt is obeyed (they decide which images are
+    stored)."""
     digest = hashlib.sha256()
     for row in rows:
         digest.update(json.dumps([row[name] for name in COLUMNS], ensure_ascii=False).encode())
         digest.update(b"\n")
     return {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
             "image_settings": asdict(settings.image),
-            "disallowed_directives": list(settings.fetch.disallowed_directives)}
+            "disallowed_directives": list(settings.fetch.disallowed_directives),
+            "image_robots": settings.fetch.image_robots}
