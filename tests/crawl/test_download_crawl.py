@@ -21,6 +21,8 @@ CAPTIONS = ["a red triangle drawn on a plain white background",
 
 
 async def three_images(request: web.Request) -> web.StreamResponse:
+    if request.path == "/robots.txt":  # none: every image allowed
+        raise web.HTTPNotFound()
     number = int(request.path.rsplit("/", 1)[-1].split(".")[0])
     if number == 2:
         raise web.HTTPNotFound()

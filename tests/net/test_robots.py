@@ -193,7 +193,7 @@ class ImageSite:
                             headers={"X-Robots-Tag": tag} if tag else {})
 
 
-def download(workdir, **options) -> tuple[list[str], ImageSite]:
+def download(workdir, **options) -> tuple[list[str], ImageSite, list[str]]:
     site = ImageSite(options.pop("robots_status", 200))
     with Server(site.handle) as server:
         selection = write_selection(workdir / "manifests" / "selection.parquet",
@@ -204,33 +204,37 @@ def download(workdir, **options) -> tuple[list[str], ImageSite]:
             "trusted_origins": [server.origin], **options})
         download_selection(config, selection)
     manifests = sorted((workdir / "manifests" / "crawl").glob("*.parquet"))
-    return [row["status"] for path in manifests for row in pq.read_table(path).to_pylist()], site
+    rows = [row for path in manifests for row in pq.read_table(path).to_pylist()]
+    return [row["status"] for row in rows], site, [row["error"] for row in rows]
 
 
 EXPECTED = ["ok", "robots", "opted_out", "opted_out", "ok"]
 
 
 def test_native_downloader_obeys_image_robots(tmp_path):
-    statuses, site = download(tmp_path)
+    statuses, site, errors = download(tmp_path)
+    assert errors[1].startswith("robots.txt disallows http://")
     assert statuses == EXPECTED
     assert "/x/private/b.jpg" not in site.requests and site.requests.count("/robots.txt") == 1
 
 
 def test_no_image_robots_fetches_the_disallowed_image(tmp_path):
-    statuses, site = download(tmp_path, image_robots=False)
+    statuses, site, _ = download(tmp_path, image_robots=False)
     assert statuses == ["ok", "ok", "opted_out", "opted_out", "ok"]
     assert "/robots.txt" not in site.requests
 
 
 def test_unavailable_robots_skips_the_host(tmp_path):
-    statuses, site = download(tmp_path, robots_status=503)
-    assert statuses == ["robots_unavailable"] * len(IMAGE_PATHS)
+    statuses, site, errors = download(tmp_path, robots_status=503)
+    assert all(error.startswith("robots.txt unavailable: host skipped") for error in errors)
+    assert statuses == ["robots"] * len(IMAGE_PATHS)
     assert site.requests == ["/robots.txt"]
 
 
 def test_img2dataset_backend_gives_the_same_answers(tmp_path):
     pytest.importorskip("img2dataset")
-    statuses, site = download(tmp_path, downloader="img2dataset")
+    statuses, site, errors = download(tmp_path, downloader="img2dataset")
+    assert errors[1].startswith("robots.txt disallows http://")
     assert statuses == EXPECTED
     assert "/x/private/b.jpg" not in site.requests and site.requests.count("/robots.txt") == 1
 

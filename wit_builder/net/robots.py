@@ -85,11 +85,13 @@ def rules_from_answer(status: int, body: bytes, source: str = "") -> Rules:
 
 
 def denial(rules: Rules, url: str, user_agent: str) -> str | None:
-    """None when `url` may be fetched; else its status: 'robots_unavailable' when the host's
-    robots.txt could not be read, 'robots' when it disallows the URL."""
+    """None when `url` may be fetched; else why not (a manifest's `error` for status `robots`):
+    robots.txt disallows it, or robots.txt could not be read (the host is skipped)."""
     if rules.allowed(url, user_agent):
         return None
-    return "robots" if rules.available else "robots_unavailable"
+    if rules.available:
+        return f"robots.txt disallows {url}"[:300]
+    return f"robots.txt unavailable: host skipped ({rules.source or origin_of(url)})"[:300]
 
 
 class RobotsCache:
@@ -134,6 +136,7 @@ class RobotsCache:
             rules = rules_from_answer(status, body, url)
             reason = f"HTTP {status}"
         if not rules.available:
+            rules.source = f"{url}: {reason}"
             log.info("robots: %s unavailable (%s): host skipped", url, reason)
             if self.on_unavailable is not None:
                 self.on_unavailable(url, reason)

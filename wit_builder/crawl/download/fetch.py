@@ -2,7 +2,7 @@
 every hop, redirects followed by hand and capped, the body abandoned past the byte cap), plus
 retries with exponential backoff for timeouts, resets and 5xx, the image host's robots.txt
 (net.robots, RFC 9309: fetched once per host by each worker's `RobotsCache`, checked at every hop;
-status `robots`, or `robots_unavailable` when it cannot be read), and the image opt-outs of
+status `robots`, also when robots.txt cannot be read: 5xx, unreachable), and the image opt-outs of
 `X-Robots-Tag` (net.optout's table).
 
 Failures are results, not exceptions: every URL ends as a `Fetched` with a manifest status.
@@ -88,9 +88,9 @@ async def fetch(client: Client, url: str, settings: FetchSettings,
 
     @asynccontextmanager
     async def hop(hop_url: str):
-        status = await robots.denial(hop_url, settings.user_agent)
-        if status is not None:
-            raise FetchFailed(status, f"robots.txt disallows {hop_url}"[:300])
+        refused = await robots.denial(hop_url, settings.user_agent)
+        if refused is not None:
+            raise FetchFailed("robots", refused)
         yield
 
     def read_body(_: str, response: aiohttp.ClientResponse) -> bool:

@@ -17,7 +17,7 @@ parser (net.optout) in its place (`OptOutChecked`), so both downloaders give the
 
 With --image-robots (the default) the selection is pre-filtered here: each image host's robots.txt
 is read once (net.robots, through net.http's guarded client) and the URLs it disallows never reach
-img2dataset (status `robots`, or `robots_unavailable`). img2dataset follows redirects itself: a
+img2dataset (status `robots`, also when robots.txt cannot be read). img2dataset follows redirects itself: a
 redirect's target is not checked against its own host's robots.txt (the native downloader checks
 every hop).
 """
@@ -114,8 +114,8 @@ ROBOTS_HOSTS_AT_ONCE = 32
 
 
 def robots_refused(selection: store.Location, settings: FetchSettings) -> dict[str, str]:
-    """uid → 'robots' or 'robots_unavailable' for the selection's URLs that their host's
-    robots.txt keeps out (net.robots; each host's robots.txt read once, through the guarded
+    """uid → why (the manifest's error, status `robots`) for the selection's URLs that their
+    host's robots.txt keeps out (net.robots; each host's robots.txt read once, through the guarded
     client). URLs the guard refuses are left to it."""
     table = store.read_parquet(selection, columns=["uid", "url"])
     rows = []
@@ -146,9 +146,9 @@ def robots_refused(selection: store.Location, settings: FetchSettings) -> dict[s
     refused = {}
     for uid, url in rows:
         host_rules = rules.get(origin_of(url))
-        status = denial(host_rules, url, settings.user_agent) if host_rules else None
-        if status is not None:
-            refused[uid] = status
+        why = denial(host_rules, url, settings.user_agent) if host_rules else None
+        if why is not None:
+            refused[uid] = why
     if refused:
         log.info("download: robots.txt keeps %d of %d image(s) out", len(refused), len(rows))
     return refused
@@ -262,9 +262,9 @@ def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: boo
     status, http_status = our_status(their["status"], their.get("error_message"))
     if blocked:
         status, http_status = "blocked_address", None
-    elif refused is not None:
-        status, http_status = refused, None
-        their = {**their, "error_message": "robots.txt disallows the URL"}
+    elif refused is not None:  # robots.txt: the URL never reached img2dataset
+        status, http_status = "robots", None
+        their = {**their, "error_message": refused}
     if status != "ok":
         return writer.Outcome(status, http_status, their.get("error_message"),
                               sha256=their.get("sha256"))
