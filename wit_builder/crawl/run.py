@@ -15,12 +15,13 @@ import hashlib
 import heapq
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -177,6 +178,12 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
         return links
 
     final = crawl_web(seeds, crawl_settings(config), handle_page, stats, runs.save, frontier)
+    if not stats["pages"] and stats["blocked_address"] >= len(set(seeds)):
+        runs.remove()  # nothing to resume: a rerun with --allow-private starts afresh
+        raise WitError(f"crawl: every seed ({', '.join(sorted(set(seeds))[:3])}"
+                       f"{', ...' if len(set(seeds)) > 3 else ''}) resolves to a private, "
+                       "loopback or link-local address the address guard blocks; pass "
+                       "--allow-private (or --trusted-origins HOST:PORT) to crawl it")
     runs.save(final)  # a kill during the merge below then resumes straight into the merge
     chunks, pairs = write_crawl_chunks(runs.merged(), staging, name, config.partition_rows)
     markers.write(marker, inputs, chunks=[store.name(c) for c, _ in chunks],
@@ -334,6 +341,38 @@ def cached_matcher(queries: str, queries_sha256: str = "") -> QueryMatcher:
     return QueryMatcher.for_queries_file(store.local_copy(queries), sha256=queries_sha256 or None)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Kept as they are in a path or query: RFC 3986's reserved and unreserved characters and "%"
+# (an escape already there stays); a space, a non-ASCII letter, '"', '<', '>' ... are encoded.
+PATH_SAFE = "/%:@!$&'()*+,;=~-._"
+QUERY_SAFE = PATH_SAFE + "?[]"
+ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+
+
+def canonical_url(url: str) -> str:
+    """The one form of an http(s) image URL, before the dedupe, the uid and the fetch: scheme and
+    host lower-cased, the default port dropped, the fragment removed, raw spaces and non-ASCII
+    characters percent-encoded and escapes upper-cased, so `a b.jpg` and `a%20b.jpg` are one URL.
+    Other URLs (and ones that do not parse) come back as they are."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS or not parts.hostname:
+            return url
+        port = parts.port
+    except ValueError:
+        return url
+    host = parts.hostname  # lower-cased by urlsplit, without the brackets of an IPv6 address
+    host = f"[{host}]" if ":" in host else host
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + host
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    path = ESCAPE.sub(lambda m: m.group(0).upper(), quote(parts.path or "/", safe=PATH_SAFE))
+    query = ESCAPE.sub(lambda m: m.group(0).upper(), quote(parts.query, safe=QUERY_SAFE))
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
 def pair_uid(url: str, text: str) -> str:
     return hashlib.sha1(f"{url}\t{text}".encode("utf-8")).hexdigest()
 
@@ -386,6 +425,7 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
         if not url:
             dropped["no_url"] += 1
             continue
+        url = canonical_url(url)
         text = clean_caption(text)
         problem = caption_problem(text, settings.limits)
         if problem:
