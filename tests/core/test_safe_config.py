@@ -29,12 +29,14 @@ WEAKENING_KEYS = {"allow_private", "trusted_origins", "crawl_delay"}
 
 
 class CountingImages:
-    """An image server that counts the requests it receives."""
+    """An image server that counts the image requests it receives."""
 
     def __init__(self):
         self.requests = 0
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/robots.txt":  # asked before each host's first image: no rules
+            raise web.HTTPNotFound()
         self.requests += 1
         return web.Response(body=image_bytes(120, 90, seed=self.requests),
                             content_type="image/jpeg")
