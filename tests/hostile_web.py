@@ -241,3 +241,22 @@ def write_selection(path: Path, urls: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(selection_table(urls), path)
     return path
+
+
+def download_rows(workdir: Path, urls: list[str], origin: str, **options) -> list[dict]:
+    """The manifest rows of the native download of `urls` from the loopback server at `origin`
+    (trusted), with small shards and no retries; `options` override the crawl settings."""
+    import pyarrow.parquet as pq
+
+    from wit_builder.cli import load_config
+    from wit_builder.crawl.download import download_selection
+
+    selection = write_selection(workdir / "manifests" / "selection.parquet", urls)
+    config = load_config("crawl", None, {
+        "workdir": str(workdir), "workers": 1, "samples_per_shard": 10, "concurrency": 4,
+        "image_size": 96, "min_size": 20, "timeout": 5.0, "retries": 0,
+        "trusted_origins": [origin], **options})
+    download_selection(config, selection)
+    manifests = sorted((workdir / "manifests" / "crawl").glob("*.parquet"))
+    return [row for path in manifests for row in pq.read_table(path).to_pylist()]
+

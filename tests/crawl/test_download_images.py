@@ -13,7 +13,7 @@ from hostile_web import decompression_bomb_png, image_bytes
 from wit_builder.crawl.config import CrawlConfig
 from wit_builder.crawl.download.images import (ImageRejected, ImageSettings, process_image,
                                          sniff_format)
-from wit_builder.net.guard import BlockedAddressError, check_url
+from wit_builder.net.guard import AddressPolicy, BlockedAddressError
 from wit_builder.net.optout import HEADER_OPT_OUTS, header_directives, opted_out, user_agent_token
 
 
@@ -119,10 +119,10 @@ def test_directive_list_is_chosen_by_the_user_and_empty_disables_the_check():
 
 
 def test_trusted_origin_lets_one_private_server_through_and_no_other():
-    trusted = ["127.0.0.1:8080"]
-    check_url("http://127.0.0.1:8080/a.jpg", False, trusted=trusted)
+    trusting = AddressPolicy(False, ("127.0.0.1:8080",))
+    trusting.check_url("http://127.0.0.1:8080/a.jpg")
     for url in ("http://127.0.0.1:8081/a.jpg", "http://169.254.169.254/", "http://[::1]:8080/",
                 "http://10.1.2.3/x.jpg"):
         with pytest.raises(BlockedAddressError):
-            check_url(url, False, trusted=trusted)
-    check_url("http://10.1.2.3/x.jpg", True)
+            trusting.check_url(url)
+    AddressPolicy(allow_private=True).check_url("http://10.1.2.3/x.jpg")

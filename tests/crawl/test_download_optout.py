@@ -3,15 +3,12 @@ both backends refuse the same X-Robots-Tag opt-outs, read back from real manifes
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from aiohttp import web
 
-from hostile_web import Server, image_bytes, write_selection
+from hostile_web import Server, download_rows, image_bytes
 from wit_builder.cli import main
-from wit_builder.cli import load_config
-from wit_builder.crawl.download import download_selection
 
 PICTURE = image_bytes(300, 200, seed=5)
 SMALL = image_bytes(50, 40, seed=6)
@@ -42,15 +39,8 @@ def site():
 
 def download(site: Server, workdir, paths: list[str], **options) -> tuple[list[str], list[bytes]]:
     """(status of each path, bytes of each raw tar) after downloading `paths` from the site."""
-    selection = write_selection(workdir / "manifests" / "selection.parquet",
-                                [site.url + path for path in paths])
-    config = load_config("crawl", None, {
-        "workdir": str(workdir), "workers": 1, "samples_per_shard": 10, "concurrency": 4,
-        "image_size": 96, "min_size": 20, "timeout": 5.0, "retries": 0,
-        "trusted_origins": [site.origin], **options})
-    download_selection(config, selection)
-    manifests = sorted((workdir / "manifests" / "crawl").glob("*.parquet"))
-    statuses = [row["status"] for path in manifests for row in pq.read_table(path).to_pylist()]
+    rows = download_rows(workdir, [site.url + path for path in paths], site.origin, **options)
+    statuses = [row["status"] for row in rows]
     tars = [path.read_bytes() for path in sorted((workdir / "data" / "raw").glob("*.tar"))]
     return statuses, tars
 

@@ -7,13 +7,10 @@ import logging
 import os
 from collections import Counter
 
-import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from hostile_web import Server, image_bytes, write_selection
-from wit_builder.cli import load_config
-from wit_builder.crawl.download import download_selection
+from hostile_web import Server, download_rows, image_bytes
 from wit_builder.crawl.sources.html import parse_page
 from wit_builder.crawl.download.img2dataset_backend import OptOutChecked
 from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
@@ -196,15 +193,8 @@ class ImageSite:
 def download(workdir, **options) -> tuple[list[str], ImageSite, list[str]]:
     site = ImageSite(options.pop("robots_status", 200))
     with Server(site.handle) as server:
-        selection = write_selection(workdir / "manifests" / "selection.parquet",
-                                    [server.url + path for path in IMAGE_PATHS])
-        config = load_config("crawl", None, {
-            "workdir": str(workdir), "workers": 1, "samples_per_shard": 10, "concurrency": 4,
-            "image_size": 64, "min_size": 20, "timeout": 5.0, "retries": 0,
-            "trusted_origins": [server.origin], **options})
-        download_selection(config, selection)
-    manifests = sorted((workdir / "manifests" / "crawl").glob("*.parquet"))
-    rows = [row for path in manifests for row in pq.read_table(path).to_pylist()]
+        rows = download_rows(workdir, [server.url + path for path in IMAGE_PATHS], server.origin,
+                             image_size=64, **options)
     return [row["status"] for row in rows], site, [row["error"] for row in rows]
 
 

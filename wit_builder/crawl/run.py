@@ -577,7 +577,7 @@ def check_settings(config: CrawlConfig) -> None:
     if config.download and config.downloader == "img2dataset":
         check_engine(config)
     try:
-        AddressPolicy(config.allow_private, tuple(config.trusted_origins))
+        address_policy(config)
     except ValueError as error:
         raise WitError(f"--trusted-origins: {error}") from None
     if config.allow_private:

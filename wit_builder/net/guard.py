@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -175,11 +175,6 @@ class AddressPolicy:
     def resolver(self, resolver: AbstractResolver | None = None) -> GuardedResolver:
         """An aiohttp resolver that only returns the addresses this policy allows."""
         return GuardedResolver(self, resolver)
-
-
-def check_url(url: str, allow_private: bool, trusted: Collection[str] = ()) -> None:
-    """`AddressPolicy(allow_private, trusted).check_url(url)`, for callers that hold no policy."""
-    AddressPolicy(allow_private, tuple(trusted)).check_url(url)
 
 
 class GuardedResolver(AbstractResolver):
