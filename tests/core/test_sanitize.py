@@ -1,7 +1,7 @@
 """The C extensions checked like C code: both built with -fsanitize=address,undefined (into a
 temporary folder, the normal build untouched), then their tests and a short fuzz run in a Python
 that loads those builds, where the first sanitizer report aborts the process (see
-tests/sanitize_build.py). Skipped, saying why, where the compiler has no sanitizer runtime."""
+tests/support/sanitize_build.py). Skipped, saying why, where the compiler has no sanitizer runtime."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import sanitize_build as sanitize
+from support import sanitize_build as sanitize
 
 ROOT = sanitize.ROOT
 # The tests of the extensions' code paths (test_match_cache.py: the matcher's cache loader).
@@ -127,7 +127,7 @@ def test_the_extensions_tests_pass_under_the_sanitizers(sanitized: Path, tmp_pat
 def test_a_short_fuzz_runs_clean_under_the_sanitizers(sanitized: Path, tmp_path: Path):
     """Random bytes with NUL, invalid UTF-8 and deep nesting through the hot loop (compiled ==
     Python), the HTML page parser and the matcher (hostile text, damaged caches)."""
-    result = run_sanitized(sanitized, tmp_path, str(ROOT / "tests" / "sanitize_build.py"), "fuzz")
+    result = run_sanitized(sanitized, tmp_path, str(ROOT / "tests" / "support" / "sanitize_build.py"), "fuzz")
     assert not clean(result, tmp_path), clean(result, tmp_path)
     assert "fuzz: done" in result.stdout
     assert loaded_modules(tmp_path, sanitized) == set(sanitize.EXTENSIONS)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import wiki_fixtures as fx
+from support import wiki_data as fx
 
 fsspec = pytest.importorskip("fsspec")
 s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs and moto[server]")

@@ -14,7 +14,7 @@ import webdataset as wds
 from aiohttp import web
 from PIL import Image
 
-from hostile_web import Server, image_bytes, write_selection
+from support.hostile_web import Server, image_bytes, write_selection
 from wit_builder.cli import load_config
 from wit_builder.core.options import WitError
 from wit_builder.crawl.download import download_selection

@@ -9,7 +9,7 @@ import pytest
 import webdataset as wds
 from aiohttp import web
 
-from hostile_web import Server, image_bytes, write_selection
+from support.hostile_web import Server, image_bytes, write_selection
 from wit_builder.cli import load_config
 from wit_builder.crawl.run import run
 from wit_builder.crawl.download import download_selection

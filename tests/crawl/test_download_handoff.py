@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hostile_web import Server, StaticImages, image_bytes
+from support.hostile_web import Server, StaticImages, image_bytes
 from wit_builder.crawl.download import native, plan
 from wit_builder.crawl.download.fetch import FetchSettings
 from wit_builder.crawl.download.images import ImageSettings

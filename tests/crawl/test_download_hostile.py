@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 from PIL import Image
 
-from hostile_web import HostileWeb, Server, write_selection
+from support.hostile_web import HostileWeb, Server, write_selection
 from wit_builder.cli import load_config
 from wit_builder.crawl.download import download_selection, status_table
 

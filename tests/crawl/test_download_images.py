@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hostile_web import decompression_bomb_png, image_bytes
+from support.hostile_web import decompression_bomb_png, image_bytes
 from wit_builder.crawl.config import CrawlConfig
 from wit_builder.crawl.download.images import (ImageRejected, ImageSettings, process_image,
                                          sniff_format)

@@ -7,7 +7,7 @@ import pytest
 import webdataset as wds
 from aiohttp import web
 
-from hostile_web import Server, download_rows, image_bytes
+from support.hostile_web import Server, download_rows, image_bytes
 from wit_builder.cli import main
 
 PICTURE = image_bytes(300, 200, seed=5)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from hostile_web import Server, StaticImages, image_bytes, write_selection
+from support.hostile_web import Server, StaticImages, image_bytes, write_selection
 from wit_builder.cli import load_config
 from wit_builder.crawl.download import download_selection
 

@@ -11,7 +11,7 @@ import warnings
 import pytest
 from PIL import Image
 
-from realdata import sdist
+from support.realdata import sdist
 from wit_builder.core.schemas import CRAWL_STATUSES
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from hostile_web import decompression_bomb_png, image_bytes
+from support.hostile_web import decompression_bomb_png, image_bytes
 from wit_builder.crawl.config import CrawlConfig, image_formats
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image
 

@@ -1,5 +1,5 @@
 """crawl.sources.warc and the page extraction on real WARCs: the example files Warcat 2.2.5 ships in
-its source distribution (example/), fetched from PyPI at test time (tests/realdata.py; skipped
+its source distribution (example/), fetched from PyPI at test time (tests/support/realdata.py; skipped
 without network). Each answer is checked against an independent reading with warcio (and
 selectolax for the images)."""
 
@@ -12,7 +12,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 from warcio.archiveiterator import ArchiveIterator
 
-from realdata import sdist
+from support.realdata import sdist
 from wit_builder.crawl.sources.html import extract_images
 from wit_builder.crawl.sources.warc import read_html_responses
 

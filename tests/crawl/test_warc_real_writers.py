@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from servers import Server
+from support.servers import Server
 from wit_builder.cli import load_config
 from wit_builder.crawl.run import select
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from servers import Server
+from support.servers import Server
 from wit_builder.crawl.sources.html import parse_page
 from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-import wiki_fixtures as fx
-from servers import Server
+from support import wiki_data as fx
+from support.servers import Server
 from test_netguard import check_outcomes, cases
 from wit_builder.core import schemas
 from wit_builder.core.options import WitError

@@ -27,8 +27,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from hostile_web import image_bytes, write_selection
-from servers import Server
+from support.hostile_web import image_bytes, write_selection
+from support.servers import Server
 from wit_builder.cli import load_config
 from wit_builder.crawl.download import download_selection
 from wit_builder.crawl.download import img2dataset_backend

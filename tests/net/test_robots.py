@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from hostile_web import Server, download_rows, image_bytes
+from support.hostile_web import Server, download_rows, image_bytes
 from wit_builder.crawl.sources.html import parse_page
 from wit_builder.crawl.download.img2dataset_backend import OptOutChecked
 from wit_builder.crawl.sources.web import WebCrawlSettings, crawl_web

@@ -1,6 +1,6 @@
 """net.robots on real robots.txt files: the 4,231 files of real sites that Protego 0.3.1 ships in
 its source distribution (tests/test_data, one file per host), fetched from PyPI at test time
-(tests/realdata.py; skipped without network)."""
+(tests/support/realdata.py; skipped without network)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import pytest
 from protego import Protego
 
-from realdata import sdist
+from support.realdata import sdist
 from wit_builder.crawl.config import CrawlConfig
 from wit_builder.net.robots import MAX_CRAWL_DELAY, rules_from_answer
 

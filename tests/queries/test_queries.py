@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import wiki_fixtures as fx
+from support import wiki_data as fx
 from tests.conftest import TEST_SYNTHWEB
 from wit_builder.cli import main
 from wit_builder.queries import build

@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-import wiki_fixtures as fx
+from support import wiki_data as fx
 from wit_builder.cli import main
 from wit_builder.queries import counts
 from wit_builder.queries.counts import (CountTask, PartialCounts, compiled_available,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import wiki_fixtures as fx
+from support import wiki_data as fx
 from wit_builder.queries import bigrams, counts
 from wit_builder.queries.counts import CountTable, CountTask, PartialCounts, count_partition
 from wit_builder.queries.wikipedia.reader import plan_dump

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import wiki_fixtures as fx
+from support import wiki_data as fx
 from wit_builder.core.options import WitError
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.queries.wikipedia import reader

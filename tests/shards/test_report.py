@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from shards_fixtures import build_raw_dataset
+from support.shards_data import build_raw_dataset
 from wit_builder.shards import run as shards
 from wit_builder.cli import load_config
 from wit_builder.shards.report import head_tail_shares

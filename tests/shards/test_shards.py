@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from shards_fixtures import build_raw_dataset, encode_jpeg, read_shards, render_picture
+from support.shards_data import build_raw_dataset, encode_jpeg, read_shards, render_picture
 from wit_builder.core import atomic
 from wit_builder.shards import run as shards
 from wit_builder.cli import main

@@ -17,7 +17,7 @@ from trainer.train import run
 from trainer.zeroshot import (DEFAULT_TEMPLATES, accuracy_table, choose_templates,
                               class_embeddings, encode_texts, ensemble, eval_pixels,
                               open_labelled_set)
-from trainer_fixtures import (COLOURS_USED, SHAPES, draw_shape, jpeg_bytes, tiny_train_config,
+from support.trainer_data import (COLOURS_USED, SHAPES, draw_shape, jpeg_bytes, tiny_train_config,
                               write_shape_shards)
 from wit_builder.cli import main
 from wit_builder.core.options import WitError

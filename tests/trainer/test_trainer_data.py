@@ -9,7 +9,7 @@ import torch
 
 from trainer.data import ClipStream, expand_shards, make_loader
 from trainer.tokenizer import load_bpe, save_bpe, train_bpe
-from trainer_fixtures import write_shape_shards
+from support.trainer_data import write_shape_shards
 from wit_builder.core.options import WitError
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-import trainer_fixtures
-from trainer_fixtures import ddp_update, write_test_preset
+from support import trainer_data
+from support.trainer_data import ddp_update, write_test_preset
 
-FIXTURES = Path(trainer_fixtures.__file__)
+FIXTURES = Path(trainer_data.__file__)
 
 
 def run_torchrun(nproc: int, out: Path) -> None:
@@ -43,7 +43,7 @@ def test_two_processes_take_the_same_step_as_one_with_the_doubled_batch(tmp_path
 
 
 def test_wit_train_under_torchrun_trains_and_saves_every_ranks_data_position(tmp_path):
-    from trainer_fixtures import tiny_train_config, train_options, write_shape_shards
+    from support.trainer_data import tiny_train_config, train_options, write_shape_shards
 
     write_shape_shards(tmp_path / "shards", shards=4, per_shard=16, size=40)
     config = tiny_train_config(tmp_path, steps=4, batch_size=8, checkpoint_every=2)

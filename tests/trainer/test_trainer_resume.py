@@ -18,7 +18,7 @@ from trainer.checkpoint import newest_checkpoint, save_checkpoint
 from trainer.data import ClipStream, ResumableShuffle, StreamState, expand_shards
 from trainer.tokenizer import load_bpe, save_bpe, train_bpe
 from trainer.train import run
-from trainer_fixtures import tiny_train_config, write_shape_shards
+from support.trainer_data import tiny_train_config, write_shape_shards
 from wit_builder.core.options import WitError
 
 

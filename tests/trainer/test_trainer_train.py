@@ -20,7 +20,7 @@ from trainer.model import MAX_LOGIT_SCALE
 from wit_builder.cli import load_config
 from trainer.train import (apply_preset_defaults, autocast_context, build_optimizer, run,
                            training_step)
-from trainer_fixtures import (build_test_clip, tiny_train_config, train_options,
+from support.trainer_data import (build_test_clip, tiny_train_config, train_options,
                               write_shape_shards, write_test_preset)
 from wit_builder.core.options import WitError
 

@@ -8,7 +8,7 @@ those two modules from `folder` (a sys.meta_path finder), and log each load to a
 caller can check that the sanitized code is what ran. `environment` preloads libasan (Python itself
 is not instrumented) and makes the first sanitizer report abort the process.
 
-`python tests/sanitize_build.py fuzz` (under that environment) runs a short fuzz: random bytes with
+`python tests/support/sanitize_build.py fuzz` (under that environment) runs a short fuzz: random bytes with
 NUL, invalid UTF-8 and deep nesting through the hot loop and the HTML page parser, and hostile text
 through the matcher (each checked against its Python path), and damaged caches through the
 matcher's loader (an error, never a crash).
@@ -23,14 +23,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTENSIONS = {"wit_builder.queries._hotloop": ROOT / "wit_builder" / "queries" / "_hotloop.c",
               "wit_builder.crawl._crawlfast": ROOT / "wit_builder" / "crawl" / "_crawlfast.c"}
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
          "-g", "-O1", "-shared", "-fPIC"]
 LOG_VARIABLE = "WIT_SANITIZED_LOG"
 
-SITECUSTOMIZE = '''"""Written by tests/sanitize_build.py: the sanitized extensions are imported from here."""
+SITECUSTOMIZE = '''"""Written by tests/support/sanitize_build.py: the sanitized extensions are imported from here."""
 import importlib.abc
 import importlib.util
 import os
@@ -230,6 +230,6 @@ def fuzz(seed: int = 1, rounds: int = 600) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["fuzz"]:
-        sys.exit("usage: python tests/sanitize_build.py fuzz [ROUNDS] (in the environment of "
+        sys.exit("usage: python tests/support/sanitize_build.py fuzz [ROUNDS] (in the environment of "
                  "environment(); tests/core/test_sanitize.py runs it)")
     fuzz(rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 600)

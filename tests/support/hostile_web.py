@@ -17,7 +17,7 @@ import pyarrow as pa
 from aiohttp import web
 from PIL import Image
 
-from servers import Server  # noqa: F401  (re-exported for the download tests)
+from support.servers import Server  # noqa: F401  (re-exported for the download tests)
 from wit_builder.core import schemas
 
 
