@@ -45,8 +45,9 @@ from wit_builder.core import atomic, store
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import FetchSettings, open_session, robots_cache
 from wit_builder.crawl.download.images import StoredImage
-from wit_builder.crawl.download.native import check_done, log_done_check, warn_unrecorded
-from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, read_rows, shard_inputs
+from wit_builder.crawl.download.plan import (DownloadSettings, DownloadShard, check_done,
+                                             log_done_check, read_rows, shard_inputs,
+                                             warn_unrecorded)
 from wit_builder.crawl.download.stats import summary
 from wit_builder.core.engine import current
 from wit_builder.net.guard import AddressPolicy, BlockedAddressError, GuardedWorker

@@ -15,15 +15,15 @@ import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import cv2
 
-from wit_builder.core import markers
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import Fetched, fetch, open_session, robots_cache
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
-from wit_builder.crawl.download.plan import DownloadSettings, DownloadShard, read_rows, shard_inputs
+from wit_builder.crawl.download.plan import (DownloadSettings, DownloadShard, check_done,
+                                             log_done_check, read_rows, shard_inputs,
+                                             warn_unrecorded)
 from wit_builder.crawl.download.stats import progress_postfix, summary
 from wit_builder.crawl.download.writer import Outcome, RawSample, raw_sample
 
@@ -35,44 +35,6 @@ except ImportError:
 log = logging.getLogger(__name__)
 
 QUEUE_HIGH, QUEUE_LOW = 32, 16   # fetched images queued for decoding (see DecodeQueue)
-
-
-@dataclass(frozen=True)
-class DoneCheck:
-    """Whether a shard is done for its inputs now: `statuses` (its manifest's counts) when it is,
-    else what `changed` since it was done (nothing when it never was); `unrecorded` when its
-    manifest, from an older witbuilder, records no inputs (it then counts as done); `marker`: the
-    decision itself (markers.Check: an unreadable manifest is downloaded again)."""
-
-    statuses: dict | None
-    changed: tuple[str, ...] = ()
-    unrecorded: bool = False
-    marker: markers.Check | None = None
-
-
-def check_done(shard: DownloadShard, inputs: dict, workdir: str) -> DoneCheck:
-    """A shard's marker is its manifest, whose schema metadata records the inputs (writer.py);
-    one from an older witbuilder, which records none, counts as done."""
-    manifest_file = writer.manifest_path(workdir, shard.index)
-    check = markers.check(manifest_file, inputs, key=None, read=writer.manifest_inputs)
-    if not check.done:
-        return DoneCheck(None, check.changed, marker=check)
-    table = writer.read_manifest(manifest_file)
-    return DoneCheck(dict(Counter(table.column("status").to_pylist())), (), check.older, check)
-
-
-def log_done_check(index: int, check: DoneCheck) -> None:
-    if check.statuses is not None:
-        log.info("download: shard %05d already done (manifest exists): skipped", index)
-    elif check.changed:
-        log.info("download: shard %05d downloaded again: its %s changed since it was done",
-                 index, " and ".join(check.changed))
-    elif check.marker is not None and check.marker.error:
-        markers.log_unreadable(log, "download", check.marker, "shard", f"{index:05d}")
-
-
-def warn_unrecorded(count: int) -> None:
-    markers.log_older(log, "download", count, "shard", "their manifests/crawl/NNNNN.parquet")
 
 
 def fetch_failed(fetched: Fetched) -> Outcome:

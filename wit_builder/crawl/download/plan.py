@@ -1,16 +1,18 @@
 """The selection cut into download shards, for either downloader: the checks before a download,
 the shards (consecutive slices of the selection) and each shard's rows, the inputs a shard's
-manifest records (what a rerun compares), and the settings a worker needs."""
+manifest records and the download's done rule on them (`check_done`: what a rerun compares), and
+the settings a worker needs."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from wit_builder.core import store
+from wit_builder.core import markers, store
 from wit_builder.core.options import WitError
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import FetchSettings, header_directives
@@ -121,3 +123,41 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
             "image_settings": asdict(settings.image),
             "disallowed_directives": list(settings.fetch.disallowed_directives),
             "image_robots": settings.fetch.image_robots}
+
+
+@dataclass(frozen=True)
+class DoneCheck:
+    """Whether a shard is done for its inputs now: `statuses` (its manifest's counts) when it is,
+    else what `changed` since it was done (nothing when it never was); `unrecorded` when its
+    manifest, from an older witbuilder, records no inputs (it then counts as done); `marker`: the
+    decision itself (markers.Check: an unreadable manifest is downloaded again)."""
+
+    statuses: dict | None
+    changed: tuple[str, ...] = ()
+    unrecorded: bool = False
+    marker: markers.Check | None = None
+
+
+def check_done(shard: DownloadShard, inputs: dict, workdir: str) -> DoneCheck:
+    """A shard's marker is its manifest, whose schema metadata records the inputs (writer.py);
+    one from an older witbuilder, which records none, counts as done."""
+    manifest_file = writer.manifest_path(workdir, shard.index)
+    check = markers.check(manifest_file, inputs, key=None, read=writer.manifest_inputs)
+    if not check.done:
+        return DoneCheck(None, check.changed, marker=check)
+    table = writer.read_manifest(manifest_file)
+    return DoneCheck(dict(Counter(table.column("status").to_pylist())), (), check.older, check)
+
+
+def log_done_check(index: int, check: DoneCheck) -> None:
+    if check.statuses is not None:
+        log.info("download: shard %05d already done (manifest exists): skipped", index)
+    elif check.changed:
+        log.info("download: shard %05d downloaded again: its %s changed since it was done",
+                 index, " and ".join(check.changed))
+    elif check.marker is not None and check.marker.error:
+        markers.log_unreadable(log, "download", check.marker, "shard", f"{index:05d}")
+
+
+def warn_unrecorded(count: int) -> None:
+    markers.log_older(log, "download", count, "shard", "their manifests/crawl/NNNNN.parquet")
