@@ -62,7 +62,7 @@ def crawl(workdir: Path, source: str) -> tuple[set[str], dict]:
         "allow_private": True, "crawl_delay": 0.0, "per_query": 1000})
     stats = select(config)
     urls = set(pq.read_table(workdir / "data" / "matched").column("url").to_pylist())
-    return urls, stats["dropped"]
+    return urls, {**stats["dropped"], **stats["counts"]}  # reasons, and the pages read
 
 
 def live_urls(site: Server, tmp_path: Path) -> set[str]:

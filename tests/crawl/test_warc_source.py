@@ -220,7 +220,7 @@ def test_crawl_reads_a_listing_under_its_warc_prefix(tmp_path):
         "workdir": str(tmp_path), "download": False, "workers": 1,
         "source": [f"warc:{tmp_path / 'warc.paths'}"], "warc_prefix": str(mirror)})
     stats = select(config)
-    assert stats["dropped"]["pages"] == 2
+    assert stats["counts"]["pages"] == 2 and "pages" not in stats["dropped"]
     selection = pq.read_table(tmp_path / "manifests" / "selection.parquet").to_pylist()
     assert sorted(row["page_url"] for row in selection) == ["http://s.test/1.html",
                                                             "http://s.test/2.html"]
@@ -307,7 +307,7 @@ def test_poison_pages_are_counted_and_every_good_pair_kept(tmp_path, monkeypatch
         "source": [f"warc:{tmp_path / 'in' / 'mixed.warc.gz'}"]})
     stats = select(config)
     assert stats["dropped"]["page_error"] == 1
-    assert stats["dropped"]["pages"] == 42
+    assert stats["counts"]["pages"] == 42
     matched = pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist()
     expected = {f"http://s.test/star{i}.jpg" for i in range(40)} | {"http://s.test/sup.jpg"}
     assert expected <= set(matched)

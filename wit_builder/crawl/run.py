@@ -15,13 +15,12 @@ import hashlib
 import heapq
 import logging
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,11 +38,12 @@ from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.crawl.match import QueryMatcher
 from wit_builder.net.guard import AddressPolicy, origin_netloc
 from wit_builder.core.options import WitError
-from wit_builder.crawl.sources.html import extract_images, parse_page
+from wit_builder.crawl.sources.html import PageImages, extract_images, parse_page
 from wit_builder.crawl.url_dedupe import dedupe_matched
 from wit_builder.crawl.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
                                       read_pool)
 from wit_builder.crawl.sources import SERVED_SOURCES
+from wit_builder.crawl.sources.urls import canonical_url
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
 from wit_builder.crawl.sources.web import Frontier, WebCrawlSettings, crawl_web
 
@@ -55,6 +55,12 @@ STAGED = pa.schema([("url", pa.string()), ("text", pa.string()), ("page_url", pa
 CRAWL_RUN = pa.schema([("page_url", pa.string()), ("position", pa.int64()), ("url", pa.string()),
                        ("text", pa.string())])
 RUN_BATCH_ROWS = 1024  # rows of each run the final merge holds at once
+# counted in crawl_stats.json apart from `dropped`: pages read (live or in WARCs) and links to
+# hosts the live crawl does not visit are no pairs lost
+COUNTS = ("pages", "off_site_link")
+# a live crawl's pages that gave nothing: no answer, a bad one, or one that failed to parse
+WEB_ERRORS = ("http_error", "timeout", "connection_error", "too_large", "redirect_loop",
+              "blocked_address", "page_error", "page_too_complex", "crawler_error")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Partition:
     source: str     # the contract's `source` column: web | warc | pool
     row_groups: tuple[int, ...] = ()
     sha256: str | None = None   # of a staged chunk (None: staged by a version that kept none)
+    rows: tuple[int, int] | None = None  # a pool's rows [start, stop) of those row groups
 
 
 @dataclass(frozen=True)
@@ -171,13 +178,16 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
     frontier = runs.resume()
     stats: Counter = Counter()
 
-    def handle_page(page_url: str, body: bytes) -> list[str]:
-        images, links = parse_page(body, page_url)
+    def handle_page(page_url: str, parsed: tuple[PageImages, list[str]]) -> list[str]:
+        images, links = parsed
         stats.update(images.dropped)
         runs.add_page(page_url, images.pairs)
+        progress.pairs += len(images.pairs)
         return links
 
-    final = crawl_web(seeds, crawl_settings(config), handle_page, stats, runs.save, frontier)
+    with CrawlProgress(stats, frontier) as progress:
+        final = crawl_web(seeds, crawl_settings(config), handle_page, stats, runs.save, frontier,
+                          parse=parse_web_page, progress=progress.update)
     if not stats["pages"] and stats["blocked_address"] >= len(set(seeds)):
         runs.remove()  # nothing to resume: a rerun with --allow-private starts afresh
         raise WitError(f"crawl: every seed ({', '.join(sorted(set(seeds))[:3])}"
@@ -193,6 +203,44 @@ def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Locati
     dropped.update(stats)
     log.info("crawl: %s: %d pages, %d image-text pairs", name, stats["pages"], pairs)
     return chunks
+
+
+def parse_web_page(page_url: str, body: bytes, with_links: bool
+                   ) -> tuple[PageImages, list[str]]:
+    """A live page's pairs and, unless it is at the crawl's last depth, its links (run in the
+    crawler's parse threads)."""
+    if with_links:
+        return parse_page(body, page_url)
+    return extract_images(body, page_url), []
+
+
+class CrawlProgress:
+    """The live crawl's tqdm bar: pages visited, with the pairs found and the pages that failed."""
+
+    def __init__(self, stats: Counter, frontier: Frontier | None):
+        from tqdm import tqdm
+
+        self.stats = stats
+        self.pairs = 0  # found in this run
+        self.bar = tqdm(desc="crawl: web", unit="page", leave=False,
+                        initial=frontier.pages_started if frontier else 0)
+        self.last = 0.0
+
+    def update(self) -> None:
+        self.bar.update()
+        now = time.monotonic()
+        if now - self.last >= 0.5:  # the postfix costs more than a page's count
+            self.last = now
+            self.bar.set_postfix(pairs=self.pairs, errors=self.errors(), refresh=False)
+
+    def errors(self) -> int:
+        return sum(self.stats[reason] for reason in WEB_ERRORS)
+
+    def __enter__(self) -> CrawlProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 class CrawlRuns:
@@ -302,7 +350,7 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
         return [Partition(start + i, "warc", location, "warc")
                 for i, location in enumerate(locations)]
     parts = pool_partitions(source.location, address_policy(config))
-    return [Partition(start + i, "pool", part.path, "pool", part.row_groups)
+    return [Partition(start + i, "pool", part.path, "pool", part.row_groups, rows=part.rows)
             for i, part in enumerate(parts)]
 
 
@@ -324,8 +372,8 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
                 yield pair.url, pair.text, page_url
     elif partition.kind == "pool":
         part = PoolPartition(partition.location, pool_format(partition.location),
-                             partition.row_groups)
-        for url, text in read_pool(part, settings.columns, settings.policy):
+                             partition.row_groups, partition.rows)
+        for url, text in read_pool(part, settings.columns, settings.policy, dropped):
             yield url, text, ""
     else:
         table = store.read_parquet(partition.location)
@@ -339,38 +387,6 @@ def cached_matcher(queries: str, queries_sha256: str = "") -> QueryMatcher:
     of the one before. A queries file on an object store is copied to a local cache first (once
     per machine): the matcher keeps its automaton cache beside the file it reads."""
     return QueryMatcher.for_queries_file(store.local_copy(queries), sha256=queries_sha256 or None)
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-# Kept as they are in a path or query: RFC 3986's reserved and unreserved characters and "%"
-# (an escape already there stays); a space, a non-ASCII letter, '"', '<', '>' ... are encoded.
-PATH_SAFE = "/%:@!$&'()*+,;=~-._"
-QUERY_SAFE = PATH_SAFE + "?[]"
-ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
-
-
-def canonical_url(url: str) -> str:
-    """The one form of an http(s) image URL, before the dedupe, the uid and the fetch: scheme and
-    host lower-cased, the default port dropped, the fragment removed, raw spaces and non-ASCII
-    characters percent-encoded and escapes upper-cased, so `a b.jpg` and `a%20b.jpg` are one URL.
-    Other URLs (and ones that do not parse) come back as they are."""
-    try:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in DEFAULT_PORTS or not parts.hostname:
-            return url
-        port = parts.port
-    except ValueError:
-        return url
-    host = parts.hostname  # lower-cased by urlsplit, without the brackets of an IPv6 address
-    host = f"[{host}]" if ":" in host else host
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = (f"{userinfo}@" if userinfo else "") + host
-    if port is not None and port != DEFAULT_PORTS[scheme]:
-        netloc += f":{port}"
-    path = ESCAPE.sub(lambda m: m.group(0).upper(), quote(parts.path or "/", safe=PATH_SAFE))
-    query = ESCAPE.sub(lambda m: m.group(0).upper(), quote(parts.query, safe=QUERY_SAFE))
-    return urlunsplit((scheme, netloc, path, query, ""))
 
 
 def pair_uid(url: str, text: str) -> str:
@@ -401,7 +417,9 @@ def partition_inputs(partition: Partition, settings: PartitionSettings) -> dict:
         where = {"chunk": store.name(partition.location), "chunk_sha256": partition.sha256}
     else:
         where = {"location": partition.location, "row_groups": list(partition.row_groups),
-                 "file": file_state(partition.location)}
+                 "file": file_state(partition.location),
+                 # recorded only when set, so that pools partitioned before rows were resume
+                 **({"rows": list(partition.rows)} if partition.rows else {})}
     inputs = {"kind": partition.kind, "source": partition.source, **where,
               "queries_sha256": settings.queries_sha256, "limits": asdict(settings.limits),
               "lang": settings.lang, "min_lang_prob": settings.min_lang_prob,
@@ -425,14 +443,21 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
         if not url:
             dropped["no_url"] += 1
             continue
-        url = canonical_url(url)
-        text = clean_caption(text)
-        problem = caption_problem(text, settings.limits)
-        if problem:
-            dropped[problem] += 1
+        try:
+            url = canonical_url(url)
+            text = clean_caption(text)
+            problem = caption_problem(text, settings.limits)
+            if problem:
+                dropped[problem] += 1
+                continue
+            query_ids = matcher.match(text)
+            lang, lang_prob = detector.detect(text) if query_ids else (None, None)
+        except Exception as error:  # one hostile pair must not end the partition, nor the crawl
+            dropped["pair_error"] += 1
+            log.warning("crawl: pair_error: %s on image '%s' (page '%s', in '%s'): %s",
+                        type(error).__name__, url[:300], page_url[:300], partition.location,
+                        error)
             continue
-        query_ids = matcher.match(text)
-        lang, lang_prob = detector.detect(text) if query_ids else (None, None)
         candidates.append({"uid": pair_uid(url, text), "url": url, "text": text,
                            "page_url": page_url, "source": partition.source, "lang": lang,
                            "lang_prob": lang_prob})
@@ -553,7 +578,9 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
         [str(p) for p in matched], query_count(local_queries), manifests,
         config.path("data/matched/.balance"),
         BalanceSettings(per_query=config.per_query, mode=config.balance, seed=config.seed))
-    stats = {"sources": config.source, "dropped": dict(sorted(dropped.items())),
+    counts = {name: dropped.pop(name) for name in COUNTS if name in dropped}
+    stats = {"sources": config.source, "counts": counts,
+             "dropped": dict(sorted(dropped.items())),
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
              "queries_sha256": queries_sha256,

@@ -2,7 +2,11 @@
 
 Files are streamed in record batches with only the two needed columns read, so a pool far larger
 than memory never spikes RAM (a known pain of img2dataset on large parquet inputs). A parquet file
-is split into partitions of row groups, so one large file still spreads over workers.
+is split into partitions of row groups, and a row group larger than `PARTITION_ROWS` into row
+ranges, so one large file still spreads over workers whatever its writer chose.
+
+One row that cannot be read (a CSV line with the wrong number of fields, a JSON line that is not
+an object) is counted (`row_error`) and logged, and the rest of the file is read.
 
 A pool at an http(s) URL is read through the store's guarded HTTP filesystem: the crawl's
 `AddressPolicy` (`policy=`; default public addresses only) checks every hop.
@@ -13,8 +17,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import shutil
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,7 +36,10 @@ from wit_builder.net.guard import AddressPolicy
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
            ".json": "jsonl", ".ndjson": "jsonl"}
 ROW_GROUPS_PER_PARTITION = 4
+PARTITION_ROWS = 100_000  # at most this many rows a partition (but a small row group is whole)
 BATCH_ROWS = 8192
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class PoolPartition:
     path: str
     format: str
     row_groups: tuple[int, ...] = ()  # parquet only; empty means the whole file
+    rows: tuple[int, int] | None = None  # parquet: rows [start, stop) of those row groups only
 
 
 @dataclass(frozen=True)
@@ -72,19 +82,44 @@ def is_pool_file(name: str) -> bool:
         return False
 
 
-def pool_partitions(spec: str, policy: AddressPolicy | None = None) -> list[PoolPartition]:
-    """Units of work for the engine: row-group ranges of parquet files, whole other files."""
+def pool_partitions(spec: str, policy: AddressPolicy | None = None,
+                    rows: int = PARTITION_ROWS) -> list[PoolPartition]:
+    """Units of work for the engine: parquet files as runs of up to ROW_GROUPS_PER_PARTITION row
+    groups and `rows` rows, a larger row group as row ranges of `rows`; other files whole."""
     partitions = []
     for path in expand_pool_paths(spec, policy):
         kind = pool_format(path)
         if kind == "parquet" and not path.endswith(".gz"):
-            groups = open_parquet(path, policy).num_row_groups
-            for start in range(0, max(groups, 1), ROW_GROUPS_PER_PARTITION):
-                chunk = tuple(range(start, min(start + ROW_GROUPS_PER_PARTITION, groups)))
-                partitions.append(PoolPartition(path, kind, chunk))
+            metadata = open_parquet(path, policy).metadata
+            sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+            partitions += [PoolPartition(path, kind, groups, span)
+                           for groups, span in row_group_partitions(sizes, rows)]
         else:
             partitions.append(PoolPartition(path, kind))
     return partitions
+
+
+def row_group_partitions(sizes: list[int], rows: int
+                         ) -> list[tuple[tuple[int, ...], tuple[int, int] | None]]:
+    """(row groups, row range or None) of each partition of a parquet file whose row groups hold
+    `sizes` rows: consecutive small groups together, a group of more than `rows` rows cut into
+    ranges. A file without row groups is one (empty) partition."""
+    parts: list[tuple[tuple[int, ...], tuple[int, int] | None]] = []
+    run: list[int] = []
+    run_rows = 0
+    for group, size in enumerate(sizes):
+        if run and (len(run) == ROW_GROUPS_PER_PARTITION or run_rows + size > rows):
+            parts.append((tuple(run), None))
+            run, run_rows = [], 0
+        if size > rows:
+            parts += [((group,), (start, min(start + rows, size)))
+                      for start in range(0, size, rows)]
+            continue
+        run.append(group)
+        run_rows += size
+    if run or not parts:
+        parts.append((tuple(run), None))
+    return parts
 
 
 def open_parquet(path: str, policy: AddressPolicy | None = None) -> pq.ParquetFile:
@@ -108,8 +143,21 @@ def read_parquet(partition: PoolPartition, columns: PoolColumns,
         return
     handle = open_parquet(partition.path, policy)
     require_columns(partition.path, handle.schema_arrow.names, columns)
-    yield from handle.iter_batches(batch_size=BATCH_ROWS, row_groups=list(partition.row_groups),
-                                   columns=[columns.url, columns.text])
+    batches = handle.iter_batches(batch_size=BATCH_ROWS, row_groups=list(partition.row_groups),
+                                  columns=[columns.url, columns.text])
+    if partition.rows is None:
+        yield from batches
+        return
+    start, stop = partition.rows
+    position = 0
+    for batch in batches:  # the rows before `start` are decoded, not used
+        end = position + batch.num_rows
+        if end > start:
+            first = max(start, position)
+            yield batch.slice(first - position, min(stop, end) - first)
+        position = end
+        if position >= stop:
+            return
 
 
 def read_gzipped_parquet(path: str, columns: PoolColumns, policy: AddressPolicy | None = None
@@ -128,14 +176,41 @@ def read_gzipped_parquet(path: str, columns: PoolColumns, policy: AddressPolicy 
         yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=[columns.url, columns.text])
 
 
+LOGGED_ROW_ERRORS = 5  # per file; the others are only counted
+
+
+class RowErrors:
+    """The rows of one pool file that could not be read: counted as `row_error`, the first few
+    logged with the file and why."""
+
+    def __init__(self, path: str, dropped: Counter):
+        self.path, self.dropped, self.count = path, dropped, 0
+
+    def add(self, why: str) -> None:
+        self.dropped["row_error"] += 1
+        self.count += 1
+        if self.count <= LOGGED_ROW_ERRORS:
+            log.warning("pool: row_error in '%s': %s; row skipped%s", self.path, why[:200],
+                        " (further ones only counted)" if self.count == LOGGED_ROW_ERRORS else "")
+
+    def csv_row(self, row) -> str:
+        """pyarrow's invalid_row_handler: the row is counted, then skipped."""
+        self.add(f"{row.actual_columns} fields where the header has {row.expected_columns}: "
+                 f"{row.text!r}")
+        return "skip"
+
+
 def read_delimited(partition: PoolPartition, columns: PoolColumns,
-                   policy: AddressPolicy | None = None) -> Iterator[pa.RecordBatch]:
+                   policy: AddressPolicy | None = None, dropped: Counter | None = None
+                   ) -> Iterator[pa.RecordBatch]:
     delimiter = "\t" if partition.format == "tsv" else ","
     compression = "gzip" if partition.path.endswith(".gz") else None
+    errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
     stream = pa.input_stream(store.open(partition.path, "rb", policy), compression=compression)
     try:
         reader = pacsv.open_csv(
-            stream, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            stream, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                                     invalid_row_handler=errors.csv_row),
             convert_options=pacsv.ConvertOptions(column_types={columns.url: pa.string(),
                                                                columns.text: pa.string()}))
     except pa.ArrowInvalid as error:
@@ -147,9 +222,11 @@ def read_delimited(partition: PoolPartition, columns: PoolColumns,
 
 
 def read_jsonl(partition: PoolPartition, columns: PoolColumns,
-               policy: AddressPolicy | None = None) -> Iterator[pa.RecordBatch]:
+               policy: AddressPolicy | None = None, dropped: Counter | None = None
+               ) -> Iterator[pa.RecordBatch]:
     rows: list[dict] = []
     checked = False
+    errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
     with store.open(partition.path, "rb", policy) as raw, \
             io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if partition.path.endswith(".gz")
                              else raw, encoding="utf-8", errors="replace") as handle:
@@ -158,28 +235,52 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                raise WitError(f"pool: '{partition.path}' line {number} is not JSON") from None
+            except (json.JSONDecodeError, RecursionError):
+                errors.add(f"line {number} is not JSON")
+                continue
+            if not isinstance(record, dict):
+                errors.add(f"line {number} is a JSON {type(record).__name__}, not an object")
+                continue
             if not checked:
                 require_columns(partition.path, list(record), columns)
                 checked = True
-            rows.append({"url": record.get(columns.url), "text": record.get(columns.text)})
+            rows.append({"url": as_text(record.get(columns.url)),
+                         "text": as_text(record.get(columns.text))})
             if len(rows) == BATCH_ROWS:
-                yield pa.RecordBatch.from_pylist(rows)
+                yield pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
                 rows = []
     if rows:
-        yield pa.RecordBatch.from_pylist(rows)
+        yield pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
+    if not checked and errors.count:
+        raise WitError(f"pool: '{partition.path}' holds no JSON object on any of its lines; "
+                       "is it JSON lines?")
 
 
-READERS = {"parquet": read_parquet, "csv": read_delimited, "tsv": read_delimited,
-           "jsonl": read_jsonl}
+JSONL_BATCH = pa.schema([("url", pa.string()), ("text", pa.string())])
+
+
+def as_text(value) -> str | None:
+    """A JSON value as the text of a pair: strings as they are, numbers and the like as JSON
+    writes them (a list or an object is no URL nor caption, but must not stop the file)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+READERS = {"csv": read_delimited, "tsv": read_delimited, "jsonl": read_jsonl}
 
 
 def read_pool(partition: PoolPartition, columns: PoolColumns = PoolColumns(),
-              policy: AddressPolicy | None = None) -> Iterator[tuple[str, str]]:
+              policy: AddressPolicy | None = None, dropped: Counter | None = None
+              ) -> Iterator[tuple[str, str]]:
     """(url, caption) pairs of one partition, empty strings where a value is missing (the crawl's
-    filters drop and count those); `policy` guards a pool at an http(s) URL."""
-    for batch in READERS[partition.format](partition, columns, policy):
+    filters drop and count those); rows that cannot be read are counted in `dropped`
+    (`row_error`); `policy` guards a pool at an http(s) URL."""
+    if partition.format == "parquet":
+        batches = read_parquet(partition, columns, policy)
+    else:
+        batches = READERS[partition.format](partition, columns, policy, dropped)
+    for batch in batches:
         urls, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for url, text in zip(urls, texts):
             yield ("" if url is None else str(url)), ("" if text is None else str(text))

@@ -132,24 +132,33 @@ def read_html_responses(location: str, dropped: Counter,
                         policy: AddressPolicy = AddressPolicy()) -> Iterator[tuple[str, bytes]]:
     """(target URL, HTML body) of each 200 HTML response record; other response and revisit
     records are counted in `dropped` by reason. A record whose Content-Length is wrong is counted
-    (warc_record_error) and reading goes on at the next `WARC/1.` header (as warcio does); a file
-    that is not a WARC, or is cut short, ends with a warning; an ARC file is a WitError. A WARC on
-    the web is read under `policy`."""
+    (warc_record_error) and reading goes on at the next `WARC/1.` header (as warcio does), also
+    when the wrong length runs past the end of the file (the records it swallowed are read; its
+    page is kept up to that header); a file that is not a WARC, or is cut short, ends with a
+    warning; an ARC file is a WitError. A WARC on the web is read under `policy`."""
     start: tuple[int, int | None] = (0, None)  # raw offset; offset in the decoded stream, if any
     last_position, cut_counted = 0, 0
     while True:
         last: int | None = None
+        overran: tuple[int, str | None, bytes, int | None] | None = None
         with open_location(location, policy) as stream:
             # Every record type is walked (its position is where a resynchronisation starts).
             records = ArchiveIterator(resume_stream(stream, start), parse_http=True)
             try:
                 for record in records:
                     last, cut_counted = record.stream_pos, dropped["truncated_record"]
-                    if not record.record_type & READ_TYPES:
-                        continue
-                    page = yield_page(record, dropped)
-                    if page is not None:
-                        yield page
+                    url = page_target(record, dropped) if record.record_type & READ_TYPES \
+                        else None
+                    body = record.reader.read() if url else b""
+                    # A block shorter than its Content-Length ran into the end of the file:
+                    # either the file is cut short or the length is wrong and swallowed the
+                    # records after it (only the last record of a stream can be short).
+                    if len(body) + record.reader.consume() < record.content_length:
+                        overran = (record.stream_pos, url, body,
+                                   declared_length(record) if url else None)
+                        break
+                    if url and body_is_whole(declared_length(record), body, dropped):
+                        yield url, body
             except (OSError, EOFError, zlib.error) as error:
                 if last is None and start == (0, None):
                     refuse_arc(location, policy)
@@ -161,12 +170,27 @@ def read_html_responses(location: str, dropped: Counter,
                     log.warning("warc: '%s': the record at offset %d is not where its "
                                 "predecessor's Content-Length says (%s); reading on at the next "
                                 "WARC/1. header", location, last, error)
-                last = last or 0
-                start = (start[0], start[1] + last) if start[1] is not None else (last, 0)
-                start = next_header(location, policy, start)
+                start = next_header(location, policy, resume_point(start, last or 0))
                 if start is None:
                     return
                 continue
+        if overran is not None:
+            position, url, body, expected = overran
+            following = next_header(location, policy, resume_point(start, position), quiet=True)
+            if following is None:
+                dropped["truncated_record"] += 1
+                log.warning("warc: '%s' ends inside the record at offset %d (file cut short); "
+                            "that record skipped", location, position)
+                return
+            dropped["warc_record_error"] += 1
+            log.warning("warc: '%s': the record at offset %d declares a Content-Length past the "
+                        "end of the file; reading on at the next WARC/1. header inside it",
+                        location, position)
+            header = body.find(b"\n" + HEADER)
+            if url and header >= 0 and body_is_whole(expected, body[:header], dropped):
+                yield url, body[:header]
+            start = following
+            continue
         if start == (0, None):
             last_position = last or 0
         break
@@ -231,10 +255,10 @@ def resume_stream(stream: BinaryIO, start: tuple[int, int | None]):
     return stream if start == (0, None) else DecodedStream(stream, start[0], start[1] or 0)
 
 
-def next_header(location: str, policy: AddressPolicy, start: tuple[int, int]
-                ) -> tuple[int, int] | None:
+def next_header(location: str, policy: AddressPolicy, start: tuple[int, int],
+                quiet: bool = False) -> tuple[int, int] | None:
     """Where the next `WARC/1.` line after the record at `start` begins (in the decoded
-    stream), or None (with the damaged tail counted) when no record follows."""
+    stream), or None (said in the log unless `quiet`) when no record follows."""
     raw, offset = start
     position, tail = offset + 1, b""
     try:
@@ -252,7 +276,8 @@ def next_header(location: str, policy: AddressPolicy, start: tuple[int, int]
                 position += len(data)
     except (OSError, EOFError, zlib.error):
         pass
-    log.warning("warc: '%s': no WARC record follows the damaged one", location)
+    if not quiet:
+        log.warning("warc: '%s': no WARC record follows the damaged one", location)
     return None
 
 
@@ -298,8 +323,14 @@ def target_uri(value: str | None) -> str | None:
     return value or None
 
 
-def yield_page(record, dropped: Counter) -> tuple[str, bytes] | None:
-    """The (URL, body) of a record worth parsing, else None with the reason counted."""
+def resume_point(start: tuple[int, int | None], position: int) -> tuple[int, int]:
+    """Where the record at `position` of the stream read from `start` begins, as a start."""
+    return (start[0], start[1] + position) if start[1] is not None else (position, 0)
+
+
+def page_target(record, dropped: Counter) -> str | None:
+    """The URL of a record worth parsing (its body not read yet), else None with the reason
+    counted."""
     url = target_uri(record.headers.get("WARC-Target-URI"))
     if not url:
         dropped["truncated_record"] += 1
@@ -316,11 +347,14 @@ def yield_page(record, dropped: Counter) -> tuple[str, bytes] | None:
     if not is_html_type(record.http_headers.get("Content-Type")):
         dropped["not_html"] += 1
         return None
-    body = record.reader.read()
-    expected = declared_length(record)
+    return url
+
+
+def body_is_whole(expected: int | None, body: bytes, dropped: Counter) -> bool:
+    """False (counted) when a page's body is shorter than its HTTP Content-Length `expected`."""
     # A record the crawler cut at its size limit (WARC-Truncated) still holds usable HTML; a body
     # shorter than its own Content-Length means the file itself was cut.
     if expected is not None and len(body) < expected:
         dropped["truncated_record"] += 1
-        return None
-    return url, body
+        return False
+    return True

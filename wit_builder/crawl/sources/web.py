@@ -4,7 +4,10 @@ redirects followed by hand (each hop checked against robots.txt and the address 
 targets refused), HTML only, size and time caps.
 
 The crawler hands every page to a callback that parses it once and returns its links, so pages
-never accumulate in memory. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
+never accumulate in memory. With a `parse` callback, parsing runs in worker threads (selectolax
+releases the GIL while it parses), so fetches go on while a pathological page is parsed; the
+callback's result is then recorded on the event loop. One page that fails to parse or to record
+is counted (`page_error`, `page_too_complex`) and the crawl goes on. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
 another callback, and a crawl started from such a snapshot goes on where that one stood.
 """
 
@@ -15,6 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -22,6 +26,12 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from wit_builder.crawl.sources.html import is_html_type
+try:  # TEMPORARY until sources/html.py defines it
+    from wit_builder.crawl.sources.html import PageTooComplex
+except ImportError:
+    class PageTooComplex(ValueError):
+        pass
+from wit_builder.crawl.sources.urls import canonical_url
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import Client, FetchFailed, Response, check_status
 from wit_builder.net.robots import MAX_ROBOTS_BYTES, Rules, denying_all, rules_from_answer
@@ -47,6 +57,7 @@ class WebCrawlSettings:
     allow_private: bool = False
     trusted_origins: tuple[str, ...] = ()  # 'host:port' exempt from the address guard
     checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
+    parse_threads: int = 4  # pages parsed at once, off the event loop (with a `parse` callback)
 
 
 # At most this many seen URLs rewritten by a checkpoint per page crawled since the last one
@@ -98,10 +109,15 @@ def looks_like_page(url: str) -> bool:
 class Crawler:
     """One crawl: the frontier, the hosts' states and the counts of what happened."""
 
-    def __init__(self, settings: WebCrawlSettings, handle_page: Callable[[str, bytes], Iterable[str]],
-                 stats: Counter, checkpoint: Callable[[Frontier], None] | None = None):
+    def __init__(self, settings: WebCrawlSettings, handle_page: Callable[[str, object], Iterable[str]],
+                 stats: Counter, checkpoint: Callable[[Frontier], None] | None = None,
+                 parse: Callable[[str, bytes, bool], object] | None = None,
+                 progress: Callable[[], None] | None = None):
         self.settings = settings
         self.handle_page = handle_page
+        self.parse = parse
+        self.parsers: ThreadPoolExecutor | None = None  # while the crawl runs, with `parse`
+        self.progress = progress
         self.stats = stats
         self.checkpoint = checkpoint
         self.hosts: dict[str, HostState] = {}
@@ -138,6 +154,7 @@ class Crawler:
         return self.hosts[origin]
 
     def enqueue(self, url: str, depth: int) -> None:
+        url = canonical_url(url)
         if url in self.seen or depth > self.settings.max_depth:
             return
         if host_of(url) not in self.allowed:
@@ -230,9 +247,29 @@ class Crawler:
             self.stats["not_html"] += 1
             return
         self.stats["pages"] += 1
-        self.seen.add(answer.url)
-        for link in self.handle_page(answer.url, answer.body):
+        self.seen.add(canonical_url(answer.url))
+        try:
+            links = await self.handle(answer.url, answer.body, depth < self.settings.max_depth)
+        except Exception as error:  # one page that cannot be parsed never stops the crawl
+            reason = page_failure(error)
+            self.stats[reason] += 1
+            log.warning("web: %s: %s on '%s': %s", reason, type(error).__name__, answer.url,
+                        error)
+            return
+        for link in links:
             self.enqueue(link, depth + 1)
+
+    async def handle(self, url: str, body: bytes, with_links: bool) -> Iterable[str]:
+        """The page's links, once `parse` (in a worker thread) and `handle_page` (here, on the
+        loop: records and the frontier change together, so a snapshot never holds half a
+        page) are done with it."""
+        if self.parsers is None:
+            return self.handle_page(url, body)
+        parsed = await asyncio.get_running_loop().run_in_executor(
+            self.parsers, self.parse, url, body, with_links)
+        if self.stopped:  # parsed while the crawl stops: not recorded
+            return ()
+        return self.handle_page(url, parsed)
 
     async def worker(self, client: Client) -> None:
         while True:
@@ -253,6 +290,8 @@ class Crawler:
                 self.pages_finished += visited
                 self.queue.task_done()
             if visited:
+                if self.progress is not None:
+                    self.progress()
                 self.page_finished()
 
     def page_finished(self) -> None:
@@ -281,6 +320,19 @@ class Crawler:
         else:
             for seed in seeds:
                 self.enqueue(seed, 0)
+        if self.parse is not None:
+            self.parsers = ThreadPoolExecutor(max(1, self.settings.parse_threads),
+                                              thread_name_prefix="wit-parse")
+        try:
+            await self.crawl(seeds)
+        finally:
+            if self.parsers is not None:
+                # a parse still running (a crawl stopped by its checkpoint) is not waited for
+                self.parsers.shutdown(wait=False, cancel_futures=True)
+                self.parsers = None
+        return self.snapshot()
+
+    async def crawl(self, seeds: list[str]) -> None:
         async with Client(self.policy, user_agent=self.settings.user_agent,
                           timeout=self.settings.timeout,
                           concurrency=self.settings.concurrency) as client:
@@ -298,14 +350,23 @@ class Crawler:
             for result in results:
                 if isinstance(result, Exception):
                     raise result
-        return self.snapshot()
+
+
+def page_failure(error: Exception) -> str:
+    """The reason a page that raised is counted under: over its parse budget, or an error."""
+    return "page_too_complex" if isinstance(error, PageTooComplex) else "page_error"
 
 
 def crawl_web(seeds: list[str], settings: WebCrawlSettings,
-              handle_page: Callable[[str, bytes], Iterable[str]], stats: Counter,
+              handle_page: Callable[[str, object], Iterable[str]], stats: Counter,
               checkpoint: Callable[[Frontier], None] | None = None,
-              frontier: Frontier | None = None) -> Frontier:
-    """Crawl from `seeds` (or on from `frontier`); `handle_page(url, body)` gets every HTML page
-    and returns its links; `checkpoint(frontier)` gets a snapshot every
-    `settings.checkpoint_pages` pages. Returns the final frontier."""
-    return asyncio.run(Crawler(settings, handle_page, stats, checkpoint).run(seeds, frontier))
+              frontier: Frontier | None = None,
+              parse: Callable[[str, bytes, bool], object] | None = None,
+              progress: Callable[[], None] | None = None) -> Frontier:
+    """Crawl from `seeds` (or on from `frontier`). Without `parse`, `handle_page(url, body)` gets
+    every HTML page and returns its links; with it, `parse(url, body, with_links)` runs in a
+    worker thread (`with_links` False at the last depth) and `handle_page(url, parsed)` gets its
+    result. `checkpoint(frontier)` gets a snapshot every `settings.checkpoint_pages` pages,
+    `progress()` a call per page visited. Returns the final frontier."""
+    crawler = Crawler(settings, handle_page, stats, checkpoint, parse, progress)
+    return asyncio.run(crawler.run(seeds, frontier))
