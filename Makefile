@@ -9,7 +9,7 @@ WIT    := $(BIN)/wit --config $(CONFIG)
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install synthweb queries crawl shards train eval demo test bench clean
+.PHONY: realcheck install synthweb queries crawl shards train eval demo test bench clean
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	@set -e; for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; done
+
+realcheck: $(TEST_STAMP)
+	$(BIN)/python benchmarks/realcheck.py
 
 clean:
 	rm -rf data runs benchmarks/out .pytest_cache
