@@ -8,8 +8,8 @@ results, slower) and logs a warning saying so.
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("wit_builder.queries._hotloop", ["wit_builder/queries/_hotloop.c"],
-                             depends=["wit_builder/core/siphash.h"],
+                             depends=["wit_builder/core/siphash.h", "wit_builder/core/words.h"],
                              optional=True),
                    Extension("wit_builder.crawl._crawlfast", ["wit_builder/crawl/_crawlfast.c"],
-                             depends=["wit_builder/core/siphash.h"],
+                             depends=["wit_builder/core/siphash.h", "wit_builder/core/words.h"],
                              optional=True)])

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from wit_builder.core import atomic
+from wit_builder.core.text import TOKENIZATION
 from wit_builder.crawl import match
 from wit_builder.crawl.match import CompiledMatcher, QueryMatcher
 
@@ -117,10 +118,10 @@ def test_a_sound_cache_is_read_and_matches_like_a_fresh_build(queries, caplog, e
     content = cache.read_bytes()
     header, body = content.split(b"\n", 1)
     fields = header.split(b" ")
-    assert fields[:3] == [b"witbuilder-matcher-2", b"compiled",
-                          atomic.sha256_file(queries).encode()]
-    assert int(fields[3]) == len(body)
-    assert fields[4] == hashlib.blake2b(body, digest_size=32).hexdigest().encode()
+    assert fields[:4] == [b"witbuilder-matcher-3", b"compiled",
+                          atomic.sha256_file(queries).encode(), TOKENIZATION.encode()]
+    assert int(fields[4]) == len(body)
+    assert fields[5] == hashlib.blake2b(body, digest_size=32).hexdigest().encode()
     matcher, warnings = load_with_cache(queries, content, caplog)
     assert warnings == []
     assert [first.match(t) for t in TEXTS] == [matcher.match(t) for t in TEXTS] == expected
@@ -137,7 +138,7 @@ CRAFTED_FILES = {
     "empty": (lambda q, body: b"", "not a matcher cache of this version"),
     "header without a newline": (lambda q, body: sealed(q, body).split(b"\n")[0],
                                  "not a matcher cache of this version"),
-    "header too long": (lambda q, body: b"witbuilder-matcher-2 " + b"x" * 600 + b"\n",
+    "header too long": (lambda q, body: b"witbuilder-matcher-3 " + b"x" * 600 + b"\n",
                         "not a matcher cache of this version"),
     "truncated": (lambda q, body: sealed(q, body)[:-7], "bytes where the header says"),
     "extended": (lambda q, body: sealed(q, body) + b"\0", "bytes where the header says"),
@@ -146,6 +147,13 @@ CRAFTED_FILES = {
         "malformed header"),
     "wrong checksum": (lambda q, body: sealed(q, body)[:-1] + bytes([body[-1] ^ 1]),
                        "checksum mismatch"),
+    "cut under other tokenisation rules": (
+        lambda q, body: sealed(q, body).replace(TOKENIZATION.encode(), b"witbuilder-tokens-1", 1),
+        "tokenisation rules 'witbuilder-tokens-1'"),
+    "the previous format (no tokenisation rules)": (
+        lambda q, body: sealed(q, body).replace(b"matcher-3", b"matcher-2", 1)
+        .replace(b" " + TOKENIZATION.encode(), b"", 1),
+        "not a matcher cache of this version"),
     "binary garbage": (lambda q, body: bytes(random.Random(1).randrange(256)
                                              for _ in range(4096)),
                        "not a matcher cache of this version"),

@@ -17,14 +17,15 @@ from wit_builder.crawl.match import QueryMatcher, matchable_text
 
 WORDS = ["cat", "new", "york", "red", "triangle", "state-of-the-art", "o'neill", "café", "e",
          "ﬁsh", "s", "a", "it's", "york's", "x-ray", "naïve", "straße", "東京", "7", "42nd",
-         "'s", "dog", "the", "of"]
+         "'s", "dog", "the", "of", "u.s.", "1,000", "3.5", "i.e.", "1775"]
 # Pieces that exercise every rule of the text side: case, punctuation, joiners in and out of
 # words, possessives, Unicode letters, NFKC (ligatures, full-width, no-break space), digits.
 PIECES = ["cat", "Cat", "CAT", "new", "York", "york", "'s", "'", "-", "--", "''", "s", "S",
           " ", "  ", ".", ",", "!", "\n", "\t", "_", "(", ")", "É", "é", "café", "CAFÉ", "ﬁ",
           "ﬁsh", "’", "\xa0", "7", "42nd", "red", "triangle", "state", "of", "the", "art",
           "o", "neill", "x", "ray", "東京", "ｃａｔ", "naïve", "STRASSE", "straße", "the", "a",
-          "e", "dog", "\u02bc", "\u2011", "ʼs"]
+          "e", "dog", "\u02bc", "\u2011", "ʼs", "U.", "S.", "i.e.", "1", "000", "1,000", "3.5",
+          ",5", ".5", "5", "–", "\0", "\ud800", "\udcff", "&#0;", ":", ";", "/"]
 
 
 def test_the_compiled_matcher_is_built():
@@ -116,7 +117,7 @@ def test_compiled_cache_is_reused_and_matches_like_the_fresh_build(tmp_path):
     texts = ["A red triangle", "New York's café", "state-of-the-art, red-ish", "nothing"]
     first = QueryMatcher.for_queries_file(path, kind="compiled")
     cache = path.with_suffix(".automaton")
-    assert cache.read_bytes().startswith(b"witbuilder-matcher-2 compiled ")
+    assert cache.read_bytes().startswith(b"witbuilder-matcher-3 compiled ")
     stamp = cache.stat().st_mtime_ns
     again = QueryMatcher.for_queries_file(path, kind="compiled")
     assert cache.stat().st_mtime_ns == stamp  # read, not rebuilt

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "../core/siphash.h"
+#include "../core/words.h"
 
 typedef unsigned char u8;
 typedef Py_ssize_t ssz;
@@ -248,18 +249,11 @@ static int reserve(void **buffer, ssz *capacity, ssz need, size_t item) {
     return 0;
 }
 
-/* ASCII byte classes: letters and digits fold to lower case; ' and - may join words. */
-static u8 fold_table[256];
-#define JOINER 1
-static u8 joiner_table[256];
-
 static u8 latin1_space[256];  /* str.isspace() of every one-byte (Latin-1) character */
 
 static void init_byte_classes(void) {
     for (int c = 0; c < 256; c++) {
         latin1_space[c] = (u8)Py_UNICODE_ISSPACE((Py_UCS4)c);
-        fold_table[c] = (c < 128 && Py_ISALNUM(c)) ? (u8)Py_TOLOWER(c) : 0;
-        joiner_table[c] = (c == '\'' || c == '-') ? JOINER : 0;
     }
 }
 
@@ -269,32 +263,20 @@ static void note_word(Matcher *m, const u8 *s, ssz n, ssz *count) {
     m->found[(*count)++] = slot->id_plus1 ? slot : NULL;
 }
 
-/* ASCII text cut into words as match.matchable_text cuts it (text.WORD on the lower-cased
- * text: letters and digits, joined by single ' or - between two of them; a final "'s" split off
- * as a word of its own), written to m->folded as words between single spaces. Returns the
- * length written, or -1. */
+/* ASCII text cut into words as match.matchable_text cuts it (core/words.h: text.py's words of the
+ * lower-cased text, possessives folded), written to m->folded as words between single spaces.
+ * Returns the length written, or -1. */
 static ssz fold_ascii(Matcher *m, const u8 *s, ssz n) {
-    /* each word may grow by one byte (the possessive's space) and needs one separator */
-    if (reserve((void **)&m->folded, &m->folded_cap, 2 * n + 2, 1) < 0) return -1;
+    if (reserve((void **)&m->folded, &m->folded_cap, n + 1, 1) < 0) return -1;
     u8 *out = m->folded;
     ssz i = 0;
     while (i < n) {
-        if (!fold_table[s[i]]) { i++; continue; }
+        if (!word_class[s[i]]) { i++; continue; }
         if (out != m->folded) *out++ = ' ';
-        ssz length = 0;
-        for (;;) {
-            while (i < n && fold_table[s[i]]) out[length++] = fold_table[s[i++]];
-            if (i + 1 < n && joiner_table[s[i]] && fold_table[s[i + 1]]) {
-                out[length++] = s[i++];
-                continue;
-            }
-            break;
-        }
-        if (length >= 3 && out[length - 2] == '\'' && out[length - 1] == 's') {
-            memcpy(out + length - 2, " 's", 3);
-            length++;
-        }
+        ssz length, end = ascii_word_at(s, i, n, &length);
+        for (ssz j = 0; j < length; j++) out[j] = (u8)Py_TOLOWER(s[i + j]);
         out += length;
+        i = end;
     }
     return out - m->folded;
 }
@@ -1204,6 +1186,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_crawlfast",
 
 PyMODINIT_FUNC PyInit__crawlfast(void) {
     init_byte_classes();
+    init_word_classes();
     if (init_hash_key() < 0 || intern_strings() < 0 || PyType_Ready(&MatcherType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;

@@ -1,7 +1,7 @@
 """Which queries a text contains: whole words and phrases, on word boundaries, in one pass.
 
-Texts are normalised exactly as the queries were (wit_builder.core.text): NFKC, lower case, words joined
-by single spaces, and a possessive "'s" split off as a word of its own on both sides, so "new york"
+Texts are cut into words exactly as the queries were (wit_builder.core.text): NFKC, lower case, words
+joined by single spaces, a possessive "'s" folded into its word on both sides, so "new york"
 matches "New York's skyline". Two matchers give identical ids:
 
 - `compiled` (the default, wit_builder/crawl/_crawlfast.c): an Aho-Corasick over *words*: a hash table of
@@ -9,12 +9,13 @@ matches "New York's skyline". Two matchers give identical ids:
   one hash probe per word; a character automaton pays a cache-missing trie node per character.
 - `automaton` (the reference, and the fallback when the extension is not built): pyahocorasick
   over every query as " query ", so every hit starts and ends on a word boundary ("cat" never
-  matches "category"); its ASCII texts skip NFKC and take one bytes.translate pass.
+  matches "category").
 
 The compiled matcher is built once per queries file and cached beside it (`queries.automaton`,
 the name kept from when it held the automaton). A cache lives in a workdir that others may write
 (NFS, a bucket), so it is data, never code: a header line names the format, the queries file's
-sha256, the body's length and its blake2b, and the body holds the matcher's words and phrase edges,
+sha256 and the tokenisation rules it was cut under (core.text.TOKENIZATION), the body's length
+and its blake2b, and the body holds the matcher's words and phrase edges,
 which the extension checks entry by entry and builds its tables from afresh under this process's
 hash key. A cache that fails any check is rebuilt, with one warning. The automaton is not cached:
 it is rebuilt in each process (1-2 s for 500,000 queries), since pyahocorasick's only serialisation
@@ -26,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Iterable
 from operator import itemgetter
 from pathlib import Path
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from wit_builder.core import atomic
 from wit_builder.core.options import WitError
-from wit_builder.core.text import WORD, normalize
+from wit_builder.core.text import TOKENIZATION, normalize, normalized_words
 
 try:
     from wit_builder.crawl import _crawlfast
@@ -46,55 +46,18 @@ except ImportError:  # not built (no C compiler at install time): the automaton 
 log = logging.getLogger(__name__)
 
 CACHE_SUFFIX = ".automaton"
-CACHE_FORMAT = "witbuilder-matcher-2"  # the first word of a cache file's header line
+CACHE_FORMAT = "witbuilder-matcher-3"  # the first word of a cache file's header line
 CACHE_HEADER_MAX = 512  # bytes: a longer first line is no header
 # The automaton yields (end index, query id) per hit.
 HIT_VALUE = itemgetter(1)
 
 
-# ASCII text as bytes: letters lower-cased, and every character that is neither a letter nor a
-# digit, nor one of the two characters that may join words (' and -), a space.
-ASCII_WORD_BYTES = bytes(ord(chr(c).lower()) if chr(c).isalnum() or chr(c) in "'-" else ord(" ")
-                         for c in range(128)) + b" " * 128
-# WORD on folded ASCII text, for the rare text where a joiner does not sit between two words.
-ASCII_WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
-NOT_A_WORD_CHARACTER = " '-"  # what folded ASCII text holds besides letters and digits
-
-
-def has_loose_joiner(padded: str) -> bool:
-    """True when a ' or - of folded, space-padded ASCII text is not between two word characters.
-    Joiners are few per text, so finding each beats scanning the text for every bad pair."""
-    for joiner in "'-":
-        at = padded.find(joiner)
-        while at >= 0:
-            if padded[at - 1] in NOT_A_WORD_CHARACTER or padded[at + 1] in NOT_A_WORD_CHARACTER:
-                return True
-            at = padded.find(joiner, at + 1)
-    return False
-
-
-def ascii_words(text: str) -> str:
-    """The words of ASCII `text`, lower case, between spaces: one or more, at least one at each end.
-    Exactly WORD's words: a bytes translate pass, and the regex only when a joiner is loose."""
-    # bytes.translate is ~3x faster than str.translate; `in` is faster on str than on bytes.
-    padded = f" {text.encode('ascii').translate(ASCII_WORD_BYTES).decode('ascii')} "
-    if ("'" in padded or "-" in padded) and has_loose_joiner(padded):
-        return f" {' '.join(ASCII_WORD.findall(padded))} "
-    return padded
-
-
 def matchable_text(text: str) -> str:
-    """The text as the automaton sees it: its words between spaces, possessives split off. Words
-    are single-spaced; runs of spaces may remain at the two ends, where they change no match."""
-    if not text.isascii():
-        padded = f" {' '.join(WORD.findall(normalize(text)))} "
-        return padded.replace("'s ", " 's ") if "'" in padded else padded
-    padded = ascii_words(text)  # most captions: no NFKC, no str-level regex
-    if "'" in padded:
-        padded = padded.replace("'s ", " 's ")
-    if "  " in padded.strip():  # a phrase must match across "red, (triangle)"
-        padded = f" {' '.join(padded.split())} "
-    return padded
+    """The text as the matchers see it: its words (core/text.py: possessives folded, "u.s." and
+    "1,000" one word each) between single spaces, one space at each end. Punctuation between two
+    words does not stop a phrase matching (titles such as "Star Wars: A New Hope" are stored as
+    their words)."""
+    return f" {' '.join(normalized_words(normalize(text)))} "
 
 
 def query_key(query: str) -> str:
@@ -189,8 +152,9 @@ def checksum(body: bytes | memoryview) -> str:
 
 def cache_header(digest: str, body: bytes) -> bytes:
     """The first line of a cache file: its format, the queries file it was built from (sha256),
-    and the body's length and checksum."""
-    return f"{CACHE_FORMAT} compiled {digest} {len(body)} {checksum(body)}\n".encode("ascii")
+    the tokenisation rules, and the body's length and checksum."""
+    return (f"{CACHE_FORMAT} compiled {digest} {TOKENIZATION} {len(body)} {checksum(body)}\n"
+            .encode("ascii"))
 
 
 class InvalidCache(Exception):
@@ -211,11 +175,14 @@ def read_cache(cache: Path, digest: str) -> CompiledMatcher | None:
     with handle:
         line = handle.readline(CACHE_HEADER_MAX)
         fields = line.decode("ascii", "replace").split(" ")
-        if not line.endswith(b"\n") or len(fields) != 5 or fields[0] != CACHE_FORMAT:
+        if not line.endswith(b"\n") or len(fields) != 6 or fields[0] != CACHE_FORMAT:
             raise InvalidCache("not a matcher cache of this version")
-        kind, cached_digest, length, expected = fields[1], fields[2], fields[3], fields[4][:-1]
+        kind, cached_digest, rules, length = fields[1:5]
+        expected = fields[5][:-1]
         if kind != "compiled" or not length.isdigit():
             raise InvalidCache("a malformed header")
+        if rules != TOKENIZATION:
+            raise InvalidCache(f"cut under tokenisation rules {rules!r}, not {TOKENIZATION!r}")
         if cached_digest != digest:
             return None  # a sound cache of another queries file
         size = os.fstat(handle.fileno()).st_size - len(line)

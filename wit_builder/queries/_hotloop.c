@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../core/siphash.h"
+#include "../core/words.h"
 
 typedef unsigned char u8;
 typedef Py_ssize_t ssz;
@@ -279,23 +280,40 @@ static Match dropped_element_at(const u8 *s, ssz n, ssz at) {
     return element_at(s, n, at, DROPPED_NAMES);
 }
 
-/* One INNERMOST_TEMPLATE.subn pass: `{{...}}` holding neither `{{` nor `}}`. */
-static ssz pass_innermost_templates(const u8 *s, ssz n, Buf *o) {
-    ssz i = 0, from = 0, removed = 0;
-    const u8 *p;
-    while ((p = find(s, from, n, "{{", 2))) {
-        ssz start = p - s, q = start + 2;
-        while (q + 1 < n && !((s[q] == '{' || s[q] == '}') && s[q + 1] == s[q])) q++;
-        if (q + 1 < n && s[q] == '}') {
-            PUT(o, s + i, start - i);
-            i = from = q + 2;
-            removed++;
+/* remove_templates in one pass: each `}}` closes the nearest open `{{` and removes what it spans
+ * (spans inside it included); an unclosed `{{` stays. 1 when something was removed, 0 when not,
+ * BAIL when out of memory (the Python reference then strips the page). */
+static int pass_templates(const u8 *s, ssz n, Buf *o) {
+    ssz *opened = PyMem_RawMalloc(sizeof(ssz) * (n / 2 + 1));
+    ssz *spans = PyMem_RawMalloc(sizeof(ssz) * 2 * (n / 2 + 1));  /* start, end; disjoint */
+    if (!opened || !spans) { PyMem_RawFree(opened); PyMem_RawFree(spans); return BAIL; }
+    ssz depth = 0, count = 0;
+    for (ssz i = 0; i + 1 < n;) {
+        if (s[i] == '{' && s[i + 1] == '{') {
+            opened[depth++] = i;
+            i += 2;
+        } else if (s[i] == '}' && s[i + 1] == '}') {
+            if (depth) {
+                ssz start = opened[--depth];
+                while (count && spans[2 * (count - 1)] >= start) count--;
+                spans[2 * count] = start;
+                spans[2 * count + 1] = i + 2;
+                count++;
+            }
+            i += 2;
         } else {
-            from = start + 1;
+            i++;
         }
     }
-    if (i < n) PUT(o, s + i, n - i);
-    return removed;
+    ssz position = 0;
+    for (ssz k = 0; k < count; k++) {
+        PUT(o, s + position, spans[2 * k] - position);
+        position = spans[2 * k + 1];
+    }
+    if (count) PUT(o, s + position, n - position);
+    PyMem_RawFree(opened);
+    PyMem_RawFree(spans);
+    return count > 0;
 }
 
 /* remove_tables: `{|` ... `|}` at line starts, nested; an unclosed table swallows the rest. */
@@ -322,7 +340,8 @@ static int pass_tables(const u8 *s, ssz n, Buf *o) {
     return 1;
 }
 
-/* EXTERNAL_LINK_URL: `[` + optional scheme + `//` + URL + trailing spaces, removed. */
+/* EXTERNAL_LINK: `[` + optional scheme + `//` + URL + spaces, removed; the label kept without its
+ * closing bracket. */
 static Match external_link_url_at(const u8 *s, ssz n, ssz at) {
     ssz j = at + 1;
     if (n - j >= 6 && !memcmp(s + j, "https:", 6)) j += 6;
@@ -332,6 +351,13 @@ static Match external_link_url_at(const u8 *s, ssz n, ssz at) {
     ssz k = j + 2, w;
     while (k < n && s[k] != ']' && !space_length(s + k, n - k)) k += char_length(s + k, n - k);
     while ((w = space_length(s + k, n - k))) k += w;
+    ssz label_end = k;  /* `[URL label]` -> label: the bytes up to a "]" before any "[" or line end */
+    while (label_end < n && s[label_end] != ']' && s[label_end] != '[' && s[label_end] != '\n')
+        label_end++;
+    if (label_end < n && s[label_end] == ']') {
+        Match match = {label_end + 1, s + k, label_end - k};
+        return match;
+    }
     return removed_up_to(k);
 }
 
@@ -873,15 +899,15 @@ static int python_segment_with_gil(Counter *c, const u8 *s, ssz n, int decode_en
     return 0;
 }
 
-enum { WORD = 1, JOINER = 2, STOP = 4, BOUNDARY = 8, SPECIAL = 16 };
+enum { WORD = 1, STOP = 4, BOUNDARY = 8, SPECIAL = 16 };
 static u8 byte_class[256];
 
 static void init_byte_classes(void) {
     for (int ch = 0; ch < 256; ch++) {
         u8 cls = 0;
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) cls |= WORD;
-        if (ch == '\'' || ch == '-') cls |= JOINER;
-        if (ch == '.' || ch == '!' || ch == '?' || ch == '\n') cls |= STOP;
+        /* text.BOUNDARY_CHARACTERS' ASCII ones: each ends a run of adjacent words */
+        if (ch && strchr(".!?\n,;:()[]{}/|-", ch)) cls |= STOP;
         if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\f') cls |= BOUNDARY;
         if (ch >= 0x80) cls |= SPECIAL;
         byte_class[ch] = cls;
@@ -903,6 +929,8 @@ static int64_t cached_word_id(Counter *c, uint64_t word, ssz length) {
     return id;
 }
 
+/* Words of ASCII text as text.tokens cuts them, lower-cased, possessive 's folded; boundaries
+ * (STOP bytes that join nothing) end adjacency. */
 static int ascii_words(Counter *c, const u8 *s, ssz n) {
     uint64_t lowered[32];  /* the word, lower-cased and zero-padded: hashed as it is */
     ssz k = 0;
@@ -913,13 +941,7 @@ static int ascii_words(Counter *c, const u8 *s, ssz n) {
             k++;
             continue;
         }
-        ssz m = k + 1;
-        for (;;) {
-            while (m < n && (byte_class[s[m]] & WORD)) m++;
-            if (m + 1 < n && (byte_class[s[m]] & JOINER) && (byte_class[s[m + 1]] & WORD)) m += 2;
-            else break;
-        }
-        ssz length = m - k;
+        ssz length, m = ascii_word_at(s, k, n, &length);
         uint64_t *w = PADDED(length) <= (ssz)sizeof(lowered) ? lowered
                                                               : PyMem_RawMalloc(PADDED(length));
         if (!w) return FAILED;
@@ -1027,13 +1049,7 @@ static int strip_page(Counter *c, const u8 *raw, ssz raw_len, Buf **result) {
         RUN_OR_BAIL(substitute(cur->data, cur->len, out, "<", dropped_element_at));
     }
     if (HAS_BYTE('{')) {
-        while (CONTAINS("{{")) {
-            ssz removed;
-            out->len = 0;
-            removed = pass_innermost_templates(cur->data, cur->len, out);
-            swap(&cur, &out);
-            if (!removed) break;
-        }
+        if (CONTAINS("{{")) RUN_OR_BAIL(pass_templates(cur->data, cur->len, out));
         if (CONTAINS("{|")) RUN(pass_tables(cur->data, cur->len, out));
     }
     if (HAS_BYTE('[')) {
@@ -1493,6 +1509,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hotloop",
 
 PyMODINIT_FUNC PyInit__hotloop(void) {
     init_byte_classes();
+    init_word_classes();
     if (sip_key_init() < 0) return NULL;
     if (PyType_Ready(&CounterType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from wit_builder.core import store
 from wit_builder.core.options import WitError
-from wit_builder.core.text import WORD_OR_SENTENCE_END, normalize
+from wit_builder.core.text import BOUNDARY, normalize, tokens
 from wit_builder.queries.wikipedia.pages import iter_page_blocks, parse_page, xml_unescape
 from wit_builder.queries.wikipedia.reader import Partition, prefetched, read_partition
 from wit_builder.queries.wikipedia.wikitext import strip_wikitext
@@ -47,7 +47,6 @@ try:
 except ImportError:  # not built (no C compiler at install time): the Python path is used
     _hotloop = None
 
-SENTENCE_END_CHARS = ".!?\n"
 # A spill file holds pairs as ids into its partition's words (listed in a `.words` file beside
 # it): writing ids is several times cheaper than writing two string columns, and the reduce maps
 # each partition's few thousand words once instead of every pair's strings.
@@ -69,7 +68,10 @@ COMMON_CHARACTERS = ("\xa0\u2013\u2014\u2018\u2019\u201c\u201d\u2026\u00b7\u2022
                      "\u2212\u2009\u2002\u2003\u200b\u202f\u2032\u2033\u00ab\u00bb\u00a9"
                      "\u00ae\u2122\u2192\u2190\u00b1\u00bd\ufb01\ufb02\u2010\u2011\u00ad"
                      "\u3001\u3002\uff0c\u00a7\u00b6\u2020\u00bf\u00a1\u2044")
-STAND_IN_CONTEXTS = ("a", "Z", "7", ".", "!", "'", "-", "_", "&", ";", "#", "/", "")
+STAND_IN_CONTEXTS = ("a", "Z", "7", "s", ".", "!", "'", "-", ",", "_", "&", ";", "#", "/", "a.",
+                     ".b", "")
+# Tried in turn for a piece whose normalised form is not ASCII: nothing, or a boundary.
+NON_ASCII_STAND_INS = (" ", ";")
 
 
 @dataclass(frozen=True)
@@ -248,15 +250,15 @@ def ascii_stand_ins() -> dict[bytes, bytes]:
 
     An entry is kept only when the Python path gives the same tokens with the piece as with its
     stand-in between any two of STAND_IN_CONTEXTS: the piece's normalised form when ASCII
-    ("ﬁ" → "fi", "&rsquo;" → "'"), else a space (non-word, non-sentence-end: "–", "&nbsp;")."""
+    ("ﬁ" → "fi", "&rsquo;" → "'"), else a space ("&nbsp;") or a boundary ("–" → ";")."""
     stand_ins = {}
     for piece in (*COMMON_ENTITIES, *COMMON_CHARACTERS):
         plain = normalize(html.unescape(piece))
-        stand_in = plain if plain.isascii() else " "
-        if all(segment_tokens(left + piece + right)
-               == WORD_OR_SENTENCE_END.findall((left + stand_in + right).lower())
-               for left, right in itertools.product(STAND_IN_CONTEXTS, repeat=2)):
-            stand_ins[piece.encode()] = stand_in.encode()
+        for stand_in in (plain,) if plain.isascii() else NON_ASCII_STAND_INS:
+            if all(segment_tokens(left + piece + right) == tokens((left + stand_in + right).lower())
+                   for left, right in itertools.product(STAND_IN_CONTEXTS, repeat=2)):
+                stand_ins[piece.encode()] = stand_in.encode()
+                break
     return stand_ins
 
 
@@ -277,11 +279,11 @@ def pair_arrays(first: bytes, second: bytes, counts: bytes) -> tuple[np.ndarray,
 def segment_tokens(segment: str) -> list[str]:
     """Tokens of a piece of stripped wikitext whose entities are still encoded (the compiled
     loop hands back the pieces that hold non-ASCII text or '&')."""
-    return WORD_OR_SENTENCE_END.findall(normalize(html.unescape(segment)))
+    return tokens(normalize(html.unescape(segment)))
 
 
 def decoded_segment_tokens(segment: str) -> list[str]:
-    return WORD_OR_SENTENCE_END.findall(normalize(segment))
+    return tokens(normalize(segment))
 
 
 def strip_with_links(wikitext: str) -> tuple[str, list[str]]:
@@ -311,19 +313,18 @@ def count_partition_python(task: CountTask) -> PartialCounts:
     with SpillWriter(task.spill_path) as spill:
         for fragment in read_partition(task.partition):
             text = article_text(fragment, counts, links if task.count_links else None)
-            # Sentence ends are tokens too (".", "\n\n", "?"...), so pairs are counted in one
-            # pass over all tokens and those touching a sentence end are dropped afterwards.
-            tokens = WORD_OR_SENTENCE_END.findall(text)
-            fragment_counts = Counter(tokens)
+            # Boundaries are tokens too ("."), so pairs are counted in one pass over all tokens
+            # and those touching a boundary are dropped afterwards.
+            found = tokens(text)
+            fragment_counts = Counter(found)
             unigrams.update(fragment_counts)
-            pairs.add(tokens, fragment_counts)
+            pairs.add(found, fragment_counts)
             if pairs.rows >= FLUSH_PAIRS:
                 pairs.write(spill)
         pairs.write(spill)
         spill.words = pairs.words
     counts.spill_rows = spill.rows
-    for token in [token for token in unigrams if token[0] in SENTENCE_END_CHARS]:
-        del unigrams[token]
+    unigrams.pop(BOUNDARY, None)
     return finished(counts, task, started, CountTable.from_mapping(unigrams),
                     CountTable.from_mapping(links), sum(unigrams.values()))
 
@@ -345,7 +346,7 @@ class PairCounter:
         if new:
             self.ids.update(zip(new, range(len(self.words), len(self.words) + len(new))))
             self.words.extend(new)
-            ends = np.array([token[0] in SENTENCE_END_CHARS for token in new], dtype=bool)
+            ends = np.array([token == BOUNDARY for token in new], dtype=bool)
             self.sentence_end = np.concatenate([self.sentence_end, ends])
         if len(tokens) < 2:
             return

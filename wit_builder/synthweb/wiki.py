@@ -25,8 +25,8 @@ Counting rules of `wiki_truth.json` (the query builder's stripper implements the
   lower-cased. Nothing else (commas, dashes, parentheses) is part of a word.
 - Sentences end at `.`, `!`, `?` and at every line break (so headings, list items and paragraphs
   are sentences of their own). Bigrams are pairs of adjacent words inside one sentence;
-  punctuation that does not end a sentence (commas, dashes) does not break a pair, and neither
-  does a removed construct between two words (`a {{x}} b` gives the pair `a b`).
+  commas and dashes break a pair too (core/text.py's boundaries), a removed construct between
+  two words does not (`a {{x}} b` gives the pair `a b`).
 - The visible text is free of ambiguous constructs: no decimal points or abbreviations, nothing
   visible glued to a removed construct, and apostrophes only inside words outside bold/italics.
 - Inbound links: `[[links]]` in the visible text of articles, by target title normalised as

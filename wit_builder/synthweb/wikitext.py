@@ -54,6 +54,21 @@ class Article:
         return "\n".join(self.lines)
 
 
+# In a sentence's recorded words: a comma or dash there, which ends a run of adjacent words.
+BREAK = ","
+
+
+def runs(words: list[str]) -> list[list[str]]:
+    """A sentence's words cut at its BREAKs: the runs whose adjacent words are bigrams."""
+    found: list[list[str]] = [[]]
+    for word in words:
+        if word == BREAK:
+            found.append([])
+        else:
+            found[-1].append(word)
+    return found
+
+
 def skip(rng: random.Random) -> int:
     """Distance to the next decorated unit: geometric, so each unit is decorated with
     probability DECORATED while drawing one random number per decoration, not per unit."""
@@ -166,17 +181,18 @@ class ArticleWriter:
         else:
             markups[0] = capitalised(markups[0])
         joiner = "&nbsp;" if rng.random() < 0.03 else " "
-        self.article.sentences.append([word for words in shown for word in words])
+        self.article.sentences.extend(runs([word for words in shown for word in words]))
         return joiner.join(markups) + (end if end is not None else rng.choice(".........!?"))
 
     def followed(self, markup: str, words: tuple[str, ...], roll: float) -> tuple[str, tuple]:
         """`markup` followed by a comma, a dash, an invisible construct or an external link."""
         if roll < 0.7:
-            return markup + ",", words
+            return markup + ",", words + (BREAK,)
         if roll < 0.8:
-            # Entities that decode to punctuation, never to part of a word.
+            # Entities that decode to punctuation, never to part of a word; dashes end a run of
+            # adjacent words, "&" does not.
             entity = "&mdash;" if roll < 0.75 else "&amp;" if roll < 0.78 else "&#8211;"
-            return f"{markup} {entity}", words
+            return f"{markup} {entity}", words + ((BREAK,) if entity != "&amp;" else ())
         if roll < 0.92:
             return f"{markup} {removed_inline(self.rng)}", words
         link, label = self.external_link()
@@ -330,7 +346,7 @@ def disambiguation_text(rng: random.Random, title: Title, meanings: list[Title])
         heading = rng.choice(HEADINGS).lower()
         article.lines.append(f"* [[{meaning.text}]], a {heading} thing")
         article.links.append(meaning.text)
-        article.sentences.append(list(meaning.words) + ["a", *heading.split(), "thing"])
+        article.sentences.extend([list(meaning.words), ["a", *heading.split(), "thing"]])
     article.lines.extend(["", "{{disambiguation}}"])
     return article
 
