@@ -1,10 +1,14 @@
 """Downloaded bytes → a stored image: sniff the format, check the size, decode (at reduced scale
-when the target is smaller), fix orientation and colour mode, resize, re-encode as JPEG.
+when the target is much smaller), fix orientation and colour mode, resize, re-encode as JPEG.
 
 JPEGs in RGB or grey go through OpenCV's reduced decode (the fastest scaled decoder here; it applies
 the EXIF orientation itself); every other format, and any JPEG that is CMYK, truncated or odd, goes
 through Pillow, which handles the colour modes (CMYK, palette, alpha, 16-bit) explicitly.
 Pixels stay in OpenCV's BGR order from decode to encode: no colour conversion on the JPEG path.
+
+The output matches img2dataset's: the same size for each resize mode (its arithmetic, rounding
+included: `scaled_size`), and a quality against a full decode within 0.2 dB of its full decode
+(`ImageSettings.decode`; tests/crawl/test_image_quality.py, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ MAGIC = (
 JPEG_END = b"\xff\xd9"
 # img2dataset's name for our keep_ratio (its own keep_ratio bounds the shortest side instead).
 RESIZE_ALIASES = {"keep_ratio_largest": "keep_ratio"}
+# How large a JPEG is decoded, as the least multiple of the output size the DCT-scaled decode
+# (1/2, 1/4, 1/8) must leave. "reduced": twice the output, then INTER_AREA: PSNR against a full
+# decode equal to img2dataset's (which decodes in full) at the cost of the 1× decode. "fast": the
+# output size itself, ~0.5 dB lower (the DCT's scaling is a coarser filter than INTER_AREA over
+# 2+ pixels). "full": no reduced decode.
+DECODE_HEADROOM = {"reduced": 2.0, "fast": 1.0, "full": float("inf")}
 
 
 class ImageRejected(Exception):
@@ -50,9 +60,13 @@ class ImageSettings:
     max_aspect_ratio: float = 3.0
     quality: int = 90
     max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+    decode: str = "reduced"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resize_mode", canonical_resize_mode(self.resize_mode))
+        if self.decode not in DECODE_HEADROOM:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_HEADROOM)}, "
+                             f"not {self.decode!r}")
 
 
 def canonical_resize_mode(mode: str) -> str:
@@ -122,17 +136,26 @@ def check_dimensions(width: int, height: int, settings: ImageSettings) -> None:
                                          f"{settings.max_aspect_ratio}")
 
 
-def resize_scale(width: int, height: int, settings: ImageSettings) -> float:
-    """The scale factor the resize will apply (≤ 1 means the image shrinks)."""
-    if settings.resize_mode == "no":
-        return 1.0
-    if settings.resize_mode == "center_crop":
-        return settings.image_size / min(width, height)
-    return settings.image_size / max(width, height)
+def scaled_size(width: int, height: int, settings: ImageSettings) -> tuple[int, int]:
+    """The size an image of `width` × `height` (as displayed) is resized to, before center_crop's
+    crop or border's padding. img2dataset's arithmetic, reimplemented (img2dataset/resizer.py,
+    `Resizer.__call__`, with albumentations' SmallestMaxSize / LongestMaxSize): scale = image_size
+    / the shortest side (center_crop) or the longest (keep_ratio, border), each side
+    max(1, round(side * scale)) with Python's round; keep_ratio only when the longest side exceeds
+    image_size (the backend's resize_only_if_bigger). Always from the original size, never from a
+    reduced decode's, whose rounded-up sides would move the result by a pixel."""
+    size, mode = settings.image_size, settings.resize_mode
+    if mode == "no" or (mode == "keep_ratio" and max(width, height) <= size):
+        return width, height
+    scale = size / (min(width, height) if mode == "center_crop" else max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def reduction_factor(scale: float) -> int:
-    """Largest JPEG DCT reduction (1, 2, 4, 8) that still leaves at least the target size."""
+def reduction_factor(width: int, height: int, settings: ImageSettings) -> int:
+    """Largest JPEG DCT reduction (1, 2, 4, 8) that still leaves `settings.decode`'s multiple of
+    the output size."""
+    target_width, target_height = scaled_size(width, height, settings)
+    scale = max(target_width / width, target_height / height) * DECODE_HEADROOM[settings.decode]
     for factor in (8, 4, 2):
         if scale * factor <= 1.0:
             return factor
@@ -168,11 +191,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def decode_with_pillow(image: Image.Image, scale: float) -> np.ndarray:
-    """BGR array of any format Pillow reads (first frame of animations), EXIF-oriented."""
-    if image.format == "JPEG" and scale < 1.0:
+def decode_with_pillow(image: Image.Image, factor: int) -> np.ndarray:
+    """BGR array of any format Pillow reads (first frame of animations), EXIF-oriented; a JPEG
+    at 1/factor scale or more."""
+    if image.format == "JPEG" and factor > 1:
         width, height = image.size
-        image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+        image.draft("RGB", (-(-width // factor), -(-height // factor)))
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -181,23 +205,18 @@ def decode_with_pillow(image: Image.Image, scale: float) -> np.ndarray:
         raise ImageRejected("decode_error", f"cannot decode: {error}") from None
 
 
-def resize_array(array: np.ndarray, settings: ImageSettings) -> np.ndarray:
-    """Resize like img2dataset's modes; keep_ratio bounds the longest side and never enlarges."""
-    height, width = array.shape[:2]
+def resize_array(array: np.ndarray, settings: ImageSettings, width: int, height: int
+                 ) -> np.ndarray:
+    """Resize like img2dataset's modes (`scaled_size` of the original `width` × `height`, then
+    center_crop's central square or border's white padding); keep_ratio bounds the longest side
+    and never enlarges."""
     size = settings.image_size
-    if settings.resize_mode == "no":
-        return array
-    if settings.resize_mode == "center_crop":
-        scale = size / min(width, height)
-        array = scale_to(array, max(size, round(width * scale)), max(size, round(height * scale)))
-        height, width = array.shape[:2]
+    array = scale_to(array, *scaled_size(width, height, settings))
+    height, width = array.shape[:2]
+    if settings.resize_mode == "center_crop":  # albumentations' CenterCrop: offsets rounded down
         top, left = (height - size) // 2, (width - size) // 2
         return array[top:top + size, left:left + size]
-    scale = min(1.0, size / max(width, height)) if settings.resize_mode == "keep_ratio" \
-        else size / max(width, height)
-    array = scale_to(array, max(1, round(width * scale)), max(1, round(height * scale)))
-    if settings.resize_mode == "border":
-        height, width = array.shape[:2]
+    if settings.resize_mode == "border":  # albumentations' PadIfNeeded: the odd pixel after
         top, left = (size - height) // 2, (size - width) // 2
         array = cv2.copyMakeBorder(array, top, size - height - top, left, size - width - left,
                                    cv2.BORDER_CONSTANT, value=(255, 255, 255))
@@ -205,11 +224,13 @@ def resize_array(array: np.ndarray, settings: ImageSettings) -> np.ndarray:
 
 
 def scale_to(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`array` resized to `width` × `height` with img2dataset's default filters: INTER_AREA to
+    shrink, Lanczos to enlarge."""
     if (width, height) == (array.shape[1], array.shape[0]):
         return array
     shrinking = width < array.shape[1]
     return cv2.resize(array, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4)
 
 
 def encode_jpeg(array: np.ndarray, quality: int) -> bytes:
@@ -224,17 +245,17 @@ def decode(data: bytes, settings: ImageSettings) -> tuple[np.ndarray, int, int]:
     image = open_header(data)
     width, height = oriented_size(image)
     check_dimensions(width, height, settings)
-    scale = resize_scale(width, height, settings)
+    factor = reduction_factor(width, height, settings)
     fast = image.format == "JPEG" and image.mode in ("RGB", "L") and JPEG_END in data[-4096:]
-    array = decode_with_opencv(data, reduction_factor(scale)) if fast else None
+    array = decode_with_opencv(data, factor) if fast else None
     if array is None:
-        array = decode_with_pillow(image, scale)
+        array = decode_with_pillow(image, factor)
     return array, width, height
 
 
 def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
     """The stored form of downloaded bytes, or ImageRejected with the status to record."""
     array, width, height = decode(data, settings)
-    array = resize_array(array, settings)
+    array = resize_array(array, settings, width, height)
     return StoredImage(encode_jpeg(array, settings.quality), array.shape[1], array.shape[0],
                        width, height)

@@ -92,7 +92,7 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                           image_robots=config.image_robots)
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
-                          quality=config.quality)
+                          quality=config.quality, decode=config.decode)
     return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
 
 
