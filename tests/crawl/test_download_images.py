@@ -4,13 +4,16 @@ fetcher: opt-out headers, the address guard's trusted origins."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from support.hostile_web import decompression_bomb_png, image_bytes
+from wit_builder.core import markers
 from wit_builder.crawl.config import CrawlConfig
+from wit_builder.crawl.download.plan import download_settings, shard_inputs
 from wit_builder.crawl.download.images import (ImageRejected, ImageSettings, process_image,
                                          sniff_format)
 from wit_builder.net.guard import AddressPolicy, BlockedAddressError
@@ -51,6 +54,19 @@ def test_reduced_jpeg_decode_matches_full_decode():
     full = Image.open(io.BytesIO(data)).resize((100, 75), Image.BOX)
     stored = np.asarray(Image.open(io.BytesIO(reduced.jpeg)), np.float32)
     assert np.abs(stored - np.asarray(full, np.float32)).mean() < 6
+
+
+def test_decode_setting_reaches_the_workers_and_redoes_shards_stored_before_it(tmp_path):
+    """--decode is an image setting the shard manifests record: a shard stored before it existed
+    (with the 1x reduced decode, sized from the decoded image) counts as changed."""
+    settings = download_settings(CrawlConfig(workdir=tmp_path, decode="full"))
+    assert settings.image.decode == "full"
+    inputs = shard_inputs([], settings)
+    older = json.loads(json.dumps(inputs))
+    del older["image_settings"]["decode"]
+    assert markers.changed_inputs(older, inputs) == ["image_settings"]
+    with pytest.raises(ValueError, match="decode must be one of reduced, fast, full"):
+        ImageSettings(decode="draft")
 
 
 def test_exif_orientation_is_applied_to_jpeg():
