@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from wit_builder.core import store
+from wit_builder.core import cpu, store
 from wit_builder.core.options import WitError
 
 log = logging.getLogger(__name__)
@@ -161,9 +161,15 @@ def run_in_processes(function: Callable[[Partition], Result], items: list[Partit
     # forked from it then starts in milliseconds instead of re-importing everything.
     context.set_forkserver_preload([module_of(function)])
     executor = concurrent.futures.ProcessPoolExecutor(count, mp_context=context)
+    ledger = cpu.current()
     finished = False
     try:
-        for result in executor.map(function, items):
+        for index, (result, pid, seconds) in enumerate(executor.map(cpu.Measured(function),
+                                                                     items)):
+            if ledger is not None:
+                if index == 0:
+                    ledger.fork_server(fork_server_pid())
+                ledger.worker(pid, seconds)
             yield result
             bar.update()
         finished = True
@@ -175,6 +181,14 @@ def run_in_processes(function: Callable[[Partition], Result], items: list[Partit
         if not finished:  # an error or an interrupt: running partitions are abandoned, not awaited
             stop_workers(executor)
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def fork_server_pid() -> int | None:
+    """The pid of multiprocessing's fork server, once started (no public handle: None if the
+    attribute moves)."""
+    from multiprocessing import forkserver
+
+    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
 
 
 def stop_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
@@ -221,7 +235,7 @@ def stage_engine(run: Callable[..., Result]) -> Callable[..., Result]:
     def run_with_engine(config: Any, *args: Any, **kwargs: Any) -> Result:
         if CURRENT.get() is not None:
             return run(config, *args, **kwargs)
-        with using(stage_engine_of(config)) as engine:
+        with using(stage_engine_of(config)) as engine, cpu.account():
             if engine.kind != "ray":
                 return run(config, *args, **kwargs)
             with ray_session(engine.ray_address, engine.workers):
@@ -290,7 +304,8 @@ def run_on_ray(function: Callable[[Partition], Result], items: list[Partition], 
     with ray_session(engine.ray_address, engine.workers):
         task = ray.remote(call_partition).options(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES)
         # The function (its settings may be large) goes to the object store once, not per task.
-        shared, driver_dir = ray.put(function), os.getcwd()
+        shared, driver_dir = ray.put(cpu.Measured(function, per_call=True)), os.getcwd()
+        ledger = cpu.current()
         required = engine.shared_directory_required
 
         def submit(index: int) -> Any:
@@ -298,7 +313,11 @@ def run_on_ray(function: Callable[[Partition], Result], items: list[Partition], 
 
         bar = tqdm(total=len(items), desc=desc, unit="part", disable=not progress, leave=False)
         try:
-            yield from results_in_order(ray, submit, len(items), desc, bar.update)
+            for result, _, seconds in results_in_order(ray, submit, len(items), desc,
+                                                       bar.update):
+                if ledger is not None:
+                    ledger.task(seconds)
+                yield result
         finally:
             bar.close()
 
