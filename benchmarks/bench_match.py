@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
 from wit_builder.crawl.allocator import keep_freed_memory  # noqa: E402
-from wit_builder.crawl.captions import LanguageDetector  # noqa: E402
+from wit_builder.crawl.language import LanguageDetector  # noqa: E402
 from wit_builder.crawl.match import QueryMatcher  # noqa: E402
 from wit_builder.crawl.sources.html import (decode_html, extract_images, images_of,  # noqa: E402
                                       links_of, page_elements, page_resolver, parse_page)

@@ -66,11 +66,14 @@ class CrawlConfig(PartitionedStageConfig):
     memory_budget_mb: float = option(512.0, "memory the URL dedupe holds at once; past it, the "
                                             "matched rows go through hash buckets on disk")
     lang: str = option("en", "language kept")
-    min_lang_prob: float = option(0.9, "least language probability kept (when not set: 0.9 "
-                                       "with langdetect, 0.3 with lingua, whose probabilities "
-                                       "of short captions run lower)")
-    lang_detector: str = option("langdetect", "language detector",
-                                choices=["langdetect", "lingua"])
+    min_lang_prob: float = option(0.9, "least language probability kept (when not set: 0.5 "
+                                       "with auto, 0.9 with langdetect, 0.3 with lingua, whose "
+                                       "probabilities of short captions run lower)")
+    lang_detector: str = option("auto", "language detector, run on the texts that matched a "
+                                "query. auto: lingua weighed with the share of the text's words "
+                                "that are query words, by length (short alt texts); lingua: "
+                                "lingua alone; langdetect: langdetect, seeded (~15x slower)",
+                                choices=["auto", "lingua", "langdetect"])
     url_col: str = option("url", "URL column of pool files")
     text_col: str = option("caption", "caption column of pool files")
     samples_per_shard: int = option(10_000, "samples per raw download shard")

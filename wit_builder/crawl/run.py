@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 from wit_builder.core import atomic, markers, schemas, store
 from wit_builder.crawl.allocator import keep_freed_memory
 from wit_builder.crawl.balance import BalanceSettings, balance_by_query
-from wit_builder.crawl.captions import (DEFAULT_MIN_PROB, CaptionLimits, LanguageDetector, caption_problem,
-                                 clean_caption)
+from wit_builder.crawl.captions import CaptionLimits, caption_problem, clean_caption
 from wit_builder.crawl.config import CrawlConfig
+from wit_builder.crawl.language import DEFAULT_MIN_PROB, cached_detector, detector_settings
 from wit_builder.crawl.download import download_selection, status_table
 from wit_builder.crawl.download.img2dataset_backend import check_engine
 from wit_builder.core.engine import map_partitions, stage_engine
@@ -436,7 +436,8 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
     paths = partition_paths(settings.workdir, partition.index)
     inputs = partition_inputs(partition, settings)  # before reading: a change meanwhile redoes it
     matcher = cached_matcher(settings.queries, settings.queries_sha256)
-    detector = LanguageDetector(settings.lang_detector, settings.seed)
+    detector = cached_detector(settings.lang_detector, settings.lang, settings.seed,
+                               str(store.local_copy(settings.queries)), settings.queries_sha256)
     dropped: Counter = Counter()
     candidates, matched_ids = [], []
     for url, text, page_url in raw_pairs(partition, settings, dropped):
@@ -584,6 +585,8 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
              "queries_sha256": queries_sha256,
+             "language": detector_settings(config.lang_detector, config.lang,
+                                           settings.min_lang_prob),
              "seconds": round(time.monotonic() - started, 2)}
     store.write_json(store.join(manifests, "crawl_stats.json"), stats)
     return stats

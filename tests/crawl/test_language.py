@@ -1,4 +1,5 @@
-"""Language detection: langdetect (default) and lingua behind one API; lingua through the crawl."""
+"""Language detection: auto (lingua weighed with the query words, the default), lingua and
+langdetect behind one API; the detectors through the crawl."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from wit_builder.crawl.captions import DEFAULT_MIN_PROB, LanguageDetector
+from wit_builder.crawl.language import (DEFAULT_MIN_PROB, LanguageDetector,
+                                        vocabulary_evidence)
 from wit_builder.cli import load_config
 from wit_builder.crawl.run import select
 from wit_builder.synthweb.render import caption, sample_scene
@@ -19,7 +21,6 @@ LINGUA_MIN_PROB = DEFAULT_MIN_PROB["lingua"]
 
 @pytest.fixture(scope="module")
 def lingua() -> LanguageDetector:
-    pytest.importorskip("lingua", reason="lingua-language-detector is an optional extra")
     return LanguageDetector("lingua")
 
 
@@ -86,3 +87,59 @@ def test_crawl_with_lingua_keeps_only_english_matches(tmp_path, lingua):
     assert [row["text"] for row in matched] == english
     assert all(row["lang"] == "en" and row["lang_prob"] >= LINGUA_MIN_PROB for row in matched)
     assert stats["dropped"]["not_en"] == 3
+
+
+# The words of the queries these alt texts matched (a queries file holds them normalised).
+ALT_TEXT_QUERIES = frozenset("python logo original image gradient usage dodge tool example layer "
+                             "mode merge hue tab more opaque de la le el".split())
+
+
+@pytest.fixture(scope="module")
+def auto() -> LanguageDetector:
+    return LanguageDetector("auto", lexicon=ALT_TEXT_QUERIES)
+
+
+@pytest.mark.parametrize("text", ["python logo", "Original image", "Gradient usage", "Dodge tool",
+                                  "Example for layer mode Merge", "Hue tab", "More opaque"])
+def test_auto_keeps_short_english_alt_texts(auto, text):
+    # langdetect: "python logo" -> cy, "Original image" -> tl; lingua: "Gradient usage" -> fr
+    lang, prob = auto.detect(text)
+    assert lang == "en" and prob >= DEFAULT_MIN_PROB["auto"], (text, lang, prob)
+
+
+@pytest.mark.parametrize("text", ["Imagen original", "Image originale", "Bild drehen",
+                                  "Das Dialogfenster Ebenen", "Le mode de fusion",
+                                  "Exemple de dégradé", "Ejemplo de la herramienta",
+                                  "Ebenenmodus Zusammenführen"])
+def test_auto_drops_short_german_french_spanish_texts(auto, text):
+    lang, _ = auto.detect(text)
+    assert lang in ("de", "fr", "es"), (text, lang)
+
+
+def test_auto_leans_on_the_query_words_more_the_shorter_the_text():
+    lexicon = frozenset(["image"])
+    assert vocabulary_evidence("image", lexicon) > vocabulary_evidence("image image", lexicon)
+    assert vocabulary_evidence("options", frozenset(["option"])) > 0  # English plural
+    assert vocabulary_evidence("1234 5678", lexicon) == 0.0
+    without_words = LanguageDetector("auto")  # no query words: lingua, stricter
+    assert without_words.detect("Gradient usage")[0] != "en"
+
+
+def test_crawl_records_the_language_filter_in_its_stats(tmp_path):
+    queries = tmp_path / "queries" / "queries.parquet"
+    queries.parent.mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0, 1, 2], pa.int32()),
+                             "query": ["python", "image", "original"]}), queries)
+    texts = ["python logo", "Original image", "Imagen original", "Image originale"]
+    pq.write_table(pa.table({"url": [f"http://img.test/{i}.jpg" for i in range(len(texts))],
+                             "caption": texts}), tmp_path / "pool.parquet")
+    config = load_config("crawl", None, {
+        "workdir": str(tmp_path), "download": False, "workers": 1,
+        "source": [f"pool:{tmp_path / 'pool.parquet'}"]})
+    stats = select(config)
+    matched = pq.read_table(tmp_path / "data" / "matched" / "part-00000.parquet").to_pylist()
+    assert [row["text"] for row in matched] == texts[:2]
+    assert stats["dropped"]["not_en"] == 2
+    language = stats["language"]
+    assert language["detector"] == "auto" and language["min_lang_prob"] == 0.5
+    assert language["threshold"] > 0 and "en" in language["lingua_languages"]
