@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -9,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wit_builder.crawl.match import QueryMatcher, matchable_text
-from wit_builder.core.text import normalize, normalized_words
+from wit_builder.crawl.match import QueryMatcher, matchable_text, warn_if_other_rules
+from wit_builder.core.text import TOKENIZATION, normalize, normalized_words
 from wit_builder.core.options import WitError
 
 QUERIES = ["cat", "new york", "red", "red triangle", "state-of-the-art", "o'neill", "café",
@@ -121,3 +123,19 @@ def test_cached_matcher_matches_like_the_freshly_built_one(tmp_path):
         cached = QueryMatcher.for_queries_file(path)
         assert [cached.match(t) for t in texts] == [built.match(t) for t in texts] == [
             [0, 1], [2, 3, 4], [5], []]
+
+
+@pytest.mark.parametrize("stats, warned", [
+    ({"tokenization": TOKENIZATION}, False),
+    ({"tokenization": "witbuilder-tokens-1"}, True),
+    ({"queries": 10}, True),  # a stats.json from before the rules had versions
+    (None, False),  # no stats.json: nothing says which rules cut the queries
+])
+def test_a_queries_file_built_under_other_rules_is_recognised(tmp_path, caplog, stats, warned):
+    path = tmp_path / "queries.parquet"
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["cat"]}), path)
+    if stats is not None:
+        (tmp_path / "stats.json").write_text(json.dumps(stats))
+    with caplog.at_level("WARNING", logger="wit_builder.crawl.match"):
+        assert warn_if_other_rules(path) is warned
+    assert ("rerun `wit queries`" in caplog.text) is warned

@@ -27,7 +27,7 @@ from wit_builder.queries.titles import (credit_articles, pageviews_files, read_p
                                         titles_from_links)
 from wit_builder.queries.wordnet import read_wordnet
 from wit_builder.synthweb import wiki, wordnet
-from wit_builder.core.text import normalize_query
+from wit_builder.core.text import TOKENIZATION, is_query_word, normalize_query
 from wit_builder.queries.wikipedia.reader import plan_dump
 
 SIZES = {key: TEST_SYNTHWEB[key] for key in ("articles", "vocab_size", "words_per_article")}
@@ -184,14 +184,18 @@ def test_queries_follow_the_contract_and_the_papers_selection(synth: Path, truth
     unigrams = Counter(truth["unigrams"])
     wordnet_heads = set(read_wordnet(str(synth / "wordnet")))
     assert set(by_source["wordnet"]) == wordnet_heads
-    assert set(by_source["unigram"]) == {w for w, n in unigrams.items() if n >= 20} - wordnet_heads
-    assert all(r["count"] == unigrams[q] for q, r in by_source["unigram"].items())
-    # Bigrams: PMI from the truth's counts, the highest 200 of those seen at least 5 times.
-    total = sum(unigrams.values())
+    # Unigrams: the frequent words but numbers other than years (the synthetic text has "12")
     frequent = {w for w, n in unigrams.items() if n >= 20}
+    assert "12" in frequent and "1987" in frequent
+    assert set(by_source["unigram"]) == {w for w in frequent if is_query_word(w)} - wordnet_heads
+    assert all(r["count"] == unigrams[q] for q, r in by_source["unigram"].items())
+    # Bigrams: PMI from the truth's counts, the highest 200 of those seen at least 5 times, of
+    # frequent words, not both numbers.
+    total = sum(unigrams.values())
     scored = sorted(((-math.log2(n * total / (unigrams[a] * unigrams[b])), pair)
                      for pair, n in truth["bigrams"].items() if n >= 5
-                     for a, b in [pair.split(" ")] if a in frequent and b in frequent))[:200]
+                     for a, b in [pair.split(" ")] if a in frequent and b in frequent
+                     and (is_query_word(a) or is_query_word(b))))[:200]
     expected_bigrams = {pair for _, pair in scored} - wordnet_heads
     assert set(by_source["bigram"]) == expected_bigrams
     for query, row in by_source["bigram"].items():
@@ -204,7 +208,18 @@ def test_queries_follow_the_contract_and_the_papers_selection(synth: Path, truth
     assert stats["queries_per_source"] == {k: len(v) for k, v in by_source.items()}
     assert stats["inputs"]["dump"][0]["sha256"] and stats["title_ranking"] == "pageviews"
     assert stats["peak_rss_mb"]["main"] > 0
+    assert stats["tokenization"] == TOKENIZATION
     assert not [p for p in (tmp_path / "queries").iterdir() if p.name.startswith(".")]
+
+
+def test_keep_numbers_makes_frequent_numbers_unigram_queries(synth: Path, truth: dict,
+                                                            tmp_path: Path):
+    assert run_queries(synth, tmp_path / "queries", "--keep-numbers") == 0
+    rows = pq.read_table(tmp_path / "queries" / "queries.parquet").to_pylist()
+    unigrams = {row["query"] for row in rows if row["source"] == "unigram"}
+    assert "12" in unigrams and "1987" in unigrams
+    stats = json.loads((tmp_path / "queries" / "stats.json").read_text())
+    assert stats["parameters"]["keep_numbers"] is True
 
 
 def test_every_dump_format_and_worker_count_gives_identical_parquet(synth: Path, tmp_path: Path):
@@ -367,6 +382,23 @@ def test_rerun_after_a_failed_partition_recounts_only_unfinished_ones(synth: Pat
     assert {name: (out / name).read_bytes() for name in uninterrupted} == uninterrupted
     assert stats_counts() == uninterrupted_stats
     assert not (out / ".work").exists()
+
+
+def test_partitions_counted_under_older_tokenisation_rules_are_recounted(
+        synth: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "queries"
+    counted = crash_once_counting_partition_2(monkeypatch)
+    with pytest.raises(OSError, match="simulated crash"):
+        run_queries(synth, out, "--workers", "1")
+    for done in (out / ".work").glob("*.done"):  # as the previous rules' markers were
+        inputs = json.loads(done.read_text())
+        assert inputs.pop("tokenization") == TOKENIZATION
+        done.write_text(json.dumps(inputs))
+    before = Counter(counted)
+    assert run_queries(synth, out, "--workers", "1") == 0
+    recounted = counted - before
+    assert set(recounted) == set(counted) and set(recounted.values()) == {1}
+    assert {str(out / ".work" / f"part-00000{n}.arrow") for n in (0, 1)} <= set(before)
 
 
 class WritesAMarker:

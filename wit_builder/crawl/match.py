@@ -34,7 +34,7 @@ from pathlib import Path
 import ahocorasick
 import pyarrow.parquet as pq
 
-from wit_builder.core import atomic
+from wit_builder.core import atomic, store
 from wit_builder.core.options import WitError
 from wit_builder.core.text import TOKENIZATION, normalize, normalized_words
 
@@ -244,6 +244,33 @@ class QueryMatcher:
         else:
             log.info("match: built the compiled matcher of %s, cached in %s", path, cache)
         return matcher
+
+
+def queries_tokenization(stats: dict | None) -> str:
+    """The tokenisation rules a queries file was built under, from its stats.json ('' when it
+    records none: built before the rules had versions)."""
+    rules = stats.get("tokenization") if isinstance(stats, dict) else None
+    return rules if isinstance(rules, str) else ""
+
+
+def warn_if_other_rules(queries: store.Location) -> bool:
+    """Warn (and return True) when the stats.json beside a queries file says it was cut into words
+    under other tokenisation rules than the captions will be: its queries may never match."""
+    text = str(queries)
+    stats_file = text[:text.rfind("/") + 1] + "stats.json"
+    try:
+        stats = store.read_json(stats_file) if store.exists(stats_file) else None
+    except (OSError, ValueError):
+        stats = None
+    if stats is None:
+        return False  # a queries file made elsewhere: nothing says which rules cut it
+    rules = queries_tokenization(stats)
+    if rules == TOKENIZATION:
+        return False
+    log.warning("match: %s was built under tokenisation rules %s, captions are cut under %s; "
+                "rerun `wit queries` so that queries and captions agree", queries,
+                rules or "from before rules had versions", TOKENIZATION)
+    return True
 
 
 def read_queries(path: Path) -> Iterable[tuple[int, str]]:

@@ -35,7 +35,8 @@ from wit_builder.crawl.language import DEFAULT_MIN_PROB, cached_detector, detect
 from wit_builder.crawl.download import download_selection, status_table
 from wit_builder.crawl.download.img2dataset_backend import check_engine
 from wit_builder.core.engine import map_partitions, stage_engine
-from wit_builder.crawl.match import QueryMatcher
+from wit_builder.core.text import TOKENIZATION
+from wit_builder.crawl.match import QueryMatcher, warn_if_other_rules
 from wit_builder.net.guard import AddressPolicy, origin_netloc
 from wit_builder.core.options import WitError
 from wit_builder.crawl.sources.html import PageImages, extract_images, parse_page
@@ -423,7 +424,8 @@ def partition_inputs(partition: Partition, settings: PartitionSettings) -> dict:
     inputs = {"kind": partition.kind, "source": partition.source, **where,
               "queries_sha256": settings.queries_sha256, "limits": asdict(settings.limits),
               "lang": settings.lang, "min_lang_prob": settings.min_lang_prob,
-              "lang_detector": settings.lang_detector, "seed": settings.seed}
+              "lang_detector": settings.lang_detector, "seed": settings.seed,
+              "tokenization": TOKENIZATION}  # captions are cut into words to match
     if partition.kind == "pool":
         inputs["columns"] = [settings.columns.url, settings.columns.text]
     return inputs
@@ -555,6 +557,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     if not store.exists(queries):
         raise WitError(f"queries file '{queries}' does not exist; run `wit queries` first")
     local_queries = store.local_copy(queries)
+    warn_if_other_rules(queries)  # a queries file built under other tokenisation rules
     dropped: Counter = Counter()
     partitions = harvest(config, sources, sites or {}, dropped)
     queries_sha256 = atomic.sha256_file(local_queries)

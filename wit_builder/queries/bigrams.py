@@ -57,6 +57,7 @@ class SumTask:
     buckets_in_all: int
     folder: str
     frequencies: np.ndarray  # unigram counts of the vocabulary, float64
+    queries: np.ndarray  # bool: the vocabulary words that may be unigram queries
     total_tokens: int
     min_count: int
     limit: int
@@ -65,9 +66,11 @@ class SumTask:
 def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocabulary: list[str],
                    total_tokens: int, min_count: int, limit: int, work_dir: store.Location, *,
                    workers: int | None = None,
-                   worker_cpu: dict[int, float] | None = None) -> list[Bigram]:
+                   worker_cpu: dict[int, float] | None = None,
+                   queries: set[str] | None = None) -> list[Bigram]:
     """The `limit` highest-PMI pairs of `vocabulary` words seen at least `min_count` times
-    (`rows`: how many pair rows the spill files hold).
+    (`rows`: how many pair rows the spill files hold), leaving out pairs of which neither word
+    is in `queries` (the words that may be unigram queries; default: every word).
 
     Both rounds run as partitions on the stage's engine (`workers` overrides its worker count:
     tests), so the reduce uses every worker instead of running alone in this process after the
@@ -80,6 +83,7 @@ def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocab
     vocabulary = sorted(vocabulary)
     words = pa.array(vocabulary, pa.string())
     frequencies = np.array([unigrams[word] for word in vocabulary], dtype=np.float64)
+    allowed = np.array([queries is None or word in queries for word in vocabulary], dtype=bool)
     buckets = min(MAX_BUCKETS, max(1, math.ceil(rows / BUCKET_ROWS)))
     chosen = engine.current().overridden(workers=workers)  # `workers`: tests
     if rows < PARALLEL_ROWS and chosen.kind == "local":
@@ -90,7 +94,7 @@ def select_bigrams(spills: list[str], rows: int, unigrams: dict[str, int], vocab
     store.remove_tree(folder)  # an interrupted reduce's files: its groups may not be these
     scatter = [ScatterTask(group, words, buckets, folder, number)
                for number, group in enumerate(groups)]
-    sums = [SumTask(chunk, buckets, folder, frequencies, total_tokens, min_count, limit)
+    sums = [SumTask(chunk, buckets, folder, frequencies, allowed, total_tokens, min_count, limit)
             for chunk in split_evenly(list(range(buckets)), tasks)]
     found = np.zeros(0, dtype=SCORED)
     with engine.using(chosen):
@@ -192,7 +196,7 @@ def sum_buckets(task: SumTask) -> tuple[np.ndarray, tuple[int, float]]:
                                                     remove=True)])
         keys, counts = summed_records(records, count_bits)
         scored = score_pairs(keys * task.buckets_in_all + bucket, counts, task.frequencies,
-                             task.total_tokens, task.min_count)
+                             task.total_tokens, task.min_count, task.queries)
         found = np.concatenate([found, scored])
         if len(found) > 4 * task.limit:
             found = best(found, task.limit)
@@ -217,9 +221,12 @@ def summed_records(records: np.ndarray, count_bits: int) -> tuple[np.ndarray, np
 
 
 def score_pairs(keys: np.ndarray, totals: np.ndarray, frequencies: np.ndarray, total_tokens: int,
-                min_count: int) -> np.ndarray:
-    """The pairs with summed counts ≥ min_count, and their PMI."""
+                min_count: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """The pairs with summed counts ≥ min_count and at least one `allowed` word, and their PMI."""
     frequent = totals >= min_count
+    if allowed is not None:
+        first, second = np.divmod(keys, len(frequencies))
+        frequent &= allowed[first] | allowed[second]
     scored = np.empty(int(frequent.sum()), dtype=SCORED)
     scored["key"] = keys[frequent]
     scored["count"] = totals[frequent]

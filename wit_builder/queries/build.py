@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from wit_builder.core import markers, store
+from wit_builder.core.text import TOKENIZATION, is_query_word
 from wit_builder.queries.config import QueriesConfig
 from wit_builder.core import engine
 from wit_builder.core.engine import run_partitions, stage_engine
@@ -118,7 +119,7 @@ def make_spill_dir(out: store.Location) -> store.Location:
 def partition_inputs(task: CountTask) -> dict:
     """What a partition's counts depend on: its byte range, its file as it is now, the options."""
     return {"partition": repr(task.partition), "count_links": task.count_links,
-            "dump_file": store.file_signature(task.partition.path)}
+            "dump_file": store.file_signature(task.partition.path), "tokenization": TOKENIZATION}
 
 
 def count_and_record(task: CountTask) -> PartialCounts:
@@ -304,16 +305,20 @@ def select_sources(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts,
                    reduce_cpu: dict[int, float]) -> dict[str, list[tuple]]:
     """Each source's candidates, best first: (query, count, pmi); the bigram reduce's worker
     CPU seconds are added to `reduce_cpu`."""
-    unigrams = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
-    unigrams.sort(key=lambda item: (-item[1], item[0]))
+    frequent = [(word, n) for word, n in counts.unigrams.items() if n >= config.min_count]
+    frequent.sort(key=lambda item: (-item[1], item[0]))
+    # Single letters and numbers are not queries, but may stand in a bigram beside a word
+    # ("world war 2" has "war 2"); a bigram of two of them ("1 000", "u s") is not one either.
+    unigrams = [(word, n) for word, n in frequent if is_query_word(word, config.keep_numbers)]
     # Titles (reading pageviews, or normalising link targets) take this process seconds that
     # would otherwise follow the bigram reduce: they run in a thread while the workers reduce.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="titles") as background:
         titles_ranked = background.submit(title_candidates, config, plan, counts, pageviews)
         bigrams = select_bigrams(counts.spills, counts.spill_rows, counts.unigrams,
-                                 [word for word, _ in unigrams],
+                                 [word for word, _ in frequent],
                                  counts.tokens, config.bigram_min_count, config.bigrams,
-                                 spill_dir, worker_cpu=reduce_cpu)
+                                 spill_dir, worker_cpu=reduce_cpu,
+                                 queries={word for word, _ in unigrams})
         titles = titles_ranked.result()
     bigram_counts = {bigram.query: bigram.count for bigram in bigrams}
 
@@ -404,6 +409,7 @@ def run_stats(config: QueriesConfig, plan: DumpPlan, counts: PartialCounts, rows
         "inputs": {"dump": input_descriptions(plan.files, hashes), "dump_format": plan.kind,
                    "others": [describe_file(path) for path in other_inputs]},
         "parameters": {key: value for key, value in dataclasses.asdict(config).items()},
+        "tokenization": TOKENIZATION,
         "queries": len(rows),
         "queries_per_source": per_source,
         "candidates_per_source": {source: len(items) for source, items in sources.items()},

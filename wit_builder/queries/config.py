@@ -24,5 +24,7 @@ class QueriesConfig(PartitionedStageConfig):
     title_min_views: int = option(70, "titles need at least this many summed page views")
     title_min_links: int = option(100, "without --pageviews: titles need at least this many "
                                        "inbound links from articles of the dump")
+    keep_numbers: bool = option(False, "keep numbers as unigram queries (by default only "
+                                       "four-digit years are), and bigrams of two numbers")
     wordnet_all_lemmas: bool = option(False, "add every lemma of a synset, not only the head lemma")
     target: int = option(500_000, "total queries wanted")
