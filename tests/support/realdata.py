@@ -92,13 +92,13 @@ def fetch_deb(package: str, version: str) -> Path:
     """The root of Debian package `package` (`version`, as `apt-cache policy` lists it) unpacked
     (its usr/, etc/ …; downloaded and unpacked once)."""
     debs = CACHE / "debian"
-    archive = next(debs.glob(f"{package}_{version.split(':')[-1]}_*.deb"), None) \
-        if debs.is_dir() else None
+    pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"   # apt spells an epoch so
+    archive = next(debs.glob(pattern), None) if debs.is_dir() else None
     if archive is None:
         debs.mkdir(parents=True, exist_ok=True)
         run_fetch(["apt-get", "download", f"{package}={version}"],
                   f"Debian package {package}={version}", debs)
-        archive = next(debs.glob(f"{package}_{version.split(':')[-1]}_*.deb"), None)
+        archive = next(debs.glob(pattern), None)
         if archive is None:
             raise Unavailable(f"cannot fetch Debian package {package}={version}: no .deb")
 
