@@ -130,3 +130,55 @@ def test_bad_sources_are_clear_errors(workdir):
     (workdir / "bad.csv").write_text("link,caption\nhttp://a/1.jpg,a red star\n")
     with pytest.raises(WitError, match="no column 'url'"):
         select(crawl_config(workdir, source=[f"pool:{workdir / 'bad.csv'}"]))
+
+
+def test_a_pool_of_one_big_row_group_is_crawled_in_row_ranges(workdir, tmp_path, monkeypatch):
+    """Every core works on a pool file written as one row group: its rows are split into
+    partitions, the selection is the one the unsplit file gives."""
+    import wit_builder.crawl.sources.pool as pool
+
+    rows = POOL * 30
+    for name in ("whole", "split"):
+        write_queries(tmp_path / name / "queries" / "queries.parquet")
+    pq.write_table(pa.table({"url": [u for u, _ in rows], "caption": [t for _, t in rows]}),
+                   tmp_path / "big.parquet", row_group_size=len(rows))
+    source = [f"pool:{tmp_path / 'big.parquet'}"]
+    whole = select(crawl_config(tmp_path / "whole", source=source, workers=1))
+    monkeypatch.setattr(pool, "PARTITION_ROWS", 100)
+    split = select(crawl_config(tmp_path / "split", source=source, workers=2))
+    parts = sorted((tmp_path / "split" / "data" / "candidates").glob("part-*.parquet"))
+    assert len(parts) == 4  # 360 rows, 100 a partition
+    assert sum(pq.read_metadata(part).num_rows for part in parts) == \
+        pq.read_metadata(tmp_path / "whole" / "data" / "candidates" / "part-00000.parquet").num_rows
+    assert split["dropped"] == whole["dropped"] and split["balance"] == whole["balance"]
+    assert pq.read_table(tmp_path / "split" / "manifests" / "selection.parquet").equals(
+        pq.read_table(tmp_path / "whole" / "manifests" / "selection.parquet"))
+    again = select(crawl_config(tmp_path / "split", source=source, workers=2))  # resumes
+    assert again["balance"] == split["balance"]
+
+
+def test_a_pair_that_fails_is_counted_and_the_rest_kept(workdir, monkeypatch, caplog):
+    import wit_builder.crawl.run as crawl_run
+
+    real = crawl_run.clean_caption
+
+    def clean(text):  # any exception on one pair, not a known one
+        if text == "a small red star":
+            raise UnicodeError("a hostile caption")
+        return real(text)
+
+    monkeypatch.setattr(crawl_run, "clean_caption", clean)
+    stats = select(crawl_config(workdir, workers=1))
+    assert stats["dropped"]["pair_error"] == 1
+    texts = pq.read_table(workdir / "data" / "matched").column("text").to_pylist()
+    assert "a small red star" not in texts
+    assert {"A red triangle on a plain background", "café with a red star",
+            "two large blue circles on a dotted background", "a blue star drawn on a white page",
+            "a small red star again"} <= set(texts)  # the same source's others, the WARC's
+    assert "pair_error: UnicodeError on image 'http://img.test/7.jpg'" in caplog.text
+
+
+def test_pages_and_off_site_links_are_counted_apart_from_dropped_pairs(workdir):
+    stats = select(crawl_config(workdir))
+    assert stats["counts"] == {"pages": 2}
+    assert "pages" not in stats["dropped"]

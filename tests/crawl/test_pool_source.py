@@ -112,3 +112,59 @@ def test_missing_values_come_back_empty_for_the_filters_to_count(tmp_path):
     table = pa.table({"url": ["http://a.test/1.jpg", None], "caption": [None, "orphan"]})
     pq.write_table(table, tmp_path / "n.parquet")
     assert read_all(tmp_path / "n.parquet") == [("http://a.test/1.jpg", ""), ("", "orphan")]
+
+
+def test_one_big_row_group_splits_into_row_ranges_read_once_each(tmp_path):
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i}") for i in range(2_500)]
+    path = tmp_path / "one-group.parquet"
+    pq.write_table(pa.table({"url": [u for u, _ in rows], "caption": [t for _, t in rows]}),
+                   path, row_group_size=len(rows))
+    assert pq.ParquetFile(path).num_row_groups == 1
+    parts = pool_partitions(str(path), rows=1_000)
+    assert len(parts) == 3 and [part.rows for part in parts] == [(0, 1000), (1000, 2000),
+                                                                 (2000, 2500)]
+    assert [pair for part in parts for pair in read_pool(part)] == rows
+    # at the default size, batches of BATCH_ROWS do not line up with the ranges either
+    parts = pool_partitions(str(path), rows=777)
+    assert len(parts) == 4 and [pair for part in parts for pair in read_pool(part)] == rows
+
+
+def test_small_row_groups_keep_their_partitions(tmp_path):
+    """A file whose row groups are small is partitioned as before (4 groups a partition), so the
+    done markers of an earlier crawl still match."""
+    write_pool(tmp_path / "p.parquet", "parquet")
+    parts = pool_partitions(str(tmp_path / "p.parquet"))
+    assert [(part.row_groups, part.rows) for part in parts] == [((0, 1, 2, 3), None), ((4,), None)]
+
+
+def test_row_groups_are_grouped_up_to_the_row_budget(tmp_path):
+    write_pool(tmp_path / "p.parquet", "parquet")  # 5 groups of 10 rows
+    parts = pool_partitions(str(tmp_path / "p.parquet"), rows=25)
+    assert [part.row_groups for part in parts] == [(0, 1), (2, 3), (4,)]
+    assert [pair for part in parts for pair in read_pool(part)] == ROWS
+
+
+def test_unreadable_rows_are_counted_and_the_rest_read(tmp_path, caplog):
+    from collections import Counter
+
+    (tmp_path / "bad.csv").write_text(
+        'url,caption\nhttp://a.test/1.jpg,one\nhttp://a.test/2.jpg,two,"a third field"\n'
+        'http://a.test/3.jpg,three\n')
+    (tmp_path / "bad.jsonl").write_text(
+        '{"url": "http://a.test/4.jpg", "caption": "four"}\n{not json\n[1, 2]\n"text"\n'
+        '{"url": "http://a.test/5.jpg", "caption": ["a", "list"]}\n'
+        '{"url": 6, "caption": "six"}\n' + "[" * 100_000 + "\n")
+    dropped: Counter = Counter()
+    pairs = [pair for part in pool_partitions(str(tmp_path))
+             for pair in read_pool(part, dropped=dropped)]
+    assert pairs == [("http://a.test/1.jpg", "one"), ("http://a.test/3.jpg", "three"),
+                     ("http://a.test/4.jpg", "four"), ("http://a.test/5.jpg", '["a", "list"]'),
+                     ("6", "six")]
+    assert dropped == {"row_error": 5}
+    assert "bad.csv" in caplog.text and "bad.jsonl': line 2 is not JSON" in caplog.text
+
+
+def test_a_file_of_no_json_at_all_is_a_clear_error(tmp_path):
+    (tmp_path / "x.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n binary \n")
+    with pytest.raises(WitError, match="x.jsonl' holds no JSON object"):
+        read_all(tmp_path / "x.jsonl")

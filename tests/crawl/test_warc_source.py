@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import re
 import http.server
 import threading
 from collections import Counter
@@ -17,6 +18,7 @@ from support.servers import Server
 from wit_builder.cli import load_config
 from wit_builder.crawl.run import select
 from wit_builder.core.options import WitError
+from wit_builder.crawl.sources.html import extract_images
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
 from wit_builder.net.guard import AddressPolicy
 
@@ -311,3 +313,56 @@ def test_poison_pages_are_counted_and_every_good_pair_kept(tmp_path, monkeypatch
     matched = pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist()
     expected = {f"http://s.test/star{i}.jpg" for i in range(40)} | {"http://s.test/sup.jpg"}
     assert expected <= set(matched)
+
+
+def warcio_records(count: int) -> list[bytes]:
+    """`count` response records as warcio's writer writes them, one bytes each (uncompressed)."""
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    records = []
+    for i in range(count):
+        output = BytesIO()
+        writer = WARCWriter(output, gzip=False)
+        body = f"<html><img src='/{i}.jpg' alt='a red star number {i}'></html>".encode()
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(
+            f"http://s.test/{i}.html", "response", payload=BytesIO(body), http_headers=http))
+        records.append(output.getvalue())
+    return records
+
+
+def with_content_length(record: bytes, length: int) -> bytes:
+    head, separator, rest = record.partition(b"\r\n\r\n")
+    head = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % length, head)
+    return head + separator + rest
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_a_length_past_the_end_of_the_file_loses_no_record(tmp_path, gzipped):
+    """warcio's records, the third one's Content-Length corrupted to run past the end of the
+    file: the three records it swallowed are read, its own page kept up to the next header."""
+    records = warcio_records(6)
+    records[2] = with_content_length(records[2], 10_000_000)
+    path = tmp_path / ("long.warc.gz" if gzipped else "long.warc")
+    path.write_bytes(b"".join(gzip.compress(r, mtime=0) if gzipped else r for r in records))
+    dropped = Counter()
+    pages = dict(read_html_responses(str(path), dropped))
+    assert sorted(pages) == [f"http://s.test/{i}.html" for i in range(6)]
+    assert dropped == {"warc_record_error": 1}
+    images = extract_images(pages["http://s.test/2.html"], "http://s.test/2.html")
+    assert [pair.url for pair in images.pairs] == ["http://s.test/2.jpg"]  # not 3, 4, 5's
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_a_length_past_the_end_with_nothing_after_is_a_cut_record(tmp_path, gzipped):
+    records = warcio_records(3)
+    records[2] = with_content_length(records[2], 10_000_000)
+    path = tmp_path / ("cut.warc.gz" if gzipped else "cut.warc")
+    path.write_bytes(b"".join(gzip.compress(r, mtime=0) if gzipped else r for r in records))
+    dropped = Counter()
+    assert [url for url, _ in read_html_responses(str(path), dropped)] == [
+        "http://s.test/0.html", "http://s.test/1.html"]
+    assert dropped == {"truncated_record": 1}

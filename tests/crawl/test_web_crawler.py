@@ -122,3 +122,45 @@ def test_delay_spaces_requests_to_one_host():
         crawl(site, max_depth=0, delay=0.3)
         elapsed = time.monotonic() - started
     assert elapsed >= 0.3  # robots.txt, then the page 0.3 s later
+
+
+def test_live_crawl_counts_a_poison_page_keeps_the_others_and_shows_a_bar(
+        serve, tmp_path, monkeypatch, capfd):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import wit_builder.crawl.run as crawl_run
+    from wit_builder.cli import load_config
+
+    pages = {"/": "".join(f"<a href=/p{i}.html>{i}</a>" for i in range(10))
+             + "<a href=http://elsewhere.test/>off</a>",
+             **{f"/p{i}.html": f"<img src=/{i}.jpg alt='a red star over house {i}'>"
+                for i in range(10)}}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path in pages:
+            return web.Response(text=pages[request.path], content_type="text/html")
+        raise web.HTTPNotFound()
+
+    server = serve(handle)
+    real = crawl_run.parse_page
+
+    def parse(body, page_url):
+        if page_url.endswith("/p3.html"):
+            raise MemoryError("a page that blows up")
+        return real(body, page_url)
+
+    monkeypatch.setattr(crawl_run, "parse_page", parse)
+    (tmp_path / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
+                   tmp_path / "queries" / "queries.parquet")
+    config = load_config("crawl", None, {
+        "workdir": str(tmp_path), "download": False, "workers": 1, "allow_private": True,
+        "source": [f"web:{server.url}/"], "crawl_delay": 0.0, "max_depth": 2})
+    stats = crawl_run.select(config)
+    assert stats["dropped"]["page_error"] == 1
+    assert stats["counts"] == {"pages": 11, "off_site_link": 1}
+    assert "pages" not in stats["dropped"] and "off_site_link" not in stats["dropped"]
+    urls = set(pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist())
+    assert urls == {f"{server.url}/{i}.jpg" for i in range(10) if i != 3}
+    assert "crawl: web" in capfd.readouterr().err  # the tqdm bar

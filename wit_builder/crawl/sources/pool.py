@@ -83,9 +83,11 @@ def is_pool_file(name: str) -> bool:
 
 
 def pool_partitions(spec: str, policy: AddressPolicy | None = None,
-                    rows: int = PARTITION_ROWS) -> list[PoolPartition]:
+                    rows: int | None = None) -> list[PoolPartition]:
     """Units of work for the engine: parquet files as runs of up to ROW_GROUPS_PER_PARTITION row
-    groups and `rows` rows, a larger row group as row ranges of `rows`; other files whole."""
+    groups and `rows` rows (default PARTITION_ROWS), a larger row group as row ranges of `rows`;
+    other files whole."""
+    rows = rows or PARTITION_ROWS
     partitions = []
     for path in expand_pool_paths(spec, policy):
         kind = pool_format(path)
