@@ -1,15 +1,22 @@
 """Download speed: witbuilder's native downloader against img2dataset, on the same generated
 JPEGs served from a separate process on 127.0.0.1, with the same resize settings and process
-count; and the in-process ceiling (decode + resize + encode per core, no network).
+count; two ceilings (one core's image step, no network, times the processes): a plain Pillow
+full decode + resize + encode (neutral), and witbuilder's own image step (`process_image`, the
+code its workers run); and the output quality of each image step: PSNR against a full-decode
+reference (full decode + exact Lanczos resize) on the served JPEGs and on real photographs
+(Pillow's sdist and Debian's plasma-workspace-wallpapers, fetched into the real-material cache),
+and how many output sizes differ from img2dataset's.
 
-    .venv/bin/python benchmarks/bench_download.py --images 5000 --workers 2
+    .venv/bin/python benchmarks/bench_download.py --images 5000 --workers 2 --repeats 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,13 +28,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from common import print_table  # noqa: E402
+from support.realdata import Unavailable, fetch_deb, fetch_sdist  # noqa: E402
 
 from wit_builder.core import schemas  # noqa: E402
 from wit_builder.cli import load_config  # noqa: E402
 from wit_builder.crawl.download import download_selection  # noqa: E402
-from wit_builder.crawl.download.images import ImageSettings, process_image  # noqa: E402
+from wit_builder.crawl.download.images import (DECODE_HEADROOM, ImageSettings,  # noqa: E402
+                                               process_image, scaled_size)
+
+PILLOW = "11.0.0"
+WALLPAPERS = "4:5.27.5-2"   # Debian's plasma-workspace-wallpapers (apt-cache policy)
+# The real photographs in Pillow's Tests/images (as in tests/crawl/test_image_quality.py).
+PILLOW_PHOTOGRAPHS = ("exif-72dpi-int.jpg", "exif_typeerror.jpg", "flower.jpg", "flower2.jpg",
+                      "frozenpond.mpo", "fujifilm.mpo", "iptc.jpg", "junk_jpeg_header.jpg",
+                      "sugarshack.mpo", "xmp_test.jpg")
+WALLPAPER_SIZES = ("800x600", "1280x1024", "1920x1080")
 
 
 def generate_jpegs(folder: Path, count: int, seed: int) -> list[Path]:
@@ -168,22 +186,118 @@ def run_witbuilder(selection: Path, workdir: Path, args: argparse.Namespace) -> 
         "workdir": str(workdir), "workers": args.workers, "concurrency": args.concurrency,
         "download_per_host": args.concurrency, "samples_per_shard": args.per_shard,
         "image_size": args.image_size, "resize_mode": "keep_ratio", "quality": 90,
-        "retries": 0, "allow_private": True})
+        "decode": args.decode, "retries": 0, "allow_private": True})
     return download_selection(config, selection)["stored"]
 
 
-def ceiling_slice(bodies: list[bytes], settings: ImageSettings,
-                  seconds: float) -> tuple[int, float]:
-    """(images, CPU seconds) of decode + resize + encode in one thread, no network, for about
-    `seconds` of CPU (CPU time, not wall time, so other programs do not lower the ceiling)."""
+def real_photographs() -> dict[str, list[bytes]]:
+    """{set name: JPEG bodies} of the real photographs that can be fetched (a set that cannot is
+    left out, with the reason on stderr)."""
+    found = {}
+    try:
+        folder = fetch_sdist("pillow", PILLOW) / "Tests" / "images"
+        found[f"Pillow {PILLOW} photographs"] = [(folder / name).read_bytes()
+                                                for name in PILLOW_PHOTOGRAPHS]
+    except Unavailable as error:
+        print(f"bench_download: Pillow's photographs left out: {error}", file=sys.stderr)
+    try:
+        root = fetch_deb("plasma-workspace-wallpapers", WALLPAPERS) / "usr/share/wallpapers"
+        found["KDE Plasma wallpapers"] = [
+            path.read_bytes() for path in sorted(root.glob("*/contents/images/*.jpg"))
+            if path.stem in WALLPAPER_SIZES]
+    except Unavailable as error:
+        print(f"bench_download: the Plasma wallpapers left out: {error}", file=sys.stderr)
+    return found
+
+
+def pillow_step(image_size: int, quality: int):
+    """The neutral ceiling's image step: Pillow decodes in full, resizes (bicubic, its default)
+    to img2dataset's size and encodes; no reduced decode, no OpenCV."""
+    from PIL import Image
+
+    settings = ImageSettings(image_size=image_size)
+
+    def step(body: bytes) -> bytes:
+        with Image.open(io.BytesIO(body)) as image:
+            picture = image.convert("RGB")
+        picture = picture.resize(scaled_size(*picture.size, settings), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=quality)
+        return out.getvalue()
+    return step
+
+
+def img2dataset_step(image_size: int, quality: int):
+    """img2dataset's own image step (its Resizer, as bench runs set it), for comparison."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from img2dataset.resizer import Resizer
+
+    resizer = Resizer(image_size, "keep_ratio_largest", resize_only_if_bigger=True,
+                      encode_quality=quality)
+    return lambda body: resizer(io.BytesIO(body))[0]
+
+
+def witbuilder_step(image_size: int, quality: int, decode: str):
+    settings = ImageSettings(image_size=image_size, quality=quality, decode=decode)
+    return lambda body: process_image(body, settings).jpeg
+
+
+def image_steps(args: argparse.Namespace) -> dict[str, object]:
+    """label → the image step (bytes → stored JPEG) of each ceiling and comparison row."""
+    steps = {"Pillow full decode + resize + encode": pillow_step(args.image_size, 90),
+             "img2dataset's Resizer": img2dataset_step(args.image_size, 90)}
+    for decode in [args.decode] + [d for d in DECODE_HEADROOM if d != args.decode]:
+        steps[f"witbuilder process_image, --decode {decode}"] = witbuilder_step(
+            args.image_size, 90, decode)
+    return steps
+
+
+def ceiling_round(bodies: list[bytes], steps: dict, seconds: float) -> dict[str, float]:
+    """CPU ms an image of each step, one after the other in one thread, no network, for about
+    `seconds` of CPU each (CPU time, not wall time, so other programs do not lower a ceiling;
+    the steps interleave, so a drifting load reaches them all)."""
     import cv2
 
     cv2.setNumThreads(1)
-    done, started = 0, time.thread_time()
-    while time.thread_time() - started < seconds:
-        process_image(bodies[done % len(bodies)], settings)
-        done += 1
-    return done, time.thread_time() - started
+    costs = {}
+    for label, step in steps.items():
+        done, started = 0, time.thread_time()
+        while time.thread_time() - started < seconds:
+            step(bodies[done % len(bodies)])
+            done += 1
+        costs[label] = 1000 * (time.thread_time() - started) / done
+    return costs
+
+
+def psnr(stored: bytes, reference: np.ndarray) -> float:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"), np.float64)
+    return 10 * np.log10(255 ** 2 / np.mean((pixels - reference) ** 2))
+
+
+def quality(bodies: list[bytes], steps: dict, image_size: int) -> dict[str, tuple[float, int]]:
+    """label → (mean PSNR against a full decode + exact Lanczos resize to img2dataset's output
+    size, how many output sizes differ from img2dataset's)."""
+    from PIL import Image
+
+    theirs = img2dataset_step(image_size, 90)
+    scores: dict[str, list[float]] = {label: [] for label in steps}
+    wrong_size = dict.fromkeys(steps, 0)
+    for body in bodies:
+        with Image.open(io.BytesIO(theirs(body))) as stored:
+            size = stored.size
+        with Image.open(io.BytesIO(body)) as image:
+            reference = np.asarray(image.convert("RGB").resize(
+                size, Image.Resampling.LANCZOS, reducing_gap=None), np.float64)
+        for label, step in steps.items():
+            jpeg = step(body)
+            with Image.open(io.BytesIO(jpeg)) as stored:
+                if stored.size != size:
+                    wrong_size[label] += 1
+                    continue
+            scores[label].append(psnr(jpeg, reference))
+    return {label: (float(np.mean(scores[label])), wrong_size[label]) for label in steps}
 
 
 def timed(label: str, function, server_pid: int, images: int) -> dict:
@@ -220,6 +334,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each downloader (2: img2dataset, witbuilder, witbuilder, "
                              "img2dataset)")
+    parser.add_argument("--decode", default="reduced", choices=list(DECODE_HEADROOM),
+                        help="witbuilder's --decode")
+    parser.add_argument("--ceiling-seconds", type=float, default=1.5,
+                        help="CPU seconds of each image step in each round of the ceilings")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -236,12 +354,12 @@ def main() -> None:
             base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
             selection = scratch / "selection.parquet"
             write_selection(selection, base, args.images)
-            # The ceiling is measured in slices before, between and after the runs, so that it
-            # sees the same machine (load, clock) as they do; with --repeats 2 the runs go
-            # img2dataset, witbuilder, witbuilder, img2dataset, which cancels a drifting load.
+            # The ceilings are measured in rounds before, between and after the runs, so that
+            # they see the same machine (load, clock) as the runs do; with --repeats 2 the runs
+            # go img2dataset, witbuilder, witbuilder, img2dataset, which cancels a drifting load.
             bodies = [path.read_bytes() for path in paths]
-            settings = ImageSettings(image_size=args.image_size, quality=90)
-            slices = [ceiling_slice(bodies, settings, 4)]
+            steps = image_steps(args)
+            rounds = [ceiling_round(bodies, steps, args.ceiling_seconds)]
             runs: dict[str, list[dict]] = {"img2dataset": [], "witbuilder": []}
             for repeat in range(args.repeats):
                 for label in list(runs)[::1 if repeat % 2 == 0 else -1]:
@@ -249,24 +367,61 @@ def main() -> None:
                     output = scratch / f"{label}-{repeat}"
                     runs[label].append(timed(label, lambda: run(selection, output, args),
                                              server.pid, args.images))
-                    slices.append(ceiling_slice(bodies, settings, 4))
+                    rounds.append(ceiling_round(bodies, steps, args.ceiling_seconds))
         finally:
             server.terminate()
             server.wait()
+        load_after = os.getloadavg()[0]
+        sets = {f"served JPEGs ({args.distinct})": bodies, **real_photographs()}
+        scores = {name: quality(images, steps, args.image_size) for name, images in sets.items()}
+    costs = {label: statistics.median(r[label] for r in rounds) for label in steps}
+    print_download_table(args, runs, costs, mean_kb, load_before, load_after)
+    print_step_table(args, rounds, costs, scores, {name: len(b) for name, b in sets.items()})
+
+
+def print_download_table(args, runs, costs, mean_kb, load_before, load_after) -> None:
     i2d, wit = (combined(results) for results in runs.values())
-    per_core = sum(done for done, _ in slices) / sum(cpu for _, cpu in slices)
-    ceiling, ceiling_ms = per_core * args.workers, 1000 / per_core
-    rows = [[r["label"], args.workers, r["stored"], r["seconds"], r["rate"],
-             r["rate"] / i2d["rate"], r["rate"] / ceiling, r["cpu_ms"], ceiling_ms / r["cpu_ms"],
-             r["server_cpu"]] for r in (i2d, wit)]
-    rows.append([f"ceiling ({per_core:.0f}/core x {args.workers})", args.workers, "-", "-",
-                 ceiling, ceiling / i2d["rate"], 1.0, ceiling_ms, 1.0, "-"])
+    neutral_ms = costs["Pillow full decode + resize + encode"]
+    own_ms = costs[f"witbuilder process_image, --decode {args.decode}"]
+    neutral = 1000 / neutral_ms * args.workers
+    rows = [[f"{r['label']}" + (f" (--decode {args.decode})" if r is wit else ""), args.workers,
+             r["stored"], r["seconds"], r["rate"], r["rate"] / i2d["rate"], r["rate"] / neutral,
+             r["cpu_ms"], neutral_ms / r["cpu_ms"], own_ms / r["cpu_ms"], r["server_cpu"]]
+            for r in (i2d, wit)]
+    for label, ms in (("ceiling: Pillow full decode + resize + encode", neutral_ms),
+                      (f"ceiling: witbuilder's image step (--decode {args.decode})", own_ms)):
+        rate = 1000 / ms * args.workers
+        rows.append([f"{label} ({1000 / ms:.0f}/core x {args.workers})", args.workers, "-", "-",
+                     rate, rate / i2d["rate"], rate / neutral, ms, neutral_ms / ms, own_ms / ms,
+                     "-"])
     print_table(f"Download: {args.repeats} x {args.images} JPEGs ({args.distinct} distinct, mean "
                 f"{mean_kb:.0f} kB) to {args.image_size} px longest side, {os.cpu_count()} cores, "
-                f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
+                f"load average {load_before:.1f} before, {load_after:.1f} after",
                 ["downloader", "processes", "stored", "seconds", "images/s", "vs img2dataset",
-                 "share of ceiling (wall)", "CPU ms/image", "share of ceiling (CPU)",
+                 "share of Pillow ceiling (wall)", "CPU ms/image",
+                 "share of Pillow ceiling (CPU)", "share of own image-step ceiling (CPU)",
                  "server CPU s"], rows)
+
+
+def print_step_table(args, rounds, costs, scores, counts) -> None:
+    """One core's image step: median CPU ms over the interleaved rounds (and their spread), and
+    its output quality on each image set, against img2dataset's."""
+    i2d = "img2dataset's Resizer"
+    columns = ["image step (one core)", "CPU ms/image (median)", f"spread ({len(rounds)} rounds)",
+               "images/s per core"]
+    for name, count in counts.items():
+        columns += [f"PSNR dB, {name}" + ("" if "served" in name else f" ({count})"),
+                    "vs img2dataset", "sizes != img2dataset"]
+    rows = []
+    for label, ms in costs.items():
+        spread = [r[label] for r in rounds]
+        row = [label, ms, f"{min(spread):.2f}-{max(spread):.2f}", 1000 / ms]
+        for name in counts:
+            mean, wrong = scores[name][label]
+            row += [mean, f"{mean - scores[name][i2d][0]:+.2f}", wrong]
+        rows.append(row)
+    print_table(f"Image step alone: {args.image_size} px longest side, quality 90; PSNR against "
+                f"a full decode + exact Lanczos resize to img2dataset's size", columns, rows)
 
 
 if __name__ == "__main__":
