@@ -39,12 +39,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urljoin
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
-from common import print_table  # noqa: E402
+from common import print_table, write_queries  # noqa: E402
 from support.realdata import Unavailable, fetch_deb  # noqa: E402
 
 GIMP_HELP = "2.10.34-2"
@@ -88,19 +87,6 @@ def serve(folder: Path) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-def write_queries(words_file: Path, path: Path) -> int:
-    """Every lower-case word of the word list (possessive forms aside) as one query."""
-    words = sorted({line.strip().lower() for line in words_file.read_text("utf-8").splitlines()
-                    if line.strip().isalpha()})
-    table = pa.table({"query_id": pa.array(range(len(words)), pa.int32()), "query": words,
-                      "source": ["wordlist"] * len(words), "count": pa.array([0] * len(words),
-                                                                              pa.int64()),
-                      "pmi": pa.array([0.0] * len(words))})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return len(words)
 
 
 def wit(*args: str) -> float:
