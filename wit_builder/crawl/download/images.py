@@ -196,7 +196,7 @@ def decode_with_pillow(image: Image.Image, factor: int) -> np.ndarray:
     at 1/factor scale or more."""
     if image.format == "JPEG" and factor > 1:
         width, height = image.size
-        image.draft("RGB", (-(-width // factor), -(-height // factor)))
+        image.draft("RGB", (max(1, width // factor), max(1, height // factor)))
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
