@@ -101,7 +101,7 @@ def dedup_rows(index_samples: int, budget: float) -> list[list]:
 
 def generate(args: argparse.Namespace) -> None:
     """Child process: the raw shards of one input size; their counts as JSON on stdout."""
-    from shards_fixtures import build_raw_dataset
+    from support.shards_data import build_raw_dataset
 
     raw = build_raw_dataset(Path(args.generate), shards=4 * args.scale,
                             per_shard=args.samples // 4, exact=args.samples // 50 * args.scale,
