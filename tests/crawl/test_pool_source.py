@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from wit_builder.core.options import WitError
-from wit_builder.crawl.sources.pool import PoolColumns, pool_partitions, read_pool
+from wit_builder.crawl.sources.pool import PoolColumns, PoolPartition, pool_partitions, read_pool
 
 ROWS = [(f"http://img.test/{i}.jpg", f"caption number {i}, with a comma") for i in range(50)]
 
@@ -168,3 +168,51 @@ def test_a_file_of_no_json_at_all_is_a_clear_error(tmp_path):
     (tmp_path / "x.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n binary \n")
     with pytest.raises(WitError, match="x.jsonl' holds no JSON object"):
         read_all(tmp_path / "x.jsonl")
+
+
+def test_a_thousand_small_files_group_into_few_partitions(tmp_path):
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i}") for i in range(3_000)]
+    for number in range(1_000):
+        kind = ("parquet", "jsonl", "csv")[number // 400]  # 400 parquet, 400 jsonl, 200 csv
+        write_pool(tmp_path / f"{number:04d}.{kind}", kind, rows[3 * number:3 * number + 3])
+    parts = pool_partitions(str(tmp_path), rows=500)
+    # parquet: 1,200 rows (3 a file) by 500; jsonl and csv: ~180 bytes a file, sized at
+    # ROW_BYTES a row: one partition each
+    assert len(parts) == 5
+    assert all(len({pool_format_of(p) for p in (part.path, *part.more)}) == 1 for part in parts)
+    assert [pair for part in parts for pair in read_pool(part)] == rows
+    assert pool_partitions(str(tmp_path / "0000.parquet")) == [
+        PoolPartition(str(tmp_path / "0000.parquet"), "parquet", (0,))]  # one file: as before
+
+
+def pool_format_of(path: str) -> str:
+    return path.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["big.csv", "big.tsv", "big.jsonl", "big.csv.gz"])
+def test_a_big_text_file_is_read_in_shares_each_row_once(tmp_path, name):
+    from collections import Counter
+
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i}, long enough " + "x" * (i % 50))
+            for i in range(60_000)]
+    bad = {7, 20_000, 41_234, 59_999}
+    path = tmp_path / name
+    write_pool(path, name.split(".")[1], rows)
+    lines = path.read_bytes()
+    if name.endswith(".gz"):
+        lines = gzip.decompress(lines)
+    lines = lines.decode().split("\n")
+    header = 0 if name.endswith("jsonl") else 1
+    for i in bad:  # a row that cannot be read, in several batches
+        lines[i + header] = "{not json" if name.endswith("jsonl") else \
+            lines[i + header] + ("\tx\ty" if name.endswith("tsv") else ",x,y")
+    data = "\n".join(lines).encode()
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    kept = [row for i, row in enumerate(rows) if i not in bad]
+    # sized from the file's bytes (a gzipped one at GZIP_RATIO; these rows compress better)
+    parts = pool_partitions(str(path), rows=2_000 if name.endswith(".gz") else 10_000)
+    assert len(parts) >= 3 and {part.share[1] for part in parts} == {len(parts)}
+    dropped: Counter = Counter()
+    pairs = [pair for part in parts for pair in read_pool(part, dropped=dropped)]
+    assert sorted(pairs) == sorted(kept) and len(pairs) == len(kept)
+    assert dropped == {"row_error": len(bad)}

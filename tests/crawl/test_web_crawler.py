@@ -145,10 +145,10 @@ def test_live_crawl_counts_a_poison_page_keeps_the_others_and_shows_a_bar(
     server = serve(handle)
     real = crawl_run.parse_page
 
-    def parse(body, page_url):
+    def parse(body, page_url, with_links=True):
         if page_url.endswith("/p3.html"):
             raise MemoryError("a page that blows up")
-        return real(body, page_url)
+        return real(body, page_url, with_links=with_links)
 
     monkeypatch.setattr(crawl_run, "parse_page", parse)
     (tmp_path / "queries").mkdir()

@@ -79,6 +79,8 @@ class Partition:
     row_groups: tuple[int, ...] = ()
     sha256: str | None = None   # of a staged chunk (None: staged by a version that kept none)
     rows: tuple[int, int] | None = None  # a pool's rows [start, stop) of those row groups
+    share: tuple[int, int] | None = None  # a text pool's batches k, k + n, ... as (k, n)
+    more: tuple[str, ...] = ()  # small pool files read whole after `location`
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,7 @@ def parse_web_page(page_url: str, body: bytes, with_links: bool
                    ) -> tuple[PageImages, list[str]]:
     """A live page's pairs and, unless it is at the crawl's last depth, its links (run in the
     crawler's parse threads)."""
-    if with_links:
-        return parse_page(body, page_url)
-    return extract_images(body, page_url), []
+    return parse_page(body, page_url, with_links=with_links)
 
 
 class CrawlProgress:
@@ -351,7 +351,8 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
         return [Partition(start + i, "warc", location, "warc")
                 for i, location in enumerate(locations)]
     parts = pool_partitions(source.location, address_policy(config))
-    return [Partition(start + i, "pool", part.path, "pool", part.row_groups, rows=part.rows)
+    return [Partition(start + i, "pool", part.path, "pool", part.row_groups, rows=part.rows,
+                      share=part.share, more=part.more)
             for i, part in enumerate(parts)]
 
 
@@ -373,7 +374,8 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
                 yield pair.url, pair.text, page_url
     elif partition.kind == "pool":
         part = PoolPartition(partition.location, pool_format(partition.location),
-                             partition.row_groups, partition.rows)
+                             partition.row_groups, partition.rows, partition.share,
+                             partition.more)
         for url, text in read_pool(part, settings.columns, settings.policy, dropped):
             yield url, text, ""
     else:
@@ -419,8 +421,11 @@ def partition_inputs(partition: Partition, settings: PartitionSettings) -> dict:
     else:
         where = {"location": partition.location, "row_groups": list(partition.row_groups),
                  "file": file_state(partition.location),
-                 # recorded only when set, so that pools partitioned before rows were resume
-                 **({"rows": list(partition.rows)} if partition.rows else {})}
+                 # recorded only when set, so that pools partitioned before these were resume
+                 **({"rows": list(partition.rows)} if partition.rows else {}),
+                 **({"share": list(partition.share)} if partition.share else {}),
+                 **({"more": [[path, file_state(path)] for path in partition.more]}
+                    if partition.more else {})}
     inputs = {"kind": partition.kind, "source": partition.source, **where,
               "queries_sha256": settings.queries_sha256, "limits": asdict(settings.limits),
               "lang": settings.lang, "min_lang_prob": settings.min_lang_prob,

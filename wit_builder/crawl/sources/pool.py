@@ -3,7 +3,10 @@
 Files are streamed in record batches with only the two needed columns read, so a pool far larger
 than memory never spikes RAM (a known pain of img2dataset on large parquet inputs). A parquet file
 is split into partitions of row groups, and a row group larger than `PARTITION_ROWS` into row
-ranges, so one large file still spreads over workers whatever its writer chose.
+ranges, so one large file still spreads over workers whatever its writer chose; a large CSV, TSV
+or JSON-lines file is read by several partitions, each keeping every n-th batch (a share); small
+files share a partition up to `PARTITION_ROWS` rows, so a thousand of them are not a thousand
+partitions.
 
 One row that cannot be read (a CSV line with the wrong number of fields, a JSON line that is not
 an object) is counted (`row_error`) and logged, and the rest of the file is read.
@@ -18,11 +21,13 @@ import gzip
 import io
 import json
 import logging
+import math
+import os
 import shutil
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -38,6 +43,9 @@ FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl
 ROW_GROUPS_PER_PARTITION = 4
 PARTITION_ROWS = 100_000  # at most this many rows a partition (but a small row group is whole)
 BATCH_ROWS = 8192
+CSV_BLOCK_BYTES = 1 << 20  # fixed: the shares of a file agree on its batches
+ROW_BYTES = 200  # a text pool's bytes per row, to size its partitions (LAION's CSV: ~150-250)
+GZIP_RATIO = 4  # bytes of text per byte of a gzipped one
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,8 @@ class PoolPartition:
     format: str
     row_groups: tuple[int, ...] = ()  # parquet only; empty means the whole file
     rows: tuple[int, int] | None = None  # parquet: rows [start, stop) of those row groups only
+    share: tuple[int, int] | None = None  # text: (k, n): batches k, k + n, k + 2n... of the file
+    more: tuple[str, ...] = ()  # small files of the same format read whole after this one
 
 
 @dataclass(frozen=True)
@@ -84,21 +94,55 @@ def is_pool_file(name: str) -> bool:
 
 def pool_partitions(spec: str, policy: AddressPolicy | None = None,
                     rows: int | None = None) -> list[PoolPartition]:
-    """Units of work for the engine: parquet files as runs of up to ROW_GROUPS_PER_PARTITION row
-    groups and `rows` rows (default PARTITION_ROWS), a larger row group as row ranges of `rows`;
-    other files whole."""
+    """Units of work for the engine of about `rows` rows each (default PARTITION_ROWS): parquet
+    files as runs of up to ROW_GROUPS_PER_PARTITION row groups, a larger row group as row
+    ranges; a large text file as shares of its batches; consecutive small files of one format
+    together. A file whose size is not known cheaply (text on a store, gzipped parquet) is one
+    partition."""
     rows = rows or PARTITION_ROWS
-    partitions = []
+    partitions: list[PoolPartition] = []
+    small: list[PoolPartition] = []  # whole small files of one format, waiting to be grouped
+    small_rows = 0
+
+    def group() -> None:
+        if small:
+            partitions.append(replace(small[0], more=tuple(part.path for part in small[1:])))
+            small.clear()
+
     for path in expand_pool_paths(spec, policy):
-        kind = pool_format(path)
-        if kind == "parquet" and not path.endswith(".gz"):
-            metadata = open_parquet(path, policy).metadata
-            sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-            partitions += [PoolPartition(path, kind, groups, span)
-                           for groups, span in row_group_partitions(sizes, rows)]
-        else:
-            partitions.append(PoolPartition(path, kind))
+        for part, estimate in file_partitions(path, policy, rows):
+            if estimate is None or small and (small[0].format != part.format
+                                              or small_rows + estimate > rows):
+                group()
+                small_rows = 0
+            if estimate is None:
+                partitions.append(part)
+            else:
+                small.append(part)
+                small_rows += estimate
+    group()
     return partitions
+
+
+def file_partitions(path: str, policy: AddressPolicy | None, rows: int
+                    ) -> list[tuple[PoolPartition, int | None]]:
+    """One file's partitions, each with its rows when it is the whole file and small enough to
+    share a partition with the next files (else None)."""
+    kind = pool_format(path)
+    if kind == "parquet" and not path.endswith(".gz"):
+        metadata = open_parquet(path, policy).metadata
+        sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        parts = row_group_partitions(sizes, rows)
+        if len(parts) == 1:
+            return [(PoolPartition(path, kind, parts[0][0]), sum(sizes))]
+        return [(PoolPartition(path, kind, groups, span), None) for groups, span in parts]
+    if kind == "parquet" or store.is_url(path):
+        return [(PoolPartition(path, kind), None)]
+    estimate = os.path.getsize(path) * (GZIP_RATIO if path.endswith(".gz") else 1) // ROW_BYTES
+    shares = math.ceil(estimate / rows)
+    if shares <= 1:
+        return [(PoolPartition(path, kind), estimate)]
+    return [(PoolPartition(path, kind, share=(k, shares)), None) for k in range(shares)]
 
 
 def row_group_partitions(sizes: list[int], rows: int
@@ -145,7 +189,9 @@ def read_parquet(partition: PoolPartition, columns: PoolColumns,
         return
     handle = open_parquet(partition.path, policy)
     require_columns(partition.path, handle.schema_arrow.names, columns)
-    batches = handle.iter_batches(batch_size=BATCH_ROWS, row_groups=list(partition.row_groups),
+    # a file read whole (one grouped with others) names no row group
+    groups = list(partition.row_groups) if partition.row_groups else None
+    batches = handle.iter_batches(batch_size=BATCH_ROWS, row_groups=groups,
                                   columns=[columns.url, columns.text])
     if partition.rows is None:
         yield from batches
@@ -187,8 +233,11 @@ class RowErrors:
 
     def __init__(self, path: str, dropped: Counter):
         self.path, self.dropped, self.count = path, dropped, 0
+        self.counting = True  # False in a share whose rows another share counts
 
     def add(self, why: str) -> None:
+        if not self.counting:
+            return
         self.dropped["row_error"] += 1
         self.count += 1
         if self.count <= LOGGED_ROW_ERRORS:
@@ -208,19 +257,30 @@ def read_delimited(partition: PoolPartition, columns: PoolColumns,
     delimiter = "\t" if partition.format == "tsv" else ","
     compression = "gzip" if partition.path.endswith(".gz") else None
     errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
+    share, shares = partition.share or (0, 1)
+    errors.counting = share == 0  # every share parses every row: the first one counts them
     stream = pa.input_stream(store.open(partition.path, "rb", policy), compression=compression)
     try:
+        # fixed blocks: every share sees the same batches; one thread: a share is one worker
         reader = pacsv.open_csv(
-            stream, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                                     invalid_row_handler=errors.csv_row),
+            stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                             invalid_row_handler=errors.csv_row),
             convert_options=pacsv.ConvertOptions(column_types={columns.url: pa.string(),
                                                                columns.text: pa.string()}))
     except pa.ArrowInvalid as error:
         raise WitError(f"pool: '{partition.path}' is not readable {partition.format} ({error})") \
             from None
     require_columns(partition.path, reader.schema.names, columns)
-    for batch in reader:
-        yield batch.select([columns.url, columns.text])
+    index = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        if index % shares == share:
+            yield batch.select([columns.url, columns.text])
+        index += 1
 
 
 def read_jsonl(partition: PoolPartition, columns: PoolColumns,
@@ -229,11 +289,12 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
     rows: list[dict] = []
     checked = False
     errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
+    share, shares = partition.share or (0, 1)
     with store.open(partition.path, "rb", policy) as raw, \
             io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if partition.path.endswith(".gz")
                              else raw, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
-            if not line.strip():
+            if (number - 1) // BATCH_ROWS % shares != share or not line.strip():
                 continue
             try:
                 record = json.loads(line)
@@ -253,7 +314,7 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
                 rows = []
     if rows:
         yield pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
-    if not checked and errors.count:
+    if not checked and errors.count and share == 0:
         raise WitError(f"pool: '{partition.path}' holds no JSON object on any of its lines; "
                        "is it JSON lines?")
 
@@ -278,11 +339,13 @@ def read_pool(partition: PoolPartition, columns: PoolColumns = PoolColumns(),
     """(url, caption) pairs of one partition, empty strings where a value is missing (the crawl's
     filters drop and count those); rows that cannot be read are counted in `dropped`
     (`row_error`); `policy` guards a pool at an http(s) URL."""
-    if partition.format == "parquet":
-        batches = read_parquet(partition, columns, policy)
-    else:
-        batches = READERS[partition.format](partition, columns, policy, dropped)
-    for batch in batches:
-        urls, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        for url, text in zip(urls, texts):
-            yield ("" if url is None else str(url)), ("" if text is None else str(text))
+    whole = [PoolPartition(path, pool_format(path)) for path in partition.more]
+    for part in (replace(partition, more=()), *whole):
+        if part.format == "parquet":
+            batches = read_parquet(part, columns, policy)
+        else:
+            batches = READERS[part.format](part, columns, policy, dropped)
+        for batch in batches:
+            urls, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+            for url, text in zip(urls, texts):
+                yield ("" if url is None else str(url)), ("" if text is None else str(text))
