@@ -70,7 +70,9 @@ def fetch_sdist(name: str, version: str) -> Path:
     archive = find_archive(name, version)
     if archive is None:
         CACHE.mkdir(parents=True, exist_ok=True)
-        run_fetch([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        # --no-binary NAME, not :all:: the build requirements pip installs to read the sdist's
+        # metadata (numpy for gensim) may come as wheels
+        run_fetch([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name,
                    f"{name}=={version}", "-d", str(CACHE)], f"{name}=={version} from PyPI", CACHE)
         archive = find_archive(name, version)
         if archive is None:

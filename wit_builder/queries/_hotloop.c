@@ -192,6 +192,9 @@ typedef struct {
 } Match;
 
 typedef Match (*MatchAt)(const u8 *s, ssz n, ssz at);
+/* Match.end when no match can start here or anywhere after (an element opening with no ">"
+ * after it): the scan stops instead of searching the rest again from every later opening. */
+#define NO_MORE (-2)
 
 static const Match NO_MATCH = {0, NULL, 0};
 
@@ -209,6 +212,7 @@ static int substitute(const u8 *s, ssz n, Buf *o, const char *trigger, MatchAt m
         ssz at = p - s;
         Match match = match_at(s, n, at);
         if (match.end == BAIL) return BAIL;
+        if (match.end == NO_MORE) break;
         if (!match.end) { from = at + 1; continue; }
         PUT(o, s + i, at - i);
         if (match.replacement_length) PUT(o, match.replacement, match.replacement_length);
@@ -243,11 +247,11 @@ static ssz element_close(const u8 *s, ssz n, ssz from, const char *name, ssz len
 }
 
 /* End of the element `<name\b[^>]*?/>` or `<name\b[^>]*>.*?(</name\s*>|\Z)` opening at `at`
- * (whose name ends at `name_end`); 0 when none opens there. */
+ * (whose name ends at `name_end`); 0 when none opens there, NO_MORE when no ">" follows. */
 static ssz element_end(const u8 *s, ssz n, ssz name_end, const char *name, ssz len) {
     if (is_word_char(s + name_end, n - name_end)) return 0;
     const u8 *gt = find_byte(s, name_end, n, '>');
-    if (!gt) return 0;
+    if (!gt) return NO_MORE;
     ssz g = gt - s;
     if (g - 1 >= name_end && s[g - 1] == '/') return g + 1;
     return element_close(s, n, g + 1, name, len);
@@ -266,6 +270,7 @@ static Match element_at(const u8 *s, ssz n, ssz at, const char **names) {
         if (matched == BAIL) return removed_up_to(BAIL);
         if (!matched) continue;
         ssz end = element_end(s, n, at + 1 + len, *name, len);
+        if (end == BAIL) return removed_up_to(BAIL);
         if (end) return removed_up_to(end);
     }
     return NO_MATCH;

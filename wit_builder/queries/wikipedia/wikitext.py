@@ -38,7 +38,7 @@ TEMPLATE_BRACES = re.compile(r"\{\{|\}\}")
 TABLE_TOKEN = re.compile(r"^[ \t]*\{\||^[ \t]*\|\}", re.M)
 # Links removed with their captions: File/Image/Category/Media in any letter case; interlanguage
 # links such as [[fr:Chien]] only in their exact lower-case form, so [[Fox: A Story]] stays.
-DROPPED_LINK_START = re.compile(r"\[\[\s*:?\s*(?:(?i:file|image|category|media)\s*:|"
+DROPPED_LINK_START = re.compile(r"\[\[\s*(?::\s*)?(?:(?i:file|image|category|media)\s*:|"
                                 r"[a-z]{2,3}(?:-[a-z]+)?:\S)")
 LINK_BRACKETS = re.compile(r"\[\[|\]\]")
 LINK_TARGET = re.compile(r"\[\[([^\[\]|]*)(?:\|[^\[\]]*)?\]\]")
