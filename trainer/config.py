@@ -83,6 +83,18 @@ class EvalConfig(StageConfig):
     metrics: bool = option(True, "append the results to the run's metrics.jsonl")
 
 
+@dataclass
+class ExportConfig(StageConfig):
+    checkpoint: str = option("runs/tiny/checkpoints/latest.pt", "checkpoint file or run folder "
+                                                                "(runs/NAME) to export")
+    out: str = option("", "folder to write the open_clip model to (open_clip_config.json, "
+                          "open_clip_model.safetensors, NAME.json, the tokenizer)", metavar="DIR")
+    name: str = option("", "model name of NAME.json, for open_clip.add_model_config (empty: "
+                           "witbuilder-RUN)")
+    check: bool = option(True, "rebuild the model with open_clip (when installed) and refuse the "
+                               "export unless its embeddings equal ours to 1e-5")
+
+
 def require_local_workdir(config: StageConfig, stage: str) -> None:
     """Runs, checkpoints and metrics are local files: the data stages' fsspec workdirs do not
     apply here (shards can still be read from URLs, given to --train or --retrieval)."""

@@ -61,16 +61,21 @@ def run_tokenizer(state: dict[str, Any], run_dir: Path, context_length: int) -> 
                    f"and the checkpoint's '{source}' does not exist)")
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[CLIP, TextTokenizer, int]:
-    """(model in eval mode on `device`, its tokenizer, the step it was saved at)."""
-    path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path)
+def model_from_state(state: dict[str, Any], path: Path) -> tuple[CLIP, TextTokenizer]:
+    """The model (on the CPU) and tokenizer of a loaded checkpoint `state` read from `path`."""
     if "model" not in state or "model_config" not in state:
         raise WitError(f"eval: '{path}' is not a `wit train` checkpoint (no model or "
                        f"model_config)")
     model = CLIP(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
-    tokenizer = run_tokenizer(state, run_directory(path), model.config.context_length)
+    return model, run_tokenizer(state, run_directory(path), model.config.context_length)
+
+
+def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[CLIP, TextTokenizer, int]:
+    """(model in eval mode on `device`, its tokenizer, the step it was saved at)."""
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    model, tokenizer = model_from_state(state, path)
     return model.to(device).eval(), tokenizer, int(state.get("step", 0))
 
 

@@ -48,6 +48,9 @@ class TextTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, without start, end or padding."""
         if isinstance(self.backend, Tokenizer):
+            # Runs of whitespace collapsed, ends stripped: as CLIP's tokenizer and open_clip's
+            # wrapper of an exported BPE (HFTokenizer) both do, so the ids agree with open_clip.
+            texts = [" ".join(text.split()) for text in texts]
             encodings = self.backend.encode_batch(texts, add_special_tokens=False)
             return [encoding.ids for encoding in encodings]
         return [self.backend.encode(text) for text in texts]

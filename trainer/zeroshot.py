@@ -6,14 +6,18 @@ ensembling in embedding space). An image's class is the one whose embedding is n
 
 A labelled set is either WebDataset shards (`*.tar` of `KEY.jpg` + `KEY.cls`, the class index as
 text, beside `classnames.txt`, one name a line in index order) or an image folder with one
-sub-folder per class (the sub-folder names are the class names). Either may hold a
-`templates.txt` (one prompt a line, `{}` for the class name).
+sub-folder per class (the sub-folder names are the class names, unless a `classnames.txt` names
+them: one name a line in folder order, or `FOLDER NAME` lines). Underscores in class names become
+spaces. Either may hold a `templates.txt` (one prompt a line, `{}` or `{c}` for the class name).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,8 @@ DEFAULT_TEMPLATES = (
     "{}",
 )
 IMAGE_SUFFIXES = {f".{key}" for key in IMAGE_KEYS}
+SYNSET = re.compile(r"n\d{8}")  # a WordNet noun id, ImageNet's class folder names
+PLACEHOLDER = re.compile(r"\{(c|classname|class_name)\}")  # open_clip's {c}, as {}
 
 
 @dataclass
@@ -85,18 +91,91 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_templates(path: str | Path) -> list[str]:
-    """Prompt templates of a file: one a line, each with a `{}` for the class name."""
-    path = Path(path)
-    if not path.is_file():
-        raise WitError(f"eval: templates file '{path}' does not exist")
-    templates = read_lines(path)
+    """Prompt templates, each with one `{}` for the class name, from:
+    a text file, one template a line, with `{}` or `{c}`; a Python file in open_clip's style
+    (`lambda c: f'a photo of a {c}.'` items, or plain strings with `{}`), read as syntax, never
+    run; or the name of a set open_clip ships (`openai_imagenet`, `simple_imagenet`)."""
+    text_path = Path(path)
+    if not text_path.is_file():
+        shipped = open_clip_template_sets()
+        if str(path) in shipped:
+            source_path, constant = shipped[str(path)]
+            return python_templates(source_path.read_text(encoding="utf-8"), source_path,
+                                    constant)
+        named = f"; open_clip's sets: {', '.join(sorted(shipped))}" if shipped else ""
+        raise WitError(f"eval: templates file '{path}' does not exist (give a file of one "
+                       f"template a line with {{c}} for the class name{named})")
+    source = text_path.read_text(encoding="utf-8")
+    if text_path.suffix == ".py" or re.search(r"\blambda\b", source):
+        templates = python_templates(source, text_path)
+    else:
+        templates = [PLACEHOLDER.sub("{}", line) for line in read_lines(text_path)]
     if not templates:
         raise WitError(f"eval: templates file '{path}' holds no template")
     for template in templates:
         if template.count("{}") != 1:
             raise WitError(f"eval: template '{template}' in '{path}' needs exactly one {{}} "
-                           f"for the class name")
+                           f"(or {{c}}) for the class name")
     return templates
+
+
+def open_clip_template_sets() -> dict[str, tuple[Path, str]]:
+    """The template sets open_clip ships in zero_shot_metadata.py, by lower-case name without
+    `_templates` (found without importing open_clip); none when it is not installed."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / "zero_shot_metadata.py"
+    if not path.is_file():
+        return {}
+    names = re.findall(r"^([A-Z_]+)_TEMPLATES\s*=", path.read_text(encoding="utf-8"), re.M)
+    return {name.lower(): (path, f"{name}_TEMPLATES") for name in names}
+
+
+def python_templates(source: str, path: Path, constant: str = "") -> list[str]:
+    """Templates of Python source in open_clip's style, from its syntax tree (nothing runs):
+    every `lambda c: f'...{c}...'` (or `'...{}...'.format(c)`), else every string of a list or
+    tuple; only the assignment to `constant` when one is named."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise WitError(f"eval: templates file '{path}' is neither one template a line nor "
+                       f"Python (line {error.lineno}: {error.msg})") from None
+    if constant:
+        tree = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", "") == constant for t in node.targets))
+    lambdas = [node for node in ast.walk(tree) if isinstance(node, ast.Lambda)]
+    if lambdas:
+        return [lambda_template(node, path) for node in lambdas]
+    return [item.value for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple))
+            for item in node.elts if isinstance(item, ast.Constant) and isinstance(item.value, str)]
+
+
+def lambda_template(node: ast.Lambda, path: Path) -> str:
+    """`lambda c: f'a photo of a {c}.'` -> 'a photo of a {}.'; anything else is refused."""
+    refused = WitError(f"eval: templates file '{path}' line {node.lineno}: only "
+                       f"`lambda c: f'...{{c}}...'` templates are read (found "
+                       f"`{ast.unparse(node)}`)")
+    if len(node.args.args) != 1:
+        raise refused
+    argument, body = node.args.args[0].arg, node.body
+    if isinstance(body, ast.JoinedStr):
+        parts = []
+        for value in body.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value).replace("{", "{{").replace("}", "}}"))
+            elif (isinstance(value, ast.FormattedValue) and isinstance(value.value, ast.Name)
+                  and value.value.id == argument and value.conversion == -1
+                  and value.format_spec is None):
+                parts.append("{}")
+            else:
+                raise refused
+        return "".join(parts)
+    if (isinstance(body, ast.Call) and isinstance(body.func, ast.Attribute)
+            and body.func.attr == "format" and isinstance(body.func.value, ast.Constant)
+            and [getattr(a, "id", None) for a in body.args] == [argument] and not body.keywords):
+        return str(body.func.value.value)
+    raise refused
 
 
 def open_labelled_set(path: str | Path, name: str | None = None) -> LabelledSet:
@@ -111,10 +190,10 @@ def open_labelled_set(path: str | Path, name: str | None = None) -> LabelledSet:
         names = path / "classnames.txt"
         if not names.is_file():
             raise WitError(f"eval: zero-shot set '{path}' has shards but no classnames.txt")
-        classnames, files = read_lines(names), []
+        classnames, files = [prompt_name(name) for name in read_lines(names)], []
     else:
         folders = sorted(p for p in path.iterdir() if p.is_dir())
-        classnames = [folder.name for folder in folders]
+        classnames = folder_classnames(path, [folder.name for folder in folders])
         files = [(file, label) for label, folder in enumerate(folders)
                  for file in sorted(folder.iterdir()) if file.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
@@ -124,6 +203,42 @@ def open_labelled_set(path: str | Path, name: str | None = None) -> LabelledSet:
         raise WitError(f"eval: zero-shot set '{path}' has {len(classnames)} class(es); "
                        f"classification needs at least 2")
     return LabelledSet(name or path.name, path, classnames, templates, shards, files)
+
+
+def prompt_name(name: str) -> str:
+    """A class name as it goes into a prompt: `light_pink` -> `light pink`."""
+    return " ".join(name.replace("_", " ").split())
+
+
+def folder_classnames(path: Path, folders: list[str]) -> list[str]:
+    """The class names of an image-folder set, in (sorted) folder order: from its
+    classnames.txt when there is one, else the folder names; WordNet-id folders (ImageNet's
+    `n01440764`) need a classnames.txt, since the id in a prompt means nothing to the model."""
+    names_file = path / "classnames.txt"
+    if names_file.is_file():
+        return [prompt_name(name) for name in classnames_of_folders(names_file, folders)]
+    if any(SYNSET.fullmatch(folder) for folder in folders):
+        example = next(folder for folder in folders if SYNSET.fullmatch(folder))
+        raise WitError(f"eval: zero-shot set '{path}' has WordNet-id class folders ('{example}') "
+                       f"and no classnames.txt; add one: a name a line in folder order, or "
+                       f"'{example} NAME' lines (ImageNet's LOC_synset_mapping.txt)")
+    return [prompt_name(folder) for folder in folders]
+
+
+def classnames_of_folders(names_file: Path, folders: list[str]) -> list[str]:
+    """classnames.txt of an image folder: `FOLDER NAME[, synonym...]` lines (the first name is
+    kept), or one name a line in the sorted order of the folders."""
+    lines = read_lines(names_file)
+    keyed = {}
+    for line in lines:
+        key, _, rest = line.replace("\t", " ").partition(" ")
+        keyed[key.rstrip(":,")] = rest.split(",")[0].strip()
+    if all(keyed.get(folder) for folder in folders):
+        return [keyed[folder] for folder in folders]
+    if len(lines) != len(folders):
+        raise WitError(f"eval: '{names_file}' lists {len(lines)} names for {len(folders)} class "
+                       f"folders; give one name a line in folder order, or 'FOLDER NAME' lines")
+    return lines
 
 
 def choose_templates(labelled: LabelledSet, templates_file: str | Path | None) -> list[str]:
@@ -137,7 +252,11 @@ def eval_pixels(data: bytes, size: int) -> torch.Tensor:
     """uint8 (3, size, size): the image resized and center-cropped to a square of `size`."""
     image = Image.open(io.BytesIO(data))
     image.draft("RGB", (size, size))  # JPEG decodes at a reduced scale for free
-    image = image.convert("RGB")
+    return square_pixels(image.convert("RGB"), size)
+
+
+def square_pixels(image: Image.Image, size: int) -> torch.Tensor:
+    """uint8 (3, size, size) of an RGB image: its center square resized (bicubic) to `size`."""
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
@@ -207,11 +326,13 @@ def accuracy_table(image_features: torch.Tensor, labels: torch.Tensor,
                               "top1": float(top1.double().mean())}
     if classes >= 5:
         result["top5"] = float((ranked == labels[:, None]).any(dim=1).double().mean())
+    names = [name if classnames.count(name) == 1 else f"{name} ({index})"  # ImageNet's 2 cranes
+             for index, name in enumerate(classnames)]
     result["per_class"] = {
         name: {"samples": int((labels == index).sum()),
                "top1": float(top1[labels == index].double().mean())
                if (labels == index).any() else None}
-        for index, name in enumerate(classnames)}
+        for index, name in enumerate(names)}
     return result
 
 

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable
 
-from trainer.config import EvalConfig, TrainConfig
+from trainer.config import EvalConfig, ExportConfig, TrainConfig
 from wit_builder import __version__
 from wit_builder.core.config import build_config, field_types, read_toml
 from wit_builder.core.options import WitError, option
@@ -58,6 +58,8 @@ COMMANDS: dict[str, Stage] = {
     "train": Stage("train a CLIP model on the training shards", "trainer.train:run", TrainConfig),
     "eval": Stage("zero-shot classification and retrieval of a checkpoint",
                   "trainer.evaluate:run", EvalConfig),
+    "export": Stage("write a checkpoint as an open_clip model folder (config, weights, tokenizer)",
+                    "trainer.export:run", ExportConfig),
     "synthweb": Stage("generate or serve the embedded synthetic web (the default input)",
                       "wit_builder.synthweb.cli:run", SynthwebConfig),
     "demo": Stage("every stage, on the synthetic web, in minutes on 2 CPU cores",
