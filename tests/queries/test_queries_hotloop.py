@@ -5,11 +5,14 @@ edge cases, on random markup, and down to the bytes of queries.parquet."""
 from __future__ import annotations
 
 import random
+import tempfile
 from collections import Counter
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from support import wiki_data as fx
 from wit_builder.cli import main
@@ -116,7 +119,11 @@ MARKUP = ["{{", "}}", "{", "}", "[[", "]]", "[", "]", "|", "\n{|", "\n|}", "\n",
           "&mdash;", "&#8211;", "\uff26", "e\u0301", "\u0301", "&rsquo;", "&hellip;", "&#39;",
           "\u00ad", "\u2122", "na\u00efve", "\u6771",
           # NUL (raw, and as references decoded after the passes) and lone surrogates
-          "\x00", "\x00", "&#0;", "&#x0;", "&#x00;", "\ud800", "\udfff", "https://z.org/"]
+          "\x00", "\x00", "&#0;", "&#x0;", "&#x00;", "\ud800", "\udfff", "https://z.org/",
+          # the tokenisation rules: numbers, abbreviations, possessives, boundaries
+          "1,000", "3.5", "1", "000", ",", ",5", ".5", "5", "U.S.", "i.e.", "U.", "S.", "a.", "'s",
+          "\u2019s", "Lincoln's", ";", "(", ")", "/", "\u2014", "&ndash;", "\u2212", "\u2022",
+          "\u00b7", "1775\u20131783", "1775-1783", "covid-19", "\uff11,\uff10\uff10\uff10"]
 # Raw bytes of page text, beyond what MARKUP encodes: NUL and references at the XML level
 # (decoded before the wikitext passes), invalid UTF-8 (a stray continuation byte, a truncated
 # sequence, an overlong form, a surrogate's bytes).
@@ -201,6 +208,25 @@ def test_random_bytes_with_nul_and_invalid_utf8_count_the_same_in_both_paths(tmp
     xml = b"<mediawiki>" + b"".join(pages) + b"</mediawiki>"
     python, compiled = counted_both_ways(XmlChunk("bytes", 0, xml), tmp_path)
     assert compiled == python and compiled["tokens"] > 3_000
+
+
+HYPOTHESIS_PIECES = ([escape(piece).encode("utf-8", "surrogatepass") for piece in MARKUP]
+                     + RAW_MARKUP + INVALID_UTF8)
+
+
+@given(st.lists(st.lists(st.sampled_from(HYPOTHESIS_PIECES), max_size=40).map(b"".join),
+                min_size=1, max_size=6))
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_any_page_bytes_count_the_same_in_both_paths(texts: list[bytes]):
+    """Generated page bytes: markup, the tokeniser's numbers, abbreviations, possessives and
+    boundaries, NUL, `&#0;`, lone surrogates and invalid UTF-8."""
+    pages = b"".join(b"<page><title>P%d</title><ns>0</ns><revision><text>%s</text></revision>"
+                     b"</page>\n" % (number, text) for number, text in enumerate(texts))
+    with tempfile.TemporaryDirectory() as folder:
+        python, compiled = counted_both_ways(
+            XmlChunk("generated", 0, b"<mediawiki>" + pages + b"</mediawiki>"), Path(folder))
+    assert compiled == python
 
 
 def test_pages_the_byte_passes_cannot_replay_go_to_the_python_reference():
