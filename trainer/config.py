@@ -70,14 +70,18 @@ class TrainConfig(StageConfig):
 class EvalConfig(StageConfig):
     checkpoint: str = option("runs/tiny/checkpoints/latest.pt", "checkpoint to evaluate")
     zeroshot: list[str] = option([], "labelled sets: WebDataset dirs (.jpg + .cls, classnames.txt) "
-                                     "or image folders with a sub-folder per class (repeatable)",
-                                 metavar="DIR")
+                                     "or image folders with a sub-folder per class, named by the "
+                                     "folder (light_pink: 'light pink') or by a classnames.txt "
+                                     "(a name a line in folder order, or 'n01440764 tench' "
+                                     "lines) (repeatable)", metavar="DIR")
     retrieval: str = option("data/shards/val-*.tar", "shards for image<->text retrieval recall@k "
                                                      "('' : no retrieval)")
     retrieval_samples: int = option(5000, "pairs read from the retrieval shards (0: all)")
-    templates: str = option("", "prompt templates file, one a line with {} for the class name "
-                                "('': each set's templates.txt, else our default prompts)",
-                            metavar="FILE")
+    templates: str = option("", "prompt templates: a text file, one a line with {c} or {} for "
+                                "the class name; a Python file of open_clip-style `lambda c: "
+                                "f'...{c}...'` items (parsed, never run); or an open_clip set "
+                                "name: openai_imagenet, simple_imagenet ('': each set's "
+                                "templates.txt, else our default prompts)", metavar="FILE|NAME")
     batch_size: int = option(128, "images or prompts encoded at once")
     device: str = option("auto", "where to evaluate", choices=["auto", "cpu", "cuda"])
     metrics: bool = option(True, "append the results to the run's metrics.jsonl")

@@ -172,13 +172,22 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def templates_option(config: EvalConfig) -> str:
+    """--templates: a file relative to the workdir when there is one, else as given (a path, or
+    the name of a template set open_clip ships)."""
+    if not config.templates:
+        return ""
+    in_workdir = Path(config.path(config.templates))
+    return str(in_workdir) if in_workdir.exists() else config.templates
+
+
 def run(config: EvalConfig) -> int:
     """Entry point of `wit eval`: evaluate, print the table, append to metrics.jsonl."""
     require_local_workdir(config, "eval")
     device = pick_device(config.device)
     results = evaluate_checkpoint(config.checkpoint, config.zeroshot, config.retrieval,
-                                  config.workdir, str(config.path(config.templates))
-                                  if config.templates else "", config.retrieval_samples,
+                                  config.workdir, templates_option(config),
+                                  config.retrieval_samples,
                                   config.batch_size, device)
     print(format_table(results))
     if config.metrics:

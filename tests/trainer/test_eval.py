@@ -16,7 +16,7 @@ from trainer.retrieval import caption_groups, recall_at_k
 from trainer.train import run
 from trainer.zeroshot import (DEFAULT_TEMPLATES, accuracy_table, choose_templates,
                               class_embeddings, encode_texts, ensemble, eval_pixels,
-                              open_labelled_set)
+                              open_labelled_set, read_templates)
 from support.trainer_data import (COLOURS_USED, SHAPES, draw_shape, jpeg_bytes, tiny_train_config,
                               write_shape_shards)
 from wit_builder.cli import main
@@ -241,3 +241,93 @@ def test_empty_or_unlabelled_sets_are_clear_errors(workdir, tmp_path):
         evaluate_checkpoint(checkpoint, [], str(tmp_path / "none-*.tar"))
     with pytest.raises(WitError, match="nothing to evaluate"):
         evaluate_checkpoint(checkpoint)
+
+
+def write_synset_folder_set(directory, samples, classnames=None):
+    """ImageNet's layout: one WordNet-id folder per class (ids in sorted colour order)."""
+    order = sorted(COLOURS_USED)
+    for index, (data, label) in enumerate(samples):
+        folder = directory / f"n{order.index(COLOURS_USED[label]):08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index:04d}.jpg").write_bytes(data)
+    (directory / "templates.txt").write_text("".join(f"a {{}} {s}\n" for s in SHAPES))
+    if classnames is not None:
+        (directory / "classnames.txt").write_text(classnames)
+    return directory
+
+
+def test_synset_folders_are_named_by_classnames_txt_in_either_layout(workdir, tmp_path):
+    samples = colour_samples(24, seed=5)
+    order = sorted(COLOURS_USED)
+    write_folder_set(tmp_path / "named", samples)
+    # One name a line in folder order (open_clip's IMAGENET_CLASSNAMES), or ImageNet's
+    # LOC_synset_mapping.txt: 'ID name, synonym' lines in any order.
+    write_synset_folder_set(tmp_path / "ordered", samples, "".join(f"{c}\n" for c in order))
+    mapping = "".join(f"n{i:08d} {c}, {c}dish hue\n" for i, c in enumerate(order))
+    write_synset_folder_set(tmp_path / "mapped", samples, "\n".join(
+        reversed(mapping.splitlines())))
+    assert open_labelled_set(tmp_path / "mapped").classnames == order
+    checkpoint = workdir / "runs/test/checkpoints/latest.pt"
+    results = evaluate_checkpoint(checkpoint, [tmp_path / name
+                                               for name in ("named", "ordered", "mapped")])
+    named = results["zeroshot"]["named"]
+    assert named["top1"] > 2 * named["chance"]
+    assert results["zeroshot"]["ordered"] == named == results["zeroshot"]["mapped"]
+
+
+def test_synset_folders_without_classnames_are_refused_saying_what_to_add(tmp_path):
+    write_synset_folder_set(tmp_path / "ids", colour_samples(6, seed=1))
+    with pytest.raises(WitError, match="WordNet-id class folders .*add one"):
+        open_labelled_set(tmp_path / "ids")
+    write_synset_folder_set(tmp_path / "short", colour_samples(6, seed=1), "red\ngreen\n")
+    with pytest.raises(WitError, match="lists 2 names for 6 class folders"):
+        open_labelled_set(tmp_path / "short")
+
+
+def test_underscores_in_class_names_become_spaces(tmp_path):
+    for folder in ("light_pink", "dark_blue"):
+        (tmp_path / "folders" / folder).mkdir(parents=True)
+        draw_shape("red", "circle", 16, random.Random(0)).save(tmp_path / "folders" / folder /
+                                                               "a.png")
+    assert open_labelled_set(tmp_path / "folders").classnames == ["dark blue", "light pink"]
+    shards = write_webdataset_set(tmp_path / "shards", colour_samples(6, 1))
+    (shards / "classnames.txt").write_text("sky_blue\nlight_pink\n" + "x\n" * 4)
+    assert open_labelled_set(shards).classnames[:2] == ["sky blue", "light pink"]
+
+
+def test_templates_in_open_clips_styles_read_without_running_them(tmp_path):
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+
+    as_lambdas = tmp_path / "templates.py"
+    as_lambdas.write_text("TEMPLATES = (\n    lambda c: f'a photo of a {c}.',\n"
+                          "    lambda c: f'itap of {{my}} {c}.',\n"
+                          "    lambda c: 'a drawing of a {}.'.format(c),\n)\n")
+    as_text = tmp_path / "templates.txt"
+    as_text.write_text("a photo of a {c}.\nitap of {{my}} {}.\na drawing of a {c}.\n")
+    as_list = tmp_path / "clip_notebook.py"
+    as_list.write_text("templates = [\n    'a photo of a {}.',\n    'itap of {{my}} {}.',\n"
+                       "    'a drawing of a {}.',\n]\n")
+    expected = ["a photo of a {}.", "itap of {{my}} {}.", "a drawing of a {}."]
+    for path in (as_lambdas, as_text, as_list):
+        assert read_templates(path) == expected
+    assert read_templates("openai_imagenet") == [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
+    assert len(read_templates("openai_imagenet")) == 80
+    assert read_templates("simple_imagenet") == [t("{}") for t in SIMPLE_IMAGENET_TEMPLATES]
+    marker = tmp_path / "ran"
+    for body in (f"__import__('os').system('touch {marker}') or c",
+                 f"f'{{open(\"{marker}\", \"w\").write(c)}}'", "f'a {c!r}'"):
+        hostile = tmp_path / "hostile.py"
+        hostile.write_text(f"T = [lambda c: {body}]\n")
+        with pytest.raises(WitError, match="only `lambda c: f'...{c}...'` templates are read"):
+            read_templates(hostile)
+    assert not marker.exists()
+    with pytest.raises(WitError, match="open_clip's sets: openai_imagenet, simple_imagenet"):
+        read_templates("imagenet_templates")
+
+
+def test_wit_eval_takes_an_open_clip_template_set_by_name(workdir, capsys):
+    options = ["eval", "--workdir", str(workdir), "--checkpoint", "runs/test",
+               "--zeroshot", "colour", "--retrieval", "", "--templates", "simple_imagenet",
+               "--no-metrics"]
+    assert main(options) == 0
+    assert "colour" in capsys.readouterr().out
