@@ -4,8 +4,10 @@ balance, stats, resume and determinism."""
 from __future__ import annotations
 
 import gzip
+import json
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -132,27 +134,48 @@ def test_bad_sources_are_clear_errors(workdir):
         select(crawl_config(workdir, source=[f"pool:{workdir / 'bad.csv'}"]))
 
 
-def test_a_pool_of_one_big_row_group_is_crawled_in_row_ranges(workdir, tmp_path, monkeypatch):
-    """Every core works on a pool file written as one row group: its rows are split into
-    partitions, the selection is the one the unsplit file gives."""
+def write_big_pool(folder, kind: str, rows) -> str:
+    """`rows` as one parquet row group, one CSV file, or 36 small JSON-lines files."""
+    if kind == "parquet":
+        pq.write_table(pa.table({"url": [u for u, _ in rows], "caption": [t for _, t in rows]}),
+                       folder / "big.parquet", row_group_size=len(rows))
+        return str(folder / "big.parquet")
+    if kind == "csv":
+        pacsv.write_csv(pa.table({"url": [u for u, _ in rows],
+                                   "caption": [t for _, t in rows]}), folder / "big.csv")
+        return str(folder / "big.csv")
+    (folder / "files").mkdir()
+    for number in range(36):
+        (folder / "files" / f"{number:02d}.jsonl").write_text("".join(
+            json.dumps({"url": url, "caption": text}) + "\n"
+            for url, text in rows[10 * number:10 * number + 10]))
+    return str(folder / "files")
+
+
+@pytest.mark.parametrize("kind, partitions", [("parquet", 4), ("csv", 4), ("files", 6)])
+def test_a_pool_is_crawled_in_partitions_of_rows(tmp_path, monkeypatch, kind, partitions):
+    """Every core works on a pool of one row group, one big CSV file (shares of its batches) or
+    many small files (36 grouped in 6): the crawl finds what the pool read as one partition gives."""
     import wit_builder.crawl.sources.pool as pool
 
-    rows = POOL * 30
+    rows = POOL * 30  # 360 rows
     for name in ("whole", "split"):
         write_queries(tmp_path / name / "queries" / "queries.parquet")
-    pq.write_table(pa.table({"url": [u for u, _ in rows], "caption": [t for _, t in rows]}),
-                   tmp_path / "big.parquet", row_group_size=len(rows))
-    source = [f"pool:{tmp_path / 'big.parquet'}"]
+    source = [f"pool:{write_big_pool(tmp_path, kind, rows)}"]
+    monkeypatch.setattr(pool, "PARTITION_ROWS", 10_000)
     whole = select(crawl_config(tmp_path / "whole", source=source, workers=1))
     monkeypatch.setattr(pool, "PARTITION_ROWS", 100)
+    monkeypatch.setattr(pool, "ROW_BYTES", 50)  # this CSV's rows: ~45 bytes
+    monkeypatch.setattr(pool, "CSV_BLOCK_BYTES", 2048)
     split = select(crawl_config(tmp_path / "split", source=source, workers=2))
     parts = sorted((tmp_path / "split" / "data" / "candidates").glob("part-*.parquet"))
-    assert len(parts) == 4  # 360 rows, 100 a partition
+    assert len(parts) == partitions
     assert sum(pq.read_metadata(part).num_rows for part in parts) == \
         pq.read_metadata(tmp_path / "whole" / "data" / "candidates" / "part-00000.parquet").num_rows
     assert split["dropped"] == whole["dropped"] and split["balance"] == whole["balance"]
-    assert pq.read_table(tmp_path / "split" / "manifests" / "selection.parquet").equals(
-        pq.read_table(tmp_path / "whole" / "manifests" / "selection.parquet"))
+    selected = [pq.read_table(tmp_path / name / "manifests" / "selection.parquet",
+                              columns=["url", "text"]).to_pylist() for name in ("whole", "split")]
+    assert sorted(map(str, selected[0])) == sorted(map(str, selected[1]))
     again = select(crawl_config(tmp_path / "split", source=source, workers=2))  # resumes
     assert again["balance"] == split["balance"]
 
