@@ -202,9 +202,9 @@ def test_compiled_images_equal_the_python_reference_on_generated_pages():
 def test_compiled_path_decides_plain_images_and_defers_the_rest(monkeypatch):
     deferred = []
 
-    def counting_reference(node, attributes, resolve):
+    def counting_reference(node, attributes, resolve, **page):
         deferred.append(dict(attributes))
-        return reference(node, attributes, resolve)
+        return reference(node, attributes, resolve, **page)
 
     reference = extraction.image_outcome
     monkeypatch.setattr(extraction, "image_outcome", counting_reference)

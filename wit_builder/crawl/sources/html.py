@@ -17,13 +17,16 @@ selectolax's public API is used.
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import numpy as np
 import pyarrow as pa
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -101,12 +104,122 @@ def is_utf8(body: bytes) -> bool:
     return True
 
 
+# A declaration of UTF-8 where the HTML standard's prescan reads one: the first 1024 bytes.
+DECLARED_UTF8 = re.compile(rb"""charset\s*=\s*["']?\s*utf-?8(?![\w-])""")
+
+
+def declares_utf8(body: bytes) -> bool:
+    """True when the page's first 1024 bytes declare UTF-8 (`<meta charset="utf-8">` or an
+    http-equiv Content-Type with charset=utf-8)."""
+    return DECLARED_UTF8.search(body[:1024].lower()) is not None
+
+
 def parser_input(body: bytes | str) -> bytes | str:
-    """What Lexbor parses for decode_html(body): the page's own bytes when they are UTF-8
-    (Lexbor reads UTF-8, and a str would only be encoded back), else the decoded text."""
-    if isinstance(body, str) or body.isascii() or is_utf8(body):
+    """What Lexbor parses: the page's own bytes when they are UTF-8 or say they are (Lexbor
+    reads UTF-8, a browser too when the page declares it, invalid bytes becoming U+FFFD; a str
+    would only be encoded back), else the Windows-1252 text (decode_html)."""
+    if isinstance(body, str) or body.isascii() or declares_utf8(body) or is_utf8(body):
         return body
     return decode_html(body)
+
+
+class PageTooComplex(ValueError):
+    """A page whose parse would cost far more than its size (found before parsing it)."""
+
+
+# Lexbor parses in time linear in the page but for two shapes, both quadratic, that a crawler of
+# the open web meets (generated or hostile pages); a page over either budget is refused before
+# it is parsed. The checks cost nothing below a page size at which the shape cannot get costly.
+#
+# Distinct attributes of one tag: Lexbor compares each with every one before it (one tag of
+# 5,000: ~0.1 s; 8,000: 0.2 s; 100,000: minutes). A tag of more than 5,000 spans more than 15 KB
+# (3 bytes an attribute: beyond ~90 one-byte names, a name of 2 and a separator), and such
+# tags are found by probing windows of half that length for a '>' (memchr speed, a few calls a
+# page). A '>' hidden in a quoted value of every attribute evades this check.
+MAX_TAG_ATTRIBUTES = 5_000
+LONG_TAG_BYTES = 15 * 1024
+# Nested block elements (<div>, <ul>, <section>...): each start tag of one scans the stack of
+# open elements (10,000 nested <div>: ~0.1 s; 20,000: ~0.45 s; it grows with the square; inline
+# elements such as <span> or <b> cost no such scan). A block start tag takes at least 4 bytes, so
+# only pages over 4 * MAX_DEPTH bytes with more '<' than MAX_DEPTH are estimated (numpy, over
+# the page's '<': start tags of such elements less their end tags; end tags written inside
+# scripts or comments lower the estimate).
+MAX_DEPTH = 20_000
+DEPTH_CHECK_BYTES = 4 * MAX_DEPTH
+# The first two letters of every element whose start tag scans the stack (and of a few that
+# share them: the estimate errs high).
+BLOCK_PREFIXES = (b"ad", b"ar", b"as", b"bl", b"ce", b"de", b"di", b"dl", b"fi", b"fo", b"he",
+                  b"hg", b"h1", b"h2", b"h3", b"h4", b"h5", b"h6", b"ma", b"me", b"na",
+                  b"ol", b"pr", b"se", b"su", b"ul", b"xm")
+TAG_START = re.compile(rb"<[A-Za-z]")
+QUOTED = re.compile(rb""""[^"]*"|'[^']*'""")
+
+
+def check_complexity(data: bytes | str) -> None:
+    """Raises PageTooComplex when the page holds a tag with more than MAX_TAG_ATTRIBUTES
+    attributes or nests more than MAX_DEPTH block elements deep, before any parse."""
+    if len(data) <= LONG_TAG_BYTES:
+        return
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    for start, end in long_gaps(data, LONG_TAG_BYTES):
+        attributes = tag_attributes(data[start:end])
+        if attributes > MAX_TAG_ATTRIBUTES:
+            raise PageTooComplex(f"a tag with ~{attributes:,} attributes "
+                                 f"(budget {MAX_TAG_ATTRIBUTES:,})")
+    if len(data) > DEPTH_CHECK_BYTES:
+        depth = nesting_estimate(data)
+        if depth > MAX_DEPTH:
+            raise PageTooComplex(f"elements nested ~{depth:,} deep (budget {MAX_DEPTH:,})")
+
+
+def long_gaps(data: bytes, length: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of more than `length` bytes without a '>': each holds a whole
+    window of length // 2 bytes, so only windows are probed."""
+    step = length // 2
+    position = 0
+    while position + step <= len(data):
+        if data.find(b">", position, position + step) >= 0:
+            position += step
+            continue
+        start = data.rfind(b">", 0, position) + 1
+        end = data.find(b">", position)
+        end = len(data) if end < 0 else end
+        if end - start > length:
+            yield start, end
+        position = end + 1
+
+
+def tag_attributes(run: bytes) -> int:
+    """About how many distinct attribute names the tag that `run` ends in holds (the names
+    after its first '<' and a letter, quoted values left out)."""
+    found = TAG_START.search(run)
+    if found is None:
+        return 0
+    tokens = QUOTED.sub(b" ", run[found.start():]).replace(b"/", b" ").split()[1:]
+    return len({token.split(b"=", 1)[0] for token in tokens})
+
+
+BLOCK_KEYS = np.array(sorted(int.from_bytes(prefix, "little") for prefix in BLOCK_PREFIXES),
+                      np.uint16)
+
+
+def nesting_estimate(data: bytes) -> int:
+    """How deep the page's block elements nest, from its '<' bytes (an estimate: see
+    MAX_DEPTH); at most the page's count of '<' when that is no more than MAX_DEPTH."""
+    page = np.frombuffer(data, np.uint8)
+    tags = np.count_nonzero(page == ord("<"))
+    if tags <= MAX_DEPTH:  # each element needs one
+        return tags
+    padded = np.frombuffer(data + bytes(4), np.uint8)
+    # the 3 bytes after each '<' (lower-cased): "/" and a name, or a name
+    following = np.ndarray((len(data),), "<u4", padded, 1, (1,))
+    keys = following[np.flatnonzero(page == ord("<"))] | np.uint32(0x202020)
+    closing = (keys & np.uint32(0xFF)) == ord("/")
+    names = np.where(closing, keys >> np.uint32(8), keys).astype(np.uint16)
+    block = np.isin(names, BLOCK_KEYS)
+    steps = (block & ~closing).astype(np.int64) - (block & closing)
+    return int(np.cumsum(steps).max())
 
 
 def parse_srcset(srcset: str) -> list[tuple[str, float]]:
@@ -236,18 +349,32 @@ def collapse_whitespace(text: str | None) -> str:
     return " ".join(text.split()) if text else ""
 
 
-def enclosing_figcaption(node: LexborNode) -> str:
-    """Text of the `<figcaption>` of the nearest `<figure>` around `node`, if any."""
+# How far above an `<img>` its `<figure>` may be: real figures hold their image a few elements
+# down, and a page nested thousands deep must not cost a walk to the root for each image.
+MAX_FIGURE_DEPTH = 32
+
+
+def enclosing_figcaption(node: LexborNode, captions: dict | None = None) -> str:
+    """Text of the `<figcaption>` of the nearest `<figure>` at most MAX_FIGURE_DEPTH elements
+    around `node`, if any (`captions`: the page's figures already read)."""
     parent = node.parent
-    while parent is not None and parent.tag not in ("figure", "body", "html"):
+    for _ in range(MAX_FIGURE_DEPTH):
+        if parent is None or parent.tag in ("figure", "body", "html"):
+            break
         parent = parent.parent
     if parent is None or parent.tag != "figure":
         return ""
+    if captions is not None and parent in captions:  # a figure of many images: read once
+        return captions[parent]
     caption = parent.css_first("figcaption")
-    return collapse_whitespace(caption.text(deep=True, separator=" ")) if caption else ""
+    text = collapse_whitespace(caption.text(deep=True, separator=" ")) if caption else ""
+    if captions is not None:
+        captions[parent] = text
+    return text
 
 
-def image_text(node: LexborNode, attributes: dict[str, str | None]) -> tuple[str, str]:
+def image_text(node: LexborNode, attributes: dict[str, str | None],
+               captions: dict | None = None) -> tuple[str, str]:
     """(text, where it came from) of an `<img>`: alt, else title, else the figure's caption."""
     text = collapse_whitespace(attributes.get("alt"))
     if text:
@@ -255,7 +382,7 @@ def image_text(node: LexborNode, attributes: dict[str, str | None]) -> tuple[str
     text = collapse_whitespace(attributes.get("title"))
     if text:
         return text, "title"
-    return enclosing_figcaption(node), "figcaption"
+    return enclosing_figcaption(node, captions), "figcaption"
 
 
 def is_tracking_pixel(attributes: dict[str, str | None]) -> bool:
@@ -263,13 +390,17 @@ def is_tracking_pixel(attributes: dict[str, str | None]) -> bool:
     if "height" not in attributes or "width" not in attributes:
         return False
 
-    def declared(name: str) -> int | None:
+    def at_most_one(name: str) -> bool | None:
+        """Whether the declared size is <= 1; None when it declares no number."""
         value = (attributes.get(name) or "").strip().lower().removesuffix("px")
-        # ASCII digits only: "²" and other Unicode digits pass str.isdigit() but not int().
-        return int(value) if value.isascii() and value.isdigit() else None
+        # ASCII digits only: "²" and other Unicode digits pass str.isdigit() but not int();
+        # and no int(): a value of 5,000 digits is over Python's int() limit.
+        if not (value.isascii() and value.isdigit()):
+            return None
+        return value.lstrip("0") in ("", "1")
 
-    width, height = declared("width"), declared("height")
-    return width is not None and height is not None and width <= 1 and height <= 1
+    width, height = at_most_one("width"), at_most_one("height")
+    return width is not None and height is not None and width and height
 
 
 @dataclass
@@ -282,31 +413,37 @@ class PageElements:
     directives: set[str] = field(default_factory=set)  # of <meta name="robots">, lower case
 
 
-# Lexbor's ids of the elements page_elements reads (read from a parse: selectolax names none).
-TAG_IDS = {node.tag: node.tag_id for node in LexborHTMLParser(
-    '<img><a href="x"></a><base href="x"><meta name="x">').css("img, a, base, meta")}
-IMG, A, BASE = TAG_IDS["img"], TAG_IDS["a"], TAG_IDS["base"]
-# One CSS walk over the page finds every element extraction reads: on real pages a tree walk
-# costs as much as ~10% of the parse, and one tags() walk per element name makes four. Only
-# `<a>`, `<base>` and `<meta>` with the attribute that is read: fewer nodes to build.
+# Lexbor's ids of these elements (read from a parse: selectolax names none).
+IMG, A, BASE = (LexborHTMLParser(f"<{name}>").tags(name)[0].tag_id
+                 for name in ("img", "a", "base"))
+# Large pages are walked once by the CSS engine for every element extraction reads; smaller
+# ones once per element name by tags(), whose walk costs less than the CSS engine's while the
+# tree fits the caches (measured on Python's and GIMP's HTML documentation: up to ~90 KB).
+# Only `<a>`, `<base>` and `<meta>` with the attribute that is read: fewer nodes to build.
+CSS_WALK_BYTES = 96 * 1024
 WITH_LINKS = "img, a[href], base[href], meta[name]"
 IMAGES_ONLY = "img, base[href], meta[name]"
 
 
-def page_elements(tree: LexborHTMLParser, with_links: bool) -> PageElements:
-    """`<img>`, `<a href>` (when `with_links`), the first `<base href>` and the directives of
-    `<meta name="robots">` (nofollow, noimageindex, noai, ...), in one walk of the page."""
+def page_elements(tree: LexborHTMLParser, with_links: bool, css: bool = False) -> PageElements:
+    """`<img>`, `<a>` (when `with_links`), the first `<base href>` and the directives of
+    `<meta name="robots">` (nofollow, noimageindex, noai, ...); `css`: in one walk."""
     found = PageElements()
-    images, anchors = found.images, found.anchors
-    others = []
-    for node in tree.css(WITH_LINKS if with_links else IMAGES_ONLY):
-        tag = node.tag_id
-        if tag == A:
-            anchors.append(node)
-        elif tag == IMG:
-            images.append(node)
-        else:
-            others.append(node)
+    if css:
+        others = []
+        images, anchors = found.images, found.anchors
+        for node in tree.css(WITH_LINKS if with_links else IMAGES_ONLY):
+            tag = node.tag_id
+            if tag == A:
+                anchors.append(node)
+            elif tag == IMG:
+                images.append(node)
+            else:
+                others.append(node)
+    else:
+        found.images = tree.tags("img")
+        found.anchors = tree.tags("a") if with_links else []
+        others = tree.tags("base") + tree.tags("meta")
     for node in others:  # <base> and <meta>: a handful a page
         attributes = node.attributes
         if node.tag_id == BASE:
@@ -316,6 +453,13 @@ def page_elements(tree: LexborHTMLParser, with_links: bool) -> PageElements:
             add_robots_directives(found.directives, attributes.get("name"),
                                   attributes.get("content"))
     return found
+
+
+def parsed_elements(body: bytes | str, with_links: bool) -> PageElements:
+    """The page checked (PageTooComplex), parsed, and the elements extraction reads."""
+    data = parser_input(body)
+    check_complexity(data)
+    return page_elements(LexborHTMLParser(data), with_links, css=len(data) >= CSS_WALK_BYTES)
 
 
 def add_robots_directives(directives: set[str], name: str | None, content: str | None) -> None:
@@ -331,7 +475,8 @@ def page_resolver(elements: PageElements, page_url: str) -> UrlResolver:
 
 
 def image_outcome(node: LexborNode, attributes: dict[str, str | None],
-                  resolve: Callable[[str], str | None]) -> ImageText | str:
+                  resolve: Callable[[str], str | None],
+                  captions: dict | None = None) -> ImageText | str:
     """The pair of one `<img>`, or the reason it yields none (the reference of page_images)."""
     raw_url = raw_image_url(attributes)
     if not raw_url:
@@ -343,7 +488,7 @@ def image_outcome(node: LexborNode, attributes: dict[str, str | None],
     url = resolve(raw_url)
     if url is None:
         return "not_http"
-    text, source = image_text(node, attributes)
+    text, source = image_text(node, attributes, captions)
     if not text:
         return "no_text"
     return ImageText(url, text, source)
@@ -351,21 +496,31 @@ def image_outcome(node: LexborNode, attributes: dict[str, str | None],
 
 def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = True) -> PageImages:
     """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped;
-    `compiled=False` takes the Python reference for every image."""
+    `compiled=False` takes the Python reference for every image. An image whose attributes
+    raise anywhere is dropped as `image_error`, never the page."""
     result = PageImages()
     if elements.directives & META_OPT_OUTS:
         result.dropped["opted_out"] += len(elements.images)
-    elif compiled and _crawlfast is not None:
-        _crawlfast.page_images(elements.images, URL_ATTRIBUTES, resolver.origin,
-                               resolver.directory, resolver.simple_base, resolver.resolve,
-                               image_outcome, ImageText, result.pairs, result.dropped)
-    else:
-        for node in elements.images:
-            outcome = image_outcome(node, node.attributes, resolver.resolve)
-            if isinstance(outcome, str):
-                result.dropped[outcome] += 1
-            else:
-                result.pairs.append(outcome)
+        return result
+    decide = partial(image_outcome, captions={})
+    if compiled and _crawlfast is not None:
+        try:
+            _crawlfast.page_images(elements.images, URL_ATTRIBUTES, resolver.origin,
+                                   resolver.directory, resolver.simple_base, resolver.resolve,
+                                   decide, ImageText, result.pairs, result.dropped)
+            return result
+        except Exception:  # noqa: BLE001 - the reference below finds and counts the image
+            result = PageImages()
+    for node in elements.images:
+        try:
+            outcome = decide(node, node.attributes, resolver.resolve)
+        except Exception as error:  # noqa: BLE001 - hostile markup: one image, not the page
+            log.debug("html: image_error: %s: %s", type(error).__name__, error)
+            outcome = "image_error"
+        if isinstance(outcome, str):
+            result.dropped[outcome] += 1
+        else:
+            result.pairs.append(outcome)
     return result
 
 
@@ -417,7 +572,7 @@ def parse_page(body: bytes | str, page_url: str,
                with_links: bool = True) -> tuple[PageImages, list[str]]:
     """A page parsed and walked once: its image–text pairs and its outgoing links (none when
     not `with_links`: the crawl's last depth follows no link)."""
-    elements = page_elements(LexborHTMLParser(parser_input(body)), with_links)
+    elements = parsed_elements(body, with_links)
     resolver = page_resolver(elements, page_url)
     return images_of(elements, resolver), links_of(elements, resolver) if with_links else []
 
@@ -425,5 +580,5 @@ def parse_page(body: bytes | str, page_url: str,
 def extract_images(body: bytes | str, page_url: str, compiled: bool = True) -> PageImages:
     """Every (image URL, text) pair of a page, with the reasons the other images were dropped
     (`compiled=False`: by the Python reference only)."""
-    elements = page_elements(LexborHTMLParser(parser_input(body)), with_links=False)
+    elements = parsed_elements(body, with_links=False)
     return images_of(elements, page_resolver(elements, page_url), compiled)
