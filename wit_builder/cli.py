@@ -97,10 +97,11 @@ def add_field_option(parser: argparse.ArgumentParser, item: dataclasses.Field, k
     elif kind is bool:
         parser.add_argument(option_flag(item.name), action=argparse.BooleanOptionalAction, **common)
     elif typing.get_origin(kind) is list:
-        parser.add_argument(option_flag(item.name), action="append",
+        parser.add_argument(option_flag(item.name), *meta.get("aliases", ()), action="append",
                             type=typing.get_args(kind)[0], **common)
     else:
-        parser.add_argument(option_flag(item.name), type=kind, **common)
+        parser.add_argument(option_flag(item.name), *meta.get("aliases", ()), type=kind,
+                            **common)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"witbuilder {__version__}")
     add_common_options(parser, default=None)
     stages = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    parser.stage_parsers = {}  # for errors shown with the stage's own usage
     for name, stage in COMMANDS.items():
         sub = stages.add_parser(name, help=stage.summary, description=stage.summary)
+        parser.stage_parsers[name] = sub
         add_common_options(sub, default=argparse.SUPPRESS)
         cls = STAGES[name]
         kinds = field_types(cls)
@@ -152,7 +155,10 @@ def stage_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # shown with the stage's usage and options, not the top-level ones
+        parser.stage_parsers[args.stage].error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     stage = COMMANDS[args.stage]

@@ -23,7 +23,7 @@ from wit_builder.core.options import ConfigError, StageConfig, option
 class PartitionedStageConfig(StageConfig):
     """A stage whose work is split into partitions that engine.py runs."""
 
-    workers: int = option(0, "worker processes (0: one per core)")
+    workers: int = option(0, "worker processes (0: one per core)", min=0)
     engine: str = option("local", "where partitions run", choices=["local", "ray"])
     ray_address: str = option("", "with --engine ray: the Ray cluster to join (host:port, "
                                   "ray://host:port or auto); default: a local Ray")
@@ -85,6 +85,7 @@ def build_config(stage: str, cls: type, file_values: dict[str, Any], overrides: 
                for key, value in values.items()}
     config = cls(**checked)
     validate_choices(stage, config)
+    validate_ranges(stage, config)
     # Which options the file or the command line set, so that lower-priority defaults (a model
     # preset's [train] table) apply only to the others.
     config.explicit = frozenset(checked)
@@ -98,3 +99,22 @@ def validate_choices(stage: str, config: Any) -> None:
         if choices and value not in choices:
             raise ConfigError(f"config: [{stage}] {item.name} = {value!r} is not one of "
                               f"{', '.join(choices)}")
+
+
+def validate_ranges(stage: str, config: Any) -> None:
+    """Every number inside its field's declared range (`min`, `max`, `above`), or one line naming
+    the option and the range: checked before the stage writes anything."""
+    for item in dataclasses.fields(config):
+        meta, value = item.metadata, getattr(config, item.name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+        wrong = (low is not None and value < low) or (high is not None and value > high) \
+            or (above is not None and value <= above)
+        if wrong:
+            allowed = " and ".join(part for part in (
+                f"more than {above}" if above is not None else "",
+                f"at least {low}" if low is not None else "",
+                f"at most {high}" if high is not None else "") if part)
+            raise ConfigError(f"config: --{item.name.replace('_', '-')} ([{stage}] {item.name}) "
+                              f"must be {allowed}, not {value!r}")

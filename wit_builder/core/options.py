@@ -17,7 +17,10 @@ class ConfigError(WitError):
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field carrying its help text (and optional `choices`, `metavar`, `flag`)."""
+    """A dataclass field carrying its help text and, optionally: `choices`; `min` / `max` (the
+    allowed range of a number, bounds included) or `above` (a number must be greater), checked
+    when the settings are read, before any work; `aliases` (other spellings of the option on
+    the command line, such as img2dataset's); `metavar`, `positional`."""
     metadata = {"help": help, **extra}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)

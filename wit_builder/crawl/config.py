@@ -32,12 +32,15 @@ SOURCE_HELP = ("web:URL | web:@seeds.txt | warc:PATH_OR_URL | warc:LISTING.paths
 
 @dataclass
 class CrawlConfig(PartitionedStageConfig):
+    # img2dataset's spellings of the options both tools share are accepted too (`aliases`).
+    workers: int = option(0, "worker processes (0: one per core)", min=0,
+                          aliases=["--processes_count"])
     source: list[str] = option([], SOURCE_HELP + " (repeatable)", metavar="SOURCE")
     warc_prefix: str = option("https://data.commoncrawl.org/", "what the relative lines of a WARC "
                               "listing (Common Crawl's warc.paths.gz, warc:@list.txt) are resolved "
                               "against: a URL or a local directory")
     queries: str = option("queries/queries.parquet", "queries to match texts against")
-    per_query: int = option(20_000, "most pairs any one query keeps")
+    per_query: int = option(20_000, "most pairs any one query keeps", min=1)
     balance: str = option("exact", "balancing rule", choices=["exact", "probabilistic"])
     download: bool = option(True, "download the selected images (--no-download stops after "
                                   "the selection)")
@@ -45,40 +48,44 @@ class CrawlConfig(PartitionedStageConfig):
     allow_private: bool = option(False, "turn the address guard off: let every request reach "
                                         "private, loopback, link-local and metadata addresses "
                                         "(logged once per run); prefer --trusted-origins")
-    max_pages: int = option(10_000, "pages the web crawler fetches at most")
-    max_depth: int = option(5, "links followed from a seed at most")
+    max_pages: int = option(10_000, "pages the web crawler fetches at most", min=1)
+    max_depth: int = option(5, "links followed from a seed at most", min=0)
     allowed_hosts: list[str] = option([], "hosts the crawler may visit (default: the seeds' hosts)",
                                       metavar="HOST")
     user_agent: str = option("witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)",
                              "User-Agent of every request")
-    crawl_concurrency: int = option(16, "pages fetched at once by the web crawler")
-    per_host_concurrency: int = option(2, "requests in flight to one host")
+    crawl_concurrency: int = option(16, "pages fetched at once by the web crawler", min=1)
+    per_host_concurrency: int = option(2, "requests in flight to one host", min=1)
     crawl_delay: float = option(1.0, "seconds between two page requests to one host (robots.txt "
-                                     "Crawl-delay may raise it)")
-    max_page_bytes: int = option(5_000_000, "largest HTML page read")
+                                     "Crawl-delay may raise it)", min=0)
+    max_page_bytes: int = option(5_000_000, "largest HTML page read", min=1)
     checkpoint_pages: int = option(1000, "pages between two checkpoints of a live crawl (its "
                                          "pairs so far and its frontier): a killed crawl goes on "
                                          "from the last one; at least one page per 20 URLs seen, "
-                                         "so large crawls checkpoint less often (0: only at the end)")
-    min_text_chars: int = option(5, "shorter texts are dropped")
-    max_text_chars: int = option(1000, "longer texts are dropped")
-    partition_rows: int = option(50_000, "candidates per partition of the crawled web pages")
+                                         "so large crawls checkpoint less often (0: only at "
+                                         "the end)",
+                                         min=0)
+    min_text_chars: int = option(5, "shorter texts are dropped", min=0)
+    max_text_chars: int = option(1000, "longer texts are dropped", min=1)
+    partition_rows: int = option(50_000, "candidates per partition of the crawled web pages", min=1)
     memory_budget_mb: float = option(512.0, "memory the URL dedupe holds at once; past it, the "
-                                            "matched rows go through hash buckets on disk")
+                                            "matched rows go through hash buckets on disk", above=0)
     lang: str = option("en", "language kept")
     min_lang_prob: float = option(0.9, "least language probability kept (when not set: 0.5 "
                                        "with auto, 0.9 with langdetect, 0.3 with lingua, whose "
-                                       "probabilities of short captions run lower)")
+                                       "probabilities of short captions run lower)", min=0, max=1)
     lang_detector: str = option("auto", "language detector, run on the texts that matched a "
                                 "query. auto: lingua weighed with the share of the text's words "
                                 "that are query words, by length (short alt texts); lingua: "
                                 "lingua alone; langdetect: langdetect, seeded (~15x slower)",
                                 choices=["auto", "lingua", "langdetect"])
-    url_col: str = option("url", "URL column of pool files")
-    text_col: str = option("caption", "caption column of pool files")
-    samples_per_shard: int = option(10_000, "samples per raw download shard")
-    concurrency: int = option(128, "requests in flight per worker")
-    image_size: int = option(256, "longest side of stored images")
+    url_col: str = option("url", "URL column of pool files", aliases=["--url_col"])
+    text_col: str = option("caption", "caption column of pool files", aliases=["--caption_col"])
+    samples_per_shard: int = option(10_000, "samples per raw download shard",
+                                    min=1, aliases=["--number_sample_per_shard"])
+    concurrency: int = option(128, "requests in flight per worker",
+                              min=1, aliases=["--thread_count"])
+    image_size: int = option(256, "longest side of stored images", min=1, aliases=["--image_size"])
     resize_mode: str = option("keep_ratio", "how images are resized. keep_ratio: the longest "
                               "side becomes --image-size (img2dataset's keep_ratio_largest; "
                               "img2dataset's keep_ratio sets the shortest side), smaller images "
@@ -94,16 +101,19 @@ class CrawlConfig(PartitionedStageConfig):
                          "fast: that leaves the output size (~0.5 dB lower); full: at full "
                          "size, as img2dataset does (slowest). Not used by --downloader "
                          "img2dataset", choices=["reduced", "fast", "full"])
-    min_size: int = option(32, "images with a smaller side are dropped")
-    max_aspect_ratio: float = option(3.0, "images more elongated than this are dropped")
+    min_size: int = option(32, "images with a smaller side are dropped",
+                           min=0, aliases=["--min_image_size"])
+    max_aspect_ratio: float = option(3.0, "images more elongated than this are dropped",
+                                     min=1, aliases=["--max_aspect_ratio"])
     max_bytes: int = option(20_000_000, "largest image body downloaded; images are kept in every "
                             "format the installed Pillow decodes (here: "
                             + ", ".join(image_formats()) + ") and stored as JPEG; an image over "
-                            "Pillow's pixel limit is too_large")
-    quality: int = option(90, "JPEG quality of stored images")
-    timeout: float = option(20.0, "seconds per request")
-    retries: int = option(2, "retries of timeouts, resets and 5xx")
-    download_per_host: int = option(16, "image requests in flight to one host, per worker")
+                            "Pillow's pixel limit is too_large", min=1)
+    quality: int = option(90, "JPEG quality of stored images",
+                          min=1, max=100, aliases=["--encode_quality"])
+    timeout: float = option(20.0, "seconds per request", above=0)
+    retries: int = option(2, "retries of timeouts, resets and 5xx", min=0)
+    download_per_host: int = option(16, "image requests in flight to one host, per worker", min=1)
     trusted_origins: list[str] = option([], "host:port origins exempt from the address guard "
                                             "(a known mirror on a private network)",
                                         metavar="HOST:PORT")
