@@ -366,3 +366,22 @@ def test_a_length_past_the_end_with_nothing_after_is_a_cut_record(tmp_path, gzip
     assert [url for url, _ in read_html_responses(str(path), dropped)] == [
         "http://s.test/0.html", "http://s.test/1.html"]
     assert dropped == {"truncated_record": 1}
+
+
+def test_a_page_over_the_parse_budget_is_counted_apart(tmp_path):
+    good = [warc_record("response", f"http://s.test/{i}.html", http_response(
+        f"<img src=star{i}.jpg alt='a red star'>".encode()), i) for i in range(5)]
+    deep = warc_record("response", "http://s.test/deep.html", http_response(
+        b"<div>" * 30_000 + b"<img src=deep.jpg alt='a red star'>"), 9)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "deep.warc.gz").write_bytes(b"".join(good[:2] + [deep] + good[2:]))
+    (tmp_path / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
+                   tmp_path / "queries" / "queries.parquet")
+    config = load_config("crawl", None, {
+        "workdir": str(tmp_path), "download": False, "workers": 1,
+        "source": [f"warc:{tmp_path / 'in' / 'deep.warc.gz'}"]})
+    stats = select(config)
+    assert stats["dropped"]["page_too_complex"] == 1 and "page_error" not in stats["dropped"]
+    matched = pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist()
+    assert sorted(matched) == [f"http://s.test/star{i}.jpg" for i in range(5)]

@@ -123,19 +123,22 @@ def test_fetches_progress_while_a_page_is_parsed(serve):
     assert recorder.kept["/c.html"] == ["the last page"]
 
 
-def test_a_20000_deep_page_does_not_stall_the_other_fetches(serve):
-    """A real pathological page (20,000 nested <div>) parsed while the rest of the site is
-    fetched: every other page is kept."""
-    deep = "<div>" * 20_000 + "<img src=/deep.jpg alt='at the bottom'>" + "</div>" * 20_000
-    pages = {"/": "<a href=/deep.html>deep</a>" + "".join(
+def test_pages_over_the_parse_budget_are_counted_and_the_others_kept(serve):
+    """Real pathological pages (30,000 nested <div>, a tag of 100,000 attributes) among good
+    ones: each counted as page_too_complex, every other page kept."""
+    deep = "<div>" * 30_000 + "<img src=/deep.jpg alt='at the bottom'>" + "</div>" * 30_000
+    wide = "<img " + " ".join(f"a{i}=1" for i in range(100_000)) + " src=/w.jpg alt=wide>"
+    pages = {"/": "<a href=/deep.html>deep</a><a href=/wide.html>wide</a>" + "".join(
         f"<a href=/p{i}.html>{i}</a>" for i in range(20)), "/deep.html": deep,
+        "/wide.html": wide,
         **{f"/p{i}.html": f"<img src=/{i}.jpg alt='page {i}'>" for i in range(20)}}
     server = serve(site_handler(pages, []))
     recorder, stats = Recorder(server.url), Counter()
-    crawl_web([server.url + "/"], settings(), recorder, stats, parse=parse_web_page)
-    assert stats["pages"] == 22
+    crawl_web([server.url + "/"], settings(max_page_bytes=5_000_000), recorder, stats,
+              parse=parse_web_page)
+    assert stats["pages"] == 23 and stats["page_too_complex"] == 2
     assert all(recorder.kept[f"/p{i}.html"] == [f"page {i}"] for i in range(20))
-    assert "/deep.html" in recorder.kept or stats["page_too_complex"] == 1
+    assert "/deep.html" not in recorder.kept and "/wide.html" not in recorder.kept
 
 
 def test_pages_at_the_last_depth_are_parsed_without_links(serve):

@@ -46,7 +46,7 @@ from wit_builder.crawl.sources.pool import (PoolColumns, PoolPartition, pool_for
 from wit_builder.crawl.sources import SERVED_SOURCES
 from wit_builder.crawl.sources.urls import canonical_url
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
-from wit_builder.crawl.sources.web import Frontier, WebCrawlSettings, crawl_web
+from wit_builder.crawl.sources.web import Frontier, WebCrawlSettings, crawl_web, page_failure
 
 log = logging.getLogger(__name__)
 
@@ -365,8 +365,9 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
             try:
                 images = extract_images(body, page_url)  # links are not followed here
             except Exception as error:  # one poison page must not end the WARC, nor the crawl
-                dropped["page_error"] += 1
-                log.warning("crawl: page_error: %s on '%s' (in '%s'): %s", type(error).__name__,
+                reason = page_failure(error)
+                dropped[reason] += 1
+                log.warning("crawl: %s: %s on '%s' (in '%s'): %s", reason, type(error).__name__,
                             page_url, partition.location, error)
                 continue
             dropped.update(images.dropped)

@@ -25,12 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from wit_builder.crawl.sources.html import is_html_type
-try:  # TEMPORARY until sources/html.py defines it
-    from wit_builder.crawl.sources.html import PageTooComplex
-except ImportError:
-    class PageTooComplex(ValueError):
-        pass
+from wit_builder.crawl.sources.html import PageTooComplex, is_html_type
 from wit_builder.crawl.sources.urls import canonical_url
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import Client, FetchFailed, Response, check_status
