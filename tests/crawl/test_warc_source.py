@@ -282,6 +282,15 @@ def test_arc_file_is_a_one_line_error_naming_it(tmp_path, gzipped):
     assert "\n" not in str(raised.value)
 
 
+def select_red_stars(workdir, warc) -> dict:
+    """The crawl's selection of `warc` for the one query "red star", in `workdir`."""
+    (workdir / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
+                   workdir / "queries" / "queries.parquet")
+    return select(load_config("crawl", None, {
+        "workdir": str(workdir), "download": False, "workers": 1, "source": [f"warc:{warc}"]}))
+
+
 def test_poison_pages_are_counted_and_every_good_pair_kept(tmp_path, monkeypatch):
     import wit_builder.crawl.run as crawl_run
 
@@ -301,13 +310,7 @@ def test_poison_pages_are_counted_and_every_good_pair_kept(tmp_path, monkeypatch
         return real(body, page_url)
 
     monkeypatch.setattr(crawl_run, "extract_images", extract)
-    (tmp_path / "queries").mkdir()
-    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
-                   tmp_path / "queries" / "queries.parquet")
-    config = load_config("crawl", None, {
-        "workdir": str(tmp_path), "download": False, "workers": 1,
-        "source": [f"warc:{tmp_path / 'in' / 'mixed.warc.gz'}"]})
-    stats = select(config)
+    stats = select_red_stars(tmp_path, tmp_path / "in" / "mixed.warc.gz")
     assert stats["dropped"]["page_error"] == 1
     assert stats["counts"]["pages"] == 42
     matched = pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist()
@@ -375,13 +378,7 @@ def test_a_page_over_the_parse_budget_is_counted_apart(tmp_path):
         b"<div>" * 30_000 + b"<img src=deep.jpg alt='a red star'>"), 9)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "deep.warc.gz").write_bytes(b"".join(good[:2] + [deep] + good[2:]))
-    (tmp_path / "queries").mkdir()
-    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
-                   tmp_path / "queries" / "queries.parquet")
-    config = load_config("crawl", None, {
-        "workdir": str(tmp_path), "download": False, "workers": 1,
-        "source": [f"warc:{tmp_path / 'in' / 'deep.warc.gz'}"]})
-    stats = select(config)
+    stats = select_red_stars(tmp_path, tmp_path / "in" / "deep.warc.gz")
     assert stats["dropped"]["page_too_complex"] == 1 and "page_error" not in stats["dropped"]
     matched = pq.read_table(tmp_path / "data" / "matched").column("url").to_pylist()
     assert sorted(matched) == [f"http://s.test/star{i}.jpg" for i in range(5)]
