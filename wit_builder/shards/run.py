@@ -41,6 +41,7 @@ from PIL import Image
 from wit_builder.core import atomic, markers, schemas, store, spill
 from wit_builder.core.buckets import BucketWriter, bucket_files, list_buckets
 from wit_builder.shards import dedup
+from wit_builder.shards import card
 from wit_builder.shards import summary as dataset_summary
 from wit_builder.core.hashing import uid_keys
 from wit_builder.shards.config import ShardsConfig
@@ -623,6 +624,9 @@ def run(config: ShardsConfig) -> int:
         summary = dataset_summary.summarize(config, tally, written, raw_shards, raw_bytes,
                                             buckets)
         store.write_json(store.join(manifests, "dataset.json"), summary)
+        card.write_sizes(out, written)
+        card.write_card(out, summary, dataset_summary.read_json_if_present(
+            store.join(manifests, "crawl_stats.json")))
         if config.report:
             from wit_builder.shards import report
 
