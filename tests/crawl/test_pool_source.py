@@ -216,3 +216,28 @@ def test_a_big_text_file_is_read_in_shares_each_row_once(tmp_path, name):
     pairs = [pair for part in parts for pair in read_pool(part, dropped=dropped)]
     assert sorted(pairs) == sorted(kept) and len(pairs) == len(kept)
     assert dropped == {"row_error": len(bad)}
+
+
+@pytest.mark.parametrize("name", ["latin.csv", "latin.tsv", "latin.jsonl", "latin.csv.gz"])
+def test_a_caption_in_latin_1_is_read_as_pages_are(tmp_path, name):
+    """One caption that is not UTF-8 (Windows-1252, as in old pools) neither makes the file
+    unreadable nor loses its letters."""
+    write_pool(tmp_path / name, name.split(".")[1], ROWS[:3])
+    data = tmp_path.joinpath(name).read_bytes()
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+    data = data.replace(b"caption number 1,", "café number 1,".encode("cp1252"))
+    tmp_path.joinpath(name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert read_all(tmp_path / name) == [ROWS[0], (ROWS[1][0], "café number 1, with a comma"),
+                                         ROWS[2]]
+
+
+def test_binary_and_numeric_columns_come_back_as_text(tmp_path):
+    table = pa.table({"url": pa.array([b"http://a.test/1.jpg", b"http://a.test/\xe9.jpg"]),
+                      "caption": pa.array([b"caf\xc3\xa9", b"caf\xe9"]),
+                      "n": pa.array([1, 2])})
+    pq.write_table(table, tmp_path / "b.parquet")
+    assert read_all(tmp_path / "b.parquet") == [("http://a.test/1.jpg", "café"),
+                                                ("http://a.test/é.jpg", "café")]
+    pq.write_table(pa.table({"url": [7], "caption": [1.5]}), tmp_path / "n.parquet")
+    assert read_all(tmp_path / "n.parquet") == [("7", "1.5")]

@@ -17,8 +17,8 @@ A pool at an http(s) URL is read through the store's guarded HTTP filesystem: th
 
 from __future__ import annotations
 
+import contextlib
 import gzip
-import io
 import json
 import logging
 import math
@@ -266,8 +266,10 @@ def read_delimited(partition: PoolPartition, columns: PoolColumns,
             stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                              invalid_row_handler=errors.csv_row),
-            convert_options=pacsv.ConvertOptions(column_types={columns.url: pa.string(),
-                                                               columns.text: pa.string()}))
+            # bytes: one caption in Latin-1 must not make the file unreadable (read_pool
+            # decodes them)
+            convert_options=pacsv.ConvertOptions(column_types={columns.url: pa.binary(),
+                                                               columns.text: pa.binary()}))
     except pa.ArrowInvalid as error:
         raise WitError(f"pool: '{partition.path}' is not readable {partition.format} ({error})") \
             from None
@@ -291,13 +293,13 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
     errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
     share, shares = partition.share or (0, 1)
     with store.open(partition.path, "rb", policy) as raw, \
-            io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if partition.path.endswith(".gz")
-                             else raw, encoding="utf-8", errors="replace") as handle:
+            (gzip.GzipFile(fileobj=raw) if partition.path.endswith(".gz")
+             else contextlib.nullcontext(raw)) as handle:
         for number, line in enumerate(handle, 1):
             if (number - 1) // BATCH_ROWS % shares != share or not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(decode_text(line))  # a line in Latin-1 read as pages are
             except (json.JSONDecodeError, RecursionError):
                 errors.add(f"line {number} is not JSON")
                 continue
@@ -346,6 +348,28 @@ def read_pool(partition: PoolPartition, columns: PoolColumns = PoolColumns(),
         else:
             batches = READERS[part.format](part, columns, policy, dropped)
         for batch in batches:
-            urls, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-            for url, text in zip(urls, texts):
-                yield ("" if url is None else str(url)), ("" if text is None else str(text))
+            for url, text in zip(column_texts(batch.column(0)), column_texts(batch.column(1))):
+                yield url, text
+
+
+def column_texts(column: pa.Array) -> list[str]:
+    """A column's values as text, "" for a missing one: strings as they are, bytes as UTF-8 (a
+    value that is not UTF-8 as Windows-1252, as pages are), other types as str() writes them."""
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        try:
+            column = column.cast(pa.string())  # validated in C: the common, all UTF-8 case
+        except pa.ArrowInvalid:
+            return [decode_text(value) for value in column.to_pylist()]
+    return ["" if value is None else value if isinstance(value, str) else decode_text(value)
+            for value in column.to_pylist()]
+
+
+def decode_text(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("cp1252", errors="replace")
