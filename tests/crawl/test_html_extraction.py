@@ -89,13 +89,16 @@ def test_malformed_and_non_utf8_html_never_crash():
 
 
 URL_PIECES = ["http://", "https://", "HTTP://", "//", "/", "./", "../", "?", "#", "a", "b.jpg",
-              "img", "x.test", ":", "@", " ", "%20", "..", ".", "\\", "mailto:", "data:", "~"]
+              "img", "x.test", ":", "@", " ", "%20", "..", ".", "\\", "mailto:", "data:", "~",
+              "[", "]", "[::1]", "\uff03", "../../"]
 
 
 @given(st.lists(st.sampled_from(URL_PIECES), max_size=8).map("".join),
        st.sampled_from(["http://site.test/articles/shapes/page.html", "https://s.test",
-                        "http://s.test/a/b/", "http://s.test/x/../y/p.html", "http://s.test/?q=1"]))
-@settings(max_examples=400, deadline=None)
+                        "http://s.test/a/b/", "http://s.test/x/../y/p.html", "http://s.test/?q=1",
+                        "http://s.test/a//b/p.html", "http://s.test/a/b/c/d/e/f.html",
+                        "http://s.test/a/b?q#f"]))
+@settings(max_examples=1500, deadline=None)
 def test_fast_url_resolution_equals_urljoin(url, base):
     assert UrlResolver(base).resolve(url) == resolve_url(base, url)
 
@@ -299,3 +302,42 @@ def test_compiled_page_url_handling_equals_the_reference(page_url):
             crawled(page, page_url)
         return
     assert crawled(page, page_url) == expected
+
+
+def test_one_css_walk_finds_what_the_tags_walks_find():
+    """Large pages are walked by the CSS engine, others by tags(): the same elements either way."""
+    rng = random.Random(23)
+    for _ in range(400):
+        page = generated_page(rng) if rng.random() < 0.5 else generated_links_page(rng)
+        page_url = rng.choice(PAGE_URLS)
+        tree = extraction.LexborHTMLParser(page)
+        outcomes = []
+        for css in (False, True):
+            elements = extraction.page_elements(tree, True, css=css)
+            resolver = extraction.page_resolver(elements, page_url)
+            outcomes.append((extraction.images_of(elements, resolver),
+                             extraction.links_of(elements, resolver)))
+        assert outcomes[0] == outcomes[1], page
+
+
+def test_links_resolve_like_urljoin_on_documentation_shapes():
+    """Fragment-only, '../' and repeated hrefs (a documentation page's commonest links) through
+    the compiled links path equal the Python reference."""
+    hrefs = ["#intro", "#", " #x ", "../index.html", "../../a/b.html#s", "../", "../..",
+             "..//x.html", "../.hidden", "../x?q", "../x?", "page.html#frag", "#intro"]
+    page = "".join(f'<a href="{href}">x</a>' for href in hrefs)
+    for page_url in ("http://docs.test/3/library/os.html", "http://docs.test/os.html",
+                     "http://docs.test/a//b/c.html", "http://docs.test/a/b/?q=1#top"):
+        elements = extraction.page_elements(extraction.LexborHTMLParser(page), True)
+        resolver = extraction.page_resolver(elements, page_url)
+        assert parse_page(page, page_url)[1] == \
+            [resolve_url(page_url, href) for href in hrefs] == \
+            extraction.links_of(elements, resolver, compiled=False)
+
+
+def test_with_links_false_gives_the_same_images_and_no_link():
+    rng = random.Random(29)
+    for _ in range(100):
+        page = generated_page(rng)
+        images, links = parse_page(page, PAGE, with_links=False)
+        assert links == [] and images == parse_page(page, PAGE)[0]

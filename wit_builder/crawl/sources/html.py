@@ -218,8 +218,9 @@ def nesting_estimate(data: bytes) -> int:
     closing = (keys & np.uint32(0xFF)) == ord("/")
     names = np.where(closing, keys >> np.uint32(8), keys).astype(np.uint16)
     block = np.isin(names, BLOCK_KEYS)
-    steps = (block & ~closing).astype(np.int64) - (block & closing)
-    return int(np.cumsum(steps).max())
+    running = np.cumsum((block & ~closing).astype(np.int64) - (block & closing))
+    # an end tag with nothing open to close is ignored: the depth never goes below 0
+    return int((running - np.minimum.accumulate(np.minimum(running, 0))).max())
 
 
 def parse_srcset(srcset: str) -> list[tuple[str, float]]:
@@ -258,7 +259,7 @@ def raw_image_url(attributes: dict[str, str | None]) -> str | None:
         if url:
             return url
     for name in LAZY_URL_ATTRIBUTES:
-        if attributes.get(name):
+        if (attributes.get(name) or "").strip():  # a blank one is no URL (it would be the page)
             return attributes[name]
     return attributes.get("src")
 
@@ -329,7 +330,9 @@ class UrlResolver:
             slash = url.find("/", url.index("//") + 2)
             host_end = len(url) if slash < 0 else slash
             netloc = url[url.index("//") + 2:host_end]
-            if not netloc or "?" in netloc or "@" in netloc:
+            # urlsplit refuses some hosts: unbalanced or invalid [IPv6], NFKC look-alikes
+            if not netloc or "?" in netloc or "@" in netloc or "[" in netloc \
+                    or "]" in netloc or not netloc.isascii():
                 return None
             return url if slash >= 0 else url + "/"
         if not self.simple_base or url.startswith(("//", "?")):
@@ -358,7 +361,7 @@ def enclosing_figcaption(node: LexborNode, captions: dict | None = None) -> str:
     """Text of the `<figcaption>` of the nearest `<figure>` at most MAX_FIGURE_DEPTH elements
     around `node`, if any (`captions`: the page's figures already read)."""
     parent = node.parent
-    for _ in range(MAX_FIGURE_DEPTH):
+    for _ in range(MAX_FIGURE_DEPTH - 1):  # the parent and MAX_FIGURE_DEPTH - 1 above it
         if parent is None or parent.tag in ("figure", "body", "html"):
             break
         parent = parent.parent
@@ -494,6 +497,21 @@ def image_outcome(node: LexborNode, attributes: dict[str, str | None],
     return ImageText(url, text, source)
 
 
+def bracketed(url: str) -> bool:
+    """True when `url` holds a '[' or ']': the compiled fast path takes an absolute URL's host as
+    written, and only urlsplit tells whether such a host is valid."""
+    return "[" in url or "]" in url
+
+
+def splits(url: str) -> bool:
+    """True when urlsplit accepts `url` (as resolve_url requires)."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
+
+
 def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = True) -> PageImages:
     """Every (image URL, text) pair of a parsed page, with the reasons the others were dropped;
     `compiled=False` takes the Python reference for every image. An image whose attributes
@@ -508,6 +526,10 @@ def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = Tr
             _crawlfast.page_images(elements.images, URL_ATTRIBUTES, resolver.origin,
                                    resolver.directory, resolver.simple_base, resolver.resolve,
                                    decide, ImageText, result.pairs, result.dropped)
+            if any(bracketed(pair.url) for pair in result.pairs):
+                kept = [pair for pair in result.pairs if splits(pair.url)]
+                result.dropped["not_http"] += len(result.pairs) - len(kept)
+                result.pairs = kept
             return result
         except Exception:  # noqa: BLE001 - the reference below finds and counts the image
             result = PageImages()
@@ -555,6 +577,8 @@ def links_of(elements: PageElements, resolver: UrlResolver, compiled: bool = Tru
         _crawlfast.page_links(elements.anchors, resolver.origin, resolver.directory,
                               resolver.simple_base, ResolvedUrls(resolver.resolve).__getitem__,
                               rel_nofollow, links)
+        if any(bracketed(link) for link in links):
+            links = [link for link in links if splits(link)]
         return links
     for node in elements.anchors:
         attributes = node.attributes
