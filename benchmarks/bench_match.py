@@ -1,13 +1,9 @@
-"""Query matching, HTML extraction and language detection throughput, side by side with the plain
-alternatives a user would write (MetaCLIP-style space-padded substring matching, bare selectolax).
+"""Query matching and language detection throughput, side by side with the plain alternative a
+user would write (MetaCLIP-style space-padded substring matching). HTML extraction is timed on
+real pages by benchmarks/bench_extract.py.
 
-    .venv/bin/python benchmarks/bench_match.py [--queries 500000] [--texts 50000] [--pages 2000]
-        [--parts matching,extraction,languages]
-
-Extraction times `parse_page`, what `wit crawl` runs on every page (images and links), against a
-bare selectolax parse + tags('img') + attributes: the least a user would write. The process keeps
-freed memory as the crawl's processes do (wit_builder/crawl/allocator.py), for every contender alike;
-`--glibc-defaults` leaves glibc's settings.
+    .venv/bin/python benchmarks/bench_match.py [--queries 500000] [--texts 50000]
+        [--parts matching,languages]
 
 Contenders run in alternating chunks of items, several rounds, and each one's time is summed over
 its chunks: on a shared, loaded machine both sides then see the same load, so their ratio holds
@@ -28,7 +24,6 @@ from pathlib import Path
 import ahocorasick
 import pyarrow as pa
 import pyarrow.parquet as pq
-from selectolax.lexbor import LexborHTMLParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
@@ -36,8 +31,6 @@ from common import print_table  # noqa: E402
 from wit_builder.crawl.allocator import keep_freed_memory  # noqa: E402
 from wit_builder.crawl.language import LanguageDetector  # noqa: E402
 from wit_builder.crawl.match import QueryMatcher  # noqa: E402
-from wit_builder.crawl.sources.html import (decode_html, extract_images, images_of,  # noqa: E402
-                                      links_of, page_elements, page_resolver, parse_page)
 from wit_builder.synthweb.render import caption, sample_scene  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "an", "or", "el", "is", "um",
@@ -113,19 +106,6 @@ def cached_matcher(queries: list[str], directory: Path,
     return matcher, built - started, time.perf_counter() - built
 
 
-def make_pages(count: int, texts: list[str], rng: random.Random) -> list[str]:
-    pages = []
-    for i in range(count):
-        images = "".join(
-            f'<figure><img src="/img/{i}-{k}.jpg" alt="{rng.choice(texts)}" width="300">'
-            f'<figcaption>{rng.choice(texts)}</figcaption></figure><p>{rng.choice(texts)}</p>'
-            for k in range(20))
-        links = "".join(f'<a href="/page/{rng.randint(0, 10**6)}.html">link</a>' for _ in range(30))
-        pages.append(f"<html><head><title>page {i}</title></head><body>{images}{links}"
-                     f"</body></html>")
-    return pages
-
-
 def bench_matching(queries: list[str], texts: list[str], directory: Path) -> float:
     """Print the matching table; return our matcher's texts/s."""
     ours, build_ours, load_ours = cached_matcher(queries, directory, "compiled")
@@ -156,45 +136,6 @@ def bench_matching(queries: list[str], texts: list[str], directory: Path) -> flo
     return rates["ours"]
 
 
-def reference_page(page: str, page_url: str) -> tuple:
-    """parse_page with the Python reference deciding every image (no extension)."""
-    elements = page_elements(LexborHTMLParser(decode_html(page)), with_links=True)
-    resolver = page_resolver(elements, page_url)
-    return images_of(elements, resolver, compiled=False), links_of(elements, resolver)
-
-
-def bare_images_and_links(page: str) -> tuple:
-    tree = LexborHTMLParser(page)
-    return [n.attributes for n in tree.tags("img")], [n.attributes for n in tree.tags("a")]
-
-
-def bench_extraction(texts: list[str], pages: int, rng: random.Random) -> None:
-    html = make_pages(pages, texts, rng)
-    page_url = "http://site.test/a/b.html"
-    rates = side_by_side({
-        "ours": lambda page: parse_page(page, page_url),
-        "images only": lambda page: extract_images(page, page_url),
-        "python": lambda page: reference_page(page, page_url),
-        "bare": lambda page: [n.attributes for n in LexborHTMLParser(page).tags("img")],
-        "bare links": bare_images_and_links,
-        "parse": LexborHTMLParser}, html, chunk=50)
-    checked = html[:200]
-    assert [parse_page(page, page_url) for page in checked] == \
-        [reference_page(page, page_url) for page in checked], "parse_page disagrees"
-    print_table(f"HTML extraction, {pages:,} pages of 20 images and 30 links, 1 core",
-                ["work", "pages/s", "ratio"],
-                [[name, rates[key], rates[key] / rates["bare"]] for name, key in [
-                    ("witbuilder parse_page (what the crawl runs: images and links, decided in "
-                     "C on selectolax's attribute dicts)", "ours"),
-                    ("witbuilder extract_images (images only: no <a> nodes, no links)",
-                     "images only"),
-                    ("witbuilder parse_page, Python reference (no extension)", "python"),
-                    ("bare selectolax parse + tags('img') + attributes", "bare"),
-                    ("bare selectolax parse + tags('img') + tags('a') + attributes",
-                     "bare links"),
-                    ("selectolax parse alone", "parse")]])
-
-
 def bench_languages(match_rate: float | None) -> None:
     captions = random.Random(1)  # real English sentences: the bench's pseudo-words are no language
     sample = [caption(sample_scene(captions), captions) for _ in range(300)]
@@ -210,14 +151,13 @@ def bench_languages(match_rate: float | None) -> None:
         print(f"\nlangdetect is {match_rate / detect['langdetect']:,.0f}x slower than matching")
 
 
-PARTS = ("matching", "extraction", "languages")
+PARTS = ("matching", "languages")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=500_000)
     parser.add_argument("--texts", type=int, default=50_000)
-    parser.add_argument("--pages", type=int, default=2_000)
     parser.add_argument("--parts", default=",".join(PARTS),
                         help="which tables, comma-separated: " + ", ".join(PARTS))
     parser.add_argument("--glibc-defaults", action="store_true",
@@ -235,8 +175,6 @@ def main() -> None:
     if "matching" in parts:
         with tempfile.TemporaryDirectory() as directory:
             match_rate = bench_matching(queries, texts, Path(directory))
-    if "extraction" in parts:
-        bench_extraction(texts, args.pages, rng)
     if "languages" in parts:
         bench_languages(match_rate)
 
