@@ -16,7 +16,8 @@ from wit_builder.shards import dedup
 from wit_builder.shards.phash import bands
 
 PIECE = pa.schema([("uid", pa.string()), ("sha256", pa.string()), ("phash", pa.uint64()),
-                   ("raw_shard", pa.int32()), ("position", pa.int32())])
+                   ("signature", pa.uint64()), ("raw_shard", pa.int32()),
+                   ("position", pa.int32())])
 
 
 def flip_bits(rng: random.Random, value: int, count: int) -> int:
@@ -48,7 +49,7 @@ def write_fake_index(folder: Path, samples: int, max_bits: int, seed: int = 0,
                 sha256, value = hashlib.sha256(rng.randbytes(16)).hexdigest(), rng.getrandbits(64)
             seen.append((sha256, value))
             rows.append({"uid": f"uid-{shard}-{position}", "sha256": sha256, "phash": value,
-                         "raw_shard": shard, "position": 3 * position})
+                         "signature": 0, "raw_shard": shard, "position": 3 * position})
         path = folder / f"{shard:05d}.parquet"
         pq.write_table(pa.Table.from_pylist(rows, schema=PIECE), path)
         pieces.append((str(path), len(rows)))
@@ -167,7 +168,7 @@ def test_chains_keep_a_copy_whose_only_near_neighbour_was_removed(tmp_path):
     b = a ^ 0b1111
     c = b ^ (0b1111 << 20)
     rows = [{"uid": uid, "sha256": hashlib.sha256(uid.encode()).hexdigest(), "phash": value,
-             "raw_shard": 0, "position": position}
+             "signature": 0, "raw_shard": 0, "position": position}
             for position, (uid, value) in enumerate([("a", a), ("b", b), ("c", c), ("d", b)])]
     path = tmp_path / "00000.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=PIECE), path)

@@ -14,6 +14,9 @@ class ShardsConfig(PartitionedStageConfig):
     val_fraction: float = option(0.01, "share of samples held out for validation", min=0, max=1)
     near_dup_bits: int = option(4, "Hamming distance of perceptual hashes counted as duplicates "
                                     "(0 disables near-duplicate removal)", min=0, max=64)
+    near_dup_check: bool = option(True, "a pair within --near-dup-bits is a duplicate only if "
+                                        "it also looks alike (sharpness, brightness, contrast, "
+                                        "colour): blurred, greyscale, filtered edits are kept")
     raw: str = option("data/raw", "directory (or fsspec URL) of the raw shards NNNNN.tar")
     crawl_manifests: str = option("manifests/crawl", "directory (or fsspec URL) of the raw "
                                                      "shards' manifests NNNNN.parquet")

@@ -8,14 +8,16 @@ occurrence in that order is kept. Nothing here holds all samples: each step read
      bits agree exactly on at least one band: pigeonhole) and each (band, value) row goes to a band
      partition by a hash of it;
   3. candidates: each band partition groups its rows by (band, value) and confirms pairs by Hamming
-     distance; a pair is reported by the lowest band on which it agrees, so exactly once;
+     distance, then (`near_dup_check`) by their look signatures (phash.same_look: a blurred,
+     greyscale or colour-filtered edit is not a copy); a pair is reported by the lowest band on
+     which it agrees, so exactly once;
   4. resolve: order ranges (runs of raw shards) are decided one after the other, earliest first.
      Visiting samples in order, one within `near_dup_bits` of an earlier *surviving* sample is
      removed ("near") and names the earliest such sample; the rest survive. A range's survivors
      send their edges to later ranges as messages (time-forward processing), so a range needs only
      its own edges and its inbox.
-Samples whose pHash equals an earlier sample's exactly (solid colours, placeholders re-encoded) are
-compared once, through their first occurrence: they are always removed and name what it names
+Samples whose pHash and signature equal an earlier sample's exactly (solid colours, placeholders
+re-encoded) are compared once, through their first occurrence: they are always removed and name what it names
 (itself when it survives), which the rule above gives them anyway. This keeps a band value shared
 by thousands of identical hashes linear instead of quadratic.
 """
@@ -38,16 +40,16 @@ from wit_builder.core.spill import (order_keys, clamp_partitions, column, first_
                                    write_partitioned)
 from wit_builder.core.hashing import HEX_VALUES
 from wit_builder.core.engine import map_partitions
-from wit_builder.shards.phash import bands
+from wit_builder.shards.phash import bands, same_look
 
 log = logging.getLogger(__name__)
 
 MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9))
 
 EXACT_ROW = pa.schema([("order", pa.int64()), ("sha256", pa.string()), ("phash", pa.uint64()),
-                       ("uid", pa.string())])
+                       ("signature", pa.uint64()), ("uid", pa.string())])
 BAND_ROW = pa.schema([("band", pa.int8()), ("value", pa.uint64()), ("order", pa.int64()),
-                      ("phash", pa.uint64()), ("uid", pa.string())])
+                      ("phash", pa.uint64()), ("signature", pa.uint64()), ("uid", pa.string())])
 EDGE = pa.schema([("earlier", pa.int64()), ("later", pa.int64()), ("distance", pa.int32()),
                   ("earlier_uid", pa.string()), ("later_uid", pa.string())])
 FOLLOWER = pa.schema([("order", pa.int64()), ("uid", pa.string()), ("first", pa.int64()),
@@ -65,6 +67,7 @@ class DedupPlan:
     band_partitions: int
     range_starts: tuple[int, ...]  # first raw shard of each order range, ascending
     partition_rows: int            # rows a partition is sized for
+    near_dup_check: bool = True    # a near pair must also look alike (phash.same_look)
 
     def ranges_of(self, orders: np.ndarray) -> np.ndarray:
         """The order range of each order key."""
@@ -95,7 +98,7 @@ class DedupStats:
 
 
 def plan_dedup(work: str | Path, rows_per_shard: dict[int, int], near_dup_bits: int,
-               memory_budget_mb: float) -> DedupPlan:
+               memory_budget_mb: float, near_dup_check: bool = True) -> DedupPlan:
     """Partition counts and order ranges sized so each step holds about the budget."""
     partition_rows = rows_within(memory_budget_mb)
     total = sum(rows_per_shard.values())
@@ -108,7 +111,7 @@ def plan_dedup(work: str | Path, rows_per_shard: dict[int, int], near_dup_bits: 
     band_rows = total * (near_dup_bits + 1)
     return DedupPlan(str(work), near_dup_bits, clamp_partitions(total, partition_rows),
                      clamp_partitions(band_rows, partition_rows) if near_dup_bits > 0 else 0,
-                     tuple(starts or [0]), partition_rows)
+                     tuple(starts or [0]), partition_rows, near_dup_check)
 
 
 def route(table: pa.Table, keys: np.ndarray, plan: DedupPlan, kind: str, name: str) -> None:
@@ -123,13 +126,17 @@ def read_partition(plan: DedupPlan, kind: str, number: int, schema: pa.Schema) -
 # ---- 1. spill the index by sha256 prefix ----------------------------------------------------
 
 def spill_exact(job: PartitionJob) -> int:
-    """Scatter index pieces (uid, sha256, phash, raw_shard, position) to exact partitions."""
+    """Scatter index pieces (uid, sha256, phash, signature, raw_shard, position) to exact
+    partitions (signatures as 0 when the look check is off: then only pHashes count)."""
     piece = pa.concat_tables([
-        store.read_parquet(source, columns=["uid", "sha256", "phash", "raw_shard", "position"])
+        store.read_parquet(source, columns=["uid", "sha256", "phash", "signature", "raw_shard",
+                                            "position"])
         for source in job.sources])
     orders = order_keys(column(piece, "raw_shard"), column(piece, "position"))
-    rows = pa.table([pa.array(orders), piece["sha256"], piece["phash"], piece["uid"]],
-                    schema=EXACT_ROW)
+    signatures = piece["signature"] if job.plan.near_dup_check else \
+        pa.array(np.zeros(piece.num_rows, np.uint64))
+    rows = pa.table([pa.array(orders), piece["sha256"], piece["phash"], signatures,
+                     piece["uid"]], schema=EXACT_ROW)
     prefixes = digest_prefixes(piece["sha256"])
     partitions = (prefixes * np.uint64(job.plan.exact_partitions)) >> np.uint64(32)
     route(rows, partitions.astype(np.int64), job.plan, "exact", f"{job.number:05d}")
@@ -207,14 +214,16 @@ def band_partition(band: np.ndarray, value: np.ndarray, partitions: int) -> np.n
 
 
 def spill_bands(survivors: pa.Table, plan: DedupPlan, source: int) -> None:
-    """(band, band value, order, phash, uid) rows of every band, routed by (band, value)."""
+    """(band, band value, order, phash, signature, uid) rows of every band, routed by (band,
+    value)."""
     hashes = column(survivors, "phash").astype(np.uint64)
     tables, values, band_numbers = [], [], []
     for number, (shift, mask) in enumerate(bands(plan.near_dup_bits)):
         value = (hashes >> np.uint64(shift)) & np.uint64(mask)
         band = np.full(len(hashes), number, dtype=np.int8)
         tables.append(pa.table([pa.array(band), pa.array(value), survivors["order"],
-                                survivors["phash"], survivors["uid"]], schema=BAND_ROW))
+                                survivors["phash"], survivors["signature"], survivors["uid"]],
+                               schema=BAND_ROW))
         values.append(value)
         band_numbers.append(band)
     keys = band_partition(np.concatenate(band_numbers), np.concatenate(values),
@@ -251,13 +260,14 @@ def find_near_candidates(job: PartitionJob) -> tuple[int, int]:
     if not rows.num_rows:
         return 0, 0
     rows = rows.sort_by([("band", "ascending"), ("value", "ascending"), ("phash", "ascending"),
-                         ("order", "ascending")])
+                         ("signature", "ascending"), ("order", "ascending")])
     band, value, hashes = column(rows, "band"), column(rows, "value"), column(rows, "phash")
-    first = first_of_runs(band, value, hashes)
+    first = first_of_runs(band, value, hashes, column(rows, "signature"))
     write_followers(rows, first, plan, job.number)
     firsts = rows.filter(pa.array(first)).sort_by(
         [("band", "ascending"), ("value", "ascending"), ("order", "ascending")])
     band, hashes, orders = column(firsts, "band"), column(firsts, "phash"), column(firsts, "order")
+    signatures = column(firsts, "signature")
     empty = np.zeros(0, np.int64)
     earlier_rows, later_rows, distances = [empty], [empty], [empty]
     for earlier, later in group_pairs(first_of_runs(band, column(firsts, "value"))):
@@ -265,6 +275,8 @@ def find_near_candidates(job: PartitionJob) -> tuple[int, int]:
         distance = np.bitwise_count(xor)
         close = distance <= plan.near_dup_bits
         close[close] &= lowest_agreeing_band(xor[close], plan.near_dup_bits) == band[earlier[close]]
+        if plan.near_dup_check:
+            close[close] &= same_look(signatures[earlier[close]], signatures[later[close]])
         earlier_rows.append(earlier[close])
         later_rows.append(later[close])
         distances.append(distance[close])
@@ -278,7 +290,8 @@ def find_near_candidates(job: PartitionJob) -> tuple[int, int]:
 
 
 def write_followers(rows: pa.Table, first: np.ndarray, plan: DedupPlan, partition: int) -> None:
-    """Samples whose pHash equals an earlier one's (seen once: in band 0), by the first's range."""
+    """Samples whose pHash and signature equal an earlier one's (seen once: in band 0), by the
+    first's range."""
     followers = np.flatnonzero(~first & (column(rows, "band") == 0))
     if not followers.size:
         return

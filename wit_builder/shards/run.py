@@ -48,7 +48,7 @@ from wit_builder.shards.config import ShardsConfig
 from wit_builder.shards.summary import Tally
 from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.core.options import WitError
-from wit_builder.shards.phash import phash
+from wit_builder.shards.phash import image_hashes
 from wit_builder.core.tarsamples import END_OF_ARCHIVE, read_samples, sample_block
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ REPORT_ROWS = 200_000
 
 INDEX = pa.schema([
     ("uid", pa.string()), ("sha256", pa.string()), ("phash", pa.uint64()),
-    ("raw_shard", pa.int32()), ("position", pa.int32()), ("key", pa.string()),
+    ("signature", pa.uint64()), ("raw_shard", pa.int32()), ("position", pa.int32()), ("key", pa.string()),
     ("split", pa.string()), ("bucket", pa.int32()), ("bytes", pa.int64()),
     ("width", pa.int32()), ("height", pa.int32()), ("original_width", pa.int32()),
     ("original_height", pa.int32()), ("text_chars", pa.int32()), ("queries", pa.int32()),
@@ -201,11 +201,12 @@ def checked_meta(key: str, members: dict[str, bytes], expected: dict[str, tuple[
     return meta
 
 
-def index_row(key: str, members: dict[str, bytes], meta: dict, sha256: str, image_hash: int,
-              shard: int, position: int, settings: ScatterSettings, size: int) -> dict:
+def index_row(key: str, members: dict[str, bytes], meta: dict, sha256: str,
+              image_hash: tuple[int, int], shard: int, position: int, settings: ScatterSettings,
+              size: int) -> dict:
     uid = meta["uid"]
-    return {"uid": uid, "sha256": sha256, "phash": image_hash, "raw_shard": shard,
-            "position": position, "key": key, "split": split_of(uid, settings.val_fraction),
+    return {"uid": uid, "sha256": sha256, "phash": image_hash[0], "signature": image_hash[1],
+            "raw_shard": shard, "position": position, "key": key, "split": split_of(uid, settings.val_fraction),
             "bucket": bucket_of(uid, settings.seed, settings.buckets), "bytes": size,
             "width": meta.get("width"), "height": meta.get("height"),
             "original_width": meta.get("original_width"),
@@ -265,7 +266,8 @@ def scan_inputs(shard: RawShard, settings: ScatterSettings) -> dict:
     return {"number": shard.number, "tar": shard.tar, "tar_file": store.file_signature(shard.tar),
             "manifest": shard.manifest, "manifest_file": store.file_signature(shard.manifest),
             "buckets": settings.buckets, "seed": settings.seed,
-            "val_fraction": settings.val_fraction, "pieces": 2}  # 2: lengths after the blocks
+            "val_fraction": settings.val_fraction, "pieces": 2,  # 2: lengths after the blocks
+            "index": 2}  # 2: with the look signature
 
 
 def done_path(work: str, number: int) -> str:
@@ -317,7 +319,7 @@ def scatter_samples(shard: RawShard, expected: dict[str, tuple[str, str]],
                 if meta is None:
                     continue
                 try:
-                    image_hash = phash(members["jpg"])
+                    image_hash = image_hashes(members["jpg"])
                 except (OSError, ValueError, Image.DecompressionBombError) as error:
                     log.debug("shards: %s/%s undecodable image (%s)", shard.tar, key, error)
                     problems["undecodable_image"] += 1
@@ -554,7 +556,7 @@ def find_duplicates(config: ShardsConfig, work: str, local_work: Path,
     files and dedup.parquet, written by this process to `local_work` (drop files then shared)."""
     rows_per_shard = {int(store.name(path)[:-len(".parquet")]): rows for path, rows in pieces}
     plan = dedup.plan_dedup(store.join(work, "dedup"), rows_per_shard, config.near_dup_bits,
-                            config.memory_budget_mb)
+                            config.memory_budget_mb, config.near_dup_check)
     dedup.deduplicate(plan, pieces)
     record_removals(plan, local_work, settings, tally, sources)
     store.remove_tree(plan.work)

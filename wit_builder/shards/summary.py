@@ -147,6 +147,7 @@ def summarize(config: ShardsConfig, tally: Tally, written: list[dict], raw_shard
         "skipped": dict(sorted(tally.problems.items())),
         "parameters": {"samples_per_shard": config.samples_per_shard,
                        "val_fraction": config.val_fraction, "near_dup_bits": config.near_dup_bits,
+                       "near_dup_check": config.near_dup_check,
                        "seed": config.seed, "memory_budget_mb": config.memory_budget_mb,
                        "buckets": buckets, "per_query": crawl_stats.get("per_query"),
                        "balance_mode": crawl_stats.get("balance_mode")},
