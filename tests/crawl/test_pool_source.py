@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -241,3 +242,43 @@ def test_binary_and_numeric_columns_come_back_as_text(tmp_path):
                                                 ("http://a.test/é.jpg", "café")]
     pq.write_table(pa.table({"url": [7], "caption": [1.5]}), tmp_path / "n.parquet")
     assert read_all(tmp_path / "n.parquet") == [("7", "1.5")]
+
+
+def test_a_damaged_row_group_costs_only_its_rows(tmp_path, caplog):
+    from collections import Counter
+
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i} " * 5) for i in range(300)]
+    path = tmp_path / "damaged.parquet"
+    write_pool(path, "parquet", rows)  # row groups of 10 rows
+    column = pq.ParquetFile(path).metadata.row_group(12).column(1)
+    data = bytearray(path.read_bytes())
+    for offset in range(column.data_page_offset + 8, column.data_page_offset + 40):
+        data[offset] ^= 0x5A  # the page header of row group 12's captions
+    path.write_bytes(bytes(data))
+    dropped: Counter = Counter()
+    pairs = [pair for part in pool_partitions(str(path)) for pair in read_pool(part, dropped=dropped)]
+    assert pairs == rows[:120] + rows[130:]
+    assert dropped == {"pool_read_error": 1}
+    assert "damaged.parquet' row group 12 cannot be read after 0 rows" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["cut.csv.gz", "cut.jsonl.gz"])
+def test_a_gzipped_file_cut_short_keeps_the_rows_before_the_cut(tmp_path, name):
+    from collections import Counter
+
+    rows = [(f"http://img.test/{i}.jpg", f"caption {i}") for i in range(200_000)]
+    path = tmp_path / name  # ~7 MB of text: the cut falls after a few CSV blocks
+    write_pool(path, name.split(".")[1], rows)
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    readable = zlib.decompressobj(wbits=31).decompress(path.read_bytes())  # up to the cut
+    whole_lines = readable.count(b"\n") - (1 if name.startswith("cut.csv") else 0)
+    dropped: Counter = Counter()
+    pairs = [pair for part in pool_partitions(str(path)) for pair in read_pool(part, dropped=dropped)]
+    assert pairs == rows[:whole_lines] and 50_000 < whole_lines < len(rows)  # every whole line
+    assert dropped == {"pool_read_error": 1}
+    parts = pool_partitions(str(path), rows=1_000)  # in shares: each row once, damage once
+    assert len(parts) > 3
+    dropped = Counter()
+    assert sorted(pair for part in parts for pair in read_pool(part, dropped=dropped)) == \
+        sorted(pairs)
+    assert dropped == {"pool_read_error": 1}

@@ -17,8 +17,8 @@ A pool at an http(s) URL is read through the store's guarded HTTP filesystem: th
 
 from __future__ import annotations
 
-import contextlib
 import gzip
+import io
 import json
 import logging
 import math
@@ -28,6 +28,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from wit_builder.core import store
 from wit_builder.core.options import WitError
 from wit_builder.crawl.sources.paths import expand_input_paths
-from wit_builder.net.guard import AddressPolicy
+from wit_builder.net.guard import AddressPolicy, BlockedAddressError
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
            ".json": "jsonl", ".ndjson": "jsonl"}
@@ -183,22 +184,29 @@ def require_columns(path: str, present: list[str], columns: PoolColumns) -> None
 
 
 def read_parquet(partition: PoolPartition, columns: PoolColumns,
-                 policy: AddressPolicy | None = None) -> Iterator[pa.RecordBatch]:
+                 policy: AddressPolicy | None = None, dropped: Counter | None = None
+                 ) -> Iterator[pa.RecordBatch]:
     if partition.path.endswith(".gz"):
-        yield from read_gzipped_parquet(partition.path, columns, policy)
+        yield from readable(read_gzipped_parquet(partition.path, columns, policy),
+                            f"'{partition.path}'", dropped)
         return
     handle = open_parquet(partition.path, policy)
     require_columns(partition.path, handle.schema_arrow.names, columns)
     # a file read whole (one grouped with others) names no row group
-    groups = list(partition.row_groups) if partition.row_groups else None
-    batches = handle.iter_batches(batch_size=BATCH_ROWS, row_groups=groups,
-                                  columns=[columns.url, columns.text])
-    if partition.rows is None:
-        yield from batches
-        return
-    start, stop = partition.rows
+    groups = partition.row_groups or range(handle.num_row_groups)
+    for group in groups:  # one by one: a damaged row group costs only its own rows
+        batches = handle.iter_batches(batch_size=BATCH_ROWS, row_groups=[group],
+                                      columns=[columns.url, columns.text])
+        if partition.rows is not None:
+            batches = row_range(batches, *partition.rows)
+        yield from readable(batches, f"'{partition.path}' row group {group}", dropped)
+
+
+def row_range(batches: Iterator[pa.RecordBatch], start: int, stop: int
+              ) -> Iterator[pa.RecordBatch]:
+    """Rows [start, stop) of `batches` (the rows before `start` are decoded, not used)."""
     position = 0
-    for batch in batches:  # the rows before `start` are decoded, not used
+    for batch in batches:
         end = position + batch.num_rows
         if end > start:
             first = max(start, position)
@@ -206,6 +214,31 @@ def read_parquet(partition: PoolPartition, columns: PoolColumns,
         position = end
         if position >= stop:
             return
+
+
+# What reading a pool file raises where its bytes are damaged (a corrupt page, a gzip stream cut
+# short, a CSV block that cannot be split): counted, the rest of that file (or row group) skipped.
+READ_ERRORS = (pa.ArrowException, OSError, EOFError, zlib.error)
+
+
+def readable(batches: Iterator[pa.RecordBatch], where: str, dropped: Counter | None
+             ) -> Iterator[pa.RecordBatch]:
+    """`batches` up to the first damaged one: that one counted in `dropped` (`pool_read_error`)
+    and logged with `where` and how many rows came before it (neither when `dropped` is None)."""
+    rows = 0
+    try:
+        for batch in batches:
+            rows += batch.num_rows
+            yield batch
+    except BlockedAddressError:
+        raise  # the address guard's refusal is never damage
+    except READ_ERRORS as error:
+        if dropped is None:
+            return
+        dropped["pool_read_error"] += 1
+        log.warning("pool: pool_read_error: %s cannot be read after %d rows (%s: %s); the rest "
+                    "of it skipped", where, rows, type(error).__name__,
+                    " ".join(str(error).split())[:200])
 
 
 def read_gzipped_parquet(path: str, columns: PoolColumns, policy: AddressPolicy | None = None
@@ -222,6 +255,79 @@ def read_gzipped_parquet(path: str, columns: PoolColumns, policy: AddressPolicy 
         handle = open_parquet(str(local))
         require_columns(path, handle.schema_arrow.names, columns)
         yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=[columns.url, columns.text])
+
+
+def open_text(path: str, policy: AddressPolicy | None) -> BinaryIO:
+    """The bytes of a text pool file; gunzipped when its name ends in .gz, up to the last whole
+    line before any damage (GunzippedLines)."""
+    raw = store.open(path, "rb", policy)
+    return GunzippedLines(raw) if path.endswith(".gz") else raw
+
+
+def raise_damage(text: BinaryIO) -> None:
+    """What stopped a gzipped text file early, once its whole lines are read."""
+    if isinstance(text, GunzippedLines) and text.damage is not None:
+        raise text.damage
+
+
+class GunzippedLines(io.RawIOBase):
+    """A gzip stream (members one after another) decoded as it is read, up to the last whole line
+    before the first damage (the file cut short, corrupt bytes), then a clean end: every reader of
+    the file (each share too) gets the same rows, and `damage` says what stopped it."""
+
+    CHUNK = 1 << 16  # compressed bytes a read: at most this much before a damage is lost
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.damage, self.ended = stream, None, False
+        self.decoder, self.in_member = zlib.decompressobj(wbits=31), False
+        self.ready, self.position, self.held = b"", 0, b""  # whole lines; a line's start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
+        while self.position == len(self.ready) and not self.ended:
+            self.fill()
+        data = self.ready[self.position:self.position + size]
+        self.position += len(data)
+        return data
+
+    def fill(self) -> None:
+        try:
+            chunk = self.stream.read(self.CHUNK)
+            data = self.gunzip(chunk)
+            if not chunk and self.in_member:
+                raise EOFError("the file ends inside a gzip member (cut short)")
+        except READ_ERRORS as error:
+            self.damage, self.ended = error, True  # the line it cut is dropped with it
+            return
+        if not chunk:  # the end: the last line even without its newline
+            self.ready, self.position, self.held, self.ended = self.held, 0, b"", True
+            return
+        data = self.held + data
+        cut = data.rfind(b"\n") + 1
+        self.ready, self.position, self.held = data[:cut], 0, data[cut:]
+
+    def gunzip(self, chunk: bytes) -> bytes:
+        pieces = []
+        while chunk:
+            pieces.append(self.decoder.decompress(chunk))
+            self.in_member = not self.decoder.eof
+            chunk = self.decoder.unused_data if self.decoder.eof else b""
+            if self.decoder.eof:
+                self.decoder = zlib.decompressobj(wbits=31)
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
 
 
 LOGGED_ROW_ERRORS = 5  # per file; the others are only counted
@@ -255,17 +361,25 @@ def read_delimited(partition: PoolPartition, columns: PoolColumns,
                    policy: AddressPolicy | None = None, dropped: Counter | None = None
                    ) -> Iterator[pa.RecordBatch]:
     delimiter = "\t" if partition.format == "tsv" else ","
-    compression = "gzip" if partition.path.endswith(".gz") else None
     errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
+    errors.counting = not partition.share or not partition.share[0]  # every share parses every
+    # row: the first one counts the bad ones
+    with open_text(partition.path, policy) as text:
+        yield from read_csv_batches(text, partition, columns, errors.csv_row, delimiter)
+        raise_damage(text)
+
+
+def read_csv_batches(text: BinaryIO, partition: PoolPartition, columns: PoolColumns,
+                     invalid_row, delimiter: str) -> Iterator[pa.RecordBatch]:
+    """The batches of a CSV stream that this partition's share keeps (all, without a share)."""
     share, shares = partition.share or (0, 1)
-    errors.counting = share == 0  # every share parses every row: the first one counts them
-    stream = pa.input_stream(store.open(partition.path, "rb", policy), compression=compression)
     try:
         # fixed blocks: every share sees the same batches; one thread: a share is one worker
         reader = pacsv.open_csv(
-            stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            pa.PythonFile(text, mode="r"),
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                             invalid_row_handler=errors.csv_row),
+                                             invalid_row_handler=invalid_row),
             # bytes: one caption in Latin-1 must not make the file unreadable (read_pool
             # decodes them)
             convert_options=pacsv.ConvertOptions(column_types={columns.url: pa.binary(),
@@ -279,7 +393,7 @@ def read_delimited(partition: PoolPartition, columns: PoolColumns,
         try:
             batch = reader.read_next_batch()
         except StopIteration:
-            return
+            break
         if index % shares == share:
             yield batch.select([columns.url, columns.text])
         index += 1
@@ -292,9 +406,9 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
     checked = False
     errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
     share, shares = partition.share or (0, 1)
-    with store.open(partition.path, "rb", policy) as raw, \
-            (gzip.GzipFile(fileobj=raw) if partition.path.endswith(".gz")
-             else contextlib.nullcontext(raw)) as handle:
+    text = open_text(partition.path, policy)
+    with (io.BufferedReader(text, 1 << 20) if isinstance(text, GunzippedLines)
+          else text) as handle:
         for number, line in enumerate(handle, 1):
             if (number - 1) // BATCH_ROWS % shares != share or not line.strip():
                 continue
@@ -316,6 +430,7 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
                 rows = []
     if rows:
         yield pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
+    raise_damage(text)
     if not checked and errors.count and share == 0:
         raise WitError(f"pool: '{partition.path}' holds no JSON object on any of its lines; "
                        "is it JSON lines?")
@@ -344,9 +459,12 @@ def read_pool(partition: PoolPartition, columns: PoolColumns = PoolColumns(),
     whole = [PoolPartition(path, pool_format(path)) for path in partition.more]
     for part in (replace(partition, more=()), *whole):
         if part.format == "parquet":
-            batches = read_parquet(part, columns, policy)
+            batches = read_parquet(part, columns, policy, dropped)
         else:
-            batches = READERS[part.format](part, columns, policy, dropped)
+            # every share of a file reads it to its end: the first one counts its damage
+            batches = readable(READERS[part.format](part, columns, policy, dropped),
+                               f"'{part.path}'", dropped if not part.share or not part.share[0]
+                               else None)
         for batch in batches:
             for url, text in zip(column_texts(batch.column(0)), column_texts(batch.column(1))):
                 yield url, text
