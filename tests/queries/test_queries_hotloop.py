@@ -216,7 +216,7 @@ HYPOTHESIS_PIECES = ([escape(piece).encode("utf-8", "surrogatepass") for piece i
 
 @given(st.lists(st.lists(st.sampled_from(HYPOTHESIS_PIECES), max_size=40).map(b"".join),
                 min_size=1, max_size=6))
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_any_page_bytes_count_the_same_in_both_paths(texts: list[bytes]):
     """Generated page bytes: markup, the tokeniser's numbers, abbreviations, possessives and
