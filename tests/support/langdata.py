@@ -42,7 +42,7 @@ def translated(original: str, translation: str) -> bool:
 
 def collect(pairs: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
     """{language: distinct short texts} from {language: [(English original, text)]}."""
-    texts: dict[str, dict[str, None]] = {lang: {} for lang in LANGUAGES}
+    texts: dict[str, dict[str, None]] = {lang: {} for lang in pairs}
     for lang, items in pairs.items():
         for original, text in items:
             text = " ".join(text.split())
@@ -77,11 +77,12 @@ def alt_texts() -> dict[str, list[str]]:
     return collect(pairs)
 
 
-def ui_strings() -> dict[str, list[str]]:
-    """Short messages of Django per language: msgids (en), msgstrs (de, fr, es)."""
+def ui_strings(foreign: tuple[str, ...] = FOREIGN) -> dict[str, list[str]]:
+    """Short messages of Django per language: msgids (en), msgstrs (de, fr, es, or the
+    `foreign` languages: Django's locale names, such as "pt_BR")."""
     root = fetch_sdist(*DJANGO) / "django"
-    pairs: dict[str, list[tuple[str, str]]] = {lang: [] for lang in LANGUAGES}
-    for lang in FOREIGN:
+    pairs: dict[str, list[tuple[str, str]]] = {lang: [] for lang in ("en",) + foreign}
+    for lang in foreign:
         for mo in sorted(root.glob(f"**/locale/{lang}/LC_MESSAGES/django.mo")):
             with mo.open("rb") as file:
                 catalog = gettext.GNUTranslations(file)._catalog  # {msgid: msgstr}

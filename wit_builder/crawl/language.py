@@ -12,13 +12,17 @@ Three detectors, each giving (ISO 639-1 code, probability):
   language when the score reaches THRESHOLD. Short texts lean on the vocabulary, where lingua
   is least sure; long ones on lingua, whose log ratio grows with the length. Foreign function
   words that are also query words ("de", "la", "der" are English Wikipedia and WordNet
-  entries) are why the vocabulary alone is not enough.
+  entries) are why the vocabulary alone is not enough. A one-word text that is a query word is
+  kept unless lingua is all but sure (below 6% for English against the best other): lingua
+  cannot tell one word's language (at any threshold that keeps 97% of English words, it keeps
+  ~95% of foreign ones). lingua chooses among AUTO_LANGUAGES.
 - `lingua`: lingua-language-detector over LINGUA_LANGUAGES, its relative confidence.
-- `langdetect`: seeded (it is random otherwise); ~15x slower than lingua on alt texts.
+- `langdetect`: seeded (it is random otherwise); 10-15x slower than `auto` on alt texts.
 
-lingua loads its models on the first text of each process (~3-6 s), once per worker: later
-detectors reuse them. The figures behind the constants are in BENCHMARKS.md
-(benchmarks/bench_langid.py, real alt texts of the GIMP manual in four languages).
+lingua loads its models on the first text of each process, once per worker (later detectors
+reuse them): ~3 s and ~450 MB on a quiet core, 25-33 s under a load of 15 on 2 cores. The
+figures behind the constants are in BENCHMARKS.md (benchmarks/bench_langid.py: real alt texts of
+the GIMP manual in four languages, Django's messages in 33).
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ DETECTORS = ("auto", "lingua", "langdetect")
 # language is added when it is not among them). A text in another language goes to the closest.
 LINGUA_LANGUAGES = ("en", "es", "de", "ja", "fr", "ru", "pt", "it", "fa", "nl", "pl", "tr", "zh",
                     "vi", "id", "cs", "ko", "uk", "ar", "sv")
+# auto's languages: the same but Turkish, Vietnamese and Czech, whose letters of their own (ı ş ğ,
+# ơ ư đ, ě ř ů) lingua's rules give to no other language here. Three fewer Latin-script models make
+# it ~1.5x faster; their messages are still dropped at 82-92% where 84-95% with all 20 (many one
+# word long: see BENCHMARKS.md), and English, German, French and Spanish alt texts alike.
+AUTO_LANGUAGES = tuple(code for code in LINGUA_LANGUAGES if code not in ("tr", "vi", "cs"))
 # The least probability that keeps a text, when the user sets none. lingua spreads its probability
 # over close languages on short captions, so its own threshold is low; `auto` gives 0.5 exactly
 # where its score meets THRESHOLD.
 DEFAULT_MIN_PROB = {"auto": 0.5, "lingua": 0.3, "langdetect": 0.9}
-# `auto`'s calibration, chosen on half of the GIMP manual's alt texts (en, de, fr, es) and checked
-# on the other half (the figures in BENCHMARKS.md).
+# `auto`'s calibration, chosen on half of the GIMP manual's alt texts (en, de, fr, es) with WordNet
+# 3.0's lemmas as the queries, and checked on the other half and with another word list as the
+# queries (the figures in BENCHMARKS.md).
 LEXICON_WEIGHT = 0.75
 SHORT_TEXT_WEIGHT = 3.0
 THRESHOLD = 0.9
@@ -78,6 +88,12 @@ def vocabulary_evidence(text: str, lexicon: frozenset[str], lang: str = "en") ->
     return (LEXICON_WEIGHT + SHORT_TEXT_WEIGHT / len(found)) * share
 
 
+def languages(backend: str, lang: str) -> tuple[str, ...]:
+    """The languages lingua chooses among for `backend`, the crawl's own among them."""
+    codes = AUTO_LANGUAGES if backend == "auto" else LINGUA_LANGUAGES
+    return codes + ((lang,) if lang not in codes else ())
+
+
 def lingua_detector(codes: tuple[str, ...]):
     """A lingua detector over the languages of `codes`; a clear error when lingua is missing."""
     try:
@@ -109,7 +125,7 @@ class LanguageDetector:
 
             DetectorFactory.seed = seed
         else:
-            codes = LINGUA_LANGUAGES + ((lang,) if lang not in LINGUA_LANGUAGES else ())
+            codes = languages(backend, lang)
             self.lingua = lingua_detector(codes)
             from lingua import IsoCode639_1, Language
 
@@ -180,7 +196,7 @@ def detector_settings(backend: str, lang: str, min_prob: float) -> dict:
     """What crawl_stats.json records of the language filter."""
     settings = {"detector": backend, "lang": lang, "min_lang_prob": min_prob}
     if backend != "langdetect":
-        settings["lingua_languages"] = list(LINGUA_LANGUAGES)
+        settings["lingua_languages"] = list(languages(backend, lang))
     if backend == "auto":
         settings.update(lexicon="the words of the queries", lexicon_weight=LEXICON_WEIGHT,
                         short_text_weight=SHORT_TEXT_WEIGHT, threshold=THRESHOLD,
