@@ -290,22 +290,26 @@ class UrlResolver:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         path = parts.path or "/"
         self.directory = self.origin + path[:path.rfind("/") + 1]
-        self.segments = path[1:path.rfind("/")].split("/") if path.count("/") > 1 else []
+        self.path = path
         self.itself: str | None = None  # the page's own URL, what "#fragment" resolves to
 
     def resolve(self, url: str) -> str | None:
         stripped = url.strip()
         if "#" in stripped:
             if stripped[0] == "#":  # the page itself, the commonest link of documentation
-                if self.itself is None:
-                    self.itself = resolve_url(self.base, "#")
-                return self.itself
+                return self.page_itself()
             stripped = stripped[:stripped.index("#")]
         if stripped.startswith("../"):
             candidate = self.parent_path(stripped)
         else:
             candidate = self.fast_path(stripped)
         return candidate if candidate is not None else resolve_url(self.base, url)
+
+    def page_itself(self) -> str | None:
+        """What a fragment alone ("#section") resolves to."""
+        if self.itself is None:
+            self.itself = resolve_url(self.base, "#")
+        return self.itself
 
     def parent_path(self, url: str) -> str | None:
         """A plain relative URL below leading "../" segments, resolved; else None."""
@@ -315,7 +319,9 @@ class UrlResolver:
             return None
         if rest and (rest[0] in "?" or self.fast_path(rest) != self.directory + rest):
             return None
-        kept = self.segments[:max(0, len(self.segments) - ups)]
+        directories = self.path[1:self.path.rfind("/")]
+        segments = directories.split("/") if directories else []
+        kept = segments[:max(0, len(segments) - ups)]
         return "".join((self.origin, "/", *(segment + "/" for segment in kept), rest))
 
     def fast_path(self, url: str) -> str | None:
@@ -355,6 +361,10 @@ def collapse_whitespace(text: str | None) -> str:
 # How far above an `<img>` its `<figure>` may be: real figures hold their image a few elements
 # down, and a page nested thousands deep must not cost a walk to the root for each image.
 MAX_FIGURE_DEPTH = 32
+# Lexbor's ids of <figure> and of the elements a search for it stops at.
+FIGURE, BODY, HTML = (LexborHTMLParser("<figure>").css_first(name).tag_id
+                      for name in ("figure", "body", "html"))
+FIGURE_STOPS = (FIGURE, BODY, HTML)
 
 
 def enclosing_figcaption(node: LexborNode, captions: dict | None = None) -> str:
@@ -362,10 +372,10 @@ def enclosing_figcaption(node: LexborNode, captions: dict | None = None) -> str:
     around `node`, if any (`captions`: the page's figures already read)."""
     parent = node.parent
     for _ in range(MAX_FIGURE_DEPTH - 1):  # the parent and MAX_FIGURE_DEPTH - 1 above it
-        if parent is None or parent.tag in ("figure", "body", "html"):
+        if parent is None or parent.tag_id in FIGURE_STOPS:
             break
         parent = parent.parent
-    if parent is None or parent.tag != "figure":
+    if parent is None or parent.tag_id != FIGURE:
         return ""
     if captions is not None and parent in captions:  # a figure of many images: read once
         return captions[parent]
@@ -452,9 +462,8 @@ def page_elements(tree: LexborHTMLParser, with_links: bool, css: bool = False) -
         if node.tag_id == BASE:
             if found.base_href is None and "href" in attributes:
                 found.base_href = attributes["href"]
-        else:
-            add_robots_directives(found.directives, attributes.get("name"),
-                                  attributes.get("content"))
+        elif attributes.get("name"):
+            add_robots_directives(found.directives, attributes["name"], attributes.get("content"))
     return found
 
 
@@ -547,16 +556,19 @@ def images_of(elements: PageElements, resolver: UrlResolver, compiled: bool = Tr
 
 
 class ResolvedUrls(dict):
-    """`resolve` of each URL looked up, computed on the first lookup."""
+    """`resolver.resolve` of each URL looked up, computed on the first lookup; a fragment alone
+    (each one different: a page's table of contents) is the page itself, never stored."""
 
-    __slots__ = ("resolve",)
+    __slots__ = ("resolver",)
 
-    def __init__(self, resolve: Callable[[str], str | None]):
+    def __init__(self, resolver: UrlResolver):
         super().__init__()
-        self.resolve = resolve
+        self.resolver = resolver
 
     def __missing__(self, url: str) -> str | None:
-        resolved = self[url] = self.resolve(url)
+        if url[:1] == "#":
+            return self.resolver.page_itself()
+        resolved = self[url] = self.resolver.resolve(url)
         return resolved
 
 
@@ -575,7 +587,7 @@ def links_of(elements: PageElements, resolver: UrlResolver, compiled: bool = Tru
         # Pages repeat their links (a documentation page: each ~1.6 times): each distinct href
         # that the compiled fast path leaves over is resolved once.
         _crawlfast.page_links(elements.anchors, resolver.origin, resolver.directory,
-                              resolver.simple_base, ResolvedUrls(resolver.resolve).__getitem__,
+                              resolver.simple_base, ResolvedUrls(resolver).__getitem__,
                               rel_nofollow, links)
         if any(bracketed(link) for link in links):
             links = [link for link in links if splits(link)]
