@@ -110,6 +110,34 @@ def fetch_deb(package: str, version: str) -> Path:
     return unpack_once(debs / "unpacked" / archive.stem, unpack)
 
 
+def fetch_venv(requirement: str, version: str) -> Path:
+    """The python of a throwaway virtual environment (cached) that holds `requirement==version`
+    from PyPI over this project's own environment (its site-packages and the repository come
+    after the venv's own, by a .pth file): how a user's environment with another version of one
+    dependency behaves, without installing anything else. Run it with PYTHONPATH set to the
+    checkout under test."""
+    import hashlib
+    import sysconfig
+
+    base = sysconfig.get_paths()["purelib"]   # each environment gets its own (the .pth names it)
+    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
+    root = CACHE / "venvs" / f"{requirement}-{version}-{digest}"
+    python = root / "bin" / "python"
+
+    def build(folder: Path) -> None:
+        run_fetch([sys.executable, "-m", "venv", "--without-pip", str(folder)], "a venv", CACHE)
+        run_fetch([sys.executable, "-m", "pip", "--python", str(folder / "bin" / "python"),
+                   "install", "--quiet", "--no-deps", f"{requirement}=={version}"],
+                  f"{requirement}=={version} from PyPI", CACHE)
+        purelib = subprocess.run([str(folder / "bin" / "python"), "-c",
+                                  "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        (Path(purelib) / "witbuilder-environment.pth").write_text(f"{base}\n")
+
+    unpack_once(root, build)
+    return python
+
+
 def skip_unavailable(fetch: Callable[[str, str], Path]) -> Callable[[str, str], Path]:
     def fetched_or_skipped(name: str, version: str) -> Path:
         import pytest
@@ -125,3 +153,4 @@ def skip_unavailable(fetch: Callable[[str, str], Path]) -> Callable[[str, str], 
 
 sdist = skip_unavailable(fetch_sdist)
 deb = skip_unavailable(fetch_deb)
+venv = skip_unavailable(fetch_venv)
