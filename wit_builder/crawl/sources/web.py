@@ -52,7 +52,10 @@ class WebCrawlSettings:
     allow_private: bool = False
     trusted_origins: tuple[str, ...] = ()  # 'host:port' exempt from the address guard
     checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
-    parse_threads: int = 4  # pages parsed at once, off the event loop (with a `parse` callback)
+    # Pages parsed at once, off the event loop (with a `parse` callback). One: Lexbor's parse
+    # runs without the GIL beside the loop, but the walk of the parsed page holds it, so more
+    # threads only make the loop wait longer for it (benchmarks/bench_live_parse.py).
+    parse_threads: int = 1
 
 
 # At most this many seen URLs rewritten by a checkpoint per page crawled since the last one
