@@ -291,6 +291,7 @@ class UrlResolver:
         path = parts.path or "/"
         self.directory = self.origin + path[:path.rfind("/") + 1]
         self.path = path
+        self.parents: dict[int, str] = {}  # the directory `ups` levels above the base's
         self.itself: str | None = None  # the page's own URL, what "#fragment" resolves to
 
     def resolve(self, url: str) -> str | None:
@@ -314,15 +315,21 @@ class UrlResolver:
     def parent_path(self, url: str) -> str | None:
         """A plain relative URL below leading "../" segments, resolved; else None."""
         rest = url.lstrip("./")
-        ups = url.count("../", 0, len(url) - len(rest))
-        if not self.simple_base or url[:len(url) - len(rest)] != "../" * ups:
+        prefix = len(url) - len(rest)
+        ups = prefix // 3
+        if not self.simple_base or prefix % 3 or url[:prefix] != "../" * ups:
             return None
-        if rest and (rest[0] in "?" or self.fast_path(rest) != self.directory + rest):
+        # what fast_path refuses in a plain relative URL (a ':' cannot make "../x" a scheme)
+        if rest and (rest[0] == "?" or rest[-1] == "?" or " " in rest or "/." in rest or
+                     "//" in rest or "\\" in rest or not rest.isprintable()):
             return None
-        directories = self.path[1:self.path.rfind("/")]
-        segments = directories.split("/") if directories else []
-        kept = segments[:max(0, len(segments) - ups)]
-        return "".join((self.origin, "/", *(segment + "/" for segment in kept), rest))
+        parent = self.parents.get(ups)
+        if parent is None:
+            directories = self.path[1:self.path.rfind("/")]
+            segments = directories.split("/") if directories else []
+            kept = segments[:max(0, len(segments) - ups)]
+            parent = self.parents[ups] = "".join((self.origin, "/", *(s + "/" for s in kept)))
+        return parent + rest
 
     def fast_path(self, url: str) -> str | None:
         """The resolved URL when it needs no general RFC 3986 work, else None."""
@@ -559,15 +566,18 @@ class ResolvedUrls(dict):
     """`resolver.resolve` of each URL looked up, computed on the first lookup; a fragment alone
     (each one different: a page's table of contents) is the page itself, never stored."""
 
-    __slots__ = ("resolver",)
+    __slots__ = ("resolver", "itself")
 
     def __init__(self, resolver: UrlResolver):
         super().__init__()
         self.resolver = resolver
+        self.itself = resolver  # not computed yet (the page itself may resolve to None)
 
     def __missing__(self, url: str) -> str | None:
         if url[:1] == "#":
-            return self.resolver.page_itself()
+            if self.itself is self.resolver:
+                self.itself = self.resolver.page_itself()
+            return self.itself
         resolved = self[url] = self.resolver.resolve(url)
         return resolved
 
