@@ -5,17 +5,53 @@ Kept free of torch imports so that `wit --help` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from wit_builder.core.options import StageConfig, WitError, option
+from wit_builder.core.options import ConfigError, StageConfig, WitError, option
+
+PRESETS = sorted(path.stem for path in (Path(__file__).parent / "configs").glob("*.toml"))
+
+AT_LEAST_0 = ("at least 0", lambda value: value >= 0)
+AT_LEAST_1 = ("at least 1", lambda value: value >= 1)
+ABOVE_0 = ("greater than 0", lambda value: value > 0)
+# The allowed values of each numeric option, checked when the settings are built (before any
+# work), so that `--steps -1` fails at once instead of claiming a checkpoint it never wrote.
+TRAIN_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "batch_size": AT_LEAST_1, "steps": AT_LEAST_1, "lr": ABOVE_0, "warmup": AT_LEAST_0,
+    "weight_decay": AT_LEAST_0, "beta1": ("from 0 to below 1", lambda value: 0 <= value < 1),
+    "beta2": ("from 0 to below 1", lambda value: 0 <= value < 1), "eps": ABOVE_0,
+    "grad_clip": AT_LEAST_0, "vocab_size": ("at least 259 (256 bytes + 3 special tokens)",
+                                            lambda value: value >= 259),
+    "tokenizer_samples": AT_LEAST_1, "workers": AT_LEAST_0, "shuffle": AT_LEAST_0,
+    "samples_per_epoch": AT_LEAST_0, "crop_scale": ("above 0, at most 1",
+                                                    lambda value: 0 < value <= 1),
+    "threads": AT_LEAST_0, "log_every": AT_LEAST_1, "checkpoint_every": AT_LEAST_1,
+    "keep_checkpoints": AT_LEAST_0, "eval_every": AT_LEAST_0, "eval_retrieval_samples": AT_LEAST_0,
+}
+EVAL_RANGES = {"batch_size": AT_LEAST_1, "retrieval_samples": AT_LEAST_0}
+
+
+def check_ranges(stage: str, config: Any, ranges: dict[str, tuple[str, Callable[[Any], bool]]]
+                 ) -> None:
+    """ConfigError naming the first option whose value is outside its range."""
+    for name, (allowed, ok) in ranges.items():
+        value = getattr(config, name)
+        if not ok(value):
+            raise ConfigError(f"{stage}: --{name.replace('_', '-')} {value} is out of range: "
+                              f"{allowed}")
 
 
 @dataclass
 class TrainConfig(StageConfig):
-    model: str = option("tiny", "model preset: tiny, vit-b-32, rn50 (trainer/configs/) or a path "
-                                "to a .toml; its [train] table gives defaults the options override")
-    train: str = option("data/shards/train-*.tar", "training shards: brace pattern, glob, URL, "
-                                                    "pipe: or fsspec URL; join several with ::")
+    model: str = option("tiny", f"model preset: {', '.join(PRESETS)} (trainer/configs/) or a path "
+                                f"to a .toml; its [train] table gives defaults the options "
+                                f"override")
+    train: str = option("data/shards/train-*.tar", "training shards: a folder (its train-*.tar), "
+                                                    "brace pattern, glob, URL, pipe: or fsspec "
+                                                    "URL; join several with ::")
     name: str = option("", "run name: outputs go to runs/NAME/ (empty: the preset's name)")
     batch_size: int = option(64, "samples per step on each process")
     steps: int = option(200, "optimizer steps")
@@ -49,7 +85,10 @@ class TrainConfig(StageConfig):
                                           "of the global-batch loss under DDP)")
     local_loss: bool = option(True, "each rank computes the loss rows of its own samples only "
                                     "(same loss, less memory)")
-    threads: int = option(0, "torch CPU threads per process (0: cores / local processes)")
+    threads: int = option(0, "torch CPU threads per process; 0: the cores other processes "
+                             "leave idle, shared among the local processes, re-measured every "
+                             "5 s (a busy machine then slows training in proportion, not "
+                             "many-fold); N: exactly N (bitwise-repeatable runs)")
     log_every: int = option(10, "steps between lines of metrics.jsonl")
     checkpoint_every: int = option(100, "steps between checkpoints (and at the end)")
     keep_checkpoints: int = option(2, "step checkpoints kept: older ones are deleted once a new "
@@ -64,6 +103,10 @@ class TrainConfig(StageConfig):
                                      "`wit eval`'s default, data/shards/val-*.tar)")
     eval_retrieval_samples: int = option(5000, "pairs read for retrieval during training (0: "
                                                "all); the other ranks wait meanwhile")
+
+    def __post_init__(self) -> None:
+        getattr(super(), "__post_init__", lambda: None)()
+        check_ranges("train", self, TRAIN_RANGES)
 
 
 @dataclass
@@ -85,6 +128,10 @@ class EvalConfig(StageConfig):
     batch_size: int = option(128, "images or prompts encoded at once")
     device: str = option("auto", "where to evaluate", choices=["auto", "cpu", "cuda"])
     metrics: bool = option(True, "append the results to the run's metrics.jsonl")
+
+    def __post_init__(self) -> None:
+        getattr(super(), "__post_init__", lambda: None)()
+        check_ranges("eval", self, EVAL_RANGES)
 
 
 @dataclass

@@ -48,8 +48,9 @@ def is_remote(url: str) -> bool:
     return url.startswith("pipe:") or store.is_url(url)
 
 
-def expand_shards(spec: str, workdir: str | Path = ".") -> list[str]:
-    """Shard URLs of a spec: `::`-joined parts, brace patterns, globs; local paths must exist."""
+def expand_shards(spec: str, workdir: str | Path = ".", split: str = "train") -> list[str]:
+    """Shard URLs of a spec: `::`-joined parts, brace patterns, globs, folders of shards (their
+    `{split}-*.tar`, as `wit shards` writes, else every `*.tar`); local paths must exist."""
     urls: list[str] = []
     for part in spec.split("::"):
         for item in braceexpand.braceexpand(part.strip()):
@@ -61,10 +62,32 @@ def expand_shards(spec: str, workdir: str | Path = ".") -> list[str]:
                 urls.extend(sorted(glob.glob(str(path))))
             elif path.is_file():
                 urls.append(str(path))
+            elif path.is_dir():
+                urls.extend(folder_shards(path, split))
     if not urls:
-        raise WitError(f"train: no shard matches '{spec}' (relative to workdir '{workdir}'); "
-                       f"build shards with `wit shards` or pass --train")
+        raise WitError(f"train: no shard matches '{spec}'{relative_note(spec, workdir)}; build "
+                       f"shards with `wit shards` or pass --train")
     return urls
+
+
+def relative_note(spec: str, workdir: str | Path) -> str:
+    """' (relative to workdir W)' for a spec of relative local paths; '' for absolute ones."""
+    relative = any(not is_remote(part.strip()) and not Path(part.strip()).is_absolute()
+                   for part in spec.split("::"))
+    return f" (relative to workdir '{workdir}')" if relative else ""
+
+
+def folder_shards(folder: Path, split: str = "train") -> list[str]:
+    """The shards of a folder: those of `split` as `wit shards` names them (train-*.tar or
+    val-*.tar) when it holds any, else every *.tar."""
+    chosen = sorted(folder.glob(f"{split}-*.tar"))
+    if chosen:
+        skipped = len(list(folder.glob("*.tar"))) - len(chosen)
+        if skipped:
+            logger.info("%s: reading its %d %s-*.tar shards, not its %d other shards",
+                        folder, len(chosen), split, skipped)
+        return [str(path) for path in chosen]
+    return [str(path) for path in sorted(folder.glob("*.tar"))]
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from typing import Any
 
 from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig, require_local_workdir
-from trainer.data import expand_shards
+from trainer.data import expand_shards, relative_note
 from trainer.model import CLIP, ModelConfig
 from trainer.retrieval import evaluate_retrieval
 from trainer.tokenizer import TextTokenizer, clip_tokenizer, load_bpe
@@ -209,10 +209,10 @@ def training_eval_sets(zeroshot: Sequence[str], retrieval: str, workdir: str | P
         open_labelled_set(Path(workdir) / directory)
     if retrieval:
         try:
-            expand_shards(retrieval, workdir)
+            expand_shards(retrieval, workdir, split="val")
         except WitError:
             raise WitError(f"train: --eval-every needs retrieval shards, and none matches "
-                           f"'{retrieval}' (relative to workdir '{workdir}'); set "
+                           f"'{retrieval}'{relative_note(retrieval, workdir)}; set "
                            f"--eval-retrieval") from None
     return zeroshot, retrieval
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from trainer.data import IMAGE_KEYS, expand_shards, tar_samples
+from trainer.data import IMAGE_KEYS, expand_shards, relative_note, tar_samples
 from trainer.model import CLIP
 from trainer.tokenizer import TextTokenizer
 from trainer.zeroshot import encode_images, encode_texts
@@ -72,10 +72,10 @@ def evaluate_retrieval(model: CLIP, tokenizer: TextTokenizer, spec: str, workdir
                        ) -> dict[str, Any]:
     """Recall@1/5/10 both ways on the shards of `spec` (first `limit` pairs; 0: all)."""
     try:
-        urls = expand_shards(spec, workdir)
+        urls = expand_shards(spec, workdir, split="val")
     except WitError:
-        raise WitError(f"eval: no retrieval shard matches '{spec}' (relative to workdir "
-                       f"'{workdir}'); pass --retrieval '' to skip retrieval") from None
+        raise WitError(f"eval: no retrieval shard matches '{spec}'{relative_note(spec, workdir)}; "
+                       f"pass --retrieval '' to skip retrieval") from None
     image_features, captions = encode_images(model, retrieval_pairs(urls, limit), batch_size,
                                              device, desc="retrieval")
     if not captions:

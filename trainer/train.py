@@ -33,6 +33,7 @@ from trainer.checkpoint import (load_checkpoint, newest_checkpoint, restore_rng_
 from trainer.config import TrainConfig, require_local_workdir
 from trainer.data import ClipStream, expand_shards, make_loader, normalize, read_captions
 from trainer.loss import ClipLoss
+from trainer.threads import ThreadGovernor
 from trainer.model import CLIP, ModelConfig, load_preset
 from trainer.tokenizer import TextTokenizer, clip_tokenizer, load_bpe, save_bpe, train_bpe
 from wit_builder.core import atomic
@@ -275,8 +276,7 @@ def run(config: TrainConfig) -> int:
 
 
 def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Distributed) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(config.threads or max(1, (cores or 1) // ddp.local_world_size))
+    threads = ThreadGovernor(config.threads, ddp.local_world_size)  # the cores others leave
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data workers are forked
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -358,6 +358,7 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
             advance_position(position, epoch, reached, max(1, config.workers))
             images = images.to(device, non_blocking=True)
             tokens = tokens.to(device, non_blocking=True)
+            threads.update()
             loss = training_step(model, clip, loss_fn, optimizer, images, tokens, autocast,
                                  config.grad_clip, scale)
             scheduler.step()
@@ -365,7 +366,8 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
             progress.update()
             if step % config.log_every == 0 or step == config.steps:
                 record = metrics.log(step, epoch, global_mean(loss, ddp),
-                                     scheduler.get_last_lr()[0], clip, position["skipped"])
+                                     scheduler.get_last_lr()[0], clip, position["skipped"],
+                                     threads.threads)
                 progress.set_postfix(loss=f"{record['loss']:.3f}")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 positions = gather_objects(position, ddp)  # every rank's place in its stream
@@ -430,12 +432,13 @@ class Metrics:
             self.handle.flush()
 
     def log(self, step: int, epoch: int, loss: float, lr: float, clip: CLIP,
-            skipped: int) -> dict[str, Any]:
+            skipped: int, threads: int = 0) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.since
         record = {"step": step, "epoch": epoch, "loss": loss, "lr": lr,
                   "logit_scale": float(clip.logit_scale.detach().exp()),
                   "samples_per_s": (step - self.last_step) * self.samples_per_step / elapsed,
-                  "data_wait": self.data_wait / elapsed, "skipped": skipped}
+                  "data_wait": self.data_wait / elapsed, "skipped": skipped,
+                  "threads": threads}
         if not math.isfinite(loss):
             raise WitError(f"train: the loss is {loss} at step {step}; lower --lr or raise "
                            f"--warmup")
