@@ -6,12 +6,18 @@ the URL is the largest `srcset` candidate, else a lazy-loading attribute (`data-
 are resolved against the page (and its `<base href>`): relative URLs are ~40% of images on the web,
 and dropping them (as LAION and DataComp did) loses them.
 
-Speed (benchmarks/bench_match.py): `parse_page`, what the crawl runs, finds elements with
-selectolax's `tags()` (several times cheaper than the CSS engine) and, with the compiled extension,
-decides the common shapes of images and links in C (`_crawlfast.page_images`, `page_links`) on
-their attribute dicts; every other image goes to `image_outcome`, the Python reference, and every
-other link to `UrlResolver.resolve`. Without the extension, the reference does all. Only
-selectolax's public API is used.
+Speed (benchmarks/bench_extract.py, on real documentation pages): `parse_page`, what the crawl
+runs, hands Lexbor the page's own bytes when they are UTF-8, finds elements with `tags()` walks
+(one CSS walk on large pages) and, with the compiled extension, decides the common shapes of
+images and links in C (`_crawlfast.page_images`, `page_links`) on their attribute dicts; every
+other image goes to `image_outcome`, the Python reference, and every other link to
+`UrlResolver.resolve` (once per distinct href). Without the extension, the reference does all.
+Only selectolax's public API is used.
+
+Hostile pages: a page whose parse would cost far more than its size (a tag of thousands of
+attributes, block elements nested tens of thousands deep) raises PageTooComplex before it is
+parsed (`check_complexity`); an image whose attributes make extraction raise is counted as
+`image_error` and the page's other images are kept.
 """
 
 from __future__ import annotations
