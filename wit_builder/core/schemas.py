@@ -27,7 +27,7 @@ BALANCE = pa.schema([
 
 CRAWL_STATUSES = ("ok", "http_error", "timeout", "too_large", "not_image", "decode_error",
                   "too_small", "bad_aspect_ratio", "blocked_address", "opted_out", "robots",
-                  "redirect_loop", "connection_error")
+                  "redirect_loop", "connection_error", "blocked_url", "blocked_hash")
 
 CRAWL_MANIFEST = pa.schema([
     ("uid", pa.string()),

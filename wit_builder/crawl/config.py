@@ -110,6 +110,13 @@ class CrawlConfig(PartitionedStageConfig):
                             "format the installed Pillow decodes (here: "
                             + ", ".join(image_formats()) + ") and stored as JPEG; an image over "
                             "Pillow's pixel limit is too_large", min=1)
+    block_hashes: list[str] = option([], "files of MD5, SHA-1 or SHA-256 hex digests (one a "
+                                     "line, gzip accepted): a downloaded image whose digest is "
+                                     "listed is dropped in memory, never written (status "
+                                     "blocked_hash) (repeatable)", metavar="FILE")
+    block_urls: list[str] = option([], "files of URLs and domains (one a line, gzip accepted) "
+                                   "never requested, redirect hops included (status "
+                                   "blocked_url) (repeatable)", metavar="FILE")
     quality: int = option(90, "JPEG quality of stored images",
                           min=1, max=100, aliases=["--encode_quality"])
     timeout: float = option(20.0, "seconds per request", above=0)

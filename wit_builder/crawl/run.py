@@ -32,6 +32,7 @@ from wit_builder.crawl.balance import BalanceSettings, balance_by_query
 from wit_builder.crawl.captions import CaptionLimits, caption_problem, clean_caption
 from wit_builder.crawl.config import CrawlConfig
 from wit_builder.crawl.language import DEFAULT_MIN_PROB, cached_detector, detector_settings
+from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import download_selection, status_table
 from wit_builder.crawl.download.img2dataset_backend import check_engine
 from wit_builder.core.engine import map_partitions, stage_engine
@@ -615,6 +616,7 @@ def check_settings(config: CrawlConfig) -> None:
     when the guard is off."""
     if config.download and config.downloader == "img2dataset":
         check_engine(config)
+    load_blocklist(config.block_hashes, config.block_urls)  # a bad line: one error, now
     try:
         address_policy(config)
     except ValueError as error:

@@ -59,6 +59,9 @@ STATUSES = {
     "robots": "robots.txt disallows the URL",
     "redirect_loop": "a redirect back into the chain, or more than max_redirects",
     "connection_error": "no answer: refused, reset, DNS, TLS, a body cut short, not http(s)",
+    "blocked_url": "the URL, or a redirect hop, is on a --block-urls list: never requested",
+    "blocked_hash": "the body's MD5, SHA-1 or SHA-256 is on a --block-hashes list: dropped in "
+                    "memory, never written",
     "off_site_redirect": "a page redirected to a host the crawl does not visit",
     "not_html": "a page answered 200 with something else than HTML",
     "robots_unavailable": "robots.txt failed or answered 5xx: the host is skipped",

@@ -3,7 +3,8 @@ every hop, redirects followed by hand and capped, the body abandoned past the by
 retries with exponential backoff for timeouts, resets and 5xx, the image host's robots.txt
 (net.robots, RFC 9309: fetched once per host by each worker's `RobotsCache`, checked at every hop;
 status `robots`, also when robots.txt cannot be read: 5xx, unreachable), and the image opt-outs of
-`X-Robots-Tag` (net.optout's table).
+`X-Robots-Tag` (net.optout's table); URLs on a `--block-urls` list are refused at every hop
+(crawl.blocklists).
 
 Failures are results, not exceptions: every URL ends as a `Fetched` with a manifest status.
 """
@@ -18,6 +19,7 @@ from functools import cached_property
 
 import aiohttp
 
+from wit_builder.crawl.blocklists import Blocklist
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import Client, FetchFailed, check_status
 from wit_builder.net.optout import (HEADER_OPT_OUTS, header_directives, opt_out_message,
@@ -43,6 +45,7 @@ class FetchSettings:
     trusted_origins: tuple[str, ...] = ()
     disallowed_directives: tuple[str, ...] = HEADER_OPT_OUTS  # () stores every image
     image_robots: bool = True  # obey each image host's robots.txt
+    blocklist: Blocklist = Blocklist()  # --block-urls (checked at every hop), --block-hashes
 
     @cached_property
     def policy(self) -> AddressPolicy:
@@ -88,7 +91,10 @@ async def fetch(client: Client, url: str, settings: FetchSettings,
 
     @asynccontextmanager
     async def hop(hop_url: str):
-        refused = await robots.denial(hop_url, settings.user_agent)
+        if settings.blocklist.blocks_url(hop_url):
+            raise FetchFailed("blocked_url", "on a --block-urls list")
+        refused = await robots.denial(hop_url, settings.user_agent) if robots is not None \
+            else None
         if refused is not None:
             raise FetchFailed("robots", refused)
         yield
@@ -106,7 +112,8 @@ async def fetch(client: Client, url: str, settings: FetchSettings,
         try:
             answer = await client.get(url, max_bytes=settings.max_bytes,
                                       max_redirects=settings.max_redirects, read_body=read_body,
-                                      hop=hop if robots is not None else None)
+                                      hop=hop if robots is not None or settings.blocklist
+                                      else None)
             check_status(answer.status)
             return Fetched("ok", 200, None, answer.body, time.monotonic() - started)
         except FetchFailed as failure:

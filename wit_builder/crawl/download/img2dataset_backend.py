@@ -85,10 +85,15 @@ MISSING_FROM_TAR = {"status": "failed_to_download",
 
 
 def check_engine(config: CrawlConfig) -> None:
-    """img2dataset starts its own worker processes here: it cannot run on Ray."""
+    """img2dataset starts its own worker processes here: it cannot run on Ray; and it writes
+    every image to its own output before we see it, so it cannot honour --block-hashes."""
     if config.engine != "local":
         raise WitError("--downloader img2dataset runs on this machine only: use --engine local, "
                        "or --downloader native on Ray")
+    if config.block_hashes or config.block_urls:
+        raise WitError("--block-hashes and --block-urls need --downloader native: img2dataset "
+                       "writes every image to its own output before it can be checked, and "
+                       "follows redirects where the lists cannot be applied")
 
 
 def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy,

@@ -157,6 +157,9 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
             except Exception as error:  # a bug on one URL must not lose the shard
                 log.exception("download: unexpected error on %s", row["url"])
                 fetched = Fetched("connection_error", None, f"{type(error).__name__}: {error}")
+            if fetched.status == "ok" and settings.fetch.blocklist.blocks_body(fetched.body):
+                # Dropped here, in memory: never decoded, written or hashed into the manifest.
+                fetched = Fetched("blocked_hash", 200, "on a --block-hashes list")
             if fetched.status == "ok":
                 await decoding.put(index, row, fetched)
             else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from wit_builder.core import markers, store
 from wit_builder.core.options import WitError
+from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import FetchSettings, header_directives
 from wit_builder.crawl.download.images import ImageSettings
@@ -48,12 +49,8 @@ def check_selection(config: CrawlConfig, selection: store.Location) -> None:
                        f"first or check --workdir")
     names = set(store.parquet_file(selection).schema_arrow.names)
     missing = [name for name in COLUMNS if name not in names]
-    if missing:
+    if missing:  # (the numbers' ranges are checked when the settings are read: core/config.py)
         raise WitError(f"selection '{selection}' lacks column(s) {', '.join(missing)}")
-    for name in ("samples_per_shard", "concurrency", "image_size", "download_per_host"):
-        if getattr(config, name) < 1:
-            raise WitError(f"--{name.replace('_', '-')} must be at least 1, "
-                           f"not {getattr(config, name)}")
 
 
 def plan_shards(selection: store.Location, samples_per_shard: int) -> list[DownloadShard]:
@@ -89,7 +86,8 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                           trusted_origins=tuple(config.trusted_origins),
                           disallowed_directives=header_directives(
                               config.disallowed_header_directives),
-                          image_robots=config.image_robots)
+                          image_robots=config.image_robots,
+                          blocklist=load_blocklist(config.block_hashes, config.block_urls))
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
                           quality=config.quality, decode=config.decode)
@@ -113,16 +111,19 @@ def read_rows(shard: DownloadShard) -> list[dict]:
 def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
     """What a shard's tar and manifest depend on, recorded in its manifest: a digest of its rows
     of the selection (a re-balanced selection moves rows between shards), the image settings and
-    the opt-out directives and whether robots.txt is obeyed (they decide which images are
-    stored)."""
+    the opt-out directives, whether robots.txt is obeyed and the blocklists (they decide which
+    images are stored)."""
     digest = hashlib.sha256()
     for row in rows:
         digest.update(json.dumps([row[name] for name in COLUMNS], ensure_ascii=False).encode())
         digest.update(b"\n")
-    return {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
-            "image_settings": asdict(settings.image),
-            "disallowed_directives": list(settings.fetch.disallowed_directives),
-            "image_robots": settings.fetch.image_robots}
+    inputs = {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
+              "image_settings": asdict(settings.image),
+              "disallowed_directives": list(settings.fetch.disallowed_directives),
+              "image_robots": settings.fetch.image_robots}
+    if settings.fetch.blocklist:  # recorded when given: a new list redoes the shards
+        inputs["blocklists_sha256"] = settings.fetch.blocklist.fingerprint
+    return inputs
 
 
 @dataclass(frozen=True)
