@@ -125,6 +125,14 @@ def test_auto_leans_on_the_query_words_more_the_shorter_the_text():
     assert without_words.detect("Gradient usage")[0] != "en"
 
 
+def test_auto_keeps_what_lingua_ranks_english_first_whatever_the_query_words(lingua):
+    few_queries = LanguageDetector("auto", lexicon=frozenset(["star"]))
+    text = "a red star on white"  # lingua: English first, but with little confidence
+    assert lingua.detect(text)[0] == "en"
+    lang, prob = few_queries.detect(text)
+    assert lang == "en" and prob >= DEFAULT_MIN_PROB["auto"]
+
+
 def test_crawl_records_the_language_filter_in_its_stats(tmp_path):
     queries = tmp_path / "queries" / "queries.parquet"
     queries.parent.mkdir()

@@ -9,7 +9,8 @@ Three detectors, each giving (ISO 639-1 code, probability):
   from the language kept, so the share of its words that are query words is evidence too. The
   score is log(P(lang) / P(best other language)) from lingua plus that share times a weight
   calibrated by length, LEXICON_WEIGHT + SHORT_TEXT_WEIGHT / words; a text is the crawl's
-  language when the score reaches THRESHOLD. Short texts lean on the vocabulary, where lingua
+  language when the score reaches THRESHOLD, or when lingua ranks it first (a crawl with a
+  few queries has little vocabulary to go on). Short texts lean on the vocabulary, where lingua
   is least sure; long ones on lingua, whose log ratio grows with the length. Foreign function
   words that are also query words ("de", "la", "der" are English Wikipedia and WordNet
   entries) are why the vocabulary alone is not enough. A one-word text that is a query word is
@@ -148,7 +149,8 @@ class LanguageDetector:
 
     def detect_auto(self, text: str) -> tuple[str, float]:
         """`lang` with the probability of the score (0.5 at THRESHOLD) when the score reaches
-        THRESHOLD, else lingua's best other language with its complement."""
+        THRESHOLD or lingua ranks `lang` first, else lingua's best other language with the
+        complement."""
         values = self.lingua.compute_language_confidence_values(text)
         if not values or values[0].value <= 0.0:
             return "unknown", 0.0
@@ -166,6 +168,8 @@ class LanguageDetector:
         score = (math.log((own + SMOOTHING) / (other + SMOOTHING))
                  + vocabulary_evidence(text, self.lexicon, self.lang) - THRESHOLD)
         probability = 1.0 / (1.0 + math.exp(-score))
+        if own >= other:  # never stricter than lingua: a short query list is little evidence
+            probability = max(probability, 0.5)
         if probability >= 0.5:
             return self.lang, probability
         return other_code, 1.0 - probability
