@@ -21,7 +21,7 @@ from wit_builder.crawl.download.images import (DECODE_HEADROOM, ImageRejected, I
 from wit_builder.crawl.download.img2dataset_backend import RESIZE_MODES
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # else albumentations asks the network
-resizer = pytest.importorskip("img2dataset.resizer")
+from img2dataset import resizer  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Pillow warns about the corrupt files
 
