@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wit_builder.core import atomic, markers, schemas, store
+from wit_builder.core import atomic, cpu, markers, schemas, store
 from wit_builder.crawl.allocator import keep_freed_memory
 from wit_builder.crawl.balance import BalanceSettings, balance_by_query
 from wit_builder.crawl.captions import CaptionLimits, caption_problem, clean_caption
@@ -597,7 +597,8 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
              "queries_sha256": queries_sha256,
              "language": detector_settings(config.lang_detector, config.lang,
                                            settings.min_lang_prob),
-             "seconds": round(time.monotonic() - started, 2)}
+             "seconds": round(time.monotonic() - started, 2),
+             "cpu_seconds": cpu.stage_seconds()}   # the whole process tree's (core/cpu.py)
     store.write_json(store.join(manifests, "crawl_stats.json"), stats)
     return stats
 

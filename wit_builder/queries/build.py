@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from wit_builder.core import cpu as core_cpu
 from wit_builder.core import markers, store
 from wit_builder.core.text import TOKENIZATION, is_query_word
 from wit_builder.queries.config import QueriesConfig
@@ -439,7 +440,9 @@ def cpu_seconds(count_cpu: dict[int, float], reduce_cpu: dict[int, float]) -> di
                      for cpu in (count_cpu, reduce_cpu))
     return {"main": round(main, 3), "count_workers": round(count, 3),
             "reduce_workers": round(reduce, 3), "workers": round(count + reduce, 3),
-            "total": round(main + count + reduce, 3)}
+            "total": round(main + count + reduce, 3),
+            # this run's whole process tree (worker start-up and the fork server included)
+            "process_tree": core_cpu.stage_seconds()}
 
 
 def describe_file(path: str) -> dict:

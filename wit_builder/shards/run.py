@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from wit_builder.core import atomic, markers, schemas, store, spill
+from wit_builder.core import atomic, cpu, markers, schemas, store, spill
 from wit_builder.core.buckets import BucketWriter, bucket_files, list_buckets
 from wit_builder.shards import dedup
 from wit_builder.shards import card
@@ -638,8 +638,11 @@ def run(config: ShardsConfig) -> int:
     finally:
         if local_work != Path(work):
             shutil.rmtree(local_work, ignore_errors=True)
-    log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1fs)",
-             summary["totals"]["train"], summary["totals"]["val"], len(written),
-             summary["totals"]["duplicates"], summary["totals"]["skipped"],
-             time.monotonic() - started)
+    # dataset.json holds no timing (the same inputs give the same file): the stage's own go here.
+    timing = {"seconds": round(time.monotonic() - started, 2), "cpu_seconds": cpu.stage_seconds()}
+    store.write_json(store.join(manifests, "shards_stats.json"), timing)
+    log.info("shards: %d train + %d val samples in %d shards; %d duplicates, %d skipped (%.1f s, "
+             "%.1f CPU s)", summary["totals"]["train"], summary["totals"]["val"], len(written),
+             summary["totals"]["duplicates"], summary["totals"]["skipped"], timing["seconds"],
+             timing["cpu_seconds"] or 0.0)
     return 0
