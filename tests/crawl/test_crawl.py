@@ -155,7 +155,8 @@ def write_big_pool(folder, kind: str, rows) -> str:
 @pytest.mark.parametrize("kind, partitions", [("parquet", 4), ("csv", 4), ("files", 6)])
 def test_a_pool_is_crawled_in_partitions_of_rows(tmp_path, monkeypatch, kind, partitions):
     """Every core works on a pool of one row group, one big CSV file (shares of its batches) or
-    many small files (36 grouped in 6): the crawl finds what the pool read as one partition gives."""
+    many small files (36 grouped in 6): the crawl finds what the pool read as one partition
+    gives."""
     import wit_builder.crawl.sources.pool as pool
 
     rows = POOL * 30  # 360 rows

@@ -256,7 +256,8 @@ def test_a_damaged_row_group_costs_only_its_rows(tmp_path, caplog):
         data[offset] ^= 0x5A  # the page header of row group 12's captions
     path.write_bytes(bytes(data))
     dropped: Counter = Counter()
-    pairs = [pair for part in pool_partitions(str(path)) for pair in read_pool(part, dropped=dropped)]
+    pairs = [pair for part in pool_partitions(str(path))
+             for pair in read_pool(part, dropped=dropped)]
     assert pairs == rows[:120] + rows[130:]
     assert dropped == {"pool_read_error": 1}
     assert "damaged.parquet' row group 12 cannot be read after 0 rows" in caplog.text
@@ -273,7 +274,8 @@ def test_a_gzipped_file_cut_short_keeps_the_rows_before_the_cut(tmp_path, name):
     readable = zlib.decompressobj(wbits=31).decompress(path.read_bytes())  # up to the cut
     whole_lines = readable.count(b"\n") - (1 if name.startswith("cut.csv") else 0)
     dropped: Counter = Counter()
-    pairs = [pair for part in pool_partitions(str(path)) for pair in read_pool(part, dropped=dropped)]
+    pairs = [pair for part in pool_partitions(str(path))
+             for pair in read_pool(part, dropped=dropped)]
     assert pairs == rows[:whole_lines] and 50_000 < whole_lines < len(rows)  # every whole line
     assert dropped == {"pool_read_error": 1}
     parts = pool_partitions(str(path), rows=1_000)  # in shares: each row once, damage once

@@ -17,9 +17,9 @@ ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
 
 def canonical_url(url: str) -> str:
     """The one form of an http(s) URL: scheme and host lower-cased, the default port dropped, the
-    fragment removed, dot segments resolved (RFC 3986 5.2.4), raw spaces and non-ASCII characters percent-encoded and escapes
-    upper-cased, so `a b.jpg` and `a%20b.jpg` are one URL. Other URLs (and ones that do not
-    parse) come back as they are."""
+    fragment removed, dot segments resolved (RFC 3986 5.2.4), raw spaces and non-ASCII
+    characters percent-encoded and escapes upper-cased, so `a b.jpg` and `a%20b.jpg` are one
+    URL. Other URLs (and ones that do not parse) come back as they are."""
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()

@@ -4,11 +4,12 @@ redirects followed by hand (each hop checked against robots.txt and the address 
 targets refused), HTML only, size and time caps.
 
 The crawler hands every page to a callback that parses it once and returns its links, so pages
-never accumulate in memory. With a `parse` callback, parsing runs in worker threads (selectolax
-releases the GIL while it parses), so fetches go on while a pathological page is parsed; the
-callback's result is then recorded on the event loop. One page that fails to parse or to record
-is counted (`page_error`, `page_too_complex`) and the crawl goes on. Every `checkpoint_pages` pages it hands a snapshot of its frontier to
-another callback, and a crawl started from such a snapshot goes on where that one stood.
+never accumulate in memory. With a `parse` callback, parsing runs in a worker thread (selectolax
+releases the GIL while Lexbor parses), so fetches go on while a page is parsed; the callback's
+result is then recorded on the event loop. A page that fails to parse or to record is counted
+(`page_error`, `page_too_complex`) and the crawl goes on. Every `checkpoint_pages` pages it hands
+a snapshot of its frontier to another callback, and a crawl started from such a snapshot goes on
+where that one stood.
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ def looks_like_page(url: str) -> bool:
 class Crawler:
     """One crawl: the frontier, the hosts' states and the counts of what happened."""
 
-    def __init__(self, settings: WebCrawlSettings, handle_page: Callable[[str, object], Iterable[str]],
-                 stats: Counter, checkpoint: Callable[[Frontier], None] | None = None,
+    def __init__(self, settings: WebCrawlSettings,
+                 handle_page: Callable[[str, object], Iterable[str]], stats: Counter,
+                 checkpoint: Callable[[Frontier], None] | None = None,
                  parse: Callable[[str, bytes, bool], object] | None = None,
                  progress: Callable[[], None] | None = None):
         self.settings = settings
