@@ -89,13 +89,13 @@ class Preprocess:
         return f"Preprocess(size={self.size})"
 
 
-def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+def load_model(path: str | Path, device: str = "cpu", stage: str = "load_model") -> LoadedModel:
     """The model of a checkpoint file or a run folder (`runs/NAME`: its latest checkpoint), in
     eval mode on `device`, with its tokenizer and preprocessing."""
     from trainer.checkpoint import load_checkpoint
     from trainer.evaluate import model_from_state, resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(path)
+    checkpoint = resolve_checkpoint(path, stage)
     state = load_checkpoint(checkpoint)
     model, tokenizer = model_from_state(state, checkpoint)
     model = model.to(device).eval()

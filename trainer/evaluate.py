@@ -32,16 +32,16 @@ from wit_builder.core.options import WitError
 logger = logging.getLogger(__name__)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def resolve_checkpoint(path: str | Path, stage: str = "eval") -> Path:
     """The checkpoint file meant by `path`: a file, a run directory, or `runs/NAME/latest.pt`
-    standing for `runs/NAME/checkpoints/latest.pt`."""
+    standing for `runs/NAME/checkpoints/latest.pt` (errors begin with `stage`)."""
     path = Path(path)
     candidates = [path, path / "checkpoints" / "latest.pt",
                   path.parent / "checkpoints" / path.name]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        raise WitError(f"eval: checkpoint '{path}' does not exist; train one with `wit train` or "
-                       f"pass --checkpoint runs/NAME/checkpoints/latest.pt")
+        raise WitError(f"{stage}: checkpoint '{path}' does not exist; train one with `wit train` "
+                       f"or pass --checkpoint runs/NAME/checkpoints/latest.pt (or runs/NAME)")
     return found
 
 

@@ -206,6 +206,10 @@ def check_with_open_clip(out: Path, clip: CLIP, tokenizer: TextTokenizer) -> flo
     except ImportError:
         logger.warning("export: open_clip is not installed: the export was not checked")
         return None
+    if not hasattr(open_clip.factory, "parse_model_name"):  # local-dir: came in open_clip 2.32
+        logger.warning("export: open_clip %s cannot load model folders: the export was not "
+                       "checked", getattr(open_clip, "__version__", "?"))
+        return None
     theirs = open_clip.create_model(f"local-dir:{out}").eval()
     generator = torch.Generator().manual_seed(0)
     size = clip.config.image_size
@@ -228,7 +232,7 @@ def export(checkpoint: str | Path, out: str | Path, name: str = "", check: bool 
     from trainer.api import load_model
     from safetensors.torch import save_file
 
-    loaded = load_model(checkpoint)
+    loaded = load_model(checkpoint, stage="export")
     clip, tokenizer = loaded.model, loaded.tokenizer
     preset = str(loaded.train_config.get("model", "") or loaded.run_dir.name)
     name = name or f"witbuilder-{loaded.run_dir.name}"

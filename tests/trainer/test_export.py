@@ -178,3 +178,13 @@ def test_the_readme_zero_shot_example_runs_as_written(workdir, tmp_path, monkeyp
     assert [line.split(":")[0] for line in lines] == ["red circle", "blue square",
                                                       "green triangle"]
     assert sum(float(line.split(": ")[1]) for line in lines) == pytest.approx(1, abs=0.02)
+
+
+def test_export_without_out_or_checkpoint_says_what_to_pass(tmp_path, capsys):
+    assert main(["export", "--workdir", str(tmp_path), "--checkpoint", "runs/none"]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
+    assert main(["export", "--workdir", str(tmp_path), "--checkpoint", "runs/none",
+                 "--out", "x"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("wit export: export: checkpoint") and "runs/none" in error
+
