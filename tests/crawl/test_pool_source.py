@@ -284,3 +284,17 @@ def test_a_gzipped_file_cut_short_keeps_the_rows_before_the_cut(tmp_path, name):
     assert sorted(pair for part in parts for pair in read_pool(part, dropped=dropped)) == \
         sorted(pairs)
     assert dropped == {"pool_read_error": 1}
+
+
+def test_gzip_members_one_after_another_and_zero_padding_read_whole(tmp_path):
+    from collections import Counter
+
+    path = tmp_path / "members.csv.gz"
+    rows = [(url, text.replace(",", ";")) for url, text in ROWS]
+    lines = [f"{url},{text}\n".encode() for url, text in rows]
+    path.write_bytes(gzip.compress(b"url,caption\n" + b"".join(lines[:30]))
+                     + gzip.compress(b"".join(lines[30:])) + b"\0" * 1000)
+    dropped: Counter = Counter()
+    pairs = [pair for part in pool_partitions(str(path))
+             for pair in read_pool(part, dropped=dropped)]
+    assert pairs == rows and not dropped

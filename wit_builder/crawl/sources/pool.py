@@ -318,6 +318,8 @@ class GunzippedLines(io.RawIOBase):
     def gunzip(self, chunk: bytes) -> bytes:
         pieces = []
         while chunk:
+            if not self.in_member and not chunk.strip(b"\0"):
+                break  # zeros after a member: padding, as gzip allows
             pieces.append(self.decoder.decompress(chunk))
             self.in_member = not self.decoder.eof
             chunk = self.decoder.unused_data if self.decoder.eof else b""
