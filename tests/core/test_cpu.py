@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import dataclass
-
+from support.stage_settings import Settings
 from wit_builder.core import cpu
 from wit_builder.core.engine import map_partitions, stage_engine
 
@@ -19,14 +18,6 @@ def burn(_: int) -> float:
     while time.process_time() - start < BURN:
         pass
     return time.process_time() - start
-
-
-@dataclass(frozen=True)
-class Settings:
-    workers: int = 2
-    engine: str = "local"
-    ray_address: str = ""
-    workdir: str = "."
 
 
 @stage_engine

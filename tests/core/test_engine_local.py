@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dataclasses import dataclass
+from support.stage_settings import Settings
 
 from wit_builder.core import engine
 from wit_builder.core.engine import (OUTSIDE_A_STAGE, Engine, map_partitions, run_partitions,
@@ -64,16 +64,6 @@ def test_a_failing_partition_stops_the_step_without_waiting_for_running_ones():
 
 def process_of(number: int) -> int:
     return os.getpid()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The settings of a partitioned stage, as far as the engine reads them."""
-
-    workers: int = 1
-    engine: str = "local"
-    ray_address: str = ""
-    workdir: str = "."
 
 
 @stage_engine
