@@ -117,12 +117,7 @@ def vit_weights(state: dict[str, torch.Tensor], projection: torch.Tensor
              "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
     for key, value in state.items():
         if key.startswith("blocks."):
-            _, index, rest = key.split(".", 2)
-            for ours, theirs in names.items():
-                if rest.startswith(ours):
-                    rest = theirs + rest[len(ours):]
-                    break
-            out[f"visual.transformer.resblocks.{index}.{rest}"] = value
+            out[f"visual.{resblock_name(key, names)}"] = value
     return out
 
 
@@ -132,18 +127,21 @@ def text_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     names = {"attn.qkv.weight": "attn.in_proj_weight", "attn.qkv.bias": "attn.in_proj_bias",
              "attn.proj": "attn.out_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
     for key, value in state.items():
-        if not key.startswith("text."):
-            continue
-        key = key.removeprefix("text.")
-        if key.startswith("blocks."):
-            _, index, rest = key.split(".", 2)
-            for ours, theirs in names.items():
-                if rest.startswith(ours):
-                    rest = theirs + rest[len(ours):]
-                    break
-            key = f"transformer.resblocks.{index}.{rest}"
-        out[key] = value
+        if key.startswith("text."):
+            key = key.removeprefix("text.")
+            out[resblock_name(key, names) if key.startswith("blocks.") else key] = value
     return out
+
+
+def resblock_name(key: str, names: dict[str, str]) -> str:
+    """`blocks.I.REST` as open_clip's `transformer.resblocks.I.REST'`, the first prefix of REST
+    found in `names` replaced by its open_clip name."""
+    _, index, rest = key.split(".", 2)
+    for ours, theirs in names.items():
+        if rest.startswith(ours):
+            rest = theirs + rest[len(ours):]
+            break
+    return f"transformer.resblocks.{index}.{rest}"
 
 
 def open_clip_model(clip: CLIP, tokenizer: TextTokenizer, preset: str, tokenizer_dir: str = ""
