@@ -93,9 +93,14 @@ def strip_wikitext(text: str) -> str:
 WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 
 
+# What ends a run of adjacent words (README "Tokenisation"): sentence ends, line breaks, commas,
+# colons, semicolons, brackets, list separators and dashes (a hyphen only where it joins nothing).
+BOUNDARY = re.compile(r"[.!?\n,;:()\[\]{}/|\u2013\u2014\u2212\u2022\u00b7]|(?<![^\W_])-|-(?![^\W_])")
+
+
 def sentences_of(text: str) -> list[list[str]]:
     plain = unicodedata.normalize("NFKC", strip_wikitext(text))
-    return [[word.lower() for word in WORD.findall(part)] for part in re.split(r"[.!?\n]", plain)]
+    return [[word.lower() for word in WORD.findall(part)] for part in BOUNDARY.split(plain)]
 
 
 def read_pages(path: Path) -> list[dict]:
