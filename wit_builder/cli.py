@@ -21,7 +21,7 @@ from wit_builder.core.config import build_config, field_types, read_toml
 from wit_builder.core.options import WitError, option
 from wit_builder.crawl.config import SOURCE_HELP, CrawlConfig
 from wit_builder.queries.config import QueriesConfig
-from wit_builder.shards.config import ShardsConfig
+from wit_builder.shards.config import OptoutConfig, ShardsConfig, TakedownConfig
 from wit_builder.synthweb import source as synthweb_source  # noqa: F401  (registers synthweb:)
 from wit_builder.synthweb.config import DemoConfig, SynthwebConfig, SynthwebSourceOptions
 
@@ -55,6 +55,12 @@ COMMANDS: dict[str, Stage] = {
                    "wit_builder.crawl.run:run", CrawlStageConfig),
     "shards": Stage("dedupe, shuffle and split the raw shards into training shards",
                     "wit_builder.shards.run:run", ShardsConfig),
+    "takedown": Stage("remove the samples of a takedown list's URLs from the training shards "
+                      "(rewrites only the shards that hold them)",
+                      "wit_builder.shards.takedown:run", TakedownConfig),
+    "optout": Stage("re-check robots.txt and X-Robots-Tag opt-outs of the training shards' "
+                    "images; remove the samples whose owners opted out since the crawl",
+                    "wit_builder.shards.optout:run", OptoutConfig),
     "train": Stage("train a CLIP model on the training shards", "trainer.train:run", TrainConfig),
     "eval": Stage("zero-shot classification and retrieval of a checkpoint",
                   "trainer.evaluate:run", EvalConfig),

@@ -22,6 +22,7 @@ class Server:
         self.loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self.dispatch)
+        app.router.add_route("HEAD", "/{tail:.*}", self.dispatch)
         self.runner = web.AppRunner(app, handler_cancellation=True)
         self.loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

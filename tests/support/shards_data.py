@@ -86,8 +86,10 @@ def original_bytes(plan: dict) -> bytes:
 
 def build_raw_dataset(workdir: Path, shards: int = 3, per_shard: int = 20, exact: int = 3,
                       near: int = 3, failed_per_shard: int = 2, side: int = 64,
-                      noise: bool = False, seed: int = 0) -> RawDataset:
-    """Raw shards 00000.tar ... with manifests, selection, balance, queries and crawl stats."""
+                      noise: bool = False, seed: int = 0,
+                      image_base: str = "http://images.test") -> RawDataset:
+    """Raw shards 00000.tar ... with manifests, selection, balance, queries and crawl stats
+    (image URLs `image_base`/SHARD/INDEX.jpg)."""
     rng = random.Random(seed)
     dataset = RawDataset(Path(workdir))
     plans = plan_samples(rng, shards * per_shard, exact, near, side, noise)
@@ -98,7 +100,7 @@ def build_raw_dataset(workdir: Path, shards: int = 3, per_shard: int = 20, exact
         with writer.shard_tar(writer.tar_path(workdir, shard)) as tar:
             for index, plan in enumerate(plans[shard * per_shard:(shard + 1) * per_shard]):
                 key = writer.shard_key(shard, index)
-                row, sample, meta = sample_for(plan, shard, index, key, rng)
+                row, sample, meta = sample_for(plan, shard, index, key, rng, image_base)
                 uid_of[id(plan)] = meta["uid"]
                 tar.write(sample)
                 rows.append(row)
@@ -115,14 +117,14 @@ def build_raw_dataset(workdir: Path, shards: int = 3, per_shard: int = 20, exact
     return dataset
 
 
-def sample_for(plan: dict, shard: int, index: int, key: str, rng: random.Random
-               ) -> tuple[dict, dict, dict]:
+def sample_for(plan: dict, shard: int, index: int, key: str, rng: random.Random,
+               image_base: str = "http://images.test") -> tuple[dict, dict, dict]:
     """(manifest row, TarWriter sample, json metadata) of one stored image."""
     original = original_bytes(plan)
     stored = original if plan["kind"] != "near" else encode_jpeg(
         Image.open(io.BytesIO(original)).convert("RGB"), quality=90)
     text = caption(rng)
-    url = f"http://images.test/{shard}/{index}.jpg"
+    url = f"{image_base}/{shard}/{index}.jpg"
     uid = hashlib.sha1(f"{url}\t{text}".encode()).hexdigest()
     width, height = Image.open(io.BytesIO(stored)).size
     sha256 = hashlib.sha256(original).hexdigest()

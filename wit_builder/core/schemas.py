@@ -56,3 +56,13 @@ DEDUP = pa.schema([
     ("kind", pa.string()),          # exact | near
     ("distance", pa.int32()),       # Hamming distance of the perceptual hashes (0 for exact)
 ])
+
+# manifests/takedown.parquet: samples removed from the training shards after they were written
+# (wit takedown, wit optout, or wit shards --takedown / --recheck-optout); kept across rebuilds.
+REMOVALS = pa.schema([
+    ("uid", pa.string()),
+    ("url", pa.string()),           # the image URL (canonical form, as the crawl stored it)
+    ("shard", pa.string()),         # the training shard it was removed from
+    ("reason", pa.string()),        # REMOVAL_REASONS
+])
+REMOVAL_REASONS = ("takedown", "takedown_page", "robots", "opted_out")

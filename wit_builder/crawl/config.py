@@ -8,6 +8,7 @@ from functools import cache
 from wit_builder.core.config import PartitionedStageConfig
 from wit_builder.core.options import option
 from wit_builder.net.optout import HEADER_OPT_OUTS
+from wit_builder.net.options import NetworkOptions
 
 # Pillow readers that decode nothing here: stubs wanting a handler (BUFR, GRIB, HDF5, WMF off
 # Windows), MPEG and IPTC (no pixels), EPS (runs Ghostscript on the body: never on crawled bytes).
@@ -31,7 +32,8 @@ SOURCE_HELP = ("web:URL | web:@seeds.txt | warc:PATH_OR_URL | warc:LISTING.paths
 
 
 @dataclass
-class CrawlConfig(PartitionedStageConfig):
+class CrawlConfig(NetworkOptions, PartitionedStageConfig):
+    # --allow-private, --trusted-origins, --user-agent: net/options.py (the opt-out recheck's too)
     # img2dataset's spellings of the options both tools share are accepted too (`aliases`).
     workers: int = option(0, "worker processes (0: one per core)", min=0,
                           aliases=["--processes_count"])
@@ -45,15 +47,10 @@ class CrawlConfig(PartitionedStageConfig):
     download: bool = option(True, "download the selected images (--no-download stops after "
                                   "the selection)")
     downloader: str = option("native", "image downloader", choices=["native", "img2dataset"])
-    allow_private: bool = option(False, "turn the address guard off: let every request reach "
-                                        "private, loopback, link-local and metadata addresses "
-                                        "(logged once per run); prefer --trusted-origins")
     max_pages: int = option(10_000, "pages the web crawler fetches at most", min=1)
     max_depth: int = option(5, "links followed from a seed at most", min=0)
     allowed_hosts: list[str] = option([], "hosts the crawler may visit (default: the seeds' hosts)",
                                       metavar="HOST")
-    user_agent: str = option("witbuilder/0.1 (+https://github.com/witbuilder/witbuilder)",
-                             "User-Agent of every request")
     crawl_concurrency: int = option(16, "pages fetched at once by the web crawler", min=1)
     per_host_concurrency: int = option(2, "requests in flight to one host", min=1)
     crawl_delay: float = option(1.0, "seconds between two page requests to one host (robots.txt "
@@ -122,9 +119,6 @@ class CrawlConfig(PartitionedStageConfig):
     timeout: float = option(20.0, "seconds per request", above=0)
     retries: int = option(2, "retries of timeouts, resets and 5xx", min=0)
     download_per_host: int = option(16, "image requests in flight to one host, per worker", min=1)
-    trusted_origins: list[str] = option([], "host:port origins exempt from the address guard "
-                                            "(a known mirror on a private network)",
-                                        metavar="HOST:PORT")
     disallowed_header_directives: list[str] = option(
         list(HEADER_OPT_OUTS), "X-Robots-Tag directives that keep an "
         "image out (img2dataset's default list), for everyone or scoped to our --user-agent; "

@@ -162,9 +162,9 @@ class Client:
     async def get(self, url: str, *, max_bytes: int, max_redirects: int = 5,
                   read_body: Callable[[str, aiohttp.ClientResponse], bool] = answered_200,
                   hop: Callable[[str], AbstractAsyncContextManager] | None = None,
-                  follow: Callable[[str], None] | None = None) -> Response:
-        """The final answer to a GET of `url`, whatever its status, after redirects; FetchFailed
-        when there is none. Hooks: `hop(url)` is entered around each request (the crawler's
+                  follow: Callable[[str], None] | None = None, method: str = "GET") -> Response:
+        """The final answer to a GET (or `method`: HEAD) of `url`, whatever its status, after
+        redirects; FetchFailed when there is none. Hooks: `hop(url)` is entered around each request (the crawler's
         robots check and per-host slot); `follow(target)` may refuse a redirect target by
         raising FetchFailed; `read_body(url, response)` says whether to read the final answer's
         body (under `max_bytes`), or refuses the answer by raising FetchFailed (an opt-out)."""
@@ -172,7 +172,8 @@ class Client:
         for _ in range(max_redirects + 1):
             check_hop(self.policy, url)
             async with hop(url) if hop is not None else nullcontext():
-                status, headers, location, body = await self.request(url, max_bytes, read_body)
+                status, headers, location, body = await self.request(url, max_bytes, read_body,
+                                                                     method)
             if location is None:
                 return Response(url, status, headers, body)
             url = next_hop(chain, url, location, status)
@@ -181,11 +182,12 @@ class Client:
         raise too_many_redirects(max_redirects)
 
     async def request(self, url: str, max_bytes: int,
-                      read_body: Callable[[str, aiohttp.ClientResponse], bool]
+                      read_body: Callable[[str, aiohttp.ClientResponse], bool],
+                      method: str = "GET"
                       ) -> tuple[int, CIMultiDictProxy[str], str | None, bytes]:
         """(status, headers, redirect target or None, body) of one request."""
         try:
-            async with self.session.get(url, allow_redirects=False) as response:
+            async with self.session.request(method, url, allow_redirects=False) as response:
                 location = response.headers.get("Location")
                 if response.status in REDIRECTS and location:
                     return response.status, response.headers, location, b""

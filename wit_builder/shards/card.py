@@ -88,6 +88,7 @@ def dataset_card(summary: dict, crawl_stats: dict) -> str:
         f"{totals.get('duplicates', 0):,} duplicates removed, {totals.get('skipped', 0):,} "
         f"skipped; kept {totals.get('samples', 0):,}.",
         "",
+        *removed_after_build(summary),
         "## Filters and their settings",
         "",
         f"- Queries: the file with sha256 `{inputs.get('queries_sha256')}`; a pair is kept when its "
@@ -131,6 +132,20 @@ def dataset_card(summary: dict, crawl_stats: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def removed_after_build(summary: dict) -> list[str]:
+    """The card's lines on the samples removed from the written shards (takedown lists, opt-outs
+    re-checked: shards/removal.py), none when nothing was."""
+    lines = []
+    if summary.get("per_removal_reason"):
+        lines += ["Removed from the training shards after they were written "
+                  "(`manifests/takedown.parquet`; a rebuild removes them again):", "",
+                  *table(sorted(summary["per_removal_reason"].items()), ("reason", "samples"))]
+    if summary.get("optout_recheck"):
+        lines += ["Opt-outs re-checked after the crawl, per image URL (unreachable ones kept):",
+                  "", *table(list(summary["optout_recheck"].items()), ("verdict", "URLs"))]
+    return lines
 
 
 def write_card(out: store.Location, summary: dict, crawl_stats: dict) -> None:

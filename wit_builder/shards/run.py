@@ -42,6 +42,7 @@ from wit_builder.core import atomic, cpu, markers, schemas, store, spill
 from wit_builder.core.buckets import BucketWriter, bucket_files, list_buckets
 from wit_builder.shards import dedup
 from wit_builder.shards import card
+from wit_builder.shards import consent
 from wit_builder.shards import summary as dataset_summary
 from wit_builder.core.hashing import uid_keys
 from wit_builder.shards.config import ShardsConfig
@@ -593,6 +594,7 @@ def run(config: ShardsConfig) -> int:
     """Dedupe, shuffle, split and write the training shards, their manifests and the report."""
     started = time.monotonic()
     check_config(config)
+    remove_taken_down = consent.prepare(config)  # reads --takedown lists: bad lines stop us now
     store.check_reachable(config.workdir)
     raw_shards, raw_bytes = discover_raw_shards(config)
     out = config.path("data/shards")
@@ -638,6 +640,7 @@ def run(config: ShardsConfig) -> int:
     finally:
         if local_work != Path(work):
             shutil.rmtree(local_work, ignore_errors=True)
+    remove_taken_down()  # recorded removals, --takedown, --recheck-optout (rewrites those shards)
     # dataset.json holds no timing (the same inputs give the same file): the stage's own go here.
     timing = {"seconds": round(time.monotonic() - started, 2), "cpu_seconds": cpu.stage_seconds()}
     store.write_json(store.join(manifests, "shards_stats.json"), timing)

@@ -1,0 +1,193 @@
+"""Removing samples from training shards already written (takedown lists, opt-outs re-checked),
+by rewriting only the shards that hold them.
+
+A removal reads every training shard's `.json` members once (`read_index`: uid, image URL,
+page URL of each sample), rewrites each shard that holds a chosen sample without it (atomically;
+the kept samples' tar blocks are the same bytes, `core/tarsamples.py` writes a sample one way),
+and updates what describes the shards: `manifests/shards.parquet` (samples, bytes, sha256 of the
+rewritten shards), `sizes.json`, `_info.json`, `manifests/dataset.json` and the dataset card.
+What was removed goes to `manifests/takedown.parquet` (schema REMOVALS), which every later
+removal, and every `wit shards` rebuild, applies again: a removed sample stays removed.
+Shards that hold no chosen sample are not opened for writing: their bytes do not change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from wit_builder.core import atomic, schemas, store
+from wit_builder.core.config import StageConfig
+from wit_builder.core.engine import map_partitions
+from wit_builder.core.options import WitError
+from wit_builder.core.tarsamples import END_OF_ARCHIVE, read_samples, sample_block
+from wit_builder.shards import card
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+INDEX = pa.schema([("shard", pa.string()), ("key", pa.string()), ("uid", pa.string()),
+                   ("url", pa.string()), ("page_url", pa.string())])
+# What a removal decides: {uid: reason}, reasons from schemas.REMOVAL_REASONS.
+Chooser = Callable[[pa.Table], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    path: str
+    drop: frozenset[str]  # keys of the samples removed
+
+
+def training_shards(out: store.Location) -> list[str]:
+    return [str(path) for split in SPLITS
+            for path in sorted(store.glob(store.join(out, f"{split}-*.tar")))]
+
+
+def shard_index(path: str) -> pa.Table:
+    """The samples of one training shard (rows of INDEX); a WitError when it is damaged (a
+    rewrite would lose the samples past the damage)."""
+    problems: Counter = Counter()
+    rows = []
+    with store.open(path, "rb") as stream:
+        for key, members in read_samples(stream, problems, path):
+            try:
+                meta = json.loads(members["json"])
+            except (KeyError, ValueError):
+                problems["bad_json"] += 1
+                continue
+            rows.append({"shard": store.name(path), "key": key, "uid": meta.get("uid"),
+                         "url": meta.get("url"), "page_url": meta.get("page_url")})
+    if problems:
+        raise WitError(f"training shard '{path}' is damaged ({dict(problems)}); rebuild the "
+                       f"shards with `wit shards` before removing samples")
+    return pa.Table.from_pylist(rows, schema=INDEX)
+
+
+def read_index(out: store.Location, desc: str) -> pa.Table:
+    """Every sample of the training shards under `out` (INDEX rows)."""
+    shards = training_shards(out)
+    if not shards:
+        raise WitError(f"no training shards (train-*.tar, val-*.tar) in '{out}'; run "
+                       f"`wit shards` first or check --workdir")
+    return pa.concat_tables([INDEX.empty_table(),
+                             *map_partitions(shard_index, shards, desc=desc)])
+
+
+def rewrite_shard(job: Rewrite) -> dict:
+    """The shard without the samples `job.drop`, written in place atomically; its manifest row."""
+    problems: Counter = Counter()
+    with store.atomic_path(job.path) as temporary:
+        with store.open(job.path, "rb") as source, open(temporary, "wb") as out:
+            samples = 0
+            for key, members in read_samples(source, problems, job.path):
+                if key not in job.drop:
+                    out.write(sample_block(key, members))
+                    samples += 1
+            out.write(END_OF_ARCHIVE)
+        if problems:  # read_index checked it: changed since
+            raise WitError(f"training shard '{job.path}' changed while samples were removed "
+                           f"from it ({dict(problems)}); run the removal again")
+        size, digest = temporary.stat().st_size, atomic.sha256_file(temporary)
+    name = store.name(job.path)
+    return {"shard": name, "split": name.split("-")[0], "samples": samples, "bytes": size,
+            "sha256": digest}
+
+
+def recorded_removals(manifests: store.Location) -> pa.Table:
+    """manifests/takedown.parquet (REMOVALS rows), empty when there is none."""
+    path = store.join(manifests, "takedown.parquet")
+    if not store.exists(path):
+        return schemas.REMOVALS.empty_table()
+    return store.read_parquet(path).select(schemas.REMOVALS.names).cast(schemas.REMOVALS)
+
+
+def recorded_chooser(manifests: store.Location) -> Chooser:
+    """The samples removed before (manifests/takedown.parquet), with their recorded reasons."""
+    recorded = recorded_removals(manifests)
+    reasons = dict(zip(recorded["uid"].to_pylist(), recorded["reason"].to_pylist()))
+    return lambda index: {uid: reasons[uid] for uid in index["uid"].to_pylist() if uid in reasons}
+
+
+def remove_samples(config: StageConfig, choosers: list[Chooser], what: str) -> Counter:
+    """Apply the recorded removals, then each chooser in turn (a sample removed by one is not
+    shown to the next), to the training shards of `config.workdir`; removals by reason."""
+    out, manifests = config.path("data/shards"), config.path("manifests")
+    index = read_index(out, f"{what}: read shards")
+    chosen: dict[str, str] = {}
+    for choose in [recorded_chooser(manifests), *choosers]:
+        remaining = index.filter(pa.array([uid not in chosen for uid in index["uid"].to_pylist()],
+                                          pa.bool_()))
+        chosen.update(choose(remaining))
+    removed = [row for row in index.to_pylist() if row["uid"] in chosen]
+    reasons = Counter(chosen[row["uid"]] for row in removed)
+    if not removed:
+        log.info("%s: no sample of the %d in the training shards is to be removed", what,
+                 index.num_rows)
+        return reasons
+    drops: dict[str, set[str]] = {}
+    for row in removed:
+        drops.setdefault(row["shard"], set()).add(row["key"])
+    jobs = [Rewrite(str(store.join(out, shard)), frozenset(keys))
+            for shard, keys in sorted(drops.items())]
+    rewritten = map_partitions(rewrite_shard, jobs, desc=f"{what}: rewrite shards")
+    record(config, removed, chosen, rewritten)
+    log.info("%s: removed %d samples (%s) by rewriting %d of %d training shards; recorded in "
+             "%s", what, len(removed), ", ".join(f"{reason}: {count}" for reason, count
+                                                 in sorted(reasons.items())),
+             len(rewritten), len(set(index["shard"].to_pylist())),
+             store.join(manifests, "takedown.parquet"))
+    return reasons
+
+
+def record(config: StageConfig, removed: list[dict], chosen: dict[str, str],
+           rewritten: list[dict]) -> None:
+    """shards.parquet, sizes.json, _info.json, dataset.json, the card and takedown.parquet,
+    after the shards `rewritten` lost the samples `removed`."""
+    out, manifests = config.path("data/shards"), config.path("manifests")
+    new_rows = {row["shard"]: row for row in rewritten}
+    shards_path = store.join(manifests, "shards.parquet")
+    rows = [new_rows.get(row["shard"], row) for row in store.read_parquet(shards_path).to_pylist()]
+    store.write_parquet(shards_path, pa.Table.from_pylist(rows, schema=schemas.SHARDS))
+    card.write_sizes(out, rows)
+    removals = pa.Table.from_pylist(
+        [{"uid": row["uid"], "url": row["url"], "shard": row["shard"],
+          "reason": chosen[row["uid"]]} for row in removed], schema=schemas.REMOVALS)
+    earlier = recorded_removals(manifests)
+    again = set(removals["uid"].to_pylist())
+    earlier = earlier.filter(pa.array([uid not in again for uid in earlier["uid"].to_pylist()],
+                                      pa.bool_()))
+    store.write_parquet(store.join(manifests, "takedown.parquet"),
+                        pa.concat_tables([earlier, removals]))
+    update_summary(config, removed, chosen, rows)
+
+
+def update_summary(config: StageConfig, removed: list[dict], chosen: dict[str, str],
+                   rows: list[dict]) -> None:
+    """dataset.json's totals and removal counts, and the card written from it."""
+    out, manifests = config.path("data/shards"), config.path("manifests")
+    path = store.join(manifests, "dataset.json")
+    if not store.exists(path):
+        log.warning("removal: %s is missing: dataset.json and the card not updated", path)
+        return
+    summary = store.read_json(path)
+    totals = summary.setdefault("totals", {})
+    for split in SPLITS:
+        totals[split] = sum(row["samples"] for row in rows if row["split"] == split)
+    totals["samples"] = totals["train"] + totals["val"]
+    totals["bytes"] = sum(row["bytes"] for row in rows)
+    per_reason = Counter(summary.get("per_removal_reason", {}))
+    per_reason.update(chosen[row["uid"]] for row in removed)
+    summary["per_removal_reason"] = dict(sorted(per_reason.items()))
+    totals["removed"] = sum(per_reason.values())
+    store.write_json(path, summary)
+    card.write_card(out, summary, card_crawl_stats(manifests))
+
+
+def card_crawl_stats(manifests: store.Location) -> dict:
+    path = store.join(manifests, "crawl_stats.json")
+    return store.read_json(path) if store.exists(path) else {}
