@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from wit_builder.cli import load_config
-from wit_builder.crawl.run import select
+from wit_builder.crawl.run import parse_source, select
 from wit_builder.core.options import WitError
 
 QUERIES = ["blue", "circle", "red", "red triangle", "star", "triangle"]
@@ -206,3 +207,15 @@ def test_pages_and_off_site_links_are_counted_apart_from_dropped_pairs(workdir):
     stats = select(crawl_config(workdir))
     assert stats["counts"] == {"pages": 2}
     assert "pages" not in stats["dropped"]
+
+
+def test_a_pool_partition_of_the_old_shape_keeps_its_recorded_inputs(workdir):
+    """A pool partitioned as before (whole row groups of one file) records the same inputs as
+    before, so the done markers of a crawl made before partitions by rows still match."""
+    from wit_builder.crawl.run import partition_inputs, partition_settings, source_partitions
+
+    config = crawl_config(workdir)
+    partition, = source_partitions(parse_source(f"pool:{workdir / 'pool.parquet'}"), config,
+                                   str(workdir / "data" / "harvest"), 0, Counter(), {})
+    inputs = partition_inputs(partition, partition_settings(config, workdir / "queries"))
+    assert inputs["row_groups"] == [0] and {"rows", "share", "more"}.isdisjoint(inputs)
