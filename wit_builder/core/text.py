@@ -92,11 +92,6 @@ def normalize_query(text: str) -> str:
     return " ".join(words(text))
 
 
-def word_and_sentence_tokens(normalized: str) -> list[str]:
-    """`tokens` under its older name: words, and "." wherever adjacency ends."""
-    return tokens(normalized)
-
-
 def sentences(text: str) -> list[list[str]]:
     """The normalised words of `text` in runs of adjacent words (boundaries cut them)."""
     result: list[list[str]] = [[]]

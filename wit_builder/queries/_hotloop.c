@@ -1,7 +1,8 @@
 /* The compiled hot loop of `wit queries`: MediaWiki XML fragments -> word, pair and link counts.
  *
  * It does what wit_builder/queries/counts.py's Python path does (parse_page, strip_wikitext,
- * normalize, word_and_sentence_tokens, the counters), on bytes, and must give identical counts.
+ * normalize, text.tokens through core/words.h, the counters), on bytes, and must give identical
+ * counts.
  * The wikitext passes replay wikitext.py's regex substitutions in the same order, each as one
  * linear scan over UTF-8 bytes; Unicode classes (\s, \w) are decided with CPython's own tables.
  * Entities are decoded, and NFKC and lower-casing applied, per whitespace-delimited segment of
@@ -840,7 +841,7 @@ typedef struct {
     Buf a, b, page_links;
     PyObject *titles, *redirects;      /* lists, taken by take_pages() */
     long long pages, articles, redirect_pages, other_namespaces, fallback_pages, python_segments;
-    int64_t previous;                  /* id of the word before, -1 after a sentence end */
+    int64_t previous;                  /* id of the word before, -1 after a boundary */
     CachedWord word_cache[1 << WORD_CACHE_BITS];
     PyThreadState *released;           /* set while an article is counted without the GIL */
 } Counter;
