@@ -173,6 +173,29 @@ def test_the_compiled_loop_is_built_by_the_install():
     assert compiled_available(), "pip install -e . did not build wit_builder/queries/_hotloop.c"
 
 
+# Real article prose (Abraham Lincoln, American Revolution, Aristotle) as the dump spells it.
+RULES_PAGE = """'''Abraham Lincoln''' (February 12, 1809&nbsp;– April 15, 1865) was the 16th
+president of the [[United States]]. In 1860. Lincoln won; the [[American Revolutionary War]]
+(1775&ndash;1783) had 1,000 men, i.e. 3.5 per cent, of the [[U.S. Army]]. Lincoln's hat and
+Aristotle’s ''Physics'': 10 000 copies, [[Nineteen Eighty-Four]], 1775-1783."""
+
+
+def test_the_tokenisation_rules_count_the_same_in_both_paths(tmp_path: Path):
+    python, compiled = counted_both_ways(XmlChunk("rules", 0, fragment([RULES_PAGE])), tmp_path)
+    assert compiled == python
+    unigrams, pairs = compiled["unigrams"], compiled["pairs"]
+    assert unigrams["1,000"] == unigrams["3.5"] == unigrams["u.s."] == unigrams["i.e."] == 1
+    assert unigrams["lincoln"] == 3 and unigrams["aristotle"] == 1
+    assert not {"s", "e", "u", "lincoln's", "aristotle's"} & set(unigrams)
+    for pair in [("12", "1809"), ("1809", "april"), ("1860", "lincoln"), ("1775", "1783"),
+                 ("won", "the"), ("men", "i.e."), ("cent", "of")]:
+        assert pair not in pairs, pair
+    for pair in [("u.s.", "army"), ("lincoln", "hat"), ("aristotle", "physics"),
+                 ("nineteen", "eighty-four"), ("1,000", "men"),
+                 ("10", "000")]:  # counted; the query selection leaves out pairs of numbers
+        assert pairs[pair] == 1, pair
+
+
 @pytest.mark.parametrize("wikitext", CONSTRUCTS, ids=range(len(CONSTRUCTS)))
 def test_every_wikitext_construct_counts_the_same_in_both_paths(wikitext: str, tmp_path: Path):
     python, compiled = counted_both_ways(XmlChunk("construct", 0, fragment([wikitext])), tmp_path)
