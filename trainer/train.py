@@ -290,9 +290,6 @@ def train(config: TrainConfig, model_config: ModelConfig, device: str, ddp: Dist
     if newest and not config.resume:
         raise WitError(f"train: {run_dir} already holds a run; pass --resume to continue it or "
                        f"--name for a new one")
-    if config.keep_checkpoints < 0:
-        raise WitError(f"train: --keep-checkpoints {config.keep_checkpoints} is negative (0 keeps "
-                       f"every checkpoint)")
     state = load_checkpoint(newest or checkpoints / "latest.pt") if config.resume else None
     urls = expand_shards(config.train, config.workdir)
     tokenizer = prepare_tokenizer(config, run_dir, urls, model_config.context_length, ddp)
