@@ -15,36 +15,16 @@ A bad line is an error naming the file and the line, before anything runs.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from wit_builder.core.listfile import read_list_lines
 from wit_builder.core.options import WitError
-from wit_builder.crawl.sources.urls import canonical_url
+from wit_builder.net.urls import canonical_url
 
 DIGEST_KINDS = {32: "md5", 40: "sha1", 64: "sha256"}   # hex digits -> hashlib name
 HEX = frozenset("0123456789abcdef")
-
-
-def read_lines(path: str) -> list[tuple[int, str]]:
-    """(line number, stripped text) of every line that is not blank or a `#` comment."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise WitError(f"blocklist '{path}' cannot be read: {error.strerror or error}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise WitError(f"blocklist '{path}' is a damaged gzip file: {error}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WitError(f"blocklist '{path}' is not UTF-8 text") from None
-    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")]
 
 
 @dataclass(frozen=True)
@@ -79,7 +59,7 @@ def load_blocklist(hash_files: list[str], url_files: list[str]) -> Blocklist:
     urls, domains = set(), set()
     contents = hashlib.sha256()
     for path in hash_files:
-        for number, line in read_lines(path):
+        for number, line in read_list_lines(path, "blocklist"):
             digest = line.lower().split()[0]
             kind = DIGEST_KINDS.get(len(digest))
             if kind is None or not set(digest) <= HEX:
@@ -88,7 +68,7 @@ def load_blocklist(hash_files: list[str], url_files: list[str]) -> Blocklist:
             digests[kind].add(bytes.fromhex(digest))
             contents.update(f"{kind}:{digest}\n".encode())
     for path in url_files:
-        for number, line in read_lines(path):
+        for number, line in read_list_lines(path, "blocklist"):
             if "://" in line:
                 canonical = canonical_url(line)
                 parts = urlsplit(canonical)

@@ -129,7 +129,7 @@ def web_seeds(location: str) -> list[str]:
 
 def address_policy(config: CrawlConfig) -> AddressPolicy:
     """The address guard of every request of the crawl (pages, WARCs, images)."""
-    return AddressPolicy(config.allow_private, tuple(config.trusted_origins))
+    return config.address_policy()
 
 
 def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
