@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--heavy", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--parse-threads", default=f"1,2,{WebCrawlSettings.parse_threads}",
+    parser.add_argument("--parse-threads", default="1,2,4",
                         help="thread counts compared with the event loop (default %(default)s)")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")

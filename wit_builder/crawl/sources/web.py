@@ -4,7 +4,7 @@ redirects followed by hand (each hop checked against robots.txt and the address 
 targets refused), HTML only, size and time caps.
 
 The crawler hands every page to a callback that parses it once and returns its links, so pages
-never accumulate in memory. With a `parse` callback, parsing runs in a worker thread (selectolax
+never accumulate in memory. With a `parse` callback, parsing runs in worker threads (selectolax
 releases the GIL while Lexbor parses), so fetches go on while a page is parsed; the callback's
 result is then recorded on the event loop. A page that fails to parse or to record is counted
 (`page_error`, `page_too_complex`) and the crawl goes on. Every `checkpoint_pages` pages it hands
@@ -53,10 +53,11 @@ class WebCrawlSettings:
     allow_private: bool = False
     trusted_origins: tuple[str, ...] = ()  # 'host:port' exempt from the address guard
     checkpoint_pages: int = 0  # pages between two frontier snapshots (0: none)
-    # Pages parsed at once, off the event loop (with a `parse` callback). One: Lexbor's parse
-    # runs without the GIL beside the loop, but the walk of the parsed page holds it, so more
-    # threads only make the loop wait longer for it (benchmarks/bench_live_parse.py).
-    parse_threads: int = 1
+    # Pages parsed at once, off the event loop (with a `parse` callback). Lexbor's parse runs
+    # without the GIL beside the loop, but the walk of the parsed page holds it, so more threads
+    # make the loop wait longer (benchmarks/bench_live_parse.py); two keep pages moving while
+    # one takes long to parse.
+    parse_threads: int = 2
 
 
 # At most this many seen URLs rewritten by a checkpoint per page crawled since the last one
