@@ -150,3 +150,29 @@ def test_takedown_without_shards_or_list_says_what_to_do(tmp_path, capsys):
     assert "wit takedown FILE" in capsys.readouterr().err
     assert main(["takedown", "--workdir", str(tmp_path), str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt' cannot be read" in capsys.readouterr().err
+
+
+def test_a_removal_cut_short_is_finished_by_the_rerun(tmp_path, monkeypatch):
+    from wit_builder.shards import removal
+
+    folder = build_shards(tmp_path)
+    victim = next(iter(samples(folder).values()))
+    (tmp_path / "list.txt").write_text(victim["url"] + "\n")
+
+    def killed(*args):
+        raise KeyboardInterrupt  # after the rewrites, before the manifests
+
+    monkeypatch.setattr(removal, "update_manifests", killed)
+    assert main(["takedown", "--workdir", str(tmp_path), str(tmp_path / "list.txt")]) == 130
+    assert victim["uid"] not in samples(folder)
+    monkeypatch.undo()
+
+    assert main(["takedown", "--workdir", str(tmp_path), str(tmp_path / "list.txt")]) == 0
+    manifest = pq.read_table(tmp_path / "manifests" / "shards.parquet").to_pylist()
+    now = digests(folder)
+    assert all(row["sha256"] == now[row["shard"]] for row in manifest)
+    assert json.loads((folder / "sizes.json").read_text())[victim["shard"]] == \
+        sum(1 for s in samples(folder).values() if s["shard"] == victim["shard"])
+    dataset = json.loads((tmp_path / "manifests" / "dataset.json").read_text())
+    assert dataset["per_removal_reason"] == {"takedown": 1}
+    assert dataset["totals"]["samples"] == len(samples(folder))

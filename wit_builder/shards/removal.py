@@ -125,35 +125,33 @@ def remove_samples(config: StageConfig, choosers: list[Chooser], what: str) -> C
         chosen.update(choose(remaining))
     removed = [row for row in index.to_pylist() if row["uid"] in chosen]
     reasons = Counter(chosen[row["uid"]] for row in removed)
-    if not removed:
-        log.info("%s: no sample of the %d in the training shards is to be removed", what,
-                 index.num_rows)
-        return reasons
     drops: dict[str, set[str]] = {}
     for row in removed:
         drops.setdefault(row["shard"], set()).add(row["key"])
-    jobs = [Rewrite(str(store.join(out, shard)), frozenset(keys))
-            for shard, keys in sorted(drops.items())]
-    rewritten = map_partitions(rewrite_shard, jobs, desc=f"{what}: rewrite shards")
-    record(config, removed, chosen, rewritten)
-    log.info("%s: removed %d samples (%s) by rewriting %d of %d training shards; recorded in "
-             "%s", what, len(removed), ", ".join(f"{reason}: {count}" for reason, count
-                                                 in sorted(reasons.items())),
-             len(rewritten), len(set(index["shard"].to_pylist())),
-             store.join(manifests, "takedown.parquet"))
+    rewritten = []
+    if removed:
+        # Recorded first: should the rewrites be cut short, the rerun finds them there.
+        record_removals(manifests, removed, chosen)
+        jobs = [Rewrite(str(store.join(out, shard)), frozenset(keys))
+                for shard, keys in sorted(drops.items())]
+        rewritten = map_partitions(rewrite_shard, jobs, desc=f"{what}: rewrite shards")
+        log.info("%s: removed %d samples (%s) by rewriting %d of %d training shards; recorded "
+                 "in %s", what, len(removed), ", ".join(f"{reason}: {count}" for reason, count
+                                                       in sorted(reasons.items())),
+                 len(rewritten), len(set(index["shard"].to_pylist())),
+                 store.join(manifests, "takedown.parquet"))
+    else:
+        log.info("%s: no sample of the %d in the training shards is to be removed", what,
+                 index.num_rows)
+    stale = stale_rows(out, manifests, index, set(drops))
+    if rewritten or stale:
+        update_manifests(config, rewritten + stale)
     return reasons
 
 
-def record(config: StageConfig, removed: list[dict], chosen: dict[str, str],
-           rewritten: list[dict]) -> None:
-    """shards.parquet, sizes.json, _info.json, dataset.json, the card and takedown.parquet,
-    after the shards `rewritten` lost the samples `removed`."""
-    out, manifests = config.path("data/shards"), config.path("manifests")
-    new_rows = {row["shard"]: row for row in rewritten}
-    shards_path = store.join(manifests, "shards.parquet")
-    rows = [new_rows.get(row["shard"], row) for row in store.read_parquet(shards_path).to_pylist()]
-    store.write_parquet(shards_path, pa.Table.from_pylist(rows, schema=schemas.SHARDS))
-    card.write_sizes(out, rows)
+def record_removals(manifests: store.Location, removed: list[dict],
+                    chosen: dict[str, str]) -> None:
+    """takedown.parquet: the earlier removals and these (a uid once, its latest removal)."""
     removals = pa.Table.from_pylist(
         [{"uid": row["uid"], "url": row["url"], "shard": row["shard"],
           "reason": chosen[row["uid"]]} for row in removed], schema=schemas.REMOVALS)
@@ -163,13 +161,35 @@ def record(config: StageConfig, removed: list[dict], chosen: dict[str, str],
                                       pa.bool_()))
     store.write_parquet(store.join(manifests, "takedown.parquet"),
                         pa.concat_tables([earlier, removals]))
-    update_summary(config, removed, chosen, rows)
 
 
-def update_summary(config: StageConfig, removed: list[dict], chosen: dict[str, str],
-                   rows: list[dict]) -> None:
-    """dataset.json's totals and removal counts, and the card written from it."""
+def stale_rows(out: store.Location, manifests: store.Location, index: pa.Table,
+               rewriting: set[str]) -> list[dict]:
+    """New manifest rows of the shards (other than those `rewriting`) whose row in
+    shards.parquet does not count the samples they hold: a removal cut short after its
+    rewrites, finished by the rerun."""
+    counts = Counter(index["shard"].to_pylist())
+    rows = []
+    for row in store.read_parquet(store.join(manifests, "shards.parquet")).to_pylist():
+        if row["shard"] not in rewriting and row["samples"] != counts.get(row["shard"], 0):
+            path = store.join(out, row["shard"])
+            log.info("removal: %s holds %d samples, not the %d shards.parquet says: its row is "
+                     "brought up to date", row["shard"], counts.get(row["shard"], 0),
+                     row["samples"])
+            rows.append({**row, "samples": counts.get(row["shard"], 0),
+                         "bytes": store.file_signature(path)[0], "sha256": store.sha256(path)})
+    return rows
+
+
+def update_manifests(config: StageConfig, changed: list[dict]) -> None:
+    """shards.parquet, sizes.json, _info.json, dataset.json and the card, after the shards of
+    the rows `changed` were rewritten."""
     out, manifests = config.path("data/shards"), config.path("manifests")
+    new_rows = {row["shard"]: row for row in changed}
+    shards_path = store.join(manifests, "shards.parquet")
+    rows = [new_rows.get(row["shard"], row) for row in store.read_parquet(shards_path).to_pylist()]
+    store.write_parquet(shards_path, pa.Table.from_pylist(rows, schema=schemas.SHARDS))
+    card.write_sizes(out, rows)
     path = store.join(manifests, "dataset.json")
     if not store.exists(path):
         log.warning("removal: %s is missing: dataset.json and the card not updated", path)
@@ -180,8 +200,7 @@ def update_summary(config: StageConfig, removed: list[dict], chosen: dict[str, s
         totals[split] = sum(row["samples"] for row in rows if row["split"] == split)
     totals["samples"] = totals["train"] + totals["val"]
     totals["bytes"] = sum(row["bytes"] for row in rows)
-    per_reason = Counter(summary.get("per_removal_reason", {}))
-    per_reason.update(chosen[row["uid"]] for row in removed)
+    per_reason = Counter(recorded_removals(manifests)["reason"].to_pylist())
     summary["per_removal_reason"] = dict(sorted(per_reason.items()))
     totals["removed"] = sum(per_reason.values())
     store.write_json(path, summary)
