@@ -89,6 +89,18 @@ def test_crawl_obeys_robots_follows_links_and_counts_failures():
     assert stats["pages"] == 5
 
 
+def test_pages_on_a_url_blocklist_are_never_requested(tmp_path):
+    from wit_builder.crawl.blocklists import load_blocklist
+
+    with Site() as site:
+        listed = tmp_path / "urls.txt"
+        listed.write_text(f"{site.url}b.html\n{site.url}OLD#x\n".replace("OLD", "old"))
+        found, stats = crawl(site, blocklist=load_blocklist([], [str(listed)]))
+    assert "/b.html" not in site.requests and "/old" not in site.requests
+    assert "/b.html" not in found and "/new.html" not in found and "/a.html" in found
+    assert stats["blocked_url"] == 2
+
+
 def test_max_pages_caps_the_crawl():
     with Site() as site:
         found, stats = crawl(site, max_pages=2, concurrency=1)

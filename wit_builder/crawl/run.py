@@ -139,7 +139,7 @@ def crawl_settings(config: CrawlConfig) -> WebCrawlSettings:
         concurrency=config.crawl_concurrency, per_host_concurrency=config.per_host_concurrency,
         delay=config.crawl_delay, timeout=config.timeout, max_page_bytes=config.max_page_bytes,
         allow_private=config.allow_private, trusted_origins=tuple(config.trusted_origins),
-        checkpoint_pages=config.checkpoint_pages)
+        checkpoint_pages=config.checkpoint_pages, blocklist=load_blocklist([], config.block_urls))
 
 
 def web_crawl_inputs(seeds: list[str], config: CrawlConfig) -> dict:
@@ -150,7 +150,9 @@ def web_crawl_inputs(seeds: list[str], config: CrawlConfig) -> dict:
             "partition_rows": config.partition_rows,
             # recorded only when set, so that crawls made before the option still resume
             **({"trusted_origins": sorted(config.trusted_origins)}
-               if config.trusted_origins else {})}
+               if config.trusted_origins else {}),
+            **({"block_urls_sha256": load_blocklist([], config.block_urls).fingerprint}
+               if config.block_urls else {})}
 
 
 def stage_web_crawl(seeds: list[str], config: CrawlConfig, staging: store.Location, name: str,

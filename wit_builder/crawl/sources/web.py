@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from wit_builder.crawl.blocklists import Blocklist
 from wit_builder.crawl.sources.html import PageTooComplex, is_html_type
 from wit_builder.crawl.sources.urls import canonical_url
 from wit_builder.net.guard import AddressPolicy
@@ -58,6 +59,7 @@ class WebCrawlSettings:
     # make the loop wait longer (benchmarks/bench_live_parse.py); two keep pages moving while
     # one takes long to parse.
     parse_threads: int = 2
+    blocklist: Blocklist = Blocklist()  # --block-urls: pages never requested, hops included
 
 
 # At most this many seen URLs rewritten by a checkpoint per page crawled since the last one
@@ -216,6 +218,8 @@ class Crawler:
 
         @asynccontextmanager
         async def hop(hop_url: str):
+            if self.settings.blocklist.blocks_url(hop_url):
+                raise FetchFailed("blocked_url", f"{hop_url} is on a --block-urls list")
             if check_robots and not await self.robots_allow(client, hop_url):
                 raise FetchFailed("robots", f"robots.txt disallows {hop_url}")
             async with self.host_slot(hop_url):
