@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 NAMESPACE = re.compile(rb"<ns>\s*(-?\d+)\s*</ns>")
 REDIRECT = re.compile(rb"<redirect\b(?:[^>]*?\btitle=\"([^\"]*)\")?")
-NAMESPACE_NAME = re.compile(rb"<namespace\b[^>]*\bkey=\"(-?\d+)\"[^>]*?(?:/>|>(.*?)</namespace>)", re.S)
+# A <namespace ...> declaration's key (the last one when a tag repeats it); the tag and its
+# content are found by namespace_declarations, which scans forward only.
+NAMESPACE_KEY = re.compile(rb"\bkey=\"(-?\d+)\"")
+WORD_BYTE = re.compile(rb"\w")
 NUMERIC_REFERENCE = re.compile(r"&#(x[0-9a-fA-F]+|\d+);")
 
 # Namespaces of English Wikipedia, used when a dump's siteinfo does not list them.
@@ -110,10 +113,40 @@ def is_mediawiki_header(head: bytes) -> bool:
 def namespace_names(header: bytes) -> tuple[str, ...]:
     """Names of the non-article namespaces declared in a dump's `<siteinfo>`."""
     names = []
-    for key, name in NAMESPACE_NAME.findall(header):
+    for key, name in namespace_declarations(header):
         if int(key) != 0 and name:
             names.append(xml_unescape(name.decode("utf-8", "replace")).strip())
     return tuple(names) or DEFAULT_NAMESPACES
+
+
+def namespace_declarations(header: bytes) -> list[tuple[bytes, bytes]]:
+    """(key, name) of each `<namespace key="N">name</namespace>` or `<namespace key="N" />`, in
+    linear time whatever the header holds (it comes from the dump file)."""
+    found = []
+    position = 0
+    closing_seen = True  # False once no "</namespace>" is left after some point
+    while (start := header.find(b"<namespace", position)) >= 0:
+        after = start + len(b"<namespace")
+        position = after
+        if WORD_BYTE.match(header, after):
+            continue  # <namespaces>, not a declaration
+        end = header.find(b">", after)
+        if end < 0:
+            break  # no later tag closes either
+        keys = NAMESPACE_KEY.findall(header, after, end)
+        if not keys:
+            continue
+        if header[end - 1:end] == b"/":
+            found.append((keys[-1], b""))
+            position = end + 1
+            continue
+        close = header.find(b"</namespace>", end + 1) if closing_seen else -1
+        if close < 0:
+            closing_seen = False
+            continue
+        found.append((keys[-1], header[end + 1:close]))
+        position = close + len(b"</namespace>")
+    return found
 
 
 def split_complete_pages(buffer: bytes) -> tuple[bytes, bytes]:
