@@ -165,7 +165,7 @@ def test_url_is_streamed_without_saving_it_first(tmp_path):
 
 @pytest.mark.parametrize("block", [1, 7, 64, 1 << 22])
 def test_index_offsets_are_the_same_whatever_the_read_block(tmp_path, monkeypatch, block):
-    dump = fx.write_multistream(tmp_path, ARTICLES, per_stream=3)
+    fx.write_multistream(tmp_path, ARTICLES, per_stream=3)
     index = tmp_path / "enwiki-test-pages-articles-multistream-index.txt.bz2"
     lines = bz2.decompress(index.read_bytes()).splitlines()
     expected = list(dict.fromkeys(int(line.split(b":")[0]) for line in lines))
