@@ -166,11 +166,16 @@ def test_a_rebuild_with_recheck_optout_removes_them(tmp_path, serve):
     server = serve(host)
     host.robots = "User-agent: *\nDisallow: /1/\n"
     folder = build_shards(tmp_path, server.url, "--recheck-optout", "--trusted-origins",
-                          server.origin)
+                          server.origin, "--report")
     kept = samples(folder)
     assert kept and not any(path_of(s["url"]).startswith("/1/") for s in kept.values())
     rows = pq.read_table(tmp_path / "manifests" / "takedown.parquet").to_pylist()
     assert rows and {row["reason"] for row in rows} == {"robots"}
+    report = (tmp_path / "manifests" / "report.html").read_text()
+    assert "Removed after the build" in report and "Opt-outs re-checked" in report
+    totals = json.loads((tmp_path / "manifests" / "dataset.json").read_text())["totals"]
+    assert f"<tr><td>samples</td><td>{totals['samples']:,}</td></tr>" in report  # after removal
+    assert f"<tr><td>robots</td><td>{len(rows):,}</td></tr>" in report
 
     # Rebuilt without the recheck, by then allowed again: the recorded removals still hold.
     host.robots = ""

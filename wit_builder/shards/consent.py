@@ -12,16 +12,19 @@ from wit_builder.shards import optout, removal, takedown
 from wit_builder.shards.config import ShardsConfig
 
 
-def prepare(config: ShardsConfig) -> Callable[[], None]:
+def prepare(config: ShardsConfig) -> Callable[[], dict]:
     """Read the takedown lists now (a bad line stops the stage before any work); the step that
-    applies the removals once the shards are written."""
+    applies the removals once the shards and dataset.json are written, and returns
+    dataset.json as it then is (for the report)."""
     choosers = [takedown.takedown_chooser(takedown.load_takedown(config.takedown))] \
         if config.takedown else []
 
-    def apply() -> None:
+    def apply() -> dict:
+        manifests = config.path("manifests")
         if config.recheck_optout:
             optout.recheck_and_remove(config, choosers)
-        elif choosers or store.exists(store.join(config.path("manifests"), "takedown.parquet")):
+        elif choosers or store.exists(store.join(manifests, "takedown.parquet")):
             removal.remove_samples(config, choosers, "takedown")
+        return store.read_json(store.join(manifests, "dataset.json"))
 
     return apply

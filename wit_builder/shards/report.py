@@ -241,6 +241,11 @@ def write_report(config: ShardsConfig, summary: dict, samples: pa.Table, written
                        ("Duplicates removed", "per_dedup_kind"), ("Skipped inputs", "skipped"),
                        ("Parameters", "parameters")):
         parts.append(table_html(title, summary[key]))
+    for title, key in (("Removed after the build (takedown lists, opt-outs re-checked)",
+                        "per_removal_reason"), ("Opt-outs re-checked, per image URL",
+                                                "optout_recheck")):
+        if summary.get(key):  # only when wit shards was asked to (shards/consent.py)
+            parts.append(table_html(title, summary[key]))
     shards = sorted(written, key=lambda row: (row["split"] != "train", row["shard"]))
     out = config.path("data/shards")
     thumbnails = first_samples([store.join(out, row["shard"]) for row in shards], THUMBNAILS)

@@ -631,6 +631,7 @@ def run(config: ShardsConfig) -> int:
         card.write_sizes(out, written)
         card.write_card(out, summary, dataset_summary.read_json_if_present(
             store.join(manifests, "crawl_stats.json")))
+        summary = remove_taken_down()  # recorded removals, --takedown, --recheck-optout
         if config.report:
             from wit_builder.shards import report
 
@@ -640,7 +641,6 @@ def run(config: ShardsConfig) -> int:
     finally:
         if local_work != Path(work):
             shutil.rmtree(local_work, ignore_errors=True)
-    remove_taken_down()  # recorded removals, --takedown, --recheck-optout (rewrites those shards)
     # dataset.json holds no timing (the same inputs give the same file): the stage's own go here.
     timing = {"seconds": round(time.monotonic() - started, 2), "cpu_seconds": cpu.stage_seconds()}
     store.write_json(store.join(manifests, "shards_stats.json"), timing)
