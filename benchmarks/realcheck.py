@@ -148,13 +148,23 @@ def pages_crawled(stats: dict) -> int:
     return counts.get("pages", stats.get("pages", stats["dropped"].get("pages", 0)))
 
 
-def language_rows(result: dict) -> tuple[int, int]:
-    """(captions the language filter judged, of which it dropped), from a crawl's stats: it
-    judges the candidates that matched a query (crawl_stats.json's per_source counts)."""
-    stats = result["stats"]
-    dropped = stats["dropped"].get("not_en", 0)
-    matched = sum(source["matched"] for source in stats["per_source"].values())
-    return matched + dropped, dropped
+def language_split(workdir: Path, english_texts: set[str], part: str | None) -> tuple[int, int]:
+    """(captions the language filter judged, of which it kept) among a crawl's candidates: it
+    judges those that matched a query (their `lang` is set) and keeps those of the wanted
+    language at or above the least probability (crawl_stats.json records both).
+    `part`: only the texts found (`untranslated`) or not found (`translated`) in
+    `english_texts`."""
+    settings = json.loads((workdir / "manifests" / "crawl_stats.json").read_text())["language"]
+    judged = kept = 0
+    for row in parquet_rows(workdir / "data" / "candidates", ["text", "lang", "lang_prob"]):
+        if row["lang"] is None:
+            continue
+        if part is not None and (row["text"] in english_texts) != (part == "untranslated"):
+            continue
+        judged += 1
+        kept += row["lang"] == settings["lang"] and \
+            row["lang_prob"] >= settings["min_lang_prob"] - 1e-6   # (stored as float32)
+    return judged, kept
 
 
 def main() -> None:
@@ -217,15 +227,20 @@ def main() -> None:
                 [[len(warc_pages), pages_crawled(runs["warc"]["stats"]), len(live), len(recorded), len(live & recorded), len(live - recorded),
                   len(recorded - live)]])
 
+    english_texts = {text for _, _, text in runs["en"]["candidates"]}
     rows = []
-    for name, wanted in (("en", "kept"), ("de", "dropped")):
-        judged, dropped = language_rows(runs[name])
-        share = (judged - dropped) / max(judged, 1) if wanted == "kept" else dropped / max(judged, 1)
-        rows.append([name, judged, dropped, f"{share:.1%} {wanted}",
-                     json.dumps(runs[name]["stats"].get("language", {}).get("detector", "")
-                                or runs[name]["stats"].get("lang_detector", ""))])
-    print_table("Language filter on real alt texts (captions that reached it)",
-                ["manual", "judged", "dropped not_en", "share", "detector"], rows)
+    for name, label, part in (("en", "English manual", None),
+                              ("de", "German manual: translated alt texts", "translated"),
+                              ("de", "German manual: alt texts left in English", "untranslated")):
+        judged, kept = language_split(work / f"crawl-{name}", english_texts, part)
+        share = kept / max(judged, 1) if name == "en" or part == "untranslated" \
+            else 1 - kept / max(judged, 1)
+        wanted = "kept" if name == "en" or part == "untranslated" else "dropped"
+        rows.append([label, judged, judged - kept, f"{share:.1%} {wanted}",
+                     runs[name]["stats"].get("language", {}).get("detector", "")])
+    print_table("Language filter on real alt texts (captions that matched a query; the German "
+                "manual's alt texts identical to the English manual's are untranslated English)",
+                ["captions", "judged", "dropped not_en", "share", "detector"], rows)
 
     dropped = Counter(runs["en"]["stats"]["dropped"])
     print_table("Why pairs of the English manual were dropped (crawl_stats.json)",
