@@ -5,20 +5,14 @@ their samples."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
-import webdataset as wds
 from aiohttp import web
 
+from support.removal_data import SHARD_OPTIONS, build_training_shards, digests, samples
 from support.servers import Server
-from support.shards_data import build_raw_dataset
 from wit_builder.cli import main
-
-SHARD_OPTIONS = ["--samples-per-shard", "8", "--val-fraction", "0.2", "--workers", "1",
-                 "--no-report"]
 
 
 class ImageHost:
@@ -41,26 +35,6 @@ class ImageHost:
         return web.Response(body=b"\xff\xd8 not read", content_type="image/jpeg", headers=headers)
 
 
-def build_shards(workdir: Path, image_base: str, *extra: str) -> Path:
-    build_raw_dataset(workdir, image_base=image_base)
-    assert main(["shards", "--workdir", str(workdir), *SHARD_OPTIONS, *extra]) == 0
-    return workdir / "data" / "shards"
-
-
-def samples(folder: Path) -> dict[str, dict]:
-    found = {}
-    for tar in sorted(folder.glob("*.tar")):
-        for sample in wds.WebDataset(str(tar), shardshuffle=False, empty_check=False):
-            meta = json.loads(sample["json"])
-            found[meta["uid"]] = {**meta, "shard": tar.name}
-    return found
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {tar.name: hashlib.sha256(tar.read_bytes()).hexdigest()
-            for tar in sorted(folder.glob("*.tar"))}
-
-
 def path_of(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
@@ -68,7 +42,7 @@ def path_of(url: str) -> str:
 def test_owners_who_opted_out_since_the_crawl_are_removed(tmp_path, serve):
     host = ImageHost()
     server = serve(host)
-    folder = build_shards(tmp_path, server.url)
+    folder = build_training_shards(tmp_path, image_base=server.url)
     before, shas = samples(folder), digests(folder)
     # After the crawl: raw shard 0's images are disallowed to us, one image says noai, one says
     # noai to another bot only, one refuses HEAD (asked by GET) and says noimageai.
@@ -117,7 +91,7 @@ def test_owners_who_opted_out_since_the_crawl_are_removed(tmp_path, serve):
 def test_unreachable_hosts_and_unreadable_robots_are_not_opt_outs(tmp_path, serve):
     with Server(ImageHost()) as gone:   # a host that has since gone away
         base = gone.url
-    folder = build_shards(tmp_path, base)
+    folder = build_training_shards(tmp_path, image_base=base)
     shas = digests(folder)
 
     assert main(["optout", "--workdir", str(tmp_path), "--trusted-origins",
@@ -133,7 +107,7 @@ def test_unreachable_hosts_and_unreadable_robots_are_not_opt_outs(tmp_path, serv
     host.robots, host.robots_status = "", 503
     server = serve(host)
     other = tmp_path / "other"
-    folder = build_shards(other, server.url)
+    folder = build_training_shards(other, image_base=server.url)
     shas = digests(folder)
 
     async def missing(request: web.Request) -> web.Response:
@@ -149,7 +123,7 @@ def test_unreachable_hosts_and_unreadable_robots_are_not_opt_outs(tmp_path, serv
 def test_the_address_guard_stays_on(tmp_path, serve, caplog):
     host = ImageHost()
     server = serve(host)
-    folder = build_shards(tmp_path, server.url)
+    folder = build_training_shards(tmp_path, image_base=server.url)
     host.robots = "User-agent: *\nDisallow: /\n"
     shas = digests(folder)
 
@@ -165,8 +139,8 @@ def test_a_rebuild_with_recheck_optout_removes_them(tmp_path, serve):
     host = ImageHost()
     server = serve(host)
     host.robots = "User-agent: *\nDisallow: /1/\n"
-    folder = build_shards(tmp_path, server.url, "--recheck-optout", "--trusted-origins",
-                          server.origin, "--report")
+    folder = build_training_shards(tmp_path, "--recheck-optout", "--trusted-origins",
+                                   server.origin, "--report", image_base=server.url)
     kept = samples(folder)
     assert kept and not any(path_of(s["url"]).startswith("/1/") for s in kept.values())
     rows = pq.read_table(tmp_path / "manifests" / "takedown.parquet").to_pylist()

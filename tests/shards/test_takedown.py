@@ -4,41 +4,15 @@ listed URLs' samples from the training shards by rewriting only the shards that 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import webdataset as wds
 
-from support.shards_data import build_raw_dataset
+from support.removal_data import SHARD_OPTIONS, digests, samples
+from support.removal_data import build_training_shards as build_shards
 from wit_builder.cli import main
-
-SHARD_OPTIONS = ["--samples-per-shard", "8", "--val-fraction", "0.2", "--workers", "1",
-                 "--no-report"]
-
-
-def build_shards(workdir: Path, *extra: str) -> Path:
-    build_raw_dataset(workdir)
-    assert main(["shards", "--workdir", str(workdir), *SHARD_OPTIONS, *extra]) == 0
-    return workdir / "data" / "shards"
-
-
-def samples(folder: Path) -> dict[str, dict]:
-    """uid -> the sample's json, shard and members, read back with webdataset."""
-    found = {}
-    for tar in sorted(folder.glob("*.tar")):
-        for sample in wds.WebDataset(str(tar), shardshuffle=False, empty_check=False):
-            meta = json.loads(sample["json"])
-            found[meta["uid"]] = {**meta, "shard": tar.name, "jpg": sample["jpg"],
-                                  "txt": sample["txt"]}
-    return found
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {tar.name: hashlib.sha256(tar.read_bytes()).hexdigest()
-            for tar in sorted(folder.glob("*.tar"))}
 
 
 def removals(workdir: Path) -> list[dict]:

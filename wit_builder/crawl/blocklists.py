@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from wit_builder.core.listfile import read_list_lines
 from wit_builder.core.options import WitError
-from wit_builder.net.urls import canonical_url
+from wit_builder.net.urls import canonical_http_url, canonical_url
 
 DIGEST_KINDS = {32: "md5", 40: "sha1", 64: "sha256"}   # hex digits -> hashlib name
 HEX = frozenset("0123456789abcdef")
@@ -70,9 +70,8 @@ def load_blocklist(hash_files: list[str], url_files: list[str]) -> Blocklist:
     for path in url_files:
         for number, line in read_list_lines(path, "blocklist"):
             if "://" in line:
-                canonical = canonical_url(line)
-                parts = urlsplit(canonical)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
+                canonical = canonical_http_url(line)
+                if canonical is None:
                     raise WitError(f"blocklist '{path}' line {number}: '{line[:80]}' is not an "
                                    f"http(s) URL")
                 urls.add(canonical)

@@ -61,3 +61,11 @@ def remove_dot_segments(path: str) -> str:
         else:
             output.append(segment)
     return "/" + "/".join(output)
+
+
+def canonical_http_url(text: str) -> str | None:
+    """The canonical form of `text` when it is an http(s) URL with a host (a line of a URL
+    list), else None."""
+    url = canonical_url(text)
+    parts = urlsplit(url)
+    return url if parts.scheme in DEFAULT_PORTS and parts.hostname else None

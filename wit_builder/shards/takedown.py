@@ -10,14 +10,13 @@ is not an http(s) URL is an error naming the file and the line, before any shard
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from wit_builder.core.engine import stage_engine
 from wit_builder.core.listfile import read_list_lines
 from wit_builder.core.options import WitError
-from wit_builder.net.urls import canonical_url
+from wit_builder.net.urls import canonical_http_url, canonical_url
 from wit_builder.shards import removal
 from wit_builder.shards.config import TakedownConfig
 
@@ -29,9 +28,8 @@ def load_takedown(paths: list[str]) -> frozenset[str]:
     urls = set()
     for path in paths:
         for number, line in read_list_lines(path, "takedown list"):
-            url = canonical_url(line)
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            url = canonical_http_url(line)
+            if url is None:
                 raise WitError(f"takedown list '{path}' line {number}: '{line[:80]}' is not an "
                                f"http(s) URL (one URL a line, # for comments)")
             urls.add(url)
