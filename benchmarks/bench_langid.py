@@ -8,9 +8,9 @@ wamerican word list (as `make realcheck` uses), and they are also `auto`'s vocab
 
 Prints, per text set and detector: English kept, German / French / Spanish dropped, by length;
 auto on the half of the alt texts its constants were chosen on and on the other half; Django's
-messages in 30 other Latin-script languages, dropped; and
-texts/s of each detector's `detect` (what the crawl's workers call), interleaved rounds, the
-median ratio to langdetect.
+messages in 30 other Latin-script languages, dropped; and texts/s of each detector's `detect`
+(what the crawl's workers call), all texts and by length, interleaved rounds, the median ratio
+to langdetect.
 
     .venv/bin/python benchmarks/bench_langid.py [--rounds 5] [--timed 1000]
 """
@@ -127,31 +127,47 @@ def other_languages(detectors: dict[str, LanguageDetector], texts: dict[str, lis
     table(["detector", "dropped % (texts)", "2-8 words: dropped %", "least dropped %"], rows)
 
 
+def bucket_of(text: str) -> str:
+    count = len(words(text))
+    return next(name for name, low, high in BUCKETS if low <= count <= high)
+
+
 def speed(detectors: dict[str, LanguageDetector], texts: list[str], rounds: int,
           chunk: int = 50) -> None:
-    """texts/s of each detector: every round runs the texts in chunks, each chunk through every
-    detector in turn, so that the load of other processes falls on all of them alike."""
-    rates: dict[str, list[float]] = {name: [] for name in detectors}
+    """texts/s of each detector, all texts and by length: every round runs the texts in chunks,
+    each chunk through every detector in turn, so that the load of other processes falls on all
+    of them alike."""
+    buckets = [bucket_of(text) for text in texts]
+    counts = {name: buckets.count(name) for name, _, _ in BUCKETS}
+    rates: dict[str, dict[str, list[float]]] = {
+        name: {bucket: [] for bucket in ("all", *counts)} for name in detectors}
     for _ in range(rounds):
-        seconds = dict.fromkeys(detectors, 0.0)
+        seconds = {name: dict.fromkeys(counts, 0.0) for name in detectors}
         for start in range(0, len(texts), chunk):
             for name, detector in detectors.items():
-                began = time.perf_counter()
-                for text in texts[start:start + chunk]:
+                spent = seconds[name]
+                for text, bucket in zip(texts[start:start + chunk], buckets[start:start + chunk]):
+                    began = time.perf_counter()
                     detector.detect(text)
-                seconds[name] += time.perf_counter() - began
+                    spent[bucket] += time.perf_counter() - began
         for name in detectors:
-            rates[name].append(len(texts) / seconds[name])
-    base = rates["langdetect"]
+            rates[name]["all"].append(len(texts) / sum(seconds[name].values()))
+            for bucket, count in counts.items():
+                if count:
+                    rates[name][bucket].append(count / seconds[name][bucket])
     rows = []
     for name, found in rates.items():
-        ratios = [rate / ref for rate, ref in zip(found, base)]
-        rows.append([name, f"{statistics.median(found):,.0f}",
-                     f"{min(found):,.0f}-{max(found):,.0f}", f"{statistics.median(ratios):.1f}",
-                     f"{min(ratios):.1f}-{max(ratios):.1f}"])
+        ratios = [rate / ref for rate, ref in zip(found["all"], rates["langdetect"]["all"])]
+        by_length = [f"{statistics.median(found[bucket]):,.0f} "
+                     f"({statistics.median(found[bucket]) / statistics.median(rates['langdetect'][bucket]):.1f}x)"
+                     if found[bucket] else "-" for bucket in counts]
+        rows.append([name, f"{statistics.median(found['all']):,.0f}",
+                     f"{statistics.median(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f})",
+                     *by_length])
     print(f"## speed: {len(texts)} matched alt texts (all languages), {rounds} rounds, "
           f"interleaved by {chunk} texts")
-    table(["detector", "texts/s (median)", "range", "x langdetect (median)", "range"], rows)
+    table(["detector", "texts/s (median)", "x langdetect (range)",
+           *(f"{bucket} ({count})" for bucket, count in counts.items())], rows)
 
 
 def main() -> None:

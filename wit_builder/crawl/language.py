@@ -21,7 +21,7 @@ Three detectors, each giving (ISO 639-1 code, probability):
 - `langdetect`: seeded (it is random otherwise); 10-15x slower than `auto` on alt texts.
 
 lingua loads its models on the first text of each process, once per worker (later detectors
-reuse them): ~3 s and ~360 MB on a quiet core, 12-33 s under loads of 7-17 on 2 cores. The
+reuse them): 2-3 s and ~360 MB on a quiet core, 8-33 s under loads of 7-17 on 2 cores. The
 figures behind the constants are in BENCHMARKS.md (benchmarks/bench_langid.py: real alt texts of
 the GIMP manual in four languages, Django's messages in 33).
 """
