@@ -150,3 +150,38 @@ def test_a_removal_cut_short_is_finished_by_the_rerun(tmp_path, monkeypatch):
     dataset = json.loads((tmp_path / "manifests" / "dataset.json").read_text())
     assert dataset["per_removal_reason"] == {"takedown": 1}
     assert dataset["totals"]["samples"] == len(samples(folder))
+
+
+def test_the_shards_index_is_kept_and_read_again_only_where_a_shard_changed(tmp_path,
+                                                                           monkeypatch):
+    from wit_builder.shards import removal
+
+    folder = build_shards(tmp_path)
+    by_shard = {}
+    for sample in samples(folder).values():
+        by_shard.setdefault(sample["shard"], sample)
+    first, second, third = sorted(by_shard)[:3]
+    (tmp_path / "one.txt").write_text(by_shard[first]["url"] + "\n")
+    assert main(["takedown", "--workdir", str(tmp_path), "--workers", "1",
+                 str(tmp_path / "one.txt")]) == 0
+    assert sorted(path.name for path in (folder / ".index").iterdir()) == \
+        sorted(f"{tar.name}.parquet" for tar in folder.glob("*.tar"))
+
+    read = []
+    original = removal.read_samples
+    monkeypatch.setattr(removal, "read_samples", lambda stream, problems, source: (
+        read.append(Path(source).name), original(stream, problems, source))[1])
+    (tmp_path / "two.txt").write_text(by_shard[second]["url"] + "\n")
+    assert main(["takedown", "--workdir", str(tmp_path), "--workers", "1",
+                 str(tmp_path / "two.txt")]) == 0
+    assert read == [second]   # the rewrite alone read a tar; the index came from .index/
+
+    # A shard replaced behind our back is read again, and what it holds now is what counts.
+    read.clear()
+    victim = next(s for s in samples(folder).values() if s["shard"] == first)
+    (folder / third).write_bytes((folder / first).read_bytes())
+    (tmp_path / "three.txt").write_text(victim["url"] + "\n")
+    assert main(["takedown", "--workdir", str(tmp_path), "--workers", "1",
+                 str(tmp_path / "three.txt")]) == 0
+    assert sorted(read) == sorted([third, first, third])   # index of third, then both rewrites
+    assert victim["uid"] not in samples(folder)

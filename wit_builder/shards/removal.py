@@ -48,24 +48,57 @@ def training_shards(out: store.Location) -> list[str]:
             for path in sorted(store.glob(store.join(out, f"{split}-*.tar")))]
 
 
+def index_row(path: str, key: str, members: dict[str, bytes], problems: Counter) -> dict | None:
+    try:
+        meta = json.loads(members["json"])
+    except (KeyError, ValueError):
+        problems["bad_json"] += 1
+        return None
+    return {"shard": store.name(path), "key": key, "uid": meta.get("uid"),
+            "url": meta.get("url"), "page_url": meta.get("page_url")}
+
+
+def check_intact(path: str, problems: Counter) -> None:
+    if problems:
+        raise WitError(f"training shard '{path}' is damaged ({dict(problems)}); rebuild the "
+                       f"shards with `wit shards` before removing samples")
+
+
+def cache_path(path: str) -> store.Location:
+    """Where a shard's index is kept: `.index/NAME.parquet` beside the shards."""
+    folder = path[:len(path) - len(store.name(path))].rstrip("/\\") or "."
+    return store.join(folder, ".index", f"{store.name(path)}.parquet")
+
+
+def write_cache(path: str, table: pa.Table) -> None:
+    """Keep `table` as the index of the shard at `path` as the file is now."""
+    signature = json.dumps(store.file_signature(path)).encode()
+    store.write_parquet(cache_path(path), table.replace_schema_metadata({"signature": signature}))
+
+
 def shard_index(path: str) -> pa.Table:
-    """The samples of one training shard (rows of INDEX); a WitError when it is damaged (a
-    rewrite would lose the samples past the damage)."""
+    """The samples of one training shard (rows of INDEX), from its kept index while the shard's
+    size and modification time are those recorded with it, else read from the tar (and kept);
+    a WitError when the shard is damaged (a rewrite would lose the samples past the damage)."""
+    cache = cache_path(path)
+    if store.exists(cache):
+        try:
+            table = store.read_parquet(cache)
+            if (table.schema.metadata or {}).get(b"signature") == \
+                    json.dumps(store.file_signature(path)).encode():
+                return table.replace_schema_metadata(None)
+        except (OSError, pa.ArrowException, ValueError):
+            pass  # read again below
     problems: Counter = Counter()
     rows = []
     with store.open(path, "rb") as stream:
         for key, members in read_samples(stream, problems, path):
-            try:
-                meta = json.loads(members["json"])
-            except (KeyError, ValueError):
-                problems["bad_json"] += 1
-                continue
-            rows.append({"shard": store.name(path), "key": key, "uid": meta.get("uid"),
-                         "url": meta.get("url"), "page_url": meta.get("page_url")})
-    if problems:
-        raise WitError(f"training shard '{path}' is damaged ({dict(problems)}); rebuild the "
-                       f"shards with `wit shards` before removing samples")
-    return pa.Table.from_pylist(rows, schema=INDEX)
+            if (row := index_row(path, key, members, problems)) is not None:
+                rows.append(row)
+    check_intact(path, problems)
+    table = pa.Table.from_pylist(rows, schema=INDEX)
+    write_cache(path, table)
+    return table
 
 
 def read_index(out: store.Location, desc: str) -> pa.Table:
@@ -74,27 +107,31 @@ def read_index(out: store.Location, desc: str) -> pa.Table:
     if not shards:
         raise WitError(f"no training shards (train-*.tar, val-*.tar) in '{out}'; run "
                        f"`wit shards` first or check --workdir")
+    present = {store.name(path) for path in shards}
+    for cache in store.glob(store.join(out, ".index", "*.parquet")):
+        if store.name(cache).removesuffix(".parquet") not in present:
+            store.remove(cache)  # a shard an earlier, larger build wrote
     return pa.concat_tables([INDEX.empty_table(),
                              *map_partitions(shard_index, shards, desc=desc)])
 
 
 def rewrite_shard(job: Rewrite) -> dict:
-    """The shard without the samples `job.drop`, written in place atomically; its manifest row."""
+    """The shard without the samples `job.drop`, written in place atomically (and its index
+    kept); its manifest row."""
     problems: Counter = Counter()
+    rows = []
     with store.atomic_path(job.path) as temporary:
         with store.open(job.path, "rb") as source, open(temporary, "wb") as out:
-            samples = 0
             for key, members in read_samples(source, problems, job.path):
                 if key not in job.drop:
                     out.write(sample_block(key, members))
-                    samples += 1
+                    rows.append(index_row(job.path, key, members, problems))
             out.write(END_OF_ARCHIVE)
-        if problems:  # read_index checked it: changed since
-            raise WitError(f"training shard '{job.path}' changed while samples were removed "
-                           f"from it ({dict(problems)}); run the removal again")
+        check_intact(job.path, problems)  # read_index found it intact: it changed since
         size, digest = temporary.stat().st_size, atomic.sha256_file(temporary)
+    write_cache(job.path, pa.Table.from_pylist(rows, schema=INDEX))
     name = store.name(job.path)
-    return {"shard": name, "split": name.split("-")[0], "samples": samples, "bytes": size,
+    return {"shard": name, "split": name.split("-")[0], "samples": len(rows), "bytes": size,
             "sha256": digest}
 
 
