@@ -208,7 +208,11 @@ def check_with_open_clip(out: Path, clip: CLIP, tokenizer: TextTokenizer) -> flo
         logger.warning("export: open_clip %s cannot load model folders: the export was not "
                        "checked", getattr(open_clip, "__version__", "?"))
         return None
-    theirs = open_clip.create_model(f"local-dir:{out}").eval()
+    try:
+        theirs = open_clip.create_model(f"local-dir:{out}").eval()
+    except (RuntimeError, ValueError, KeyError) as error:  # e.g. weights open_clip has no place for
+        raise NotExportable(f"export: open_clip cannot load the exported model: "
+                            f"{str(error).splitlines()[0]}") from None
     generator = torch.Generator().manual_seed(0)
     size = clip.config.image_size
     images = torch.randn(2, 3, size, size, generator=generator)
@@ -247,9 +251,14 @@ def export(checkpoint: str | Path, out: str | Path, name: str = "", check: bool 
     if tokenizer.source != "clip":
         export_tokenizer(tokenizer, out)
         files += ["tokenizer.json", "tokenizer_config.json"]
-    elif (out / "tokenizer.json").exists():
-        (out / "tokenizer.json").unlink()  # an earlier export of another run: not this model's
-    difference = check_with_open_clip(out, clip, tokenizer) if check else None
+    else:  # an earlier export of another run left its tokenizer: not this model's
+        for stale in ("tokenizer.json", "tokenizer_config.json"):
+            (out / stale).unlink(missing_ok=True)
+    try:
+        difference = check_with_open_clip(out, clip, tokenizer) if check else None
+    except NotExportable:
+        (out / WEIGHTS_FILE).unlink(missing_ok=True)
+        raise
     if difference is not None and difference > TOLERANCE:
         (out / WEIGHTS_FILE).unlink(missing_ok=True)
         raise NotExportable(f"export: preset '{preset}': open_clip's rebuild of this model differs "
@@ -264,7 +273,7 @@ def run(config: ExportConfig) -> int:
         raise WitError("export: --out DIR is required (the folder open_clip will load)")
     result = export(config.path(config.checkpoint), config.path(config.out), config.name,
                     config.check)
-    checked = ("not checked (open_clip not installed)" if result["difference"] is None
+    checked = ("not checked against open_clip" if result["difference"] is None
                else f"open_clip gives the same embeddings (max difference "
                     f"{result['difference']:.1e})")
     print(f"exported step {result['step']} to {result['out']}: {', '.join(result['files'])}; "
