@@ -46,7 +46,9 @@ def resolve_checkpoint(path: str | Path, stage: str = "eval") -> Path:
 
 
 def run_directory(checkpoint: Path) -> Path:
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    """runs/NAME of runs/NAME/checkpoints/FILE (else the checkpoint's own folder)."""
+    folder = checkpoint.parent
+    return folder.parent if folder.name == "checkpoints" else folder
 
 
 def run_tokenizer(state: dict[str, Any], run_dir: Path, context_length: int) -> TextTokenizer:
