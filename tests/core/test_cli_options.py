@@ -24,8 +24,9 @@ CHECKED_STAGES = ("queries", "crawl", "shards", "synthweb", "demo")
     (["crawl", "--quality", "101"], "--quality", "at least 1 and at most 100, not 101"),
     (["crawl", "--timeout", "0"], "--timeout", "more than 0, not 0.0"),
     (["crawl", "--min-lang-prob", "1.5"], "--min-lang-prob", "at most 1, not 1.5"),
-    (["shards", "--val-fraction", "-0.1"], "--val-fraction", "at least 0 and at most 1"),
-    (["shards", "--near-dup-bits", "65"], "--near-dup-bits", "at most 64, not 65"),
+    (["shards", "--val-fraction", "-0.1"], "--val-fraction", "at least 0 and less than 1"),
+    (["shards", "--val-fraction", "1"], "--val-fraction", "at least 0 and less than 1, not 1.0"),
+    (["shards", "--near-dup-bits", "32"], "--near-dup-bits", "at most 31, not 32"),
     (["queries", "--wiki", "x.xml", "--min-count", "0"], "--min-count", "at least 1, not 0"),
     (["synthweb", "--site-pages", "10"], "--site-pages", "at least 11, not 10"),
 ])

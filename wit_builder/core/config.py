@@ -102,19 +102,21 @@ def validate_choices(stage: str, config: Any) -> None:
 
 
 def validate_ranges(stage: str, config: Any) -> None:
-    """Every number inside its field's declared range (`min`, `max`, `above`), or one line naming
-    the option and the range: checked before the stage writes anything."""
+    """Every number inside its field's declared range (`min`, `max`, `above`, `below`), or one
+    line naming the option and the range: checked before the stage writes anything."""
     for item in dataclasses.fields(config):
         meta, value = item.metadata, getattr(config, item.name)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+        low, high = meta.get("min"), meta.get("max")
+        above, below = meta.get("above"), meta.get("below")
         wrong = (low is not None and value < low) or (high is not None and value > high) \
-            or (above is not None and value <= above)
+            or (above is not None and value <= above) or (below is not None and value >= below)
         if wrong:
             allowed = " and ".join(part for part in (
                 f"more than {above}" if above is not None else "",
                 f"at least {low}" if low is not None else "",
-                f"at most {high}" if high is not None else "") if part)
+                f"at most {high}" if high is not None else "",
+                f"less than {below}" if below is not None else "") if part)
             raise ConfigError(f"config: --{item.name.replace('_', '-')} ([{stage}] {item.name}) "
                               f"must be {allowed}, not {value!r}")

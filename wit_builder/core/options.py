@@ -18,7 +18,7 @@ class ConfigError(WitError):
 
 def option(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field carrying its help text and, optionally: `choices`; `min` / `max` (the
-    allowed range of a number, bounds included) or `above` (a number must be greater), checked
+    allowed range of a number, bounds included), `above` / `below` (bounds excluded), checked
     when the settings are read, before any work; `aliases` (other spellings of the option on
     the command line, such as img2dataset's); `metavar`, `positional`."""
     metadata = {"help": help, **extra}

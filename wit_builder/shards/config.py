@@ -24,12 +24,20 @@ class RecheckOptions(NetworkOptions):
 @dataclass
 class ShardsConfig(RecheckOptions, PartitionedStageConfig):
     samples_per_shard: int = option(10_000, "samples per training shard", min=1)
-    val_fraction: float = option(0.01, "share of samples held out for validation", min=0, max=1)
+    val_fraction: float = option(0.01, "share of samples held out for validation", min=0,
+                                  below=1)
     near_dup_bits: int = option(4, "Hamming distance of perceptual hashes counted as duplicates "
-                                    "(0 disables near-duplicate removal)", min=0, max=64)
+                                    "(0 disables near-duplicate removal)", min=0, max=31)
     near_dup_check: bool = option(True, "a pair within --near-dup-bits is a duplicate only if "
                                         "it also looks alike (sharpness, brightness, contrast, "
                                         "colour): blurred, greyscale, filtered edits are kept")
+    exclude: list[str] = option([], "evaluation sets (folders of images and/or WebDataset tars): "
+                                    "every training sample that copies one of their images, "
+                                    "exactly or within --exclude-bits, is removed (kind eval in "
+                                    "dedup.parquet) (repeatable)", metavar="DIR")
+    exclude_bits: int = option(8, "Hamming distance of perceptual hashes at which a sample "
+                                  "counts as a copy of an evaluation image (looks compared as "
+                                  "with --near-dup-check)", min=0, max=31)
     raw: str = option("data/raw", "directory (or fsspec URL) of the raw shards NNNNN.tar")
     crawl_manifests: str = option("manifests/crawl", "directory (or fsspec URL) of the raw "
                                                      "shards' manifests NNNNN.parquet")

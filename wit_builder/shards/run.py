@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -41,7 +42,7 @@ from PIL import Image
 from wit_builder.core import atomic, cpu, markers, schemas, store, spill
 from wit_builder.core.buckets import BucketWriter, bucket_files, list_buckets
 from wit_builder.shards import dedup
-from wit_builder.shards import card
+from wit_builder.shards import card, decontaminate
 from wit_builder.shards import consent
 from wit_builder.shards import summary as dataset_summary
 from wit_builder.core.hashing import uid_keys
@@ -346,15 +347,29 @@ def drop_path(work: store.Location, split: str, bucket: int) -> store.Location:
 
 
 def record_removals(plan: dedup.DedupPlan, work: Path, settings: ScatterSettings, tally: Tally,
-                    sources: dataset_summary.SourceCounter) -> None:
+                    sources: dataset_summary.SourceCounter,
+                    contaminated: pa.Table | None = None) -> None:
     """Stream the removals in order into `work/dedup.parquet` (schema DEDUP), append each one's
-    order key to its bucket's drop file, and count them by kind and source."""
+    order key to its bucket's drop file, and count them by kind and source. `contaminated`
+    (copies of evaluation images, --exclude) come last, and a sample among them is not also
+    removed as a duplicate."""
+    excluded = set() if contaminated is None else set(contaminated["order"].to_pylist())
+    tables = dedup.removals(plan)
+    if excluded:
+        tables = itertools.chain(
+            (table.filter(pa.array([order not in excluded for order in
+                                    table["order"].to_pylist()], pa.bool_()))
+             for table in tables), [contaminated])
+    elif contaminated is not None:
+        tables = itertools.chain(tables, [contaminated])
     # Row groups of pyarrow's default size (when the budget holds one) make the same bytes as
     # writing the whole table at once.
     group_rows = min(DEDUP_ROW_GROUP, plan.partition_rows)
     pending: list[pa.Table] = []
     with pq.ParquetWriter(work / "dedup.parquet", schemas.DEDUP, compression="zstd") as writer:
-        for removals in dedup.removals(plan):
+        for removals in tables:
+            if not removals.num_rows:
+                continue
             tally.per_dedup_kind.update(removals["kind"].to_pylist())
             sources.add(removals["uid"], -1)
             append_drop_orders(work, removals, settings)
@@ -513,14 +528,10 @@ def assemble_shard(job: ShardJob) -> dict:
 # ---- the stage ------------------------------------------------------------------------------
 
 def check_config(config: ShardsConfig) -> None:
-    if config.samples_per_shard < 1:
-        raise WitError(f"--samples-per-shard must be at least 1, not {config.samples_per_shard}")
-    if not 0 <= config.val_fraction < 1:
-        raise WitError(f"--val-fraction must be in [0, 1), not {config.val_fraction}")
-    if not 0 <= config.near_dup_bits <= 31:
-        raise WitError(f"--near-dup-bits must be in 0..31, not {config.near_dup_bits}")
-    if config.memory_budget_mb <= 0:
-        raise WitError(f"--memory-budget-mb must be positive, not {config.memory_budget_mb}")
+    """What the settings' ranges (checked when they are read) cannot say: the inputs exist."""
+    for directory in config.exclude:
+        if not Path(directory).is_dir():
+            raise WitError(f"--exclude: '{directory}' is not a folder of evaluation images")
 
 
 def bucket_count(raw_bytes: int, memory_budget_mb: float) -> int:
@@ -559,7 +570,15 @@ def find_duplicates(config: ShardsConfig, work: str, local_work: Path,
     plan = dedup.plan_dedup(store.join(work, "dedup"), rows_per_shard, config.near_dup_bits,
                             config.memory_budget_mb, config.near_dup_check)
     dedup.deduplicate(plan, pieces)
-    record_removals(plan, local_work, settings, tally, sources)
+    contaminated = None
+    if config.exclude:
+        evals = decontaminate.hash_sets(config.exclude)
+        contaminated = decontaminate.contaminated(pieces, evals, config.exclude_bits,
+                                                  config.near_dup_check)
+        tally.per_exclude_set.update(decontaminate.per_set(contaminated))
+        log.info("shards: --exclude: %d training samples copy an evaluation image: removed",
+                 contaminated.num_rows)
+    record_removals(plan, local_work, settings, tally, sources, contaminated)
     store.remove_tree(plan.work)
     if str(local_work) != work:
         for path in sorted((local_work / "drop").glob("*.orders")):

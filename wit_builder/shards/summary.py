@@ -33,6 +33,7 @@ class Tally:
     per_source: Counter = field(default_factory=Counter)      # kept samples per crawl source
     problems: Counter = field(default_factory=Counter)        # skipped inputs, by reason
     statuses: Counter = field(default_factory=Counter)        # crawl manifest statuses
+    per_exclude_set: Counter = field(default_factory=Counter)  # --exclude removals per set
 
 
 def read_json_if_present(path: store.Location) -> dict:
@@ -144,6 +145,10 @@ def summarize(config: ShardsConfig, tally: Tally, written: list[dict], raw_shard
         "per_source": dict(sorted(tally.per_source.items())),
         "per_language": language_decisions(selection, crawl_stats),
         "per_dedup_kind": dict(sorted(tally.per_dedup_kind.items())),
+        # only with --exclude: a dataset.json of a run without it is what it always was
+        **({"per_exclude_set": dict(sorted(tally.per_exclude_set.items())),
+            "exclude": {"sets": [str(path) for path in config.exclude],
+                        "bits": config.exclude_bits}} if config.exclude else {}),
         "skipped": dict(sorted(tally.problems.items())),
         "parameters": {"samples_per_shard": config.samples_per_shard,
                        "val_fraction": config.val_fraction, "near_dup_bits": config.near_dup_bits,
