@@ -8,6 +8,10 @@ instead of 0.5 s, with two other CPU-bound processes on 2 cores). So with `--thr
 default) the trainer measures, every few seconds, how much CPU the other processes on its cores
 use (everything but this process and its data workers) and trains on the cores they leave: all
 of them on a quiet machine, one when the others fill the rest. `--threads N` fixes N.
+
+The data workers (`--workers`, 2 by default) are not adapted: each is one process on one thread,
+which the scheduler shares out fairly, and their number fixes the order of the data stream that
+a resumed run must reproduce.
 """
 
 from __future__ import annotations
