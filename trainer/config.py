@@ -85,10 +85,10 @@ class TrainConfig(StageConfig):
                                           "of the global-batch loss under DDP)")
     local_loss: bool = option(True, "each rank computes the loss rows of its own samples only "
                                     "(same loss, less memory)")
-    threads: int = option(0, "torch CPU threads per process; 0: the cores other processes "
-                             "leave idle, shared among the local processes, re-measured every "
-                             "5 s (a busy machine then slows training in proportion, not "
-                             "many-fold); N: exactly N (bitwise-repeatable runs)")
+    threads: int = option(0, "torch CPU threads per process; 0: the cores left idle by other "
+                             "processes and this run's data workers, shared among the local "
+                             "processes, re-measured every 5 s (a busy machine then slows "
+                             "training in proportion, not many-fold); N: exactly N")
     log_every: int = option(10, "steps between lines of metrics.jsonl")
     checkpoint_every: int = option(100, "steps between checkpoints (and at the end)")
     keep_checkpoints: int = option(2, "step checkpoints kept: older ones are deleted once a new "

@@ -5,9 +5,10 @@ ends. On a machine whose cores are all taken, one of those threads is often off 
 whole scheduler slice while the others spin or wait at the barrier, and a model made of many small
 operations then runs many times slower than its share of the CPU would allow (8-10 s per step
 instead of 0.5 s, with two other CPU-bound processes on 2 cores). So with `--threads 0` (the
-default) the trainer measures, every few seconds, how much CPU the other processes on its cores
-use (everything but this process and its data workers) and trains on the cores they leave: all
-of them on a quiet machine, one when the others fill the rest. `--threads N` fixes N.
+default) the trainer measures, every few seconds, how much CPU everything else on its cores uses
+(other processes, and its own data workers: they preempt the pool's threads just the same) and
+trains on the cores left: all of them on a quiet machine, one when the rest is taken.
+`--threads N` fixes N.
 
 The data workers (`--workers`, 2 by default) are not adapted: each is one process on one thread,
 which the scheduler shares out fairly, and their number fixes the order of the data stream that
@@ -43,22 +44,15 @@ def busy_seconds(cores: list[int]) -> float:
                for name in BUSY_FIELDS)
 
 
-def own_tree_seconds() -> float:
-    """CPU seconds of this process and its live children (the data-loader workers)."""
-    me = psutil.Process()
-    total = 0.0
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:  # a worker that just exited
-            continue
-        total += times.user + times.system
-    return total
+def own_seconds() -> float:
+    """CPU seconds of this process, all its threads (not its data-loader workers)."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
 
 
 def threads_for(cores: int, others: float, processes: int = 1) -> int:
-    """Intra-op threads for each of `processes` training processes on `cores`, when other
-    processes keep `others` cores busy: the idle cores, shared out, at least one."""
+    """Intra-op threads for each of `processes` training processes on `cores`, when everything
+    else keeps `others` cores busy: the idle cores, shared out, at least one."""
     idle = max(0.0, cores - others)
     return max(1, min(cores // processes, int(idle / processes + 0.5)))
 
@@ -87,7 +81,7 @@ class ThreadGovernor:
         self.update(force=True)
 
     def sample(self) -> Sample:
-        return Sample(time.monotonic(), busy_seconds(self.cores), own_tree_seconds())
+        return Sample(time.monotonic(), busy_seconds(self.cores), own_seconds())
 
     def update(self, force: bool = False) -> int:
         """Re-measure (when `interval` has passed) and set the thread count; returns it."""
@@ -102,7 +96,7 @@ class ThreadGovernor:
         self.last = current
         threads = threads_for(len(self.cores), others, self.processes)
         if threads != self.threads or force:
-            logger.info("other processes keep %.1f of %d cores busy: training on %d thread(s)%s",
+            logger.info("other work keeps %.1f of %d cores busy: training on %d thread(s)%s",
                         others, len(self.cores), threads,
                         "" if threads == self.threads else f" (was {self.threads})")
         self.threads = threads

@@ -32,12 +32,12 @@ class FakeMachine:
         self.wall = self.busy = self.own = 0.0
         monkeypatch.setattr(threads_module, "usable_cores", lambda: [0, 1])
         monkeypatch.setattr(threads_module, "busy_seconds", lambda cores: self.busy)
-        monkeypatch.setattr(threads_module, "own_tree_seconds", lambda: self.own)
+        monkeypatch.setattr(threads_module, "own_seconds", lambda: self.own)
         monkeypatch.setattr(threads_module.time, "monotonic", lambda: self.wall)
         monkeypatch.setattr(threads_module.time, "sleep", lambda seconds: self.run(seconds, 0, 0))
 
     def run(self, seconds: float, own: float, others: float) -> None:
-        """`seconds` pass with our tree on `own` cores and other processes on `others`."""
+        """`seconds` pass with this process on `own` cores and everything else on `others`."""
         self.wall += seconds
         self.own += own * seconds
         self.busy += (own + others) * seconds
