@@ -165,6 +165,8 @@ def remove_samples(config: StageConfig, choosers: list[Chooser], what: str) -> C
     drops: dict[str, set[str]] = {}
     for row in removed:
         drops.setdefault(row["shard"], set()).add(row["key"])
+        log.debug("%s: removing %s (%s) from %s: %s", what, row["uid"], row["url"], row["shard"],
+                  chosen[row["uid"]])
     rewritten = []
     if removed:
         # Recorded first: should the rewrites be cut short, the rerun finds them there.
