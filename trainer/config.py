@@ -5,44 +5,12 @@ Kept free of torch imports so that `wit --help` stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from wit_builder.core.options import ConfigError, StageConfig, WitError, option
+from wit_builder.core.options import StageConfig, WitError, option
 
 PRESETS = sorted(path.stem for path in (Path(__file__).parent / "configs").glob("*.toml"))
-
-AT_LEAST_0 = ("at least 0", lambda value: value >= 0)
-AT_LEAST_1 = ("at least 1", lambda value: value >= 1)
-ABOVE_0 = ("greater than 0", lambda value: value > 0)
-# The allowed values of each numeric option, checked when the settings are built (before any
-# work), so that `--steps -1` fails at once instead of claiming a checkpoint it never wrote.
-TRAIN_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "batch_size": AT_LEAST_1, "steps": AT_LEAST_1, "lr": ABOVE_0, "warmup": AT_LEAST_0,
-    "weight_decay": AT_LEAST_0, "beta1": ("from 0 to below 1", lambda value: 0 <= value < 1),
-    "beta2": ("from 0 to below 1", lambda value: 0 <= value < 1), "eps": ABOVE_0,
-    "grad_clip": AT_LEAST_0, "vocab_size": ("at least 259 (256 bytes + 3 special tokens)",
-                                            lambda value: value >= 259),
-    "tokenizer_samples": AT_LEAST_1, "workers": AT_LEAST_0, "shuffle": AT_LEAST_0,
-    "samples_per_epoch": AT_LEAST_0, "crop_scale": ("above 0, at most 1",
-                                                    lambda value: 0 < value <= 1),
-    "threads": AT_LEAST_0, "log_every": AT_LEAST_1, "checkpoint_every": AT_LEAST_1,
-    "keep_checkpoints": AT_LEAST_0, "eval_every": AT_LEAST_0, "eval_retrieval_samples": AT_LEAST_0,
-}
-EVAL_RANGES = {"batch_size": AT_LEAST_1, "retrieval_samples": AT_LEAST_0}
-
-
-def check_ranges(stage: str, config: Any, ranges: dict[str, tuple[str, Callable[[Any], bool]]]
-                 ) -> None:
-    """ConfigError naming the first option whose value is outside its range."""
-    for name, (allowed, ok) in ranges.items():
-        value = getattr(config, name)
-        if not ok(value):
-            raise ConfigError(f"{stage}: --{name.replace('_', '-')} {value} is out of range: "
-                              f"{allowed}")
-
 
 @dataclass
 class TrainConfig(StageConfig):
@@ -53,29 +21,31 @@ class TrainConfig(StageConfig):
                                                     "brace pattern, glob, URL, pipe: or fsspec "
                                                     "URL; join several with ::")
     name: str = option("", "run name: outputs go to runs/NAME/ (empty: the preset's name)")
-    batch_size: int = option(64, "samples per step on each process")
-    steps: int = option(200, "optimizer steps")
-    lr: float = option(5e-4, "peak learning rate")
+    batch_size: int = option(64, "samples per step on each process", min=1)
+    steps: int = option(200, "optimizer steps", min=1)
+    lr: float = option(5e-4, "peak learning rate", above=0)
     resume: bool = option(False, "continue from runs/NAME/checkpoints/latest.pt")
-    warmup: int = option(20, "steps of linear learning-rate warmup before the cosine decay")
+    warmup: int = option(20, "steps of linear learning-rate warmup before the cosine decay", min=0)
     weight_decay: float = option(0.2, "AdamW decoupled weight decay (none on biases, norms, "
-                                      "embeddings and the logit scale)")
-    beta1: float = option(0.9, "AdamW beta1")
-    beta2: float = option(0.98, "AdamW beta2")
-    eps: float = option(1e-6, "AdamW epsilon")
-    grad_clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
+                                      "embeddings and the logit scale)", min=0)
+    beta1: float = option(0.9, "AdamW beta1", min=0, below=1)
+    beta2: float = option(0.98, "AdamW beta2", min=0, below=1)
+    eps: float = option(1e-6, "AdamW epsilon", above=0)
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)", min=0)
     tokenizer: str = option("", "'' trains a byte-level BPE on the training captions and saves it "
                                 "to the run; 'clip' is the original CLIP BPE (needs open_clip); "
                                 "else a tokenizer.json path")
-    vocab_size: int = option(49_152, "BPE vocabulary size when the tokenizer is trained")
-    tokenizer_samples: int = option(100_000, "captions read from the shards to train the BPE")
-    workers: int = option(2, "data loader processes per training process (0: in process)")
-    shuffle: int = option(1000, "shuffle buffer in samples (per data loader process)")
+    vocab_size: int = option(49_152, "BPE vocabulary size when the tokenizer is trained", min=259)
+    tokenizer_samples: int = option(100_000, "captions read from the shards to train the BPE",
+                                    min=1)
+    workers: int = option(2, "data loader processes per training process (0: in process)", min=0)
+    shuffle: int = option(1000, "shuffle buffer in samples (per data loader process)", min=0)
     resampled: bool = option(False, "draw shards with replacement (always on with several "
                                     "processes, so that every rank sees a full stream)")
     samples_per_epoch: int = option(0, "samples in one epoch over all processes; the stream is "
-                                       "reshuffled at each epoch (0: one endless epoch)")
-    crop_scale: float = option(0.9, "smallest area share of the random square crop (1: no crop)")
+                                       "reshuffled at each epoch (0: one endless epoch)", min=0)
+    crop_scale: float = option(0.9, "smallest area share of the random square crop (1: no crop)",
+                               above=0, max=1)
     device: str = option("auto", "where to train", choices=["auto", "cpu", "cuda"])
     precision: str = option("auto", "auto is bf16 autocast on CUDA and fp32 on CPU",
                             choices=["auto", "fp32", "bf16"])
@@ -88,25 +58,21 @@ class TrainConfig(StageConfig):
     threads: int = option(0, "torch CPU threads per process; 0: the cores left idle by other "
                              "processes and this run's data workers, shared among the local "
                              "processes, re-measured every 5 s (a busy machine then slows "
-                             "training in proportion, not many-fold); N: exactly N")
-    log_every: int = option(10, "steps between lines of metrics.jsonl")
-    checkpoint_every: int = option(100, "steps between checkpoints (and at the end)")
+                             "training in proportion, not many-fold); N: exactly N", min=0)
+    log_every: int = option(10, "steps between lines of metrics.jsonl", min=1)
+    checkpoint_every: int = option(100, "steps between checkpoints (and at the end)", min=1)
     keep_checkpoints: int = option(2, "step checkpoints kept: older ones are deleted once a new "
-                                      "one and latest.pt are written (0: keep all)")
+                                      "one and latest.pt are written (0: keep all)", min=0)
     tensorboard: bool = option(False, "also log to runs/NAME/tensorboard (needs tensorboard)")
     eval_every: int = option(0, "steps between zero-shot and retrieval evaluations, logged to "
-                                "metrics.jsonl (0: never)")
+                                "metrics.jsonl (0: never)", min=0)
     eval_zeroshot: list[str] = option([], "labelled sets evaluated during training, as "
                                           "`wit eval --zeroshot` (repeatable; none: retrieval "
                                           "only)", metavar="DIR")
     eval_retrieval: str = option("", "shards for retrieval recall@k during training (empty: "
                                      "`wit eval`'s default, data/shards/val-*.tar)")
     eval_retrieval_samples: int = option(5000, "pairs read for retrieval during training (0: "
-                                               "all); the other ranks wait meanwhile")
-
-    def __post_init__(self) -> None:
-        getattr(super(), "__post_init__", lambda: None)()
-        check_ranges("train", self, TRAIN_RANGES)
+                                               "all); the other ranks wait meanwhile", min=0)
 
 
 @dataclass
@@ -119,19 +85,15 @@ class EvalConfig(StageConfig):
                                      "lines) (repeatable)", metavar="DIR")
     retrieval: str = option("data/shards/val-*.tar", "shards for image<->text retrieval recall@k "
                                                      "('' : no retrieval)")
-    retrieval_samples: int = option(5000, "pairs read from the retrieval shards (0: all)")
+    retrieval_samples: int = option(5000, "pairs read from the retrieval shards (0: all)", min=0)
     templates: str = option("", "prompt templates: a text file, one a line with {c} or {} for "
                                 "the class name; a Python file of open_clip-style `lambda c: "
                                 "f'...{c}...'` items (parsed, never run); or an open_clip set "
                                 "name: openai_imagenet, simple_imagenet ('': each set's "
                                 "templates.txt, else our default prompts)", metavar="FILE|NAME")
-    batch_size: int = option(128, "images or prompts encoded at once")
+    batch_size: int = option(128, "images or prompts encoded at once", min=1)
     device: str = option("auto", "where to evaluate", choices=["auto", "cpu", "cuda"])
     metrics: bool = option(True, "append the results to the run's metrics.jsonl")
-
-    def __post_init__(self) -> None:
-        getattr(super(), "__post_init__", lambda: None)()
-        check_ranges("eval", self, EVAL_RANGES)
 
 
 @dataclass
