@@ -37,10 +37,11 @@ from wit_builder.synthweb.warc import record_site  # noqa: E402
 
 QUERIES = sorted(set(COLOURS) | set(SHAPES) | set(SHAPES.values()))
 LOCAL_ONLY = ("queries/queries.automaton",)  # the matcher's cache: beside a local queries file
-TIMED_JSON = ("manifests/crawl_stats.json",)  # its `seconds`
+TIMED_JSON = ("manifests/crawl_stats.json", "manifests/shards_stats.json")  # their timings
 TIMED_PARQUET = "manifests/crawl/"            # their `seconds` column
 SHARDS_OUTPUTS = ("data/shards/", "manifests/report", "manifests/shards.parquet",
-                  "manifests/dedup.parquet", "manifests/dataset.json")
+                  "manifests/dedup.parquet", "manifests/dataset.json",
+                  "manifests/shards_stats.json")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +222,8 @@ def crawl_and_shard(workdir: str, sources: list[str], *engine: str, shards: bool
 def comparable(name: str, data: bytes) -> bytes:
     """The bytes of an output, without the parts that hold timings."""
     if name in TIMED_JSON:
-        return json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}).encode()
+        return json.dumps({k: v for k, v in json.loads(data).items()
+                           if k not in ("seconds", "cpu_seconds")}).encode()
     if name.startswith(TIMED_PARQUET):
         return repr(pq.read_table(pa.BufferReader(data)).drop_columns(["seconds"])
                     .to_pylist()).encode()

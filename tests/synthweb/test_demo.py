@@ -85,6 +85,30 @@ def test_held_out_zero_shot_images_are_never_in_the_training_data(demo):
     assert not held_out & originals
 
 
+def test_shards_were_decontaminated_against_the_held_out_sets(demo):
+    """No training image is a near copy of a held-out image either (the demo runs wit shards
+    --exclude on both sets): none within --exclude-bits that also looks alike."""
+    import numpy as np
+
+    from wit_builder.shards.phash import image_hashes, same_look
+
+    def hashes(folder: Path, pattern: str) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [image_hashes(sample["jpg"]) for path in sorted(folder.glob(pattern))
+                 for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False)]
+        return (np.array([p for p, _ in pairs], np.uint64), np.array([s for _, s in pairs],
+                                                                    np.uint64))
+
+    dataset = json.loads((demo / "manifests" / "dataset.json").read_text())
+    assert set(dataset["per_exclude_set"]) <= {"shape", "colour"}
+    bits = dataset["exclude"]["bits"]
+    held_phash, held_look = hashes(demo / "data" / "synthweb" / "zeroshot", "*/*.tar")
+    train_phash, train_look = hashes(demo / "data" / "shards", "*.tar")
+    for phash, look in zip(train_phash, train_look):
+        distance = np.array([bin(int(value)).count("1") for value in held_phash ^ phash])
+        close = distance <= bits
+        assert not (same_look(np.full(close.sum(), look, np.uint64), held_look[close])).any()
+
+
 def test_demo_serves_on_a_free_port_when_its_own_is_taken(synthweb_dir, caplog):
     import socket
     import urllib.request

@@ -397,8 +397,9 @@ def test_srcset_truth_is_the_largest_candidate(truth):
 
 
 def test_too_few_pages_is_a_clear_error(tmp_path):
-    with pytest.raises(WitError, match="site_pages = 5 is too small"):
-        site.write_site(tmp_path, synthweb_config(tmp_path, site_pages=5))
+    with pytest.raises(WitError, match=r"--site-pages \(\[synthweb\] site_pages\) must be at "
+                                       r"least 11, not 5"):   # when the settings are read
+        synthweb_config(tmp_path, site_pages=5)
 
 
 # --- WARC and pool -----------------------------------------------------------------------------

@@ -64,7 +64,9 @@ class CrawlConfig(NetworkOptions, PartitionedStageConfig):
                                          min=0)
     min_text_chars: int = option(5, "shorter texts are dropped", min=0)
     max_text_chars: int = option(1000, "longer texts are dropped", min=1)
-    partition_rows: int = option(50_000, "candidates per partition of the crawled web pages", min=1)
+    partition_rows: int = option(50_000, "rows per partition: candidates of the crawled web "
+                                         "pages, rows of pool files (a pool's row group may "
+                                         "be split, small files grouped)", min=1)
     memory_budget_mb: float = option(512.0, "memory the URL dedupe holds at once; past it, the "
                                             "matched rows go through hash buckets on disk", above=0)
     lang: str = option("en", "language kept")

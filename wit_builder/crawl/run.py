@@ -353,7 +353,7 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
                                           address_policy(config))
         return [Partition(start + i, "warc", location, "warc")
                 for i, location in enumerate(locations)]
-    parts = pool_partitions(source.location, address_policy(config))
+    parts = pool_partitions(source.location, address_policy(config), config.partition_rows)
     return [Partition(start + i, "pool", part.path, "pool", part.row_groups, rows=part.rows,
                       share=part.share, more=part.more)
             for i, part in enumerate(parts)]

@@ -31,11 +31,12 @@ class ShardsConfig(RecheckOptions, PartitionedStageConfig):
     near_dup_check: bool = option(True, "a pair within --near-dup-bits is a duplicate only if "
                                         "it also looks alike (sharpness, brightness, contrast, "
                                         "colour): blurred, greyscale, filtered edits are kept")
-    exclude: list[str] = option([], "evaluation sets (folders of images and/or WebDataset tars): "
+    exclude: list[str] = option([], "evaluation sets (folders of images and/or WebDataset tars, "
+                                    "relative to the workdir unless absolute): "
                                     "every training sample that copies one of their images, "
                                     "exactly or within --exclude-bits, is removed (kind eval in "
                                     "dedup.parquet) (repeatable)", metavar="DIR")
-    exclude_bits: int = option(8, "Hamming distance of perceptual hashes at which a sample "
+    exclude_bits: int = option(4, "Hamming distance of perceptual hashes at which a sample "
                                   "counts as a copy of an evaluation image (looks compared as "
                                   "with --near-dup-check)", min=0, max=31)
     raw: str = option("data/raw", "directory (or fsspec URL) of the raw shards NNNNN.tar")

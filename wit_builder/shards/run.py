@@ -530,7 +530,7 @@ def assemble_shard(job: ShardJob) -> dict:
 def check_config(config: ShardsConfig) -> None:
     """What the settings' ranges (checked when they are read) cannot say: the inputs exist."""
     for directory in config.exclude:
-        if not Path(directory).is_dir():
+        if not Path(config.path(directory)).is_dir():
             raise WitError(f"--exclude: '{directory}' is not a folder of evaluation images")
 
 
@@ -572,7 +572,7 @@ def find_duplicates(config: ShardsConfig, work: str, local_work: Path,
     dedup.deduplicate(plan, pieces)
     contaminated = None
     if config.exclude:
-        evals = decontaminate.hash_sets(config.exclude)
+        evals = decontaminate.hash_sets([str(config.path(path)) for path in config.exclude])
         contaminated = decontaminate.contaminated(pieces, evals, config.exclude_bits,
                                                   config.near_dup_check)
         tally.per_exclude_set.update(decontaminate.per_set(contaminated))

@@ -106,7 +106,9 @@ def run_stages(demo: DemoConfig) -> dict:
     out = Path(timed("synthweb", generate, synthweb_config))
     timed("queries", build.run, stage_config("queries", demo, **demo_queries_inputs(synthweb_config)))
     timed("crawl", crawl_synthweb, demo, synthweb_config, out)
-    timed("shards", shards.run, stage_config("shards", demo))
+    # Decontaminated against the demo's own held-out zero-shot sets (issue 20).
+    held_out = [str(out / "zeroshot" / name) for name in ("shape", "colour")]
+    timed("shards", shards.run, stage_config("shards", demo, exclude=held_out))
     train_config = stage_config("train", demo)
     if Path(train_config.path(f"runs/{train_config.name}/checkpoints/latest.pt")).exists():
         train_config = stage_config("train", demo, resume=True)  # a rerun continues the run
