@@ -1,8 +1,8 @@
 """Query builder speed: `wit queries` on a synthetic multistream dump against plain decompression
 (`bzip2 -dc`, and `lbzip2 -dc -n 2`: the Debian package lbzip2 is required, the script stops
 without it), in MB of XML per second of wall time and per CPU-second; the two bz2 decoders a
-worker can use (Python's bz2 and indexed_bzip2 on one thread) over the same partitions; where `wit queries`'s CPU goes (counting
-workers, bigram-reduce workers, main process); and peak memory on the dump and on a dump 4x
+worker can use (Python's bz2 and indexed_bzip2 on one thread) over the same partitions; where
+`wit queries`'s CPU goes (counting workers, bigram-reduce workers, main process); and peak memory on the dump and on a dump 4x
 smaller (it should stay flat). Every row shows the load average before it ran: on a shared
 machine wall-clock figures move with it, per-CPU-second figures much less.
 
