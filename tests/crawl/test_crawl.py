@@ -164,12 +164,12 @@ def test_a_pool_is_crawled_in_partitions_of_rows(tmp_path, monkeypatch, kind, pa
     for name in ("whole", "split"):
         write_queries(tmp_path / name / "queries" / "queries.parquet")
     source = [f"pool:{write_big_pool(tmp_path, kind, rows)}"]
-    monkeypatch.setattr(pool, "PARTITION_ROWS", 10_000)
-    whole = select(crawl_config(tmp_path / "whole", source=source, workers=1))
-    monkeypatch.setattr(pool, "PARTITION_ROWS", 100)
+    whole = select(crawl_config(tmp_path / "whole", source=source, workers=1,
+                                partition_rows=10_000))
     monkeypatch.setattr(pool, "ROW_BYTES", 50)  # this CSV's rows: ~45 bytes
     monkeypatch.setattr(pool, "CSV_BLOCK_BYTES", 2048)
-    split = select(crawl_config(tmp_path / "split", source=source, workers=2))
+    split = select(crawl_config(tmp_path / "split", source=source, workers=2,
+                                partition_rows=100))
     parts = sorted((tmp_path / "split" / "data" / "candidates").glob("part-*.parquet"))
     assert len(parts) == partitions
     assert sum(pq.read_metadata(part).num_rows for part in parts) == \
@@ -178,7 +178,8 @@ def test_a_pool_is_crawled_in_partitions_of_rows(tmp_path, monkeypatch, kind, pa
     selected = [pq.read_table(tmp_path / name / "manifests" / "selection.parquet",
                               columns=["url", "text"]).to_pylist() for name in ("whole", "split")]
     assert sorted(map(str, selected[0])) == sorted(map(str, selected[1]))
-    again = select(crawl_config(tmp_path / "split", source=source, workers=2))  # resumes
+    again = select(crawl_config(tmp_path / "split", source=source, workers=2,
+                                partition_rows=100))  # resumes
     assert again["balance"] == split["balance"]
 
 
