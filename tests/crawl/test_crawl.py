@@ -69,6 +69,17 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def pool_and_warc_workdir(tmp_path, images_html: str):
+    """A workdir with the queries, the POOL as a parquet pool and a WARC of one page holding
+    `images_html`: the two sources crawl_config names."""
+    work = tmp_path / "work"
+    write_queries(work / "queries" / "queries.parquet")
+    pq.write_table(pa.table({"url": [u for u, _ in POOL], "caption": [t for _, t in POOL]}),
+                   work / "pool.parquet")
+    warc_file(work / "site.warc.gz", {"http://page.test/a.html": images_html})
+    return work
+
+
 def crawl_config(workdir, **overrides):
     values = {"workdir": str(workdir), "download": False, "per_query": 2,
               "source": [f"pool:{workdir / 'pool.parquet'}", f"warc:{workdir / 'site.warc.gz'}"],

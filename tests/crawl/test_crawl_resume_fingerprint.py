@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from test_crawl import POOL, warc_file, write_queries
+from test_crawl import pool_and_warc_workdir, write_queries
 from test_crawl import crawl_config as two_source_config
 from wit_builder.crawl.run import run, select
 from wit_builder.core.options import WitError
@@ -23,14 +23,9 @@ OTHER_QUERIES = ["blue", "circle", "star"]
 
 @pytest.fixture
 def workdir(tmp_path):
-    work = tmp_path / "work"
-    write_queries(work / "queries" / "queries.parquet")
-    pq.write_table(pa.table({"url": [u for u, _ in POOL], "caption": [t for _, t in POOL]}),
-                   work / "pool.parquet")
-    warc_file(work / "site.warc.gz", {
-        "http://page.test/a.html": '<img src="/img/10.jpg" alt="a blue star drawn on a page">'
-                                   '<img src="/img/11.jpg" alt="a red circle and a triangle">'})
-    return work
+    return pool_and_warc_workdir(tmp_path,
+                                 '<img src="/img/10.jpg" alt="a blue star drawn on a page">'
+                                 '<img src="/img/11.jpg" alt="a red circle and a triangle">')
 
 
 def crawl_config(workdir, **settings):

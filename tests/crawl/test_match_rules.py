@@ -7,22 +7,14 @@ from __future__ import annotations
 import json
 import logging
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from test_crawl import POOL, crawl_config, warc_file, write_queries
+from test_crawl import crawl_config, pool_and_warc_workdir
 from wit_builder.core.text import TOKENIZATION
 from wit_builder.crawl.run import select
 
 
 def make_workdir(tmp_path):
-    work = tmp_path / "work"
-    write_queries(work / "queries" / "queries.parquet")
-    pq.write_table(pa.table({"url": [u for u, _ in POOL], "caption": [t for _, t in POOL]}),
-                   work / "pool.parquet")
-    warc_file(work / "site.warc.gz", {
-        "http://page.test/a.html": '<img src="/img/10.jpg" alt="a red circle and a triangle">'})
-    return work
+    return pool_and_warc_workdir(tmp_path,
+                                 '<img src="/img/10.jpg" alt="a red circle and a triangle">')
 
 
 def test_partitions_matched_under_other_rules_are_rematched(tmp_path, caplog):
