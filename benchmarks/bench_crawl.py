@@ -24,7 +24,6 @@ CPU ms), which start-up costs do not blur.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -134,10 +133,8 @@ def stored_img2dataset(output: Path) -> int:
 
 
 def stored_witbuilder(workdir: Path) -> int:
-    stats = json.loads((workdir / "manifests" / "crawl_stats.json").read_text())
-    return stats.get("download", {}).get("stored") or sum(
-        pq.read_table(path, columns=["status"]).column("status").to_pylist().count("ok")
-        for path in (workdir / "manifests" / "crawl").glob("*.parquet"))
+    return sum(pq.read_table(path, columns=["status"]).column("status").to_pylist().count("ok")
+               for path in (workdir / "manifests" / "crawl").glob("*.parquet"))
 
 
 def timed(run, server_pid: int) -> tuple[float, float, subprocess.CompletedProcess]:

@@ -142,10 +142,8 @@ def record_warc(url: str, folder: Path) -> tuple[Path, dict[str, bytes]]:
 
 
 def pages_crawled(stats: dict) -> int:
-    """Pages the crawl read (reported apart from the dropped pairs, or among them by older
-    versions)."""
-    counts = stats.get("counts", {})
-    return counts.get("pages", stats.get("pages", stats["dropped"].get("pages", 0)))
+    """Pages the crawl read (crawl_stats.json reports them apart from the dropped pairs)."""
+    return stats["counts"].get("pages", 0)
 
 
 def language_split(workdir: Path, english_texts: set[str], part: str | None) -> tuple[int, int]:
