@@ -2,8 +2,8 @@
 (`bzip2 -dc`, and `lbzip2 -dc -n 2`: the Debian package lbzip2 is required, the script stops
 without it), in MB of XML per second of wall time and per CPU-second; the two bz2 decoders a
 worker can use (Python's bz2 and indexed_bzip2 on one thread) over the same partitions; where
-`wit queries`'s CPU goes (counting workers, bigram-reduce workers, main process); and peak memory on the dump and on a dump 4x
-smaller (it should stay flat). Every row shows the load average before it ran: on a shared
+`wit queries`'s CPU goes (counting workers, bigram-reduce workers, main process); and peak memory
+on the dump and on a dump 4x smaller (it should stay flat). Every row shows the load average before it ran: on a shared
 machine wall-clock figures move with it, per-CPU-second figures much less.
 
     .venv/bin/python benchmarks/bench_queries.py --xml-mb 200 --workers 2
@@ -30,7 +30,8 @@ from wit_builder.synthweb import wiki  # noqa: E402
 from wit_builder.queries.wikipedia import reader  # noqa: E402
 from wit_builder.queries.wikipedia.reader import decompressed, plan_dump  # noqa: E402
 
-XML_BYTES_PER_ARTICLE = 6_400  # of the benchmark dump at the demo's text sizes (redirects and other pages included)
+# Of the benchmark dump at the demo's text sizes (redirects and other pages included).
+XML_BYTES_PER_ARTICLE = 6_400
 
 
 def make_dump(folder: Path, xml_mb: float) -> dict:

@@ -222,8 +222,8 @@ def main() -> None:
                 "after the caption filters (data/candidates)",
                 ["pages in the WARC", "WARC pages crawled", "live crawl", "WARC crawl", "in both",
                  "live only", "WARC only"],
-                [[len(warc_pages), pages_crawled(runs["warc"]["stats"]), len(live), len(recorded), len(live & recorded), len(live - recorded),
-                  len(recorded - live)]])
+                [[len(warc_pages), pages_crawled(runs["warc"]["stats"]), len(live), len(recorded),
+                  len(live & recorded), len(live - recorded), len(recorded - live)]])
 
     english_texts = {text for _, _, text in runs["en"]["candidates"]}
     rows = []

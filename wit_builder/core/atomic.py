@@ -1,5 +1,6 @@
-"""Atomic outputs: every file is written under a temporary name and renamed when complete, so a
-killed run never leaves a half-written file under its final name and a rerun can trust what exists."""
+"""Atomic outputs: every file is written under a temporary name and renamed when complete, so
+a killed run never leaves a half-written file under its final name and a rerun can trust what
+exists."""
 
 from __future__ import annotations
 
