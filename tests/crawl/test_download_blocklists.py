@@ -1,6 +1,6 @@
 """`--block-hashes` and `--block-urls` (issue 20, item 2) through whole native downloads from a
 loopback server: a listed image is dropped in memory (never decoded, never in a tar, no hash of
-it in the manifest), a listed URL or domain is never requested, redirect hops included; lists in
+it in the manifest; pHash lists: test_download_blocklists_phash.py), a listed URL or domain is never requested, redirect hops included; lists in
 the formats takedown lists ship in (hex digests of three kinds, gzip), bad lines refused up front."""
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def hash_lists(folder: Path) -> list[str]:
 
 
 def test_a_listed_image_is_dropped_in_memory_and_never_written(site, tmp_path, monkeypatch):
-    decoded = []
+    decoded, screens = [], []
     original = native.process_image
-    monkeypatch.setattr(native, "process_image",
-                        lambda body, settings: decoded.append(body) or original(body, settings))
+    monkeypatch.setattr(native, "process_image", lambda body, settings, blocked=None: (
+        decoded.append(body), screens.append(blocked)) and original(body, settings, blocked))
     urls = [site.url + path for path in PICTURES]
     rows = {row["url"].rsplit("/", 1)[1]: row for row in
             download_rows(tmp_path / "run", urls, site.origin,
@@ -72,6 +72,7 @@ def test_a_listed_image_is_dropped_in_memory_and_never_written(site, tmp_path, m
             ("blocked_hash", 200, None, None)
         assert PICTURES["/" + name] not in decoded
     assert rows["kept.jpg"]["status"] == rows["also-kept.jpg"]["status"] == "ok"
+    assert screens == [None, None]  # lists without pHashes cost the decoding nothing
     stored = {sample["json"].decode() for sample in
               wds.WebDataset(sorted(str(p) for p in (tmp_path / "run").rglob("*.tar")),
                              shardshuffle=False, empty_check=False)}
@@ -113,7 +114,7 @@ def test_a_new_list_redoes_the_shards_and_no_list_records_nothing(site, tmp_path
 
 @pytest.mark.parametrize("line, says", [
     ("not-a-digest", "is not an MD5, SHA-1 or SHA-256 hex digest"),
-    ("0123456789abcdef", "is not an MD5, SHA-1 or SHA-256 hex digest"),
+    ("0123456789abcdef0", "is not an MD5, SHA-1 or SHA-256 hex digest"),
     ("z" * 64, "is not an MD5, SHA-1 or SHA-256 hex digest"),
 ])
 def test_a_bad_hash_line_stops_the_crawl_before_anything_runs(line, says, tmp_path, capsys):

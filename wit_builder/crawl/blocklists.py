@@ -6,6 +6,14 @@ MD5 (32 hex digits), SHA-1 (40) or SHA-256 (64), lists of each kind mixed or apa
 right after the fetch: it is never decoded, written to a tar, a temporary file or a cache, and its
 manifest row says `blocked_hash` without any hash of the content.
 
+A line of 16 hex digits is a 64-bit perceptual hash as `imagehash` writes it
+(`str(imagehash.phash(image))`, core/phash.py), optionally with its own distance: `HEX:BITS`. The
+distance rides on the hash itself, not in a second column, because the words after the first
+one are a free note (`HEX  seen 12 times` must never widen a match to 12 bits); without one the
+line takes `--block-phash-distance`. A picture whose pHash is within the distance of a listed one
+is dropped once decoded, before the resize and before anything is written, with the same
+`blocked_hash` row and no hash of it stored. Only a list with pHashes costs the decoding a pHash.
+
 URL lists hold exact URLs (`https://host/path`, compared in canonical form) and domains (`host`,
 which also blocks its subdomains). A listed URL or a URL on a listed domain is never requested:
 not the image, not any redirect hop to it (`blocked_url`).
@@ -19,29 +27,42 @@ import hashlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import numpy as np
+
+from wit_builder.core import phash
 from wit_builder.core.listfile import read_list_lines
 from wit_builder.core.options import WitError
+from wit_builder.crawl.config import DEFAULT_PHASH_BITS, MAX_PHASH_BITS
 from wit_builder.net.urls import canonical_http_url, canonical_url
 
 DIGEST_KINDS = {32: "md5", 40: "sha1", 64: "sha256"}   # hex digits -> hashlib name
 HEX = frozenset("0123456789abcdef")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # arrays inside: compared by identity
 class Blocklist:
-    """Digests (per hashlib name, as raw bytes) and URLs the download refuses."""
+    """Digests (per hashlib name, as raw bytes), pHashes with their distances and URLs the
+    download refuses."""
 
     digests: dict[str, frozenset[bytes]] = field(default_factory=dict)
     urls: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
     fingerprint: str = ""   # sha256 of the lists' contents: what a shard's manifest records
+    phashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    phash_bits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
     def __bool__(self) -> bool:
-        return bool(self.urls or self.domains or any(self.digests.values()))
+        return bool(self.urls or self.domains or any(self.digests.values()) or self.phashes.size)
 
     def blocks_body(self, body: bytes) -> bool:
         return any(hashlib.new(kind, body).digest() in listed
                    for kind, listed in self.digests.items() if listed)
+
+    def blocks_picture(self, pixels: np.ndarray) -> bool:
+        """Whether a decoded picture (BGR or grey, as OpenCV decodes) is within its distance of
+        a listed pHash (never, without pHashes)."""
+        return bool(self.phashes.size) and phash.within(
+            self.phashes, phash.phash_of_grey(phash.grey_of_bgr(pixels)), self.phash_bits)
 
     def blocks_url(self, url: str) -> bool:
         if self.domains:
@@ -53,20 +74,41 @@ class Blocklist:
         return bool(self.urls) and canonical_url(url) in self.urls
 
 
-def load_blocklist(hash_files: list[str], url_files: list[str]) -> Blocklist:
-    """The blocklist of the given files (an empty one when none is given)."""
+def parse_hash_line(line: str, where: str, phash_bits: int) -> tuple[str, str, int | None]:
+    """(kind, hex digits, pHash distance or None) of a hash list's line."""
+    entry = line.lower().split()[0]
+    digest, colon, bits = entry.partition(":")
+    if len(digest) == phash.HEX_DIGITS and set(digest) <= HEX:
+        if not colon:
+            return "phash", digest, phash_bits
+        if bits.isdigit() and int(bits) <= MAX_PHASH_BITS:
+            return "phash", digest, int(bits)
+        raise WitError(f"blocklist {where}: '{line[:80]}': a pHash's distance is a number of "
+                       f"bits from 0 to {MAX_PHASH_BITS} (HEX:BITS)")
+    kind = DIGEST_KINDS.get(len(digest))
+    if kind is None or colon or not set(digest) <= HEX:
+        raise WitError(f"blocklist {where}: '{line[:80]}' is not an MD5, SHA-1 or SHA-256 hex "
+                       f"digest (32, 40 or 64 hex digits) nor a pHash (16, optionally :BITS)")
+    return kind, digest, None
+
+
+def load_blocklist(hash_files: list[str], url_files: list[str],
+                   phash_bits: int = DEFAULT_PHASH_BITS) -> Blocklist:
+    """The blocklist of the given files (an empty one when none is given); `phash_bits` is the
+    distance of the pHashes listed without their own."""
     digests: dict[str, set[bytes]] = {kind: set() for kind in DIGEST_KINDS.values()}
+    phashes: dict[int, int] = {}   # pHash -> the widest distance it is listed with
     urls, domains = set(), set()
     contents = hashlib.sha256()
     for path in hash_files:
         for number, line in read_list_lines(path, "blocklist"):
-            digest = line.lower().split()[0]
-            kind = DIGEST_KINDS.get(len(digest))
-            if kind is None or not set(digest) <= HEX:
-                raise WitError(f"blocklist '{path}' line {number}: '{line[:80]}' is not an MD5, "
-                               f"SHA-1 or SHA-256 hex digest (32, 40 or 64 hex digits)")
-            digests[kind].add(bytes.fromhex(digest))
-            contents.update(f"{kind}:{digest}\n".encode())
+            kind, digest, bits = parse_hash_line(line, f"'{path}' line {number}", phash_bits)
+            if bits is None:
+                digests[kind].add(bytes.fromhex(digest))
+                contents.update(f"{kind}:{digest}\n".encode())
+            else:
+                phashes[int(digest, 16)] = max(bits, phashes.get(int(digest, 16), 0))
+                contents.update(f"phash:{digest}:{bits}\n".encode())
     for path in url_files:
         for number, line in read_list_lines(path, "blocklist"):
             if "://" in line:
@@ -86,4 +128,6 @@ def load_blocklist(hash_files: list[str], url_files: list[str]) -> Blocklist:
     if not (hash_files or url_files):
         return Blocklist()
     return Blocklist({kind: frozenset(found) for kind, found in digests.items() if found},
-                     frozenset(urls), frozenset(domains), contents.hexdigest())
+                     frozenset(urls), frozenset(domains), contents.hexdigest(),
+                     np.fromiter(phashes.keys(), np.uint64, len(phashes)),
+                     np.fromiter(phashes.values(), np.uint8, len(phashes)))

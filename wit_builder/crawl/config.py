@@ -10,6 +10,10 @@ from wit_builder.core.options import option
 from wit_builder.net.optout import HEADER_OPT_OUTS
 from wit_builder.net.options import NetworkOptions
 
+# pHash blocklists (crawl.blocklists), measured on real photographs (benchmarks/bench_blocklists.py)
+DEFAULT_PHASH_BITS = 8   # every web copy but crops was within 6 bits of its listed pHash
+MAX_PHASH_BITS = 16      # the closest distinct photographs measured were 16-18 bits apart
+
 # Pillow readers that decode nothing here: stubs wanting a handler (BUFR, GRIB, HDF5, WMF off
 # Windows), MPEG and IPTC (no pixels), EPS (runs Ghostscript on the body: never on crawled bytes).
 NOT_DECODED_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "IPTC", "EPS"})
@@ -109,10 +113,18 @@ class CrawlConfig(NetworkOptions, PartitionedStageConfig):
                             "format the installed Pillow decodes (here: "
                             + ", ".join(image_formats()) + ") and stored as JPEG; an image over "
                             "Pillow's pixel limit is too_large", min=1)
-    block_hashes: list[str] = option([], "files of MD5, SHA-1 or SHA-256 hex digests (one a "
-                                     "line, gzip accepted): a downloaded image whose digest is "
-                                     "listed is dropped in memory, never written (status "
-                                     "blocked_hash) (repeatable)", metavar="FILE")
+    block_hashes: list[str] = option([], "files of MD5, SHA-1 or SHA-256 hex digests and "
+                                     "64-bit pHashes as imagehash writes them (16 hex digits, "
+                                     "HEX:BITS for a distance of its own; one a line, gzip "
+                                     "accepted): a downloaded image whose digest is listed, or "
+                                     "whose decoded picture is near a listed pHash, is dropped "
+                                     "in memory, never written (status blocked_hash) "
+                                     "(repeatable)", metavar="FILE")
+    block_phash_distance: int = option(DEFAULT_PHASH_BITS, "bits (Hamming distance) within "
+                                       "which a picture matches a listed pHash that has no "
+                                       "distance of its own (every web copy but crops is "
+                                       "within 6; distinct photographs are 16 or more apart)",
+                                       min=0, max=MAX_PHASH_BITS, metavar="BITS")
     block_urls: list[str] = option([], "files of URLs and domains (one a line, gzip accepted) "
                                    "never requested, redirect hops included (status "
                                    "blocked_url) (repeatable)", metavar="FILE")

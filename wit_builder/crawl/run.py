@@ -619,7 +619,8 @@ def check_settings(config: CrawlConfig) -> None:
     when the guard is off."""
     if config.download and config.downloader == "img2dataset":
         check_engine(config)
-    load_blocklist(config.block_hashes, config.block_urls)  # a bad line: one error, now
+    load_blocklist(config.block_hashes, config.block_urls,  # a bad line: one error, now
+                   config.block_phash_distance)
     try:
         address_policy(config)
     except ValueError as error:

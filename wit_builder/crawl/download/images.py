@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -253,9 +254,13 @@ def decode(data: bytes, settings: ImageSettings) -> tuple[np.ndarray, int, int]:
     return array, width, height
 
 
-def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
-    """The stored form of downloaded bytes, or ImageRejected with the status to record."""
+def process_image(data: bytes, settings: ImageSettings,
+                  blocked: Callable[[np.ndarray], bool] | None = None) -> StoredImage:
+    """The stored form of downloaded bytes, or ImageRejected with the status to record;
+    `blocked` sees the decoded picture (BGR, before the resize): True drops it (blocked_hash)."""
     array, width, height = decode(data, settings)
+    if blocked is not None and blocked(array):
+        raise ImageRejected("blocked_hash", "near a pHash on a --block-hashes list")
     array = resize_array(array, settings, width, height)
     return StoredImage(encode_jpeg(array, settings.quality), array.shape[1], array.shape[0],
                        width, height)

@@ -18,6 +18,7 @@ from collections import Counter
 
 import cv2
 
+from wit_builder.crawl.blocklists import Blocklist
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import Fetched, fetch, open_session, robots_cache
 from wit_builder.crawl.download.images import ImageRejected, ImageSettings, process_image, sha256_hex
@@ -42,14 +43,19 @@ def fetch_failed(fetched: Fetched) -> Outcome:
                    seconds=fetched.seconds)
 
 
-def stored_outcome(fetched: Fetched, image_settings: ImageSettings) -> Outcome:
-    """Decode, check and re-encode fetched bytes (runs in a decode thread)."""
+def stored_outcome(fetched: Fetched, image_settings: ImageSettings,
+                   blocklist: Blocklist = Blocklist()) -> Outcome:
+    """Decode, check and re-encode fetched bytes (runs in a decode thread); a picture near a
+    listed pHash is dropped once decoded, with no hash of it kept."""
     started = time.monotonic()
     digest = sha256_hex(fetched.body)
     try:
-        image = process_image(fetched.body, image_settings)
+        image = process_image(fetched.body, image_settings,
+                              blocklist.blocks_picture if blocklist.phashes.size else None)
     except Exception as error:  # a hostile file must cost one sample, never the shard
         status = error.status if isinstance(error, ImageRejected) else "decode_error"
+        if status == "blocked_hash":
+            return fetch_failed(Fetched(status, fetched.http_status, str(error)))
         return Outcome(status, fetched.http_status, str(error)[:300] or type(error).__name__,
                        len(fetched.body), digest, fetched.seconds + time.monotonic() - started)
     return Outcome("ok", fetched.http_status, None, len(fetched.body), digest,
@@ -148,7 +154,8 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
 
     def decode(index: int, row: dict, fetched: Fetched) -> None:
         # The sample's tar members are encoded here too, off the event loop.
-        written.add(index, raw_sample(row, shard, index, stored_outcome(fetched, settings.image)))
+        outcome = stored_outcome(fetched, settings.image, settings.fetch.blocklist)
+        written.add(index, raw_sample(row, shard, index, outcome))
 
     async def worker(session, robots, decoding: DecodeQueue) -> None:
         for index, row in pending:

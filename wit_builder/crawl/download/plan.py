@@ -87,7 +87,8 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                           disallowed_directives=header_directives(
                               config.disallowed_header_directives),
                           image_robots=config.image_robots,
-                          blocklist=load_blocklist(config.block_hashes, config.block_urls))
+                          blocklist=load_blocklist(config.block_hashes, config.block_urls,
+                                                   config.block_phash_distance))
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
                           quality=config.quality, decode=config.decode)

@@ -1,0 +1,192 @@
+"""`--block-hashes` with 64-bit perceptual hashes (issue 20, item 2) on real photographs (Debian's
+wallpaper packages, fetched by support.realdata; skipped without network): the pHash is
+imagehash's, bit for bit; photographs listed by their pHash are blocked when the web's copies
+(half size, JPEG at quality 80) are downloaded from a loopback server, by the native downloader
+and by a live crawl, and nothing of them is written; the other photographs pass."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+from aiohttp import web
+
+from support import photos
+from support.hostile_web import Server, download_rows
+from support.realdata import Unavailable
+from wit_builder.cli import main
+from wit_builder.core import phash
+from wit_builder.crawl.download import native
+from wit_builder.crawl.download.images import ImageSettings, decode
+
+LISTED, PASSING = 4, 4   # photographs listed, and photographs that must pass
+
+
+@pytest.fixture(scope="module")
+def pictures() -> dict[str, object]:
+    try:
+        found = photos.photographs(photos.WALLPAPERS)
+    except Unavailable as error:
+        pytest.skip(str(error))
+    return {name: found[name] for name in sorted(found)[:LISTED + PASSING]}
+
+
+def listed_phash(picture) -> str:
+    """The pHash a list would carry for a photograph: imagehash's when it is installed."""
+    try:
+        import imagehash
+    except ImportError:
+        return phash.to_hex(phash.phash_of_image(picture))
+    return str(imagehash.phash(picture))
+
+
+def web_copy(picture) -> bytes:
+    return photos.encode(photos.scaled(picture, 0.5), quality=80)
+
+
+def test_the_phash_is_imagehash_s_bit_for_bit_on_real_photographs(pictures):
+    imagehash = pytest.importorskip("imagehash")
+    for picture in pictures.values():
+        for variant in (picture, picture.convert("L"), photos.scaled(picture, 0.37)):
+            assert phash.to_hex(phash.phash_of_image(variant)) == str(imagehash.phash(variant))
+
+
+def photo_site(pictures: dict) -> tuple[dict[str, bytes], web.Application]:
+    files = {f"/{number}.jpg": web_copy(picture)
+             for number, picture in enumerate(pictures.values())}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path in files:
+            return web.Response(body=files[request.path], content_type="image/jpeg")
+        raise web.HTTPNotFound()
+    return files, handle
+
+
+def hash_list(path: Path, pictures: dict, extra: str = "") -> str:
+    """A gzip list of the first LISTED photographs' pHashes (one with a distance of its own, one
+    with a note), beside an unrelated MD5."""
+    lines = [listed_phash(picture) for picture in list(pictures.values())[:LISTED]]
+    lines[1] += ":6"
+    lines[2] += "  reported twice"
+    path.write_bytes(gzip.compress(("# pHash list\n" + "a" * 32 + "\n" + "\n".join(lines) + "\n"
+                                    + extra).encode()))
+    return str(path)
+
+
+def test_web_copies_of_listed_photographs_are_blocked_and_nothing_of_them_written(
+        pictures, tmp_path, monkeypatch):
+    decoded = []
+    original = native.process_image
+    monkeypatch.setattr(native, "process_image", lambda body, settings, blocked=None:
+                        decoded.append(body) or original(body, settings, blocked))
+    files, handle = photo_site(pictures)
+    with Server(handle) as server:
+        rows = {row["url"].rsplit("/", 1)[1]: row for row in download_rows(
+            tmp_path / "run", [server.url + path for path in files], server.origin,
+            image_size=256, block_hashes=[hash_list(tmp_path / "phash.txt.gz", pictures)])}
+    for number in range(LISTED + PASSING):
+        row = rows[f"{number}.jpg"]
+        if number < LISTED:
+            assert (row["status"], row["http_status"], row["sha256"], row["key"]) == \
+                ("blocked_hash", 200, None, None)
+        else:
+            assert row["status"] == "ok"
+    assert all(body in decoded for body in files.values())  # a pHash needs the picture decoded
+    stored = [sample["json"] for sample in wds.WebDataset(
+        sorted(str(p) for p in (tmp_path / "run").rglob("*.tar")), shardshuffle=False)]
+    assert sorted(json.loads(meta)["url"].rsplit("/", 1)[1] for meta in stored) == \
+        [f"{number}.jpg" for number in range(LISTED, LISTED + PASSING)]
+    blocked = [files[f"/{number}.jpg"] for number in range(LISTED)]
+    listed = [int(listed_phash(p), 16) for p in list(pictures.values())[:LISTED]]
+    for path in (tmp_path / "run").rglob("*"):  # no pixels, digest or pHash of them on disk
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(body[len(body) // 2:len(body) // 2 + 64] in data for body in blocked)
+            assert not any(hashlib.sha256(body).hexdigest().encode() in data for body in blocked)
+            assert not any(value.to_bytes(8, order) in data or phash.to_hex(value).encode() in data
+                           for value in listed for order in ("big", "little"))
+
+
+def crawl_phash(data: bytes) -> int:
+    """The pHash the download computes for downloaded bytes (the decoded picture)."""
+    return phash.phash_of_grey(phash.grey_of_bgr(decode(data, ImageSettings())[0]))
+
+
+def test_a_phash_matches_within_its_own_distance_or_the_default(pictures, tmp_path):
+    picture = next(iter(pictures.values()))
+    files = {"/photo.jpg": web_copy(picture)}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=files["/photo.jpg"], content_type="image/jpeg")
+
+    near = crawl_phash(files["/photo.jpg"]) ^ 0b1011011   # 5 bits away
+    listed = tmp_path / "near.txt"
+    cases = [(f"{near:016x}:4\n", {}, "ok"), (f"{near:016x}:5\n", {}, "blocked_hash"),
+             (f"{near:016X}\n", {}, "blocked_hash"),            # the default: 8 bits
+             (f"{near:016x}\n", {"block_phash_distance": 4}, "ok")]
+    with Server(handle) as server:
+        for number, (line, options, status) in enumerate(cases):
+            listed.write_text(line)
+            rows = download_rows(tmp_path / f"run{number}", [server.url + "/photo.jpg"],
+                                 server.origin, block_hashes=[str(listed)], **options)
+            assert [row["status"] for row in rows] == [status], line
+
+
+def test_a_live_crawl_blocks_listed_photographs(pictures, tmp_path, capsys):
+    files, images = photo_site(pictures)
+    page = "".join(f"<p><img src='{path}' alt='a red star over the house number {path[1]}'></p>"
+                   for path in files)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/":
+            return web.Response(text=page, content_type="text/html")
+        return await images(request)
+
+    (tmp_path / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
+                   tmp_path / "queries" / "queries.parquet")
+    with Server(handle) as server:
+        code = main(["crawl", "--workdir", str(tmp_path), "--source", f"web:{server.url}/",
+                     "--workers", "1", "--allow-private", "--crawl-delay", "0",
+                     "--block-hashes", hash_list(tmp_path / "list.gz", pictures)])
+    assert code == 0
+    table = capsys.readouterr().out.splitlines()   # the final table of statuses
+    assert [line.split()[:2] for line in table if line.split()[0] in ("ok", "blocked_hash")] \
+        == [["ok", str(PASSING)], ["blocked_hash", str(LISTED)]]
+    manifest = pa.concat_tables(pq.read_table(path) for path in
+                                sorted((tmp_path / "manifests" / "crawl").glob("*.parquet")))
+    blocked = {url.rsplit("/", 1)[1] for url, status in
+               zip(manifest.column("url").to_pylist(), manifest.column("status").to_pylist())
+               if status == "blocked_hash"}
+    assert blocked == {f"{number}.jpg" for number in range(LISTED)}
+
+
+@pytest.mark.parametrize("line, says", [
+    ("0123456789abcdef:17", "a pHash's distance is a number of bits from 0 to 16"),
+    ("0123456789abcdef:x", "a pHash's distance is a number of bits from 0 to 16"),
+    ("0123456789abcde", "nor a pHash (16, optionally :BITS)"),
+    ("a" * 32 + ":4", "is not an MD5, SHA-1 or SHA-256 hex digest"),
+])
+def test_a_bad_phash_line_stops_the_crawl_naming_file_and_line(line, says, tmp_path, capsys):
+    listed = tmp_path / "list.txt.gz"
+    listed.write_bytes(gzip.compress(f"0123456789abcdef\n{line}\n".encode()))
+    workdir = tmp_path / "run"
+    code = main(["crawl", "--workdir", str(workdir), "--source", "pool:nothing.parquet",
+                 "--block-hashes", str(listed)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1
+    assert f"blocklist '{listed}' line 2" in error and says in error
+    assert not workdir.exists()
+
+
+def test_the_default_distance_is_range_checked(tmp_path, capsys):
+    assert main(["crawl", "--workdir", str(tmp_path / "run"), "--source", "pool:x.parquet",
+                 "--block-phash-distance", "17"]) == 2
+    assert "--block-phash-distance" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
