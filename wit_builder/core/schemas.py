@@ -27,7 +27,7 @@ BALANCE = pa.schema([
 
 CRAWL_STATUSES = ("ok", "http_error", "timeout", "too_large", "not_image", "decode_error",
                   "too_small", "bad_aspect_ratio", "blocked_address", "opted_out", "robots",
-                  "redirect_loop", "connection_error", "blocked_url", "blocked_hash")
+                  "redirect_loop", "connection_error", "blocked_url", "blocked_hash", "nsfw")
 
 CRAWL_MANIFEST = pa.schema([
     ("uid", pa.string()),
@@ -40,6 +40,7 @@ CRAWL_MANIFEST = pa.schema([
     ("shard", pa.int32()),
     ("key", pa.string()),
     ("seconds", pa.float32()),
+    ("nsfw_score", pa.float32()),   # --nsfw-threshold's score (null when not scored)
 ])
 
 SHARDS = pa.schema([

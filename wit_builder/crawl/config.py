@@ -139,3 +139,19 @@ class CrawlConfig(NetworkOptions, PartitionedStageConfig):
         "repeatable or comma-separated; '' stores every image", metavar="DIRECTIVE")
     image_robots: bool = option(True, "check each image host's robots.txt before fetching it "
                                       "(--no-image-robots: don't)")
+    blur_faces: bool = option(False, "detect faces on each resized image and blur them before "
+                                     "it is encoded; the sample's .json lists the regions "
+                                     "blurred (face_boxes, x0 y0 x1 y1 in [0, 1]). Needs "
+                                     "pip install 'witbuilder[safety]' (README: Dataset safety)")
+    face_detector: str = option("mtcnn", "face detector of --blur-faces: mtcnn (facenet-pytorch, "
+                                "installed with --no-deps), haar (OpenCV's cascade: fewer faces "
+                                "found) or MODULE:FACTORY, a callable returning a function from "
+                                "an RGB uint8 HxWx3 array to pixel boxes (x0, y0, x1, y1)",
+                                metavar="NAME")
+    nsfw_threshold: float = option(0.0, "score each resized image's NSFW probability (.json and "
+                                        "manifest nsfw_score) and drop those over it (status "
+                                        "nsfw); 0: not scored, 1: scored, none dropped. Needs "
+                                        "pip install 'witbuilder[safety]'", min=0, max=1)
+    nsfw_scorer: str = option("opennsfw", "NSFW scorer of --nsfw-threshold: opennsfw (Yahoo's "
+                              "open_nsfw, ONNX) or MODULE:FACTORY, a callable returning a function "
+                              "from an RGB uint8 HxWx3 array to a probability", metavar="NAME")

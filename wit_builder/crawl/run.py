@@ -35,6 +35,7 @@ from wit_builder.crawl.language import DEFAULT_MIN_PROB, cached_detector, detect
 from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import download_selection, status_table
 from wit_builder.crawl.download.img2dataset_backend import check_engine
+from wit_builder.crawl.download.safety import safety_settings
 from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.core.text import TOKENIZATION
 from wit_builder.crawl.match import QueryMatcher, warn_if_other_rules
@@ -621,6 +622,8 @@ def check_settings(config: CrawlConfig) -> None:
         check_engine(config)
     load_blocklist(config.block_hashes, config.block_urls,  # a bad line: one error, now
                    config.block_phash_distance)
+    if config.download:
+        safety_settings(config)   # a face detector or NSFW scorer not installed: one error, now
     try:
         address_policy(config)
     except ValueError as error:

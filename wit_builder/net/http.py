@@ -62,6 +62,7 @@ STATUSES = {
     "blocked_url": "the URL, or a redirect hop, is on a --block-urls list: never requested",
     "blocked_hash": "the body's MD5, SHA-1 or SHA-256 is on a --block-hashes list: dropped in "
                     "memory, never written",
+    "nsfw": "the image's NSFW score is over --nsfw-threshold: dropped before it is encoded",
     "off_site_redirect": "a page redirected to a host the crawl does not visit",
     "not_html": "a page answered 200 with something else than HTML",
     "robots_unavailable": "robots.txt failed or answered 5xx: the host is skipped",

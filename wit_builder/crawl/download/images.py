@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from wit_builder.crawl.config import image_formats
+from wit_builder.crawl.download.safety import NsfwRejected, SafetySettings, check_image
 
 MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -48,9 +49,10 @@ DECODE_HEADROOM = {"reduced": 2.0, "fast": 1.0, "full": float("inf")}
 class ImageRejected(Exception):
     """An image that is not stored; `status` is its manifest status (DESIGN.md)."""
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, nsfw_score: float | None = None):
         super().__init__(message)
         self.status = status
+        self.nsfw_score = nsfw_score   # the score of an image dropped as nsfw
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ImageSettings:
     quality: int = 90
     max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
     decode: str = "reduced"
+    safety: SafetySettings = SafetySettings()   # --blur-faces, --nsfw-threshold (safety.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resize_mode", canonical_resize_mode(self.resize_mode))
@@ -82,6 +85,8 @@ class StoredImage:
     height: int
     original_width: int
     original_height: int
+    face_boxes: list[list[float]] | None = None   # normalised, blurred (None: not looked for)
+    nsfw_score: float | None = None               # None: not scored
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -262,5 +267,12 @@ def process_image(data: bytes, settings: ImageSettings,
     if blocked is not None and blocked(array):
         raise ImageRejected("blocked_hash", "near a pHash on a --block-hashes list")
     array = resize_array(array, settings, width, height)
-    return StoredImage(encode_jpeg(array, settings.quality), array.shape[1], array.shape[0],
-                       width, height)
+    if not settings.safety:
+        return StoredImage(encode_jpeg(array, settings.quality), array.shape[1], array.shape[0],
+                           width, height)
+    try:  # on the resized image, before it is encoded
+        checked = check_image(array, settings.safety)
+    except NsfwRejected as rejected:
+        raise ImageRejected("nsfw", str(rejected), rejected.score) from None
+    return StoredImage(encode_jpeg(checked.bgr, settings.quality), array.shape[1],
+                       array.shape[0], width, height, checked.face_boxes, checked.nsfw_score)

@@ -94,6 +94,9 @@ def check_engine(config: CrawlConfig) -> None:
         raise WitError("--block-hashes and --block-urls need --downloader native: img2dataset "
                        "writes every image to its own output before it can be checked, and "
                        "follows redirects where the lists cannot be applied")
+    if config.blur_faces or config.nsfw_threshold > 0:
+        raise WitError("--blur-faces and --nsfw-threshold need --downloader native: img2dataset "
+                       "encodes and writes every image before it could be checked")
 
 
 def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy,

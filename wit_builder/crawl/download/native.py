@@ -57,9 +57,10 @@ def stored_outcome(fetched: Fetched, image_settings: ImageSettings,
         if status == "blocked_hash":
             return fetch_failed(Fetched(status, fetched.http_status, str(error)))
         return Outcome(status, fetched.http_status, str(error)[:300] or type(error).__name__,
-                       len(fetched.body), digest, fetched.seconds + time.monotonic() - started)
+                       len(fetched.body), digest, fetched.seconds + time.monotonic() - started,
+                       nsfw_score=getattr(error, "nsfw_score", None))
     return Outcome("ok", fetched.http_status, None, len(fetched.body), digest,
-                   fetched.seconds + time.monotonic() - started, image)
+                   fetched.seconds + time.monotonic() - started, image, image.nsfw_score)
 
 
 class InOrderWriter:

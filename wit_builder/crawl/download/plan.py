@@ -18,6 +18,7 @@ from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import FetchSettings, header_directives
 from wit_builder.crawl.download.images import ImageSettings
+from wit_builder.crawl.download.safety import safety_settings
 
 if TYPE_CHECKING:  # the workers' fork server imports this module: only what they run
     from wit_builder.crawl.config import CrawlConfig
@@ -91,7 +92,8 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                                                    config.block_phash_distance))
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
-                          quality=config.quality, decode=config.decode)
+                          quality=config.quality, decode=config.decode,
+                          safety=safety_settings(config))
     return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
 
 
@@ -122,6 +124,9 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
               "image_settings": asdict(settings.image),
               "disallowed_directives": list(settings.fetch.disallowed_directives),
               "image_robots": settings.fetch.image_robots}
+    del inputs["image_settings"]["safety"]   # recorded apart, only when on (as the lists)
+    if settings.image.safety:
+        inputs["safety"] = settings.image.safety.recorded()
     if settings.fetch.blocklist:  # recorded when given: a new list redoes the shards
         inputs["blocklists_sha256"] = settings.fetch.blocklist.fingerprint
     return inputs

@@ -101,6 +101,7 @@ class Outcome:
     sha256: str | None = None     # of the bytes downloaded
     seconds: float | None = None
     image: StoredImage | None = None
+    nsfw_score: float | None = None   # --nsfw-threshold: of a stored or an nsfw-dropped image
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def raw_sample(row: dict, shard: int, index: int, outcome: Outcome) -> RawSample
                     "http_status": outcome.http_status, "error": outcome.error,
                     "bytes": outcome.size, "sha256": outcome.sha256, "shard": shard, "key": key,
                     "seconds": outcome.seconds}
+    if outcome.nsfw_score is not None:
+        manifest_row["nsfw_score"] = outcome.nsfw_score
     if key is None:
         return RawSample(manifest_row, None)
     image = outcome.image
@@ -129,6 +132,10 @@ def raw_sample(row: dict, shard: int, index: int, outcome: Outcome) -> RawSample
             "query_ids": row["query_ids"], "width": image.width, "height": image.height,
             "original_width": image.original_width, "original_height": image.original_height,
             "sha256": outcome.sha256}
+    if image.face_boxes is not None:   # --blur-faces: the regions blurred, [0, 1] x0 y0 x1 y1
+        meta["face_boxes"] = image.face_boxes
+    if image.nsfw_score is not None:
+        meta["nsfw_score"] = image.nsfw_score
     return RawSample(manifest_row, sample_block(key, sample_members(key, image.jpeg, row["text"],
                                                                     meta)))
 

