@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml setup.py wit_builder/queries/_hotloop.c wit_builder/cra
 	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
-# The test extras (pytest, open_clip for comparisons) and Ray, for the engine tests.
+# The test extras (pytest, open_clip for comparisons), Ray, for the engine tests, and the safety
+# detectors (facenet-pytorch without its dependencies: its metadata pins an old torch).
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,ray]'
+	$(BIN)/pip install --quiet -e '.[test,ray,safety]'
+	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(TEST_STAMP)
 
 # The embedded synthetic web every default input comes from (a no-op when up to date).
