@@ -67,3 +67,26 @@ REMOVALS = pa.schema([
     ("reason", pa.string()),        # REMOVAL_REASONS
 ])
 REMOVAL_REASONS = ("takedown", "takedown_page", "robots", "opted_out")
+
+# A pool's additional columns (`wit crawl --save-additional-columns`, img2dataset's
+# save_additional_columns) ride at the end of the candidates, matches, selection and download
+# manifests, with the Arrow types the pool gave them, and become keys of each sample's `.json`.
+SAMPLE_JSON = ("uid", "url", "page_url", "query_ids", "width", "height", "original_width",
+               "original_height", "sha256")   # the keys a raw sample's `.json` holds
+# Names an additional column cannot take: ours (the contracts above, the `.json` keys, those
+# --blur-faces and --nsfw-threshold add) and those img2dataset keeps for itself, so that both
+# downloaders accept the same columns.
+RESERVED_COLUMNS = frozenset(SELECTION.names) | frozenset(CRAWL_MANIFEST.names) | \
+    frozenset(SAMPLE_JSON) | frozenset({"face_boxes", "nsfw_score"}) | \
+    frozenset({"caption", "error_message", "exif", "md5", "sha512"})
+
+
+def additional_fields(schema: pa.Schema, contract: pa.Schema) -> pa.Schema:
+    """The fields of `schema` (a file of `contract`) past the contract's own: a pool's
+    additional columns, in their order."""
+    return pa.schema([field for field in schema if field.name not in contract.names])
+
+
+def with_additional(contract: pa.Schema, additional: pa.Schema | None) -> pa.Schema:
+    """`contract` followed by a pool's additional columns (none: the contract itself)."""
+    return pa.schema([*contract, *additional]) if additional else contract

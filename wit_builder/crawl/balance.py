@@ -177,8 +177,15 @@ def select_partition(job: tuple[str, str], seed: int, rule: dict, query_count: i
                                            pa.array(matches.queries[kept], pa.int32()))
     rows = np.flatnonzero(per_row > 0)
     table = table.append_column("selected_by", selected_by).take(pa.array(rows))
-    store.write_parquet(target, table.select(schemas.SELECTION.names).cast(schemas.SELECTION))
+    schema = selection_schema(table.schema)  # with a pool's additional columns, if any
+    store.write_parquet(target, table.select(schema.names).cast(schema))
     return np.bincount(matches.queries[kept], minlength=query_count).astype(np.int64)
+
+
+def selection_schema(matched: pa.Schema) -> pa.Schema:
+    """SELECTION, followed by the pool's additional columns the matched rows carry."""
+    return schemas.with_additional(schemas.SELECTION,
+                                   schemas.additional_fields(matched, schemas.SELECTION))
 
 
 def merge_parquet(parts: list[str], target: store.Location, schema: pa.Schema) -> int:
@@ -219,8 +226,10 @@ def balance_partitions(matched: list[str], query_count: int, manifests: store.Lo
                                query_count=query_count)
     selected = np.sum(map_partitions(select, jobs, desc="balance: select"),
                       axis=0, dtype=np.int64) if jobs else np.zeros(query_count, np.int64)
+    schema = selection_schema(store.parquet_file(paths[0]).schema_arrow) if paths \
+        else schemas.SELECTION
     rows = merge_parquet([target for _, target in jobs], store.join(manifests, "selection.parquet"),
-                         schemas.SELECTION)
+                         schema)
     balance_table = pa.table({"query_id": np.arange(query_count, dtype=np.int32),
                               "matched": counts, "selected": selected}, schema=schemas.BALANCE)
     store.write_parquet(store.join(manifests, "balance.parquet"), balance_table)

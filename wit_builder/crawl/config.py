@@ -84,6 +84,10 @@ class CrawlConfig(NetworkOptions, PartitionedStageConfig):
                                 choices=["auto", "lingua", "langdetect"])
     url_col: str = option("url", "URL column of pool files", aliases=["--url_col"])
     text_col: str = option("caption", "caption column of pool files", aliases=["--caption_col"])
+    save_additional_columns: list[str] = option(
+        [], "columns of pool files (license, similarity, NSFW, ...) kept in each sample's .json "
+        "and the download manifests, with the pool's types; comma-separated or repeatable; pool "
+        "sources only", metavar="COLUMN", aliases=["--save_additional_columns"])
     samples_per_shard: int = option(10_000, "samples per raw download shard",
                                     min=1, aliases=["--number_sample_per_shard"])
     concurrency: int = option(128, "requests in flight per worker",

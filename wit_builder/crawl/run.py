@@ -43,8 +43,8 @@ from wit_builder.net.guard import AddressPolicy, origin_netloc
 from wit_builder.core.options import WitError
 from wit_builder.crawl.sources.html import PageImages, extract_images, parse_page
 from wit_builder.crawl.url_dedupe import dedupe_matched
-from wit_builder.crawl.sources.pool import (PoolColumns, PoolPartition, pool_format, pool_partitions,
-                                      read_pool)
+from wit_builder.crawl.sources.pool import (PoolColumns, PoolPartition, additional_schema,
+                                            pool_format, pool_partitions, read_pool)
 from wit_builder.crawl.sources import SERVED_SOURCES
 from wit_builder.crawl.sources.urls import canonical_url
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
@@ -360,9 +360,10 @@ def source_partitions(source: Source, config: CrawlConfig, staging: store.Locati
             for i, part in enumerate(parts)]
 
 
-def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counter
-              ) -> Iterator[tuple[str, str, str]]:
-    """(image URL, text, page URL) of one partition, before any filter."""
+def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counter,
+              additional: list[pa.RecordBatch] | None = None) -> Iterator[tuple[str, str, str]]:
+    """(image URL, text, page URL) of one partition, before any filter; a pool's additional
+    columns go to `additional` (pool.read_pool)."""
     if partition.kind == "warc":
         for page_url, body in read_html_responses(partition.location, dropped, settings.policy):
             dropped["pages"] += 1
@@ -381,7 +382,7 @@ def raw_pairs(partition: Partition, settings: PartitionSettings, dropped: Counte
         part = PoolPartition(partition.location, pool_format(partition.location),
                              partition.row_groups, partition.rows, partition.share,
                              partition.more)
-        for url, text in read_pool(part, settings.columns, settings.policy, dropped):
+        for url, text in read_pool(part, settings.columns, settings.policy, dropped, additional):
             yield url, text, ""
     else:
         table = store.read_parquet(partition.location)
@@ -438,6 +439,9 @@ def partition_inputs(partition: Partition, settings: PartitionSettings) -> dict:
               "tokenization": TOKENIZATION}  # captions are cut into words to match
     if partition.kind == "pool":
         inputs["columns"] = [settings.columns.url, settings.columns.text]
+        if settings.columns.additional:  # recorded only when set: older markers still match
+            inputs["additional_columns"] = [[field.name, str(field.type)]
+                                            for field in settings.columns.additional]
     return inputs
 
 
@@ -452,7 +456,11 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
                                str(store.local_copy(settings.queries)), settings.queries_sha256)
     dropped: Counter = Counter()
     candidates, matched_ids = [], []
-    for url, text, page_url in raw_pairs(partition, settings, dropped):
+    # a pool's additional columns: read by batches beside the pairs, taken by row at the end
+    additional = [] if settings.columns.additional else None
+    positions = []  # the row each candidate came from (kept only with additional columns)
+    for position, (url, text, page_url) in enumerate(raw_pairs(partition, settings, dropped,
+                                                               additional)):
         if not url:
             dropped["no_url"] += 1
             continue
@@ -474,6 +482,8 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
         candidates.append({"uid": pair_uid(url, text), "url": url, "text": text,
                            "page_url": page_url, "source": partition.source, "lang": lang,
                            "lang_prob": lang_prob})
+        if additional is not None:
+            positions.append(position)
         if not query_ids:
             dropped["no_query"] += 1
         elif lang != settings.lang or lang_prob < settings.min_lang_prob:
@@ -481,13 +491,24 @@ def process_partition(partition: Partition, settings: PartitionSettings) -> dict
         else:
             matched_ids.append((len(candidates) - 1, query_ids))
     table = pa.Table.from_pylist(candidates, schema=schemas.CANDIDATES)
-    store.write_parquet(paths["candidates"], table)
     rows = [candidates[i] | {"query_ids": ids} for i, ids in matched_ids]
-    store.write_parquet(paths["matched"], pa.Table.from_pylist(rows, schema=schemas.MATCHES))
+    matched = pa.Table.from_pylist(rows, schema=schemas.MATCHES)
+    if additional is not None:
+        extra = pa.Table.from_batches(additional, settings.columns.additional).take(positions)
+        table = with_columns(table, extra)
+        matched = with_columns(matched, extra.take([i for i, _ in matched_ids]))
+    store.write_parquet(paths["candidates"], table)
+    store.write_parquet(paths["matched"], matched)
     stats = {"source": partition.source, "candidates": len(candidates), "matched": len(rows),
              "dropped": dict(dropped)}
     markers.write(paths["stats"], inputs, **stats)  # last: it marks the partition done
     return {**stats, "inputs": inputs}
+
+
+def with_columns(table: pa.Table, extra: pa.Table) -> pa.Table:
+    """`table` with the columns of `extra` (as many rows) after its own."""
+    return pa.Table.from_arrays([*table.columns, *extra.columns],
+                                schema=schemas.with_additional(table.schema, extra.schema))
 
 
 def finished_partitions(partitions: list[Partition], settings: PartitionSettings
@@ -539,12 +560,14 @@ def min_lang_prob(config: CrawlConfig) -> float:
 
 
 def partition_settings(config: CrawlConfig, queries: store.Location,
-                       queries_sha256: str = "") -> PartitionSettings:
+                       queries_sha256: str = "", additional: pa.Schema | None = None
+                       ) -> PartitionSettings:
     return PartitionSettings(
         workdir=str(config.workdir), queries=str(queries),
         limits=CaptionLimits(min_chars=config.min_text_chars, max_chars=config.max_text_chars),
         lang=config.lang, min_lang_prob=min_lang_prob(config), lang_detector=config.lang_detector,
-        seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col),
+        seed=config.seed, columns=PoolColumns(url=config.url_col, text=config.text_col,
+                                              additional=additional),
         queries_sha256=queries_sha256, policy=address_policy(config))
 
 
@@ -555,6 +578,37 @@ def parse_sources(config: CrawlConfig) -> list[Source]:
     return sources
 
 
+def additional_column_names(config: CrawlConfig, sources: list[Source]) -> list[str]:
+    """The pool columns --save-additional-columns names (comma lists allowed), refused for a
+    source that has no columns and for a name the samples or manifests already use."""
+    names = list(dict.fromkeys(name.strip() for value in config.save_additional_columns
+                               for name in value.split(",") if name.strip()))
+    if not names:
+        return []
+    for source in sources:
+        if source.kind != "pool":
+            raise WitError(f"--save-additional-columns: source '{source.kind}:"
+                           f"{source.location}' has no columns (only pool: sources have); "
+                           "drop the option or that source")
+    taken = [name for name in names if name in schemas.RESERVED_COLUMNS]
+    if taken:
+        raise WitError(f"--save-additional-columns: {taken[0]!r} is a key witbuilder (or "
+                       "img2dataset) writes itself; rename that column of the pool")
+    return names
+
+
+def additional_columns(config: CrawlConfig, sources: list[Source]) -> pa.Schema | None:
+    """The pool columns kept beside the pairs, with the types of the first pool's first file
+    (pool.additional_schema: every file checked for them, before any work); None when none."""
+    names = additional_column_names(config, sources)
+    if not names:
+        return None
+    columns = PoolColumns(url=config.url_col, text=config.text_col)
+    schemas_found = [additional_schema(source.location, columns, names, address_policy(config))
+                     for source in sources]
+    return schemas_found[0]
+
+
 @stage_engine  # an entry of its own too (tests call it); inside `run`, run's engine
 def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     """Everything up to the selection: manifests/selection.parquet and balance.parquet.
@@ -562,6 +616,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     started = time.monotonic()
     keep_freed_memory()  # this process parses the pages of a live web crawl
     sources = parse_sources(config)
+    additional = additional_columns(config, sources)
     store.check_reachable(config.workdir)
     queries = config.path(config.queries)
     if not store.exists(queries):
@@ -571,7 +626,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
     dropped: Counter = Counter()
     partitions = harvest(config, sources, sites or {}, dropped)
     queries_sha256 = atomic.sha256_file(local_queries)
-    settings = partition_settings(config, queries, queries_sha256)
+    settings = partition_settings(config, queries, queries_sha256, additional)
     finished = finished_partitions(partitions, settings)
     todo = [partition for partition in partitions if partition.index not in finished]
     results = list(finished.values())
@@ -598,6 +653,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
              "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
              "queries_sha256": queries_sha256,
+             **({"additional_columns": additional.names} if additional else {}),
              "language": detector_settings(config.lang_detector, config.lang,
                                            settings.min_lang_prob),
              "seconds": round(time.monotonic() - started, 2),
@@ -622,6 +678,7 @@ def check_settings(config: CrawlConfig) -> None:
         check_engine(config)
     load_blocklist(config.block_hashes, config.block_urls,  # a bad line: one error, now
                    config.block_phash_distance)
+    additional_column_names(config, parse_sources(config))  # (the pool files: in select)
     if config.download:
         safety_settings(config)   # a face detector or NSFW scorer not installed: one error, now
     try:

@@ -21,8 +21,9 @@ OPT_OUT_STATUSES = ("opted_out", "robots", "blocked_address")
 NOT_PAIRS = ("pages", "off_site_link")  # counted among the drops by older crawls
 
 
-def write_sizes(out: store.Location, written: list[dict]) -> None:
-    """sizes.json and _info.json of the shards `written` (rows of manifests/shards.parquet)."""
+def write_sizes(out: store.Location, written: list[dict], additional: list[str] = ()) -> None:
+    """sizes.json and _info.json of the shards `written` (rows of manifests/shards.parquet);
+    `additional`: the pool columns each sample's `.json` carries too (crawl_stats.json)."""
     rows = sorted(written, key=lambda row: row["shard"])
     store.write_json(store.join(out, "sizes.json"), {row["shard"]: row["samples"] for row in rows})
     splits = {}
@@ -34,7 +35,8 @@ def write_sizes(out: store.Location, written: list[dict]) -> None:
     store.write_json(store.join(out, "_info.json"),
                      {"format": "webdataset", "members": ["jpg", "txt", "json"],
                       "total_samples": sum(split["samples"] for split in splits.values()),
-                      "splits": splits})
+                      "splits": splits,
+                      **({"additional_columns": list(additional)} if additional else {})})
 
 
 def table(rows: list[tuple[object, object]], header: tuple[str, str]) -> list[str]:
@@ -70,6 +72,7 @@ def dataset_card(summary: dict, crawl_stats: dict) -> str:
         "Each sample: `KEY.jpg` (the image), `KEY.txt` (its text), `KEY.json` (uid, url, page_url,",
         "query_ids, sizes, sha256 of the downloaded bytes). `sizes.json` gives the samples of each",
         "shard (open_clip_train reads it), `_info.json` the totals.",
+        *additional_columns_line(crawl_stats),
         "",
         "## Sources",
         "",
@@ -124,6 +127,8 @@ def dataset_card(summary: dict, crawl_stats: dict) -> str:
         "The images and texts belong to their owners; witbuilder records no licence for them",
         "(each sample's `url` and `page_url` say where it came from). Check the terms of the",
         "sources before you use or share the data.",
+        *(["A licence the pool recorded is in each `.json`, among the pool's columns above."]
+          if crawl_stats.get("additional_columns") else []),
         "",
         "## Citation",
         "",
@@ -132,6 +137,15 @@ def dataset_card(summary: dict, crawl_stats: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def additional_columns_line(crawl_stats: dict) -> list[str]:
+    """The card's line on the pool columns kept in every `.json` (`--save-additional-columns`)."""
+    names = crawl_stats.get("additional_columns") or []
+    if not names:
+        return []
+    return ["The `.json` also holds the pool's own columns, as the pool recorded them "
+            "(`--save-additional-columns`): " + ", ".join(f"`{name}`" for name in names) + "."]
 
 
 def removed_after_build(summary: dict) -> list[str]:

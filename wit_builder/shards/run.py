@@ -647,9 +647,10 @@ def run(config: ShardsConfig) -> int:
         summary = dataset_summary.summarize(config, tally, written, raw_shards, raw_bytes,
                                             buckets)
         store.write_json(store.join(manifests, "dataset.json"), summary)
-        card.write_sizes(out, written)
-        card.write_card(out, summary, dataset_summary.read_json_if_present(
-            store.join(manifests, "crawl_stats.json")))
+        crawl_stats = dataset_summary.read_json_if_present(
+            store.join(manifests, "crawl_stats.json"))
+        card.write_sizes(out, written, crawl_stats.get("additional_columns", []))
+        card.write_card(out, summary, crawl_stats)
         summary = remove_taken_down()  # recorded removals, --takedown, --recheck-optout
         if config.report:
             from wit_builder.shards import report

@@ -100,11 +100,12 @@ def check_engine(config: CrawlConfig) -> None:
 
 
 def guarded_input(selection: store.Location, target: Path, policy: AddressPolicy,
-                  refused: dict[str, str] | None = None) -> set[str]:
+                  refused: dict[str, str] | None = None,
+                  additional: list[str] | tuple[str, ...] = ()) -> set[str]:
     """Copy the selection for img2dataset with the URLs our guard refuses replaced (refused IP
     literals, and anything but http(s): urllib would read file: URLs), and those of the uids in
     `refused` (robots.txt); the uids the guard refuses."""
-    table = store.read_parquet(selection, columns=["uid", "url", "text"])
+    table = store.read_parquet(selection, columns=["uid", "url", "text", *additional])
     urls, blocked = table.column("url").to_pylist(), set()
     for i, (uid, url) in enumerate(zip(table.column("uid").to_pylist(), urls)):
         try:
@@ -222,7 +223,8 @@ def run_img2dataset(config: CrawlConfig, settings: DownloadSettings, input_path:
     resize_mode = settings.image.resize_mode
     with guarded_workers(settings.fetch.policy):
         download(url_list=str(input_path), input_format="parquet", url_col="url",
-                 caption_col="text", save_additional_columns=["uid"], output_format="webdataset",
+                 caption_col="text", output_format="webdataset",
+                 save_additional_columns=["uid", *settings.additional.names],
                  output_folder=str(output), processes_count=current().worker_count,
                  thread_count=config.concurrency, image_size=config.image_size,
                  resize_mode=RESIZE_MODES[resize_mode],
@@ -283,7 +285,8 @@ def their_outcome(their: dict, images: dict[str, dict[str, bytes]], blocked: boo
 
 
 def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set[str],
-                  inputs: dict | None = None, refused: dict[str, str] | None = None) -> Counter:
+                  inputs: dict | None = None, refused: dict[str, str] | None = None,
+                  additional: pa.Schema | None = None) -> Counter:
     """Rewrite img2dataset's shard `shard.index` as our tar + manifest (in selection order), the
     manifest recording the shard's `inputs` as the native downloader's do."""
     name = f"{shard.index:05d}"
@@ -291,14 +294,18 @@ def convert_shard(shard: DownloadShard, output: Path, workdir: str, blocked: set
     images = their_samples(output / f"{name}.tar")
     manifest = []
     with writer.shard_tar(writer.tar_path(workdir, shard.index)) as tar:
-        for index, row in enumerate(read_rows(shard)):
+        names = additional.names if additional else []
+        for index, row in enumerate(read_rows(shard, names)):
             outcome = their_outcome(theirs.get(row["uid"], MISSING), images, row["uid"] in blocked,
                                     (refused or {}).get(row["uid"]))
-            sample = writer.raw_sample(row, shard.index, index, outcome)
+            # the pool's columns from our selection, as the native downloader writes them (the
+            # same values img2dataset was handed: its copies are not read back)
+            sample = writer.raw_sample(row, shard.index, index, outcome, names)
             if sample.members is not None:
                 tar.write_members(sample.members)
             manifest.append(sample.manifest_row)
-    writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest, inputs)
+    writer.write_manifest(writer.manifest_path(workdir, shard.index), manifest, inputs,
+                          additional)
     return Counter(row["status"] for row in manifest)
 
 
@@ -320,7 +327,7 @@ def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
     # so memory holds one shard's rows, not the selection's.
     todo, statuses, unrecorded = [], Counter(), 0
     for shard in shards:
-        inputs = shard_inputs(read_rows(shard), settings)
+        inputs = shard_inputs(read_rows(shard, settings.additional.names), settings)
         check = check_done(shard, inputs, config.workdir)
         log_done_check(shard.index, check)
         unrecorded += check.unrecorded
@@ -335,11 +342,11 @@ def download_with_img2dataset(config: CrawlConfig, selection: store.Location,
             refused = (robots_refused(selection, settings.fetch)
                        if settings.fetch.image_robots else {})
             blocked = guarded_input(selection, scratch / "input.parquet", settings.fetch.policy,
-                                    refused)
+                                    refused, settings.additional.names)
             run_img2dataset(config, settings, scratch / "input.parquet", scratch / "output")
             for shard, inputs in todo:
                 statuses.update(convert_shard(shard, scratch / "output", config.workdir, blocked,
-                                              inputs, refused))
+                                              inputs, refused, settings.additional))
         finally:  # a failed run must not leave a copy of the selection and images behind
             shutil.rmtree(scratch, ignore_errors=True)
     stats = summary(statuses, len(shards), len(shards) - len(todo),

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 import cv2
+import pyarrow as pa
 
 from wit_builder.crawl.blocklists import Blocklist
 from wit_builder.crawl.download import writer
@@ -152,11 +153,12 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
     rows come back in the same order."""
     pending = iter(enumerate(rows))
     written = InOrderWriter(tar)
+    additional = settings.additional.names
 
     def decode(index: int, row: dict, fetched: Fetched) -> None:
         # The sample's tar members are encoded here too, off the event loop.
         outcome = stored_outcome(fetched, settings.image, settings.fetch.blocklist)
-        written.add(index, raw_sample(row, shard, index, outcome))
+        written.add(index, raw_sample(row, shard, index, outcome, additional))
 
     async def worker(session, robots, decoding: DecodeQueue) -> None:
         for index, row in pending:
@@ -171,7 +173,8 @@ async def download_rows(rows: list[dict], shard: int, settings: DownloadSettings
             if fetched.status == "ok":
                 await decoding.put(index, row, fetched)
             else:
-                written.add(index, raw_sample(row, shard, index, fetch_failed(fetched)))
+                written.add(index, raw_sample(row, shard, index, fetch_failed(fetched),
+                                              additional))
 
     decoding = DecodeQueue(asyncio.get_running_loop(), decode, settings.decode_threads)
     try:
@@ -195,7 +198,7 @@ def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
 
     The manifest is written by the process that collects the results: a list → Arrow conversion
     imports pandas (~0.35 CPU s), which the workers' fork server then never needs to load."""
-    rows = read_rows(shard)
+    rows = read_rows(shard, settings.additional.names)
     inputs = shard_inputs(rows, settings)
     check = check_done(shard, inputs, settings.workdir)
     if check.statuses is not None:
@@ -212,12 +215,12 @@ def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
             "check": check}
 
 
-def finish_shard(result: dict, workdir: str) -> None:
-    """Write the manifest of a shard `download_shard` downloaded, with the inputs it came from:
-    last, it marks the shard done."""
+def finish_shard(result: dict, workdir: str, additional: pa.Schema | None = None) -> None:
+    """Write the manifest of a shard `download_shard` downloaded, with the inputs it came from
+    (and the pool's `additional` columns): last, it marks the shard done."""
     if result["manifest"] is not None:
         writer.write_manifest(writer.manifest_path(workdir, result["shard"]), result["manifest"],
-                              result.get("inputs"))
+                              result.get("inputs"), additional)
 
 
 def download_with_native(shards: list[DownloadShard], settings: DownloadSettings) -> dict:
@@ -237,7 +240,7 @@ def download_with_native(shards: list[DownloadShard], settings: DownloadSettings
     bar = tqdm(total=len(shards), desc="crawl: download", unit="shard")
     try:
         for result in run_partitions(work, shards, progress=False):
-            finish_shard(result, settings.workdir)
+            finish_shard(result, settings.workdir, settings.additional)
             statuses.update(result["statuses"])
             skipped += result["skipped"]
             unrecorded += result["check"].unrecorded

@@ -9,10 +9,12 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from wit_builder.core import markers, store
+import pyarrow as pa
+
+from wit_builder.core import markers, schemas, store
 from wit_builder.core.options import WitError
 from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import writer
@@ -42,6 +44,8 @@ class DownloadSettings:
     fetch: FetchSettings
     image: ImageSettings
     decode_threads: int = 2
+    # the pool's columns the selection carries (--save-additional-columns), with their types
+    additional: pa.Schema = field(default_factory=lambda: pa.schema([]))
 
 
 def check_selection(config: CrawlConfig, selection: store.Location) -> None:
@@ -75,10 +79,13 @@ def plan_download(config: CrawlConfig, selection: store.Location
     by a larger selection, are removed."""
     shards = plan_shards(selection, config.samples_per_shard)
     remove_shards_past_selection(config.workdir, len(shards))
-    return shards, download_settings(config)
+    additional = schemas.additional_fields(store.parquet_file(selection).schema_arrow,
+                                           schemas.SELECTION)
+    return shards, download_settings(config, additional)
 
 
-def download_settings(config: CrawlConfig) -> DownloadSettings:
+def download_settings(config: CrawlConfig, additional: pa.Schema | None = None
+                      ) -> DownloadSettings:
     """What a worker needs (picklable), taken from the crawl settings."""
     fetch = FetchSettings(user_agent=config.user_agent, timeout=config.timeout,
                           retries=config.retries, max_bytes=config.max_bytes,
@@ -94,17 +101,19 @@ def download_settings(config: CrawlConfig) -> DownloadSettings:
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
                           quality=config.quality, decode=config.decode,
                           safety=safety_settings(config))
-    return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image)
+    return DownloadSettings(workdir=str(config.workdir), fetch=fetch, image=image,
+                            additional=additional or pa.schema([]))
 
 
-def read_rows(shard: DownloadShard) -> list[dict]:
-    """The shard's rows, reading only the row groups that overlap it (flat memory)."""
+def read_rows(shard: DownloadShard, additional: list[str] | tuple[str, ...] = ()) -> list[dict]:
+    """The shard's rows (COLUMNS and the `additional` ones), reading only the row groups that
+    overlap it (flat memory)."""
     parquet = store.parquet_file(shard.selection)
     rows, offset = [], 0
     for group in range(parquet.metadata.num_row_groups):
         count = parquet.metadata.row_group(group).num_rows
         if offset < shard.stop and offset + count > shard.start:
-            table = parquet.read_row_group(group, columns=COLUMNS)
+            table = parquet.read_row_group(group, columns=[*COLUMNS, *additional])
             low, high = max(shard.start - offset, 0), min(shard.stop - offset, count)
             rows += table.slice(low, high - low).to_pylist()
         offset += count
@@ -115,10 +124,12 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
     """What a shard's tar and manifest depend on, recorded in its manifest: a digest of its rows
     of the selection (a re-balanced selection moves rows between shards), the image settings and
     the opt-out directives, whether robots.txt is obeyed and the blocklists (they decide which
-    images are stored)."""
+    images are stored), and the pool's additional columns (the samples' `.json` holds them)."""
+    names = [*COLUMNS, *settings.additional.names]
     digest = hashlib.sha256()
     for row in rows:
-        digest.update(json.dumps([row[name] for name in COLUMNS], ensure_ascii=False).encode())
+        digest.update(json.dumps([row[name] for name in names], ensure_ascii=False,
+                                 default=str).encode())
         digest.update(b"\n")
     inputs = {"selection_rows": len(rows), "selection_sha256": digest.hexdigest(),
               "image_settings": asdict(settings.image),
@@ -127,6 +138,9 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
     del inputs["image_settings"]["safety"]   # recorded apart, only when on (as the lists)
     if settings.image.safety:
         inputs["safety"] = settings.image.safety.recorded()
+    if settings.additional:  # recorded when set, as the blocklists
+        inputs["additional_columns"] = [[item.name, str(item.type)]
+                                        for item in settings.additional]
     if settings.fetch.blocklist:  # recorded when given: a new list redoes the shards
         inputs["blocklists_sha256"] = settings.fetch.blocklist.fingerprint
     return inputs

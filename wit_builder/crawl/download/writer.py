@@ -18,8 +18,12 @@ server that starts the workers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
+import decimal
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,14 +117,16 @@ class RawSample:
     members: bytes | None
 
 
-def raw_sample(row: dict, shard: int, index: int, outcome: Outcome) -> RawSample:
+def raw_sample(row: dict, shard: int, index: int, outcome: Outcome,
+               additional: list[str] | tuple[str, ...] = ()) -> RawSample:
     """Row `index` of download shard `shard` (its selection columns: uid, url, text, page_url,
-    query_ids) with what became of it: its key, `.json`, `.txt` and manifest row."""
+    query_ids, and the pool's `additional` columns) with what became of it: its key, `.json`,
+    `.txt` and manifest row (both with the additional columns, as img2dataset keeps them)."""
     key = shard_key(shard, index) if outcome.status == "ok" else None
     manifest_row = {"uid": row["uid"], "url": row["url"], "status": outcome.status,
                     "http_status": outcome.http_status, "error": outcome.error,
                     "bytes": outcome.size, "sha256": outcome.sha256, "shard": shard, "key": key,
-                    "seconds": outcome.seconds}
+                    "seconds": outcome.seconds, **{name: row[name] for name in additional}}
     if outcome.nsfw_score is not None:
         manifest_row["nsfw_score"] = outcome.nsfw_score
     if key is None:
@@ -131,13 +137,36 @@ def raw_sample(row: dict, shard: int, index: int, outcome: Outcome) -> RawSample
     meta = {"uid": row["uid"], "url": row["url"], "page_url": row["page_url"],
             "query_ids": row["query_ids"], "width": image.width, "height": image.height,
             "original_width": image.original_width, "original_height": image.original_height,
-            "sha256": outcome.sha256}
+            "sha256": outcome.sha256, **{name: json_value(row[name]) for name in additional}}
     if image.face_boxes is not None:   # --blur-faces: the regions blurred, [0, 1] x0 y0 x1 y1
         meta["face_boxes"] = image.face_boxes
     if image.nsfw_score is not None:
         meta["nsfw_score"] = image.nsfw_score
     return RawSample(manifest_row, sample_block(key, sample_members(key, image.jpeg, row["text"],
                                                                     meta)))
+
+
+def json_value(value):
+    """A pool value as JSON keeps it: numbers as numbers, null as null (NaN too: JSON has none),
+    times as ISO 8601 text, bytes as text (base64 when not UTF-8), lists and maps inside out."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):  # an Arrow map comes as (key, value) pairs
+        return [json_value(item) for item in value]
+    return value
 
 
 @contextlib.contextmanager
@@ -153,10 +182,12 @@ def shard_tar(path: store.Location) -> Iterator[SampleTarWriter]:
 INPUTS_KEY = b"witbuilder.inputs"  # parquet schema metadata: what the shard was made from
 
 
-def write_manifest(path: store.Location, rows: list[dict], inputs: dict | None = None) -> None:
-    """One row per attempted URL, schema CRAWL_MANIFEST, and the shard's `inputs` in the schema
-    metadata; written last: it marks the shard done."""
-    table = pa.Table.from_pylist(rows, schema=schemas.CRAWL_MANIFEST)
+def write_manifest(path: store.Location, rows: list[dict], inputs: dict | None = None,
+                   additional: pa.Schema | None = None) -> None:
+    """One row per attempted URL, schema CRAWL_MANIFEST (and the pool's `additional` columns),
+    and the shard's `inputs` in the schema metadata; written last: it marks the shard done."""
+    table = pa.Table.from_pylist(rows, schema=schemas.with_additional(schemas.CRAWL_MANIFEST,
+                                                                      additional))
     if inputs is not None:
         table = table.replace_schema_metadata({INPUTS_KEY: json.dumps(inputs, sort_keys=True)})
     store.write_parquet(path, table)

@@ -13,6 +13,13 @@ an object) is counted (`row_error`) and logged, and the rest of the file is read
 
 A pool at an http(s) URL is read through the store's guarded HTTP filesystem: the crawl's
 `AddressPolicy` (`policy=`; default public addresses only) checks every hop.
+
+A pool's additional columns (`--save-additional-columns`: licence, similarity, NSFW tags) are
+read beside the pairs, batch by batch (`read_pool`'s `additional`), in the Arrow types of the
+pool's first file (`additional_schema`, which checks every file has them before any work): a
+parquet column's own type, a CSV column's as pyarrow infers it from the first block (as
+img2dataset reads it), a JSON-lines key's from the values of the first lines. A value another
+file holds that cannot take that type is null, and logged.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import shutil
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -65,6 +74,12 @@ class PoolPartition:
 class PoolColumns:
     url: str = "url"
     text: str = "caption"
+    additional: pa.Schema | None = None  # the pool columns kept beside the pairs, typed
+
+    def names(self) -> list[str]:
+        """The columns read, each once."""
+        extra = self.additional.names if self.additional else []
+        return list(dict.fromkeys([self.url, self.text, *extra]))
 
 
 def pool_format(path: str) -> str:
@@ -181,6 +196,10 @@ def require_columns(path: str, present: list[str], columns: PoolColumns) -> None
     if missing:
         raise WitError(f"pool: '{path}' has no column {', '.join(repr(m) for m in missing)}; "
                        f"its columns are {', '.join(present)} (set --url-col / --text-col)")
+    extra = [name for name in (columns.additional or pa.schema([])).names if name not in present]
+    if extra:
+        raise WitError(f"pool: '{path}' has no column {extra[0]!r} (--save-additional-columns); "
+                       f"its columns are {', '.join(present)}")
 
 
 def read_parquet(partition: PoolPartition, columns: PoolColumns,
@@ -196,7 +215,7 @@ def read_parquet(partition: PoolPartition, columns: PoolColumns,
     groups = partition.row_groups or range(handle.num_row_groups)
     for group in groups:  # one by one: a damaged row group costs only its own rows
         batches = handle.iter_batches(batch_size=BATCH_ROWS, row_groups=[group],
-                                      columns=[columns.url, columns.text])
+                                      columns=columns.names())
         if partition.rows is not None:
             batches = row_range(batches, *partition.rows)
         yield from readable(batches, f"'{partition.path}' row group {group}", dropped)
@@ -243,7 +262,15 @@ def readable(batches: Iterator[pa.RecordBatch], where: str, dropped: Counter | N
 
 def read_gzipped_parquet(path: str, columns: PoolColumns, policy: AddressPolicy | None = None
                          ) -> Iterator[pa.RecordBatch]:
-    """A gzipped parquet file, read by batches: parquet needs random access, so the gzip layer is
+    """A gzipped parquet file, read by batches (see `gunzipped_parquet`)."""
+    with gunzipped_parquet(path, policy) as handle:
+        require_columns(path, handle.schema_arrow.names, columns)
+        yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=columns.names())
+
+
+@contextmanager
+def gunzipped_parquet(path: str, policy: AddressPolicy | None) -> Iterator[pq.ParquetFile]:
+    """A gzipped parquet file opened: parquet needs random access, so the gzip layer is
     streamed to a local scratch file first (memory stays flat, whatever the file's size)."""
     with store.scratch_file(path) as local:
         try:
@@ -252,9 +279,7 @@ def read_gzipped_parquet(path: str, columns: PoolColumns, policy: AddressPolicy 
                 shutil.copyfileobj(unzipped, out, 1 << 20)
         except (gzip.BadGzipFile, EOFError, zlib.error) as error:
             raise WitError(f"pool: '{path}' is not a readable gzip file ({error})") from None
-        handle = open_parquet(str(local))
-        require_columns(path, handle.schema_arrow.names, columns)
-        yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=[columns.url, columns.text])
+        yield open_parquet(str(local))
 
 
 def open_text(path: str, policy: AddressPolicy | None) -> BinaryIO:
@@ -375,20 +400,11 @@ def read_csv_batches(text: BinaryIO, partition: PoolPartition, columns: PoolColu
                      invalid_row, delimiter: str) -> Iterator[pa.RecordBatch]:
     """The batches of a CSV stream that this partition's share keeps (all, without a share)."""
     share, shares = partition.share or (0, 1)
-    try:
-        # fixed blocks: every share sees the same batches; one thread: a share is one worker
-        reader = pacsv.open_csv(
-            pa.PythonFile(text, mode="r"),
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                             invalid_row_handler=invalid_row),
-            # bytes: one caption in Latin-1 must not make the file unreadable (read_pool
-            # decodes them)
-            convert_options=pacsv.ConvertOptions(column_types={columns.url: pa.binary(),
-                                                               columns.text: pa.binary()}))
-    except pa.ArrowInvalid as error:
-        raise WitError(f"pool: '{partition.path}' is not readable {partition.format} ({error})") \
-            from None
+    # bytes: one caption in Latin-1 must not make the file unreadable (read_pool decodes them);
+    # the additional columns as text, typed as the pool's first file types them (`conform`)
+    types = {name: pa.string() for name in columns.names()} | {columns.url: pa.binary(),
+                                                               columns.text: pa.binary()}
+    reader = open_csv(text, partition.path, partition.format, delimiter, invalid_row, types)
     require_columns(partition.path, reader.schema.names, columns)
     index = 0
     while True:
@@ -397,14 +413,29 @@ def read_csv_batches(text: BinaryIO, partition: PoolPartition, columns: PoolColu
         except StopIteration:
             break
         if index % shares == share:
-            yield batch.select([columns.url, columns.text])
+            yield batch.select(columns.names())
         index += 1
+
+
+def open_csv(text: BinaryIO, path: str, kind: str, delimiter: str, invalid_row=None,
+             types: dict[str, pa.DataType] | None = None) -> pacsv.CSVStreamingReader:
+    try:
+        # fixed blocks: every share sees the same batches; one thread: a share is one worker
+        return pacsv.open_csv(
+            pa.PythonFile(text, mode="r"),
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                             invalid_row_handler=invalid_row),
+            convert_options=pacsv.ConvertOptions(column_types=types or {}))
+    except pa.ArrowInvalid as error:
+        raise WitError(f"pool: '{path}' is not readable {kind} ({error})") from None
 
 
 def read_jsonl(partition: PoolPartition, columns: PoolColumns,
                policy: AddressPolicy | None = None, dropped: Counter | None = None
                ) -> Iterator[pa.RecordBatch]:
     rows: list[dict] = []
+    extra = columns.additional.names if columns.additional else []
     checked = False
     errors = RowErrors(partition.path, Counter() if dropped is None else dropped)
     share, shares = partition.share or (0, 1)
@@ -422,16 +453,17 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
             if not isinstance(record, dict):
                 errors.add(f"line {number} is a JSON {type(record).__name__}, not an object")
                 continue
-            if not checked:
-                require_columns(partition.path, list(record), columns)
+            if not checked:  # (an additional key may be missing from a line: null there)
+                require_columns(partition.path, list(record), replace(columns, additional=None))
                 checked = True
             rows.append({"url": as_text(record.get(columns.url)),
-                         "text": as_text(record.get(columns.text))})
+                         "text": as_text(record.get(columns.text)),
+                         **{name: record.get(name) for name in extra}})
             if len(rows) == BATCH_ROWS:
-                yield pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
+                yield jsonl_batch(rows, columns.additional, partition.path)
                 rows = []
     if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
+        yield jsonl_batch(rows, columns.additional, partition.path)
     raise_damage(text)
     if not checked and errors.count and share == 0:
         raise WitError(f"pool: '{partition.path}' holds no JSON object on any of its lines; "
@@ -439,6 +471,28 @@ def read_jsonl(partition: PoolPartition, columns: PoolColumns,
 
 
 JSONL_BATCH = pa.schema([("url", pa.string()), ("text", pa.string())])
+
+
+def jsonl_batch(rows: list[dict], additional: pa.Schema | None, path: str) -> pa.RecordBatch:
+    """JSON lines' pairs (url, text), then their additional columns, typed."""
+    batch = pa.RecordBatch.from_pylist(rows, schema=JSONL_BATCH)
+    if not additional:
+        return batch
+    extra = [json_column([row[field.name] for row in rows], field.type, path, field.name)
+             for field in additional]
+    return pa.RecordBatch.from_arrays([*batch.columns, *extra],
+                                      names=[*JSONL_BATCH.names, *additional.names])
+
+
+def json_column(values: list, kind: pa.DataType, path: str, name: str) -> pa.Array:
+    """JSON values as an Arrow column of `kind`: any value as its JSON text in a text column;
+    in another, a value that cannot be `kind` is null (logged)."""
+    if pa.types.is_string(kind):
+        values = [as_text(value) for value in values]
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return cast_each(values, None, kind, path, name)
 
 
 def as_text(value) -> str | None:
@@ -453,11 +507,13 @@ READERS = {"csv": read_delimited, "tsv": read_delimited, "jsonl": read_jsonl}
 
 
 def read_pool(partition: PoolPartition, columns: PoolColumns = PoolColumns(),
-              policy: AddressPolicy | None = None, dropped: Counter | None = None
-              ) -> Iterator[tuple[str, str]]:
+              policy: AddressPolicy | None = None, dropped: Counter | None = None,
+              additional: list[pa.RecordBatch] | None = None) -> Iterator[tuple[str, str]]:
     """(url, caption) pairs of one partition, empty strings where a value is missing (the crawl's
     filters drop and count those); rows that cannot be read are counted in `dropped`
-    (`row_error`); `policy` guards a pool at an http(s) URL."""
+    (`row_error`); `policy` guards a pool at an http(s) URL. With `columns.additional`, the
+    values of those columns are appended to `additional`, a batch (schema
+    `columns.additional`) before its pairs: row i of their concatenation is pair i's."""
     whole = [PoolPartition(path, pool_format(path)) for path in partition.more]
     for part in (replace(partition, more=()), *whole):
         if part.format == "parquet":
@@ -468,8 +524,117 @@ def read_pool(partition: PoolPartition, columns: PoolColumns = PoolColumns(),
                                f"'{part.path}'", dropped if not part.share or not part.share[0]
                                else None)
         for batch in batches:
+            if additional is not None:
+                additional.append(additional_batch(batch, columns.additional, part.path))
             for url, text in zip(column_texts(batch.column(0)), column_texts(batch.column(1))):
                 yield url, text
+
+
+def additional_batch(batch: pa.RecordBatch, schema: pa.Schema, path: str) -> pa.RecordBatch:
+    """A pool batch's additional columns, in the types the crawl keeps them in."""
+    return pa.RecordBatch.from_arrays(
+        [conform(batch.column(field.name), field.type, path, field.name) for field in schema],
+        schema=schema)
+
+
+CSV_NULLS = pa.array(pacsv.ConvertOptions().null_values)  # what pyarrow reads as a missing number
+
+
+def conform(column: pa.Array, kind: pa.DataType, path: str, name: str) -> pa.Array:
+    """A pool column as `kind` (the type of the column in the pool's first file): a CSV cell read
+    as text is parsed as pyarrow's CSV reader would ('' and 'NA' are null numbers); a value that
+    cannot be `kind` is null (logged)."""
+    if column.type == kind:
+        return column
+    if pa.types.is_string(column.type) and not pa.types.is_string(kind):
+        column = pc.if_else(pc.is_in(column, value_set=CSV_NULLS),
+                            pa.scalar(None, column.type), column)
+    try:
+        return column.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return cast_each(column.to_pylist(), column.type, kind, path, name)
+
+
+def cast_each(values: list, source: pa.DataType | None, kind: pa.DataType, path: str,
+              name: str) -> pa.Array:
+    """`values` as `kind` one by one, null where one cannot be (the count logged)."""
+    pieces, failed = [], 0
+    for value in values:
+        try:
+            pieces.append(pa.array([value], source).cast(kind))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pieces.append(pa.nulls(1, kind))
+            failed += 1
+    if failed:
+        log.warning("pool: %d value(s) of column %r in '%s' are not %s (the type of the column "
+                    "in the pool's first file): kept as null", failed, name, path, kind)
+    return pa.concat_arrays(pieces) if pieces else pa.array([], kind)
+
+
+def additional_schema(spec: str, columns: PoolColumns, names: list[str],
+                      policy: AddressPolicy | None = None) -> pa.Schema:
+    """The Arrow types the additional columns `names` keep: those of the pool's first file; a
+    WitError naming the file and the column where a file lacks one of them, or the URL or text
+    column (a gzipped parquet file past the first is checked when it is read)."""
+    wanted = replace(columns, additional=pa.schema([(name, pa.null()) for name in names]))
+    schema = None
+    for path in expand_pool_paths(spec, policy):
+        if schema is not None and pool_format(path) == "parquet" and path.endswith(".gz"):
+            continue
+        found = column_types(path, policy)
+        require_columns(path, list(found), wanted)
+        if schema is None:
+            schema = pa.schema([(name, found[name]) for name in names])
+    return schema if schema is not None else pa.schema([(name, pa.string()) for name in names])
+
+
+def column_types(path: str, policy: AddressPolicy | None) -> dict[str, pa.DataType]:
+    """A pool file's columns and their Arrow types (text where nothing says: a CSV column empty
+    in the first block, a JSON key null in the first lines)."""
+    kind = pool_format(path)
+    if kind == "parquet":
+        if path.endswith(".gz"):
+            with gunzipped_parquet(path, policy) as handle:
+                schema = handle.schema_arrow
+        else:
+            schema = open_parquet(path, policy).schema_arrow
+        found = {field.name: field.type for field in schema}
+    elif kind in ("csv", "tsv"):
+        with open_text(path, policy) as text:
+            schema = open_csv(text, path, kind, "\t" if kind == "tsv" else ",",
+                              lambda row: "skip").schema
+        found = {field.name: field.type for field in schema}
+    else:
+        found = json_types(path, policy)
+    return {name: pa.string() if pa.types.is_null(kind) else kind
+            for name, kind in found.items()}
+
+
+def json_types(path: str, policy: AddressPolicy | None) -> dict[str, pa.DataType]:
+    """The keys of a JSON-lines file's first BATCH_ROWS objects and the types of their values."""
+    values: dict[str, list] = {}
+    text = open_text(path, policy)
+    with (io.BufferedReader(text, 1 << 20) if isinstance(text, GunzippedLines)
+          else text) as handle:
+        read = 0
+        for line in handle:
+            try:
+                record = json.loads(decode_text(line))
+            except (json.JSONDecodeError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                for key, value in record.items():
+                    values.setdefault(key, []).append(value)
+                read += 1
+            if read == BATCH_ROWS:
+                break
+    types = {}
+    for key, column in values.items():
+        try:
+            types[key] = pa.array(column).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            types[key] = pa.string()  # values of several kinds: kept as their JSON text
+    return types
 
 
 def column_texts(column: pa.Array) -> list[str]:
