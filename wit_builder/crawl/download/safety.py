@@ -39,7 +39,8 @@ from wit_builder.core.options import WitError
 
 EXTRA = "pip install 'witbuilder[safety]'"
 MTCNN_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
-MTCNN_MIN_PROBABILITY = 0.95   # below it, 3 of 216 photographs without a face had one (measured)
+# MTCNN's own cut put boxes on 4 of 216 photographs without people, this one on 1 (measured)
+MTCNN_MIN_PROBABILITY = 0.95
 BLUR_MARGIN = 0.1   # each box is widened by this share of its size on every side before blurring
 
 
@@ -228,7 +229,8 @@ def blur_box(bgr: np.ndarray, box: Sequence[float]) -> list[int]:
     x0, y0, x1, y1 = box
     margin_x, margin_y = (x1 - x0) * BLUR_MARGIN, (y1 - y0) * BLUR_MARGIN
     left, top = max(0, int(x0 - margin_x)), max(0, int(y0 - margin_y))
-    right, bottom = min(width, int(np.ceil(x1 + margin_x))), min(height, int(np.ceil(y1 + margin_y)))
+    right = min(width, int(np.ceil(x1 + margin_x)))
+    bottom = min(height, int(np.ceil(y1 + margin_y)))
     if right - left < 2 or bottom - top < 2:
         return [left, top, right, bottom]
     region = bgr[top:bottom, left:right]
