@@ -12,4 +12,8 @@ setup(ext_modules=[Extension("wit_builder.queries._hotloop", ["wit_builder/queri
                              optional=True),
                    Extension("wit_builder.crawl._crawlfast", ["wit_builder/crawl/_crawlfast.c"],
                              depends=["wit_builder/core/siphash.h", "wit_builder/core/words.h"],
-                             optional=True)])
+                             optional=True),
+                   # products rounded before each sum, as OpenCV's: no fused multiply-add
+                   Extension("wit_builder.crawl.download._area",
+                             ["wit_builder/crawl/download/_area.c"],
+                             extra_compile_args=["-ffp-contract=off"], optional=True)])

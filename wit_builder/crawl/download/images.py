@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from wit_builder.crawl.config import image_formats
+from wit_builder.crawl.download.area import shrink_like_opencv
 from wit_builder.crawl.download.safety import NsfwRejected, SafetySettings, check_image
 
 MAGIC = (
@@ -235,6 +236,8 @@ def scale_to(array: np.ndarray, width: int, height: int) -> np.ndarray:
     if (width, height) == (array.shape[1], array.shape[0]):
         return array
     shrinking = width < array.shape[1]
+    if shrinking and (shrunk := shrink_like_opencv(array, width, height)) is not None:
+        return shrunk  # OpenCV's INTER_AREA bytes, compiled faster (area.py)
     return cv2.resize(array, (width, height),
                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4)
 
