@@ -194,3 +194,48 @@ def test_worker_processes_build_their_detectors_and_write_the_same_samples(engin
     assert {url: meta["face_boxes"] for url, (_, meta) in theirs.items()} == \
         {url: meta["face_boxes"] for url, (_, meta) in ours.items()}
     assert all(meta["face_boxes"] for _, meta in theirs.values())
+
+
+def test_a_crawl_records_what_it_did_and_the_dataset_card_says_it(tmp_path, capsys, real_sdist):
+    """`wit crawl` then `wit shards`: the statuses table, crawl_stats.json, dataset.json and the
+    card count the dropped image and say what was blurred (and what was not done)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from support.servers import Server
+
+    photos = people_photos(("obama", "biden", "hopper", "obama3"), real_sdist)
+    bodies = {f"/{name}.jpg": path.read_bytes() for name, (path, _) in photos.items()}
+    page = "".join(f"<p><img src='{path}' alt='a portrait photograph, number {number}'></p>"
+                   for number, path in enumerate(bodies))
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/":
+            return web.Response(text=page, content_type="text/html")
+        if request.path not in bodies:
+            raise web.HTTPNotFound()
+        return web.Response(body=bodies[request.path], content_type="image/jpeg")
+
+    (tmp_path / "queries").mkdir()
+    pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["portrait"]}),
+                   tmp_path / "queries" / "queries.parquet")
+    scorer = "support.faces:brightness_scorer"   # obama3, the brightest (0.44), over 0.4
+    with Server(handle) as server:
+        assert main(["crawl", "--workdir", str(tmp_path), "--source", f"web:{server.url}/",
+                     "--workers", "1", "--allow-private", "--crawl-delay", "0",
+                     "--blur-faces", "--face-detector", "haar", "--nsfw-threshold", "0.4",
+                     "--nsfw-scorer", scorer]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in table if line.split()[:1] in (["ok"], ["nsfw"])] \
+        == [["ok", "3"], ["nsfw", "1"]]
+    stats = json.loads((tmp_path / "manifests" / "crawl_stats.json").read_text())
+    assert stats["safety"] == {"face_detector": "haar", "nsfw_threshold": 0.4,
+                               "nsfw_scorer": scorer}
+    assert main(["shards", "--workdir", str(tmp_path), "--no-report", "--workers", "1"]) == 0
+    dataset = json.loads((tmp_path / "manifests" / "dataset.json").read_text())
+    assert dataset["per_status"]["nsfw"] == 1
+    card = (tmp_path / "data" / "shards" / "README.md").read_text()
+    assert "| nsfw | 1 |" in card
+    assert "Faces found by `haar` on each stored image were blurred" in card
+    assert f"Images scored over 0.4 by `{scorer}` were dropped (1, status `nsfw`" in card
+    assert "No toxicity filtering" in card and "Nothing here removes" not in card

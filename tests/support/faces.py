@@ -49,3 +49,9 @@ def central_box_detector():
         height, width = rgb.shape[:2]
         return [(width / 4, height / 4, 3 * width / 4, 3 * height / 4)]
     return detect
+
+
+def brightness_scorer():
+    """A plug-in NSFW scorer (`--nsfw-scorer support.faces:brightness_scorer`) whose scores a
+    test can predict: the picture's mean brightness in [0, 1]."""
+    return lambda rgb: float(rgb.mean()) / 255

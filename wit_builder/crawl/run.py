@@ -36,6 +36,7 @@ from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import download_selection, status_table
 from wit_builder.crawl.download.img2dataset_backend import check_engine
 from wit_builder.crawl.download.safety import safety_settings
+from wit_builder.crawl.download.safety import stats_entry as safety_stats_entry
 from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.core.text import TOKENIZATION
 from wit_builder.crawl.match import QueryMatcher, warn_if_other_rules
@@ -654,6 +655,7 @@ def select(config: CrawlConfig, sites: dict[str, str] | None = None) -> dict:
              "balance": summary, "per_query": config.per_query, "balance_mode": config.balance,
              "queries_sha256": queries_sha256,
              **({"additional_columns": additional.names} if additional else {}),
+             **safety_stats_entry(config),   # --blur-faces, --nsfw-threshold
              "language": detector_settings(config.lang_detector, config.lang,
                                            settings.min_lang_prob),
              "seconds": round(time.monotonic() - started, 2),

@@ -196,6 +196,13 @@ def safety_settings(config) -> SafetySettings:
     return settings
 
 
+def stats_entry(config) -> dict:
+    """What crawl_stats.json records of them (the dataset card reads it): nothing when off."""
+    settings = SafetySettings(config.blur_faces, config.face_detector, config.nsfw_threshold,
+                              config.nsfw_scorer)
+    return {"safety": settings.recorded()} if config.download and settings else {}
+
+
 def check_settings(settings: SafetySettings) -> None:
     """Refuse, before any work, a detector that is not installed or not found."""
     if settings.blur_faces:
