@@ -22,6 +22,7 @@ from support.hostile_web import Server, download_rows
 from support.realdata import Unavailable
 from wit_builder.cli import main
 from wit_builder.core import phash
+from wit_builder.crawl.blocklists import picture_phash
 from wit_builder.crawl.download import native
 from wit_builder.crawl.download.images import ImageSettings, decode
 
@@ -115,7 +116,7 @@ def test_web_copies_of_listed_photographs_are_blocked_and_nothing_of_them_writte
 
 def crawl_phash(data: bytes) -> int:
     """The pHash the download computes for downloaded bytes (the decoded picture)."""
-    return phash.phash_of_grey(phash.grey_of_bgr(decode(data, ImageSettings())[0]))
+    return picture_phash(decode(data, ImageSettings())[0])
 
 
 def test_a_phash_matches_within_its_own_distance_or_the_default(pictures, tmp_path):
@@ -134,7 +135,8 @@ def test_a_phash_matches_within_its_own_distance_or_the_default(pictures, tmp_pa
         for number, (line, options, status) in enumerate(cases):
             listed.write_text(line)
             rows = download_rows(tmp_path / f"run{number}", [server.url + "/photo.jpg"],
-                                 server.origin, block_hashes=[str(listed)], **options)
+                                 server.origin, image_size=256, block_hashes=[str(listed)],
+                                 **options)
             assert [row["status"] for row in rows] == [status], line
 
 

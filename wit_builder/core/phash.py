@@ -26,9 +26,11 @@ def dct_matrix(size: int = HASH_SIDE) -> np.ndarray:
     return 2 * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size))
 
 
-def phash_of_grey(grey: Image.Image) -> int:
-    """The pHash of a one-channel 8-bit picture (mode "L"), at any size."""
-    small = grey.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+def phash_of_grey(grey: Image.Image, reducing_gap: float | None = None) -> int:
+    """The pHash of a one-channel 8-bit picture (mode "L"), at any size; a `reducing_gap`
+    (Pillow's resize option) trades imagehash's exact bits for speed on a large picture."""
+    small = grey.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS,
+                        reducing_gap=reducing_gap)
     pixels = np.asarray(small, dtype=np.float64)
     matrix = dct_matrix()[:LOW_SIDE]
     low = matrix @ pixels @ matrix.T
@@ -41,19 +43,59 @@ def phash_of_image(image: Image.Image) -> int:
     return phash_of_grey(image if image.mode == "L" else image.convert("L"))
 
 
-def grey_of_bgr(pixels: np.ndarray) -> Image.Image:
-    """A BGR (or grey) uint8 array, as OpenCV decodes, in grey exactly as Pillow's RGB -> "L"
-    conversion makes it (its fixed-point weights and rounding)."""
-    if pixels.ndim == 2:
-        return Image.fromarray(pixels)
-    height, width = pixels.shape[:2]
-    return Image.frombuffer("RGB", (width, height), np.ascontiguousarray(pixels), "raw", "BGR",
-                            0, 1).convert("L")
-
-
 def to_hex(value: int) -> str:
     """The 16 hex digits imagehash writes for a pHash."""
     return f"{value:016x}"
+
+
+BAND_BITS = 16   # the index cuts a pHash into 4 bands of 16 bits
+BRUTE_FORCE_BELOW = 50_000   # smaller lists are compared whole: faster than the index's lookups
+
+
+class PhashIndex:
+    """pHashes (uint64), each with its distance in bits (at most 16), searched for the ones
+    near a pHash: multi-index hashing. Two pHashes within d bits agree within d // 4 bits on at
+    least one of their four 16-bit bands (pigeonhole), so only the entries whose band is that
+    close to the query's are compared, found in a table of each band's sorted values. A list
+    under BRUTE_FORCE_BELOW entries is compared whole, and so is a list with a distance of 16:
+    a band then lets 15% of the list through, and gathering those costs more than comparing all
+    (benchmarks/bench_blocklists.py)."""
+
+    def __init__(self, hashes: np.ndarray, bits: np.ndarray):
+        self.hashes, self.bits = hashes.astype(np.uint64), bits.astype(np.uint8)
+        self.bands: list[tuple[np.ndarray, np.ndarray]] = []
+        if len(self.hashes) >= BRUTE_FORCE_BELOW and int(self.bits.max()) < 16:
+            reach = int(self.bits.max()) // 4
+            self.neighbours = np.array([value for value in range(1 << BAND_BITS)
+                                        if value.bit_count() <= reach], dtype=np.int64)
+            for band in range(64 // BAND_BITS):
+                keys = band_values(self.hashes, band)
+                order = np.argsort(keys, kind="stable").astype(np.int32)
+                starts = np.searchsorted(keys[order], np.arange((1 << BAND_BITS) + 1))
+                self.bands.append((order, starts.astype(np.int32)))
+
+    def near(self, value: int) -> bool:
+        """Whether a listed pHash is within its distance of `value`."""
+        if not self.bands:
+            return within(self.hashes, value, self.bits)
+        query = np.array([value], dtype=np.uint64)
+        for band, (order, starts) in enumerate(self.bands):
+            keys = int(band_values(query, band)[0]) ^ self.neighbours
+            begins, ends = starts[keys], starts[keys + 1]
+            lengths = ends - begins
+            if not lengths.any():
+                continue
+            # the entries of every matching band value, gathered without a Python loop
+            offsets = np.repeat(begins - np.cumsum(lengths) + lengths, lengths)
+            candidates = order[offsets + np.arange(int(lengths.sum()))]
+            if within(self.hashes[candidates], value, self.bits[candidates]):
+                return True
+        return False
+
+
+def band_values(hashes: np.ndarray, band: int) -> np.ndarray:
+    return ((hashes >> np.uint64(band * BAND_BITS)) & np.uint64((1 << BAND_BITS) - 1)
+            ).astype(np.int64)
 
 
 def within(listed: np.ndarray, value: int, bits: np.ndarray | int) -> bool:
