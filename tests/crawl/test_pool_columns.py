@@ -6,9 +6,13 @@ what the columns change."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import io
 import json
 import logging
 import re
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +22,9 @@ from aiohttp import web
 
 from support.hostile_web import StaticImages, image_bytes
 from wit_builder.cli import main
+from wit_builder.core import tarsamples
+from wit_builder.crawl.download import writer
+from wit_builder.crawl.download.images import StoredImage
 from wit_builder.crawl.sources.pool import (PoolColumns, additional_schema, pool_partitions,
                                             read_pool)
 
@@ -244,3 +251,29 @@ def test_files_of_a_pool_whose_types_differ_keep_the_first_files_types(tmp_path,
     assert values == [{"similarity": 0.5, "WIDTH": 7}, {"similarity": 1.0, "WIDTH": 8},
                       {"similarity": 2.0, "WIDTH": None}]
     assert "1 value(s) of column 'WIDTH'" in caplog.text and "b.parquet" in caplog.text
+
+
+def test_pool_values_json_has_no_type_for_are_written_as_json_can_hold_them(tmp_path):
+    extra = {"similarity": float("nan"), "taken": datetime.datetime(2021, 3, 4, 5, 6, 7),
+             "price": decimal.Decimal("1.25"), "raw": b"\xff\x00", "tags": ["a", None],
+             "LICENSE": None}
+    row = {"uid": "u", "url": "http://a/1.jpg", "text": "t", "page_url": "", "query_ids": [1],
+           **extra}
+    sample = writer.raw_sample(row, 0, 0, writer.Outcome(
+        "ok", 200, None, 10, "ab" * 32, 0.1, StoredImage(b"jpeg", 1, 1, 1, 1)), list(extra))
+    (_, members), = tarsamples.read_samples(io.BytesIO(sample.members + bytes(1024)),
+                                            Counter())
+    meta = json.loads(members["json"], parse_constant=None)   # strict JSON: no NaN token
+    assert {name: meta[name] for name in extra} == {
+        "similarity": None, "taken": "2021-03-04T05:06:07", "price": 1.25, "raw": "/wA=",
+        "tags": ["a", None], "LICENSE": None}
+    schema = pa.schema([("similarity", pa.float64()), ("taken", pa.timestamp("ms")),
+                        ("price", pa.decimal128(5, 2)), ("raw", pa.binary()),
+                        ("tags", pa.list_(pa.string())), ("LICENSE", pa.string())])
+    writer.write_manifest(tmp_path / "m.parquet", [sample.manifest_row], None, schema)
+    manifest = pq.read_table(tmp_path / "m.parquet")
+    assert manifest.schema.names[-len(extra):] == list(extra)
+    types = [manifest.schema.field(name).type for name in extra]
+    assert types[:4] + types[5:] == schema.types[:4] + schema.types[5:]
+    assert types[4].value_type == pa.string()   # (parquet names a list's item 'element')
+    assert manifest.to_pylist()[0]["taken"] == extra["taken"]
