@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -239,3 +241,23 @@ def test_a_crawl_records_what_it_did_and_the_dataset_card_says_it(tmp_path, caps
     assert "Faces found by `haar` on each stored image were blurred" in card
     assert f"Images scored over 0.4 by `{scorer}` were dropped (1, status `nsfw`" in card
     assert "No toxicity filtering" in card and "Nothing here removes" not in card
+
+
+def test_boxes_outside_the_image_are_clipped_or_left_out(monkeypatch):
+    from wit_builder.crawl.download.safety import SafetySettings, check_image, loaded
+
+    picture = np.random.default_rng(0).integers(0, 256, (100, 200, 3), np.uint8)
+    plugin = types.ModuleType("safety_test_plugin")
+    plugin.make = lambda: lambda rgb: [(-50, -50, 20, 40), (300, 10, 400, 50), (60, 60, 50, 70)]
+    monkeypatch.setitem(sys.modules, "safety_test_plugin", plugin)
+    loaded.cache_clear()
+    try:
+        checked = check_image(picture, SafetySettings(blur_faces=True,
+                                                      face_detector="safety_test_plugin:make"))
+    finally:
+        loaded.cache_clear()
+    # the first, widened by a tenth of its size (7 and 9 px) and clipped to the picture; the
+    # other two have no area inside it and are neither blurred nor listed
+    assert checked.face_boxes == [[0.0, 0.0, 0.135, 0.49]]
+    assert (checked.bgr[49:, 27:] == picture[49:, 27:]).all()
+    assert not (checked.bgr[:49, :27] == picture[:49, :27]).all()

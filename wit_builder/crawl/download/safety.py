@@ -228,10 +228,10 @@ def call(spec: str, kind: str, rgb: np.ndarray):
 
 # ---- the step itself -------------------------------------------------------------------------
 
-def blur_box(bgr: np.ndarray, box: Sequence[float]) -> list[int]:
+def blur_box(bgr: np.ndarray, box: Sequence[float]) -> list[int] | None:
     """Blur one box, widened by BLUR_MARGIN and clipped to the image, in place, so strongly
     that no feature survives (a Gaussian of a quarter of the box's size); returns the pixel
-    box blurred."""
+    box blurred, None for a box with no area inside the image."""
     height, width = bgr.shape[:2]
     x0, y0, x1, y1 = box
     margin_x, margin_y = (x1 - x0) * BLUR_MARGIN, (y1 - y0) * BLUR_MARGIN
@@ -239,7 +239,7 @@ def blur_box(bgr: np.ndarray, box: Sequence[float]) -> list[int]:
     right = min(width, int(np.ceil(x1 + margin_x)))
     bottom = min(height, int(np.ceil(y1 + margin_y)))
     if right - left < 2 or bottom - top < 2:
-        return [left, top, right, bottom]
+        return None
     region = bgr[top:bottom, left:right]
     sigma = max(right - left, bottom - top) / 4
     # Twice: one wide Gaussian leaves the darkest features (eyes, mouth) faintly visible.
@@ -266,7 +266,9 @@ def check_image(bgr: np.ndarray, settings: SafetySettings) -> Checked:
         height, width = bgr.shape[:2]
         boxes = []
         for box in found:
-            left, top, right, bottom = blur_box(bgr, box)
-            boxes.append([round(left / width, 4), round(top / height, 4),
-                          round(right / width, 4), round(bottom / height, 4)])
+            blurred = blur_box(bgr, box)
+            if blurred is not None:
+                left, top, right, bottom = blurred
+                boxes.append([round(left / width, 4), round(top / height, 4),
+                              round(right / width, 4), round(bottom / height, 4)])
     return Checked(bgr, boxes, None if score is None else round(score, 4))
