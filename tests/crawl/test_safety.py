@@ -152,6 +152,10 @@ def crawl_error(capsys, tmp_path, *options: str) -> tuple[int, str]:
      "--face-detector 'no_such_module:make': cannot import no_such_module"),
     (["--nsfw-threshold", "0.5", "--nsfw-scorer", "json:no_such_factory"],
      "--nsfw-scorer 'json:no_such_factory': json has no callable no_such_factory"),
+    (["--blur-faces", "--face-detector", "json:loads"],
+     "--face-detector 'json:loads': building it failed: TypeError"),
+    (["--blur-faces", "--face-detector", "json:JSONDecoder"],
+     "--face-detector 'json:JSONDecoder': its factory returned JSONDecoder, not a callable"),
     (["--blur-faces", "--downloader", "img2dataset"],
      "--blur-faces and --nsfw-threshold need --downloader native"),
 ])

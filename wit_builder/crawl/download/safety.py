@@ -204,11 +204,25 @@ def stats_entry(config) -> dict:
 
 
 def check_settings(settings: SafetySettings) -> None:
-    """Refuse, before any work, a detector that is not installed or not found."""
-    if settings.blur_faces:
-        resolve(settings.face_detector, FACE_DETECTORS, "--face-detector")
+    """Refuse, before any work, a detector that is not installed or not found, and a plug-in
+    whose factory fails or returns no callable (it is built once here to see; the built-in
+    ones are not: their modules are found, their models load in the workers)."""
+    chosen = ([(settings.face_detector, FACE_DETECTORS, "--face-detector")]
+              if settings.blur_faces else [])
     if settings.nsfw_threshold > 0:
-        resolve(settings.nsfw_scorer, NSFW_SCORERS, "--nsfw-scorer")
+        chosen.append((settings.nsfw_scorer, NSFW_SCORERS, "--nsfw-scorer"))
+    for spec, builtins, option in chosen:
+        factory = resolve(spec, builtins, option)
+        if spec in builtins:
+            continue
+        try:
+            built = factory()
+        except Exception as error:
+            raise WitError(f"{option} '{spec}': building it failed: "
+                           f"{type(error).__name__}: {error}") from None
+        if not callable(built):
+            raise WitError(f"{option} '{spec}': its factory returned {type(built).__name__}, "
+                           f"not a callable detector")
 
 
 @functools.cache
