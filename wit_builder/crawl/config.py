@@ -12,7 +12,7 @@ from wit_builder.net.options import NetworkOptions
 
 # pHash blocklists (crawl.blocklists), measured on real photographs (benchmarks/bench_blocklists.py)
 DEFAULT_PHASH_BITS = 8   # every web copy but crops was within 6 bits of its listed pHash
-MAX_PHASH_BITS = 16      # the closest distinct photographs measured were 16-18 bits apart
+MAX_PHASH_BITS = 16      # the closest distinct wallpaper photographs were 16 bits apart
 
 # Pillow readers that decode nothing here: stubs wanting a handler (BUFR, GRIB, HDF5, WMF off
 # Windows), MPEG and IPTC (no pixels), EPS (runs Ghostscript on the body: never on crawled bytes).
@@ -126,8 +126,9 @@ class CrawlConfig(NetworkOptions, PartitionedStageConfig):
                                      "(repeatable)", metavar="FILE")
     block_phash_distance: int = option(DEFAULT_PHASH_BITS, "bits (Hamming distance) within "
                                        "which a picture matches a listed pHash that has no "
-                                       "distance of its own (every web copy but crops is "
-                                       "within 6; distinct photographs are 16 or more apart)",
+                                       "distance of its own (every web copy but crops was "
+                                       "within 6 on real photographs; distinct ones 16 or "
+                                       "more apart, but for pictures of one flat tone)",
                                        min=0, max=MAX_PHASH_BITS, metavar="BITS")
     block_urls: list[str] = option([], "files of URLs and domains (one a line, gzip accepted) "
                                    "never requested, redirect hops included (status "
