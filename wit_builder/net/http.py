@@ -60,8 +60,8 @@ STATUSES = {
     "redirect_loop": "a redirect back into the chain, or more than max_redirects",
     "connection_error": "no answer: refused, reset, DNS, TLS, a body cut short, not http(s)",
     "blocked_url": "the URL, or a redirect hop, is on a --block-urls list: never requested",
-    "blocked_hash": "the body's MD5, SHA-1 or SHA-256 is on a --block-hashes list: dropped in "
-                    "memory, never written",
+    "blocked_hash": "the body's MD5, SHA-1 or SHA-256, or the decoded picture's pHash, is on a "
+                    "--block-hashes list: dropped in memory, never written",
     "nsfw": "the image's NSFW score is over --nsfw-threshold: dropped before it is encoded",
     "off_site_redirect": "a page redirected to a host the crawl does not visit",
     "not_html": "a page answered 200 with something else than HTML",
