@@ -151,3 +151,27 @@ def test_crawl_records_the_language_filter_in_its_stats(tmp_path):
     language = stats["language"]
     assert language["detector"] == "auto" and language["min_lang_prob"] == 0.5
     assert language["threshold"] > 0 and "en" in language["lingua_languages"]
+
+
+def test_a_repeated_caption_is_detected_once_with_the_same_answer():
+    """Captions repeat on the web: the second time, the answer comes from the detector's memory,
+    the same as lingua's own."""
+    asked = []
+    detector = LanguageDetector("auto", lexicon=frozenset({"red", "circle"}))
+    models = detector.lingua
+
+    class Counting:
+        def compute_language_confidence_values(self, text):
+            asked.append(text)
+            return models.compute_language_confidence_values(text)
+
+    detector.lingua = Counting()
+    texts = ["A red circle", "Ein roter Kreis", "A red circle", "A red circle", "Ein roter Kreis"]
+    answers = [detector.detect(text) for text in texts]
+    assert asked == ["A red circle", "Ein roter Kreis"]
+    detector.lingua = models
+    # lingua's own confidences may move in the last bit from one call to the next
+    for text, (lang, prob) in zip(texts, answers):
+        fresh_lang, fresh_prob = detector.detect_uncached(text)
+        assert lang == fresh_lang and prob == pytest.approx(fresh_prob, rel=1e-12)
+    assert answers[0][0] == "en" and answers[1][0] == "de"

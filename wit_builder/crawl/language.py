@@ -21,7 +21,10 @@ Three detectors, each giving (ISO 639-1 code, probability):
 - `langdetect`: seeded (it is random otherwise); 10-15x slower than `auto` on alt texts.
 
 lingua loads its models on the first text of each process, once per worker (later detectors
-reuse them): 2-3 s and ~360 MB on a quiet core, 8-33 s under loads of 7-17 on 2 cores. The
+reuse them): 2-3 s and ~360 MB on a quiet core, 8-33 s under loads of 7-17 on 2 cores. A
+detector remembers its last RESULTS_KEPT answers: web captions repeat ("logo", a product's name),
+and each detector is a pure function of the text (langdetect's seeded too), so a repeated caption
+costs a dictionary look-up instead of ~0.2 ms of lingua. The
 figures behind the constants are in BENCHMARKS.md (benchmarks/bench_langid.py: real alt texts of
 the GIMP manual in four languages, Django's messages in 33).
 """
@@ -58,6 +61,7 @@ LEXICON_WEIGHT = 0.75
 SHORT_TEXT_WEIGHT = 3.0
 THRESHOLD = 0.9
 SMOOTHING = 1e-3  # added to both confidences: lingua gives exact zeros
+RESULTS_KEPT = 1 << 16  # answers a detector remembers (least recently used dropped; ~10 MB)
 # English inflections the queries (often lemmas: WordNet's) may lack: "options" -> "option".
 ENGLISH_SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""),
                     ("ing", "e"), ("'s", ""))
@@ -131,9 +135,14 @@ class LanguageDetector:
             from lingua import IsoCode639_1, Language
 
             self.own_language = Language.from_iso_code_639_1(getattr(IsoCode639_1, lang.upper()))
+        self.detect = functools.lru_cache(maxsize=RESULTS_KEPT)(self.detect_uncached)
 
     def detect(self, text: str) -> tuple[str, float]:
-        """(ISO 639-1 code, probability); ("unknown", 0.0) when the text has no language."""
+        """(ISO 639-1 code, probability); ("unknown", 0.0) when the text has no language.
+        (Each detector replaces this with `detect_uncached` behind a cache of its answers.)"""
+        return self.detect_uncached(text)
+
+    def detect_uncached(self, text: str) -> tuple[str, float]:
         if self.backend == "auto":
             return self.detect_auto(text)
         if self.backend == "lingua":
