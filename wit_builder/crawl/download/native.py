@@ -19,6 +19,7 @@ from collections import Counter
 import cv2
 import pyarrow as pa
 
+from wit_builder.crawl.allocator import keep_freed_memory
 from wit_builder.crawl.blocklists import Blocklist
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.fetch import Fetched, fetch, open_session, robots_cache
@@ -206,6 +207,7 @@ def download_shard(shard: DownloadShard, settings: DownloadSettings) -> dict:
                 "seconds": 0.0, "manifest": None, "check": check}
     # One worker process per core already: OpenCV's own threads would only contend.
     cv2.setNumThreads(1)
+    keep_freed_memory()  # each decoded image reuses freed memory: ~70 page faults less
     started = time.monotonic()
     with writer.shard_tar(writer.tar_path(settings.workdir, shard.index)) as tar:
         run_loop = uvloop.run if uvloop is not None else asyncio.run
