@@ -40,8 +40,8 @@ from support import photos  # noqa: E402
 from support.realdata import Unavailable  # noqa: E402
 from wit_builder.crawl.download.images import ImageSettings, process_image  # noqa: E402
 from wit_builder.shards import dedup  # noqa: E402
-from wit_builder.shards.phash import (HASH_SIDE, LOW_SIDE, dct_matrix,  # noqa: E402
-                                      image_hashes, same_look)
+from wit_builder.core.phash import HASH_SIDE, phash_of_grey  # noqa: E402
+from wit_builder.shards.phash import image_hashes, same_look  # noqa: E402
 
 THRESHOLDS = (0, 2, 4, 6, 8, 10, 12, 14, 16)
 TIMED_UP_TO = 10  # wider searches take minutes on the random index: not timed
@@ -57,10 +57,7 @@ def previous_phash(image_bytes: bytes) -> int:
     grey decode at reduced scale."""
     with Image.open(io.BytesIO(image_bytes)) as image:
         image.draft("L", (HASH_SIDE * 2, HASH_SIDE * 2))
-        grey = image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(grey, dtype=np.float64)
-    low = (dct_matrix() @ pixels @ dct_matrix().T)[:LOW_SIDE, :LOW_SIDE]
-    return int.from_bytes(np.packbits((low > np.median(low)).flatten()).tobytes(), "big")
+        return phash_of_grey(image.convert("L"))
 
 
 def hashed_variants(pictures: dict) -> tuple[dict, list[bytes]]:

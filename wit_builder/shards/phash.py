@@ -1,6 +1,11 @@
 """64-bit perceptual hashes (DCT pHash), the look signature that confirms a near pair, and the
 bands that let a near-duplicate search skip pairs.
 
+The pHash is imagehash's (core/phash.py, which the crawl's pHash blocklists use too), taken on
+the Y plane of the reduced decode the signature is measured on. It replaced an orthonormal DCT
+(the zero frequency weighted down) at no cost in near-duplicate precision or recall: within
+0.015 at every threshold, equal at the default 4 bits (benchmarks/bench_neardup.py).
+
 The search (dedup.py) is multi-index hashing: cut the 64 bits into `max_bits + 1` bands; two hashes
 within `max_bits` of each other agree exactly on at least one band (pigeonhole), so only hashes
 sharing a band value are compared.
@@ -16,7 +21,6 @@ candidate pairs only.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 from dataclasses import dataclass
@@ -24,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-HASH_SIDE = 32   # the image is reduced to 32x32 grey pixels ...
-LOW_SIDE = 8     # ... and its 8x8 lowest DCT frequencies give the 64 bits
+from wit_builder.core import phash as core_phash
+
 LOOK_SIDE = 128  # the signature is measured with the longest side at 128 pixels
 
 
@@ -57,15 +61,6 @@ MEASURES = (
 UNMEASURED = 255
 
 
-@functools.lru_cache(maxsize=1)
-def dct_matrix(size: int = HASH_SIDE) -> np.ndarray:
-    """The orthogonal DCT-II matrix: `M @ x` transforms the columns of x."""
-    k = np.arange(size)
-    matrix = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size))
-    matrix[0] *= 1 / np.sqrt(2)
-    return matrix * np.sqrt(2 / size)
-
-
 def decoded(image_bytes: bytes) -> Image.Image:
     """The image in YCbCr with its longest side at most LOOK_SIDE, from which both hashes are
     taken (a JPEG is decoded at reduced scale and left in YCbCr: no colour conversion)."""
@@ -84,13 +79,8 @@ def phash(image_bytes: bytes) -> int:
 
 
 def phash_of(ycc: Image.Image) -> int:
-    """The pHash of a decoded image: its 8x8 low DCT frequencies above their median."""
-    grey = ycc.getchannel(0).resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(grey, dtype=np.float64)
-    matrix = dct_matrix()
-    low = (matrix @ pixels @ matrix.T)[:LOW_SIDE, :LOW_SIDE]
-    bits = (low > np.median(low)).flatten()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    """The pHash of a decoded image (its Y plane)."""
+    return core_phash.phash_of_grey(ycc.getchannel(0))
 
 
 def image_hashes(image_bytes: bytes) -> tuple[int, int]:
