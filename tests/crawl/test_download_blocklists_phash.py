@@ -192,3 +192,13 @@ def test_the_default_distance_is_range_checked(tmp_path, capsys):
                  "--block-phash-distance", "17"]) == 2
     assert "--block-phash-distance" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_distance_joins_the_lists_fingerprint(tmp_path):
+    from wit_builder.crawl.blocklists import load_blocklist
+    listed = tmp_path / "list.txt"
+    listed.write_text("0123456789abcdef\n")
+    prints = {load_blocklist([str(listed)], [], bits).fingerprint for bits in (6, 8)}
+    listed.write_text("0123456789abcdef:8\n")
+    assert len(prints) == 2   # a new distance redoes the download shards
+    assert load_blocklist([str(listed)], [], 6).fingerprint in prints
