@@ -59,9 +59,9 @@ def test_queue_stays_bounded_and_samples_are_written_in_row_order(monkeypatch):
         with lock:
             queued_at_most = max(queued_at_most, self.queued)
 
-    def slow_process(body, settings):  # decodes finish out of order, slower than the network
-        time.sleep(rng.uniform(0.0005, 0.004))
-        return original_process(body, settings)
+    def slow_process(body, settings, blocked=None):  # decodes finish out of order, slower
+        time.sleep(rng.uniform(0.0005, 0.004))          # than the network
+        return original_process(body, settings, blocked)
 
     monkeypatch.setattr(native.DecodeQueue, "put", counting_put)
     monkeypatch.setattr(native, "process_image", slow_process)
