@@ -116,6 +116,10 @@ def test_a_new_list_redoes_the_shards_and_no_list_records_nothing(site, tmp_path
     ("not-a-digest", "is not an MD5, SHA-1 or SHA-256 hex digest"),
     ("0123456789abcdef0", "is not an MD5, SHA-1 or SHA-256 hex digest"),
     ("z" * 64, "is not an MD5, SHA-1 or SHA-256 hex digest"),
+    ("0123456789abcdef:17", "a pHash's distance is a number of bits from 0 to 16"),
+    ("0123456789abcdef:x", "a pHash's distance is a number of bits from 0 to 16"),
+    ("0123456789abcde", "nor a pHash (16, optionally :BITS)"),
+    ("a" * 32 + ":4", "is not an MD5, SHA-1 or SHA-256 hex digest"),
 ])
 def test_a_bad_hash_line_stops_the_crawl_before_anything_runs(line, says, tmp_path, capsys):
     listed = tmp_path / "list.txt"

@@ -169,24 +169,6 @@ def test_a_live_crawl_blocks_listed_photographs(pictures, tmp_path, capsys):
     assert blocked == {f"{number}.jpg" for number in range(LISTED)}
 
 
-@pytest.mark.parametrize("line, says", [
-    ("0123456789abcdef:17", "a pHash's distance is a number of bits from 0 to 16"),
-    ("0123456789abcdef:x", "a pHash's distance is a number of bits from 0 to 16"),
-    ("0123456789abcde", "nor a pHash (16, optionally :BITS)"),
-    ("a" * 32 + ":4", "is not an MD5, SHA-1 or SHA-256 hex digest"),
-])
-def test_a_bad_phash_line_stops_the_crawl_naming_file_and_line(line, says, tmp_path, capsys):
-    listed = tmp_path / "list.txt.gz"
-    listed.write_bytes(gzip.compress(f"0123456789abcdef\n{line}\n".encode()))
-    workdir = tmp_path / "run"
-    code = main(["crawl", "--workdir", str(workdir), "--source", "pool:nothing.parquet",
-                 "--block-hashes", str(listed)])
-    error = capsys.readouterr().err.strip()
-    assert code == 2 and len(error.splitlines()) == 1
-    assert f"blocklist '{listed}' line 2" in error and says in error
-    assert not workdir.exists()
-
-
 def test_the_default_distance_is_range_checked(tmp_path, capsys):
     assert main(["crawl", "--workdir", str(tmp_path / "run"), "--source", "pool:x.parquet",
                  "--block-phash-distance", "17"]) == 2
