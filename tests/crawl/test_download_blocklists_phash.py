@@ -184,3 +184,20 @@ def test_the_distance_joins_the_lists_fingerprint(tmp_path):
     listed.write_text("0123456789abcdef:8\n")
     assert len(prints) == 2   # a new distance redoes the download shards
     assert load_blocklist([str(listed)], [], 6).fingerprint in prints
+
+
+def test_a_worker_builds_a_lists_phash_index_once_whatever_the_shards(tmp_path):
+    """The settings (and the blocklist in them) reach a download worker anew with every shard;
+    the pHash index is built once per process and list, and a different list gets its own."""
+    import pickle
+    from wit_builder.crawl.blocklists import load_blocklist
+    listed = tmp_path / "list.txt"
+    listed.write_text("0123456789abcdef\n")
+    first = pickle.loads(pickle.dumps(load_blocklist([str(listed)], [])))
+    second = pickle.loads(pickle.dumps(load_blocklist([str(listed)], [])))
+    assert first.phash_index is second.phash_index
+    listed.write_text("fedcba9876543210\n")
+    other = load_blocklist([str(listed)], [])
+    assert other.phash_index is not first.phash_index
+    assert other.phash_index.near(0xfedcba9876543210)
+    assert not other.phash_index.near(0x0123456789abcdef)

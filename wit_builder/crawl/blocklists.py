@@ -23,7 +23,6 @@ A bad line is an error naming the file and the line, before anything runs.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -61,18 +60,18 @@ class Blocklist:
         return any(hashlib.new(kind, body).digest() in listed
                    for kind, listed in self.digests.items() if listed)
 
-    @functools.cached_property
+    @property
     def phash_index(self) -> phash.PhashIndex:
-        # built where pictures are checked (a download worker), never pickled to it
-        return phash.PhashIndex(self.phashes, self.phash_bits)
+        # built where pictures are checked (a download worker), once per process and list: the
+        # settings reach a worker anew with each shard, the index is never pickled to it
+        key = self.fingerprint or hashlib.sha256(self.phashes.tobytes()
+                                                 + self.phash_bits.tobytes()).hexdigest()
+        return phash_index(key, self.phashes, self.phash_bits)
 
     def blocks_picture(self, pixels: np.ndarray) -> bool:
         """Whether a decoded picture (BGR, as OpenCV decodes) is within its distance of a listed
         pHash (never, without pHashes)."""
         return bool(self.phashes.size) and self.phash_index.near(picture_phash(pixels))
-
-    def __getstate__(self) -> dict:
-        return {name: value for name, value in self.__dict__.items() if name != "phash_index"}
 
     def blocks_url(self, url: str) -> bool:
         if self.domains:
@@ -82,6 +81,18 @@ class Blocklist:
                     return True
                 host = host.partition(".")[2]
         return bool(self.urls) and canonical_url(url) in self.urls
+
+
+PHASH_INDEXES: dict[str, phash.PhashIndex] = {}   # this process's, by list fingerprint
+
+
+def phash_index(fingerprint: str, hashes: np.ndarray, bits: np.ndarray) -> phash.PhashIndex:
+    """The search index of a list's pHashes, built once per process for each list (its
+    fingerprint covers the hashes and their distances)."""
+    if fingerprint not in PHASH_INDEXES:
+        PHASH_INDEXES.clear()   # one list per run: keep only the newest
+        PHASH_INDEXES[fingerprint] = phash.PhashIndex(hashes, bits)
+    return PHASH_INDEXES[fingerprint]
 
 
 def picture_phash(pixels: np.ndarray) -> int:
