@@ -7,6 +7,7 @@ what the columns change."""
 from __future__ import annotations
 
 import datetime
+import gzip
 import decimal
 import io
 import json
@@ -23,6 +24,7 @@ from aiohttp import web
 from support.hostile_web import StaticImages, image_bytes
 from wit_builder.cli import main
 from wit_builder.core import tarsamples
+from wit_builder.core.options import WitError
 from wit_builder.crawl.download import writer
 from wit_builder.crawl.download.images import StoredImage
 from wit_builder.crawl.sources.pool import (PoolColumns, additional_schema, pool_partitions,
@@ -277,3 +279,37 @@ def test_pool_values_json_has_no_type_for_are_written_as_json_can_hold_them(tmp_
     assert types[:4] + types[5:] == schema.types[:4] + schema.types[5:]
     assert types[4].value_type == pa.string()   # (parquet names a list's item 'element')
     assert manifest.to_pylist()[0]["taken"] == extra["taken"]
+
+
+def test_a_pool_file_without_a_named_column_is_named_before_any_work(tmp_path):
+    pq.write_table(pa.table({"url": ["http://a/1.jpg"], "caption": ["one"], "LICENSE": ["x"]}),
+                   tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("url,caption\nhttp://a/2.jpg,two\n")
+    with pytest.raises(WitError, match=r"pool: '.*b\.csv' has no column 'LICENSE' "
+                                       r"\(--save-additional-columns\); its columns are url, "
+                                       r"caption$"):
+        additional_schema(str(tmp_path), PoolColumns(), ["LICENSE"])
+
+
+@pytest.mark.parametrize("name", ["p.tsv", "p.csv.gz", "p.jsonl.gz"])
+def test_tab_separated_and_gzipped_pools_read_their_columns_typed(tmp_path, name):
+    lines = ["url\tcaption\tsimilarity\tNSFW", "http://a/1.jpg\tone\t0.25\tUNLIKELY",
+             "http://a/2.jpg\ttwo\t\tNSFW", "http://a/3.jpg\tthree\tNA\t"]
+    if name.startswith("p.jsonl"):
+        text = "".join(json.dumps(dict(zip(lines[0].split("\t"), line.split("\t")))
+                                  | {"similarity": value}) + "\n"
+                       for line, value in zip(lines[1:], [0.25, None, None]))
+    else:
+        text = "\n".join(line.replace("\t", "," if ".csv" in name else "\t")
+                         for line in lines) + "\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    schema = additional_schema(str(path), PoolColumns(), ["similarity", "NSFW"])
+    assert schema == pa.schema([("similarity", pa.float64()), ("NSFW", pa.string())])
+    batches = []
+    pairs = [pair for part in pool_partitions(str(path))
+             for pair in read_pool(part, PoolColumns(additional=schema), additional=batches)]
+    assert [text for _, text in pairs] == ["one", "two", "three"]
+    assert pa.Table.from_batches(batches, schema).to_pylist() == [
+        {"similarity": 0.25, "NSFW": "UNLIKELY"}, {"similarity": None, "NSFW": "NSFW"},
+        {"similarity": None, "NSFW": ""}]
