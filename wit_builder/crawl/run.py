@@ -605,9 +605,9 @@ def additional_columns(config: CrawlConfig, sources: list[Source]) -> pa.Schema 
     if not names:
         return None
     columns = PoolColumns(url=config.url_col, text=config.text_col)
-    schemas_found = [additional_schema(source.location, columns, names, address_policy(config))
-                     for source in sources]
-    return schemas_found[0]
+    found = [additional_schema(source.location, columns, names, address_policy(config))
+             for source in sources]  # every pool checked; a later one's values take these types
+    return found[0]
 
 
 @stage_engine  # an entry of its own too (tests call it); inside `run`, run's engine
