@@ -80,7 +80,7 @@ def time_one(data: Path, kind: str) -> dict:
     from wit_builder.core import atomic
     from wit_builder.crawl import run
 
-    work = Path(tempfile.mkdtemp(prefix="wit-bench-columns-"))
+    work = Path(tempfile.mkdtemp(prefix="wit-bench-columns-"))  # removed by the parent
     config = load_config("crawl", None, {"workdir": str(work)})
     queries = data / "queries" / "queries.parquet"
     settings = run.partition_settings(config, queries, atomic.sha256_file(queries))
@@ -96,7 +96,7 @@ def time_one(data: Path, kind: str) -> dict:
 
 
 def measure(data: Path, tree: Path, kind: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree), "TMPDIR": str(data)}
     done = subprocess.run([sys.executable, __file__, "--time-one", kind, "--data", str(data)],
                           env=env, cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -114,7 +114,12 @@ def main() -> None:
     if args.time_one:
         print(json.dumps(time_one(args.data, args.time_one)))
         return
-    data = Path(tempfile.mkdtemp(prefix="wit-bench-columns-data-"))
+    with tempfile.TemporaryDirectory(prefix="wit-bench-columns-") as folder:
+        compare(Path(folder), args)
+
+
+def compare(data: Path, args: argparse.Namespace) -> None:
+    """Build the pools and the queries in `data`, time the contenders, print the table."""
     write_pool(data / "pool.parquet", args.rows, seed=1)
     write_pool(data / "warm.parquet", WARM_ROWS, seed=2)
     write_queries(data / "queries" / "queries.parquet", data / "pool.parquet")
