@@ -3,6 +3,7 @@ query matching, language ID, balance, download, resize, shards) against img2data
 same URLs, both as whole processes from the command line, their whole process trees' CPU counted.
 
     .venv/bin/python benchmarks/bench_crawl.py [--urls 20000,100000] [--workers 2]
+        [--before CHECKOUT] [--no-img2dataset]
 
 The material is real and fetched by the script into the real-material cache
 (tests/support/realdata.py), never committed:
@@ -19,6 +20,11 @@ in flight each (img2dataset: `--thread_count 64`), shards of 10,000 samples, no 
 runs img2dataset then witbuilder then the other way round (2 rounds), on fresh output folders; the
 table gives the median. "Marginal" is the cost of one more image between the two sizes (wall ms and
 CPU ms), which start-up costs do not blur.
+
+`--before CHECKOUT` also runs `wit crawl` from another checkout of witbuilder (its C extensions
+built, run with this Python), interleaved with the others in every round, and adds a table of
+this checkout against it: a change's effect measured on a shared machine, where load moves both
+alike. `--no-img2dataset` leaves img2dataset out.
 """
 
 from __future__ import annotations
@@ -90,7 +96,8 @@ def write_pool(path: Path, base: str, texts: list[str], count: int, offset: int 
 
 
 def wit_crawl(pool: Path, queries: Path, workdir: Path, origin: str, workers: int,
-              download: bool = True) -> subprocess.CompletedProcess:
+              download: bool = True, checkout: Path = ROOT) -> subprocess.CompletedProcess:
+    """`wit crawl` from `checkout` (python -m imports the package of its working directory)."""
     return subprocess.run(
         [*WIT, "crawl", "--workdir", str(workdir), "--source", f"pool:{pool}",
          "--queries", str(queries), "--per-query", "100000000", "--trusted-origins", origin,
@@ -98,7 +105,7 @@ def wit_crawl(pool: Path, queries: Path, workdir: Path, origin: str, workers: in
          "--download-per-host", str(CONCURRENCY), "--samples-per-shard", str(PER_SHARD),
          "--image-size", str(IMAGE_SIZE), "--resize-mode", "keep_ratio", "--quality", "90",
          "--retries", "0", "--download" if download else "--no-download"],
-        capture_output=True, text=True, cwd=ROOT)
+        capture_output=True, text=True, cwd=checkout)
 
 
 def kept_texts(texts: list[str], queries: Path, work: Path, base: str, origin: str) -> list[str]:
@@ -152,7 +159,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=WORKERS_DEFAULT)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep the outputs in this folder")
+    parser.add_argument("--before", type=Path,
+                        help="another witbuilder checkout to run too, interleaved (an A/B)")
+    parser.add_argument("--no-img2dataset", action="store_true", help="leave img2dataset out")
     args = parser.parse_args()
+    if args.before and not (args.before / "wit_builder" / "cli.py").is_file():
+        sys.exit(f"bench_crawl: --before {args.before} is no witbuilder checkout (no "
+                 "wit_builder/cli.py); give the root of one")
+    tools = ([] if args.no_img2dataset else ["img2dataset"]) + ["witbuilder"] + \
+        (["before"] if args.before else [])
     sizes = [int(size) for size in args.urls.split(",")]
     try:
         wallpapers = fetch_deb("plasma-workspace-wallpapers", WALLPAPERS)
@@ -182,8 +197,7 @@ def main() -> None:
             pool = work / f"pool-{size}.parquet"
             write_pool(pool, base, texts, size)
             for round_number in range(args.rounds):
-                order = ("img2dataset", "witbuilder") if round_number % 2 == 0 else \
-                        ("witbuilder", "img2dataset")
+                order = tools if round_number % 2 == 0 else tools[::-1]
                 for tool in order:
                     out = work / f"{tool}-{size}-{round_number}"
                     shutil.rmtree(out, ignore_errors=True)
@@ -193,8 +207,10 @@ def main() -> None:
                                                    server.pid)
                         stored = stored_img2dataset(out) if done.returncode == 0 else 0
                     else:
-                        seconds, cpu, done = timed(lambda: wit_crawl(pool, queries, out, origin,
-                                                                     args.workers), server.pid)
+                        checkout = args.before if tool == "before" else ROOT
+                        seconds, cpu, done = timed(lambda: wit_crawl(
+                            pool, queries, out, origin, args.workers, checkout=checkout),
+                            server.pid)
                         stored = stored_witbuilder(out) if done.returncode == 0 else 0
                     if done.returncode != 0:
                         sys.exit(f"bench_crawl: {tool} failed at {size}:\n{done.stderr[-3000:]}")
@@ -209,22 +225,37 @@ def main() -> None:
     def median(size: int, tool: str, field: int) -> float:
         return statistics.median(run[field] for run in results[(size, tool)])
 
+    if not args.no_img2dataset:
+        compare(sizes, median, "img2dataset", "witbuilder",
+                f"wit crawl --source pool: vs img2dataset, whole process trees, {args.workers} "
+                f"workers (median of {args.rounds})",
+                ["img2dataset s", "wit crawl s", "stored (img2dataset / wit)"])
+    if args.before:
+        compare(sizes, median, "before", "witbuilder",
+                f"wit crawl, this checkout vs {args.before}, whole process trees, "
+                f"{args.workers} workers (median of {args.rounds})",
+                ["before s", "now s", "stored (before / now)"])
+
+
+def compare(sizes: list[int], median, theirs: str, ours: str, title: str,
+            labels: list[str]) -> None:
+    """The table of `ours` against `theirs` at each size, and the marginal cost of an image."""
     rows = []
     for size in sizes:
-        theirs, ours = median(size, "img2dataset", 0), median(size, "witbuilder", 0)
-        rows.append([f"{size:,}", round(theirs, 1), round(ours, 1), f"{theirs / ours:.2f}x",
-                     round(median(size, "img2dataset", 1), 1), round(median(size, "witbuilder", 1), 1),
-                     f"{median(size, 'img2dataset', 2):,.0f} / {median(size, 'witbuilder', 2):,.0f}"])
-    print_table(f"wit crawl --source pool: vs img2dataset, whole process trees, {args.workers} "
-                f"workers (median of {args.rounds})",
-                ["URLs", "img2dataset s", "wit crawl s", "speed-up", "img2dataset CPU s",
-                 "wit crawl CPU s", "stored (img2dataset / wit)"], rows)
+        slow, fast = median(size, theirs, 0), median(size, ours, 0)
+        rows.append([f"{size:,}", round(slow, 1), round(fast, 1), f"{slow / fast:.2f}x",
+                     round(median(size, theirs, 1), 1), round(median(size, ours, 1), 1),
+                     f"{median(size, theirs, 2):,.0f} / {median(size, ours, 2):,.0f}"])
+    slow_label, fast_label, stored_label = labels
+    print_table(title, ["URLs", slow_label, fast_label, "speed-up",
+                        slow_label.replace(" s", " CPU s"), fast_label.replace(" s", " CPU s"),
+                        stored_label], rows)
     if len(sizes) >= 2:
         low, high = sizes[0], sizes[-1]
         extra = high - low
         marginal = [[tool, round(1000 * (median(high, tool, 0) - median(low, tool, 0)) / extra, 3),
                      round(1000 * (median(high, tool, 1) - median(low, tool, 1)) / extra, 3)]
-                    for tool in ("img2dataset", "witbuilder")]
+                    for tool in (theirs, ours)]
         marginal.append(["ratio", f"{marginal[0][1] / marginal[1][1]:.2f}x",
                          f"{marginal[0][2] / marginal[1][2]:.2f}x"])
         print_table(f"Marginal cost of one image between {low:,} and {high:,} URLs",
