@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.installed-test
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py wit_builder/queries/_hotloop.c wit_builder/crawl/_crawlfast.c wit_builder/core/siphash.h
+$(STAMP): pyproject.toml setup.py wit_builder/queries/_hotloop.c wit_builder/crawl/_crawlfast.c wit_builder/crawl/download/_area.c wit_builder/core/siphash.h
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .

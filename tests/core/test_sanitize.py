@@ -17,7 +17,7 @@ ROOT = sanitize.ROOT
 # The tests of the extensions' code paths (test_match_cache.py: the matcher's cache loader).
 TEST_FILES = ["tests/queries/test_queries_hotloop.py", "tests/queries/test_wikitext.py",
               "tests/crawl/test_match_compiled.py", "tests/crawl/test_html_extraction.py",
-              "tests/crawl/test_match_cache.py"]
+              "tests/crawl/test_match_cache.py", "tests/crawl/test_area_resize.py"]
 REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
 CANARY = r"""

@@ -1,17 +1,19 @@
 """The C extensions under AddressSanitizer and UndefinedBehaviorSanitizer (for
 tests/core/test_sanitize.py).
 
-`build(folder)` compiles wit_builder/queries/_hotloop.c and wit_builder/crawl/_crawlfast.c with
--fsanitize=address,undefined into `folder` (never in place: the normal build stays as it is) and
-writes there a sitecustomize.py that makes every Python started with `environment(folder)` import
-those two modules from `folder` (a sys.meta_path finder), and log each load to a file, so the
-caller can check that the sanitized code is what ran. `environment` preloads libasan (Python itself
-is not instrumented) and makes the first sanitizer report abort the process.
+`build(folder)` compiles the C extensions (EXTENSIONS: the hot loop, the crawl's parser and
+matcher, the image step's area resize) with -fsanitize=address,undefined into `folder` (never in
+place: the normal build stays as it is) and writes there a sitecustomize.py that makes every
+Python started with `environment(folder)` import those modules from `folder` (a sys.meta_path
+finder), and log each load to a file, so the caller can check that the sanitized code is what
+ran. `environment` preloads libasan (Python itself is not instrumented) and makes the first
+sanitizer report abort the process.
 
-`python tests/support/sanitize_build.py fuzz` (under that environment) runs a short fuzz: random bytes with
-NUL, invalid UTF-8 and deep nesting through the hot loop and the HTML page parser, and hostile text
-through the matcher (each checked against its Python path), and damaged caches through the
-matcher's loader (an error, never a crash).
+`python tests/support/sanitize_build.py fuzz` (under that environment) runs a short fuzz: random
+bytes with NUL, invalid UTF-8 and deep nesting through the hot loop and the HTML page parser, and
+hostile text through the matcher (each checked against its Python path), damaged caches through
+the matcher's loader (an error, never a crash), and random pixels of random sizes through the
+area resize (checked against OpenCV's bytes).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSIONS = {"wit_builder.queries._hotloop": ROOT / "wit_builder" / "queries" / "_hotloop.c",
-              "wit_builder.crawl._crawlfast": ROOT / "wit_builder" / "crawl" / "_crawlfast.c"}
+              "wit_builder.crawl._crawlfast": ROOT / "wit_builder" / "crawl" / "_crawlfast.c",
+              "wit_builder.crawl.download._area":
+                  ROOT / "wit_builder" / "crawl" / "download" / "_area.c"}
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
          "-g", "-O1", "-shared", "-fPIC"]
 LOG_VARIABLE = "WIT_SANITIZED_LOG"
@@ -96,7 +100,7 @@ def missing() -> str | None:
 
 
 def build(folder: Path) -> dict[str, Path]:
-    """Both extensions, sanitized, in `folder`; {module name: shared object}."""
+    """The extensions, sanitized, in `folder`; {module name: shared object}."""
     cc = compiler()
     folder.mkdir(parents=True, exist_ok=True)
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
@@ -225,6 +229,29 @@ def fuzz(seed: int = 1, rounds: int = 600) -> None:
             except ValueError:
                 continue
             loaded.match(text)
+
+    # The area resize: random pixels, random shrinks (1-pixel sides, near-whole factors,
+    # one whole axis), byte for byte OpenCV's; bad sizes and buffers an error, never a crash.
+    import cv2
+    import numpy as np
+
+    from wit_builder.crawl.download import area
+    assert area._area is not None
+    for _ in range(rounds // 3):
+        width, height = rng.randint(1, 300), rng.randint(1, 300)
+        pixels = np.frombuffer(random_bytes(width * height * 3), np.uint8).reshape(height, width, 3)
+        target = (rng.randint(1, width), rng.choice([height, rng.randint(1, height)]))
+        shrunk = area.shrink_like_opencv(pixels, *target)
+        if shrunk is not None:
+            expected = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA)
+            assert np.array_equal(shrunk, expected.reshape(shrunk.shape)), \
+                f"area resize differs from OpenCV at {width}x{height} -> {target}"
+        sizes = [rng.randint(-2, 310) for _ in range(4)]
+        buffers = (random_bytes(rng.randint(0, 600)), bytearray(rng.randint(0, 600)))
+        try:
+            area._area.resize(buffers[0], sizes[0], sizes[1], buffers[1], sizes[2], sizes[3])
+        except (ValueError, OverflowError):
+            pass
     print("fuzz: done")
 
 
