@@ -59,12 +59,17 @@ def main() -> None:
         for round_number in range(args.rounds):
             for kind in times:
                 listing = workdir / f"list-{round_number}-{kind}.txt"
-                listing.write_text(next(urls) + "\n")
+                url = next(urls)
+                listing.write_text(url + "\n")
                 if kind == "cold":
                     shutil.rmtree(folder / ".index", ignore_errors=True)
                 command = ["shards", *options, *shard_options, "--takedown", str(listing)] \
                     if kind == "rebuild" else ["takedown", *options, str(listing)]
-                times[kind].append(timed(lambda: wit(command)))
+                codes: list[int] = []
+                times[kind].append(timed(lambda: codes.append(wit(command))))
+                # a failed run or one that took nothing down is no takedown to time
+                assert codes == [0], f"wit {command[0]} exited {codes}"
+                assert url not in {sample["url"] for sample in samples(folder).values()}, url
         kept = len(samples(folder))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

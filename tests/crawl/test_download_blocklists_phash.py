@@ -39,11 +39,9 @@ def pictures() -> dict[str, object]:
 
 
 def listed_phash(picture) -> str:
-    """The pHash a list would carry for a photograph: imagehash's when it is installed."""
-    try:
-        import imagehash
-    except ImportError:
-        return phash.to_hex(phash.phash_of_image(picture))
+    """The pHash a list would carry for a photograph: imagehash's (the test extra installs it),
+    never ours, so that the download's hash is checked against an independent one."""
+    imagehash = pytest.importorskip("imagehash")
     return str(imagehash.phash(picture))
 
 

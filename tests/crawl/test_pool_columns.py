@@ -137,6 +137,14 @@ def test_parquet_pool_columns_reach_the_json_the_manifests_and_the_training_shar
     card = (workdir / "data" / "shards" / "README.md").read_text()
     assert "`LICENSE`" in card and "similarity" in card
 
+    # a takedown rewrites the shards holding a listed URL, and _info.json keeps the columns
+    taken = json.loads(shards[0]["json"])["url"]
+    (tmp_path / "takedown.txt").write_text(taken + "\n")
+    assert main(["takedown", "--workdir", str(workdir), str(tmp_path / "takedown.txt")]) == 0
+    assert taken not in {json.loads(s["json"])["url"] for s in samples(workdir / "data" / "shards")}
+    info = json.loads((workdir / "data" / "shards" / "_info.json").read_text())
+    assert info["additional_columns"] == KEPT and info["total_samples"] == len(raw) - 1
+
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_csv_and_json_lines_pools_keep_their_columns_typed(tmp_path, images, kind):

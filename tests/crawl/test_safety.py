@@ -115,7 +115,9 @@ def test_nsfw_scores_reach_json_and_manifest_and_a_threshold_drops_with_the_reas
     rows = download(tmp_path / "scored", urls, server.origin, nsfw_threshold=1.0)
     assert [row["status"] for row in rows] == ["ok"] * 4   # 1: scored, none dropped
     scores = {row["url"]: row["nsfw_score"] for row in rows}
-    assert all(0 <= score <= 1 for score in scores.values())
+    # safe portraits score low (bench_safety.py: none of 225 safe photographs over 0.22), so
+    # a scorer with its classes swapped fails here
+    assert all(0 <= score < 0.3 for score in scores.values())
     for url, (_, meta) in stored(tmp_path / "scored").items():
         assert meta["nsfw_score"] == pytest.approx(scores[url], abs=1e-4)
     highest = max(scores, key=scores.get)

@@ -198,7 +198,7 @@ def test_without_a_parse_callback_pages_are_handled_on_the_loop_as_before(serve)
 def test_dot_segments_resolve_as_a_browser_resolves_them():
     from urllib.parse import urljoin
 
-    from wit_builder.crawl.sources.urls import canonical_url
+    from wit_builder.net.urls import canonical_url
 
     for path in ("/a/b/c/./../../g", "/./a%20b.html", "/a/..", "/a/.", "/..", "/a//b/../c",
                  "/mid/content=5/../6", "/.hidden/x", "/a/b/.."):

@@ -53,6 +53,11 @@ class Blocklist:
     phashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     phash_bits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
+    def __post_init__(self) -> None:
+        if self.phashes.size and not self.fingerprint:  # built without load_blocklist
+            object.__setattr__(self, "fingerprint", hashlib.sha256(
+                self.phashes.tobytes() + self.phash_bits.tobytes()).hexdigest())
+
     def __bool__(self) -> bool:
         return bool(self.urls or self.domains or any(self.digests.values()) or self.phashes.size)
 
@@ -64,9 +69,7 @@ class Blocklist:
     def phash_index(self) -> phash.PhashIndex:
         # built where pictures are checked (a download worker), once per process and list: the
         # settings reach a worker anew with each shard, the index is never pickled to it
-        key = self.fingerprint or hashlib.sha256(self.phashes.tobytes()
-                                                 + self.phash_bits.tobytes()).hexdigest()
-        return phash_index(key, self.phashes, self.phash_bits)
+        return phash_index(self.fingerprint, self.phashes, self.phash_bits)
 
     def blocks_picture(self, pixels: np.ndarray) -> bool:
         """Whether a decoded picture (BGR, as OpenCV decodes) is within its distance of a listed
@@ -84,13 +87,15 @@ class Blocklist:
 
 
 PHASH_INDEXES: dict[str, phash.PhashIndex] = {}   # this process's, by list fingerprint
+INDEXES_KEPT = 4   # a run has one list; a few more for a process that checks several in turn
 
 
 def phash_index(fingerprint: str, hashes: np.ndarray, bits: np.ndarray) -> phash.PhashIndex:
     """The search index of a list's pHashes, built once per process for each list (its
     fingerprint covers the hashes and their distances)."""
     if fingerprint not in PHASH_INDEXES:
-        PHASH_INDEXES.clear()   # one list per run: keep only the newest
+        while len(PHASH_INDEXES) >= INDEXES_KEPT:
+            del PHASH_INDEXES[next(iter(PHASH_INDEXES))]   # the oldest
         PHASH_INDEXES[fingerprint] = phash.PhashIndex(hashes, bits)
     return PHASH_INDEXES[fingerprint]
 

@@ -135,14 +135,11 @@ class LanguageDetector:
             from lingua import IsoCode639_1, Language
 
             self.own_language = Language.from_iso_code_639_1(getattr(IsoCode639_1, lang.upper()))
+        # detect(text): detect_uncached behind a cache of this detector's last answers
         self.detect = functools.lru_cache(maxsize=RESULTS_KEPT)(self.detect_uncached)
 
-    def detect(self, text: str) -> tuple[str, float]:
-        """(ISO 639-1 code, probability); ("unknown", 0.0) when the text has no language.
-        (Each detector replaces this with `detect_uncached` behind a cache of its answers.)"""
-        return self.detect_uncached(text)
-
     def detect_uncached(self, text: str) -> tuple[str, float]:
+        """(ISO 639-1 code, probability); ("unknown", 0.0) when the text has no language."""
         if self.backend == "auto":
             return self.detect_auto(text)
         if self.backend == "lingua":

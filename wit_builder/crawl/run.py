@@ -47,7 +47,7 @@ from wit_builder.crawl.url_dedupe import dedupe_matched
 from wit_builder.crawl.sources.pool import (PoolColumns, PoolPartition, additional_schema,
                                             pool_format, pool_partitions, read_pool)
 from wit_builder.crawl.sources import SERVED_SOURCES
-from wit_builder.crawl.sources.urls import canonical_url
+from wit_builder.net.urls import canonical_url
 from wit_builder.crawl.sources.warc import expand_warc_locations, read_html_responses
 from wit_builder.crawl.sources.web import Frontier, WebCrawlSettings, crawl_web, page_failure
 

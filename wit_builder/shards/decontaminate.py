@@ -31,13 +31,12 @@ from wit_builder.core import store
 from wit_builder.core.options import WitError
 from wit_builder.core.spill import order_keys
 from wit_builder.core.tarsamples import read_samples
+from wit_builder.shards.dedup import REMOVAL, removal_table
 from wit_builder.shards.phash import bands, image_hashes, same_look
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-REMOVAL = pa.schema([("order", pa.int64()), ("uid", pa.string()), ("duplicate_of", pa.string()),
-                     ("kind", pa.string()), ("distance", pa.int32())])
 
 
 @dataclass(frozen=True)
@@ -100,10 +99,6 @@ def hash_sets(directories: list[str]) -> EvalHashes:
                       np.array(signatures, dtype=np.uint64))
 
 
-def popcount(values: np.ndarray) -> np.ndarray:
-    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
-
-
 def near_matches(phash: np.ndarray, signature: np.ndarray, evals: EvalHashes, bits: int,
                  check: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sample index, evaluation index, distance) of every sample within `bits` of an evaluation
@@ -118,7 +113,7 @@ def near_matches(phash: np.ndarray, signature: np.ndarray, evals: EvalHashes, bi
         high = np.searchsorted(sorted_keys, mine, "right")
         for sample in np.nonzero(high > low)[0]:
             candidates = order[low[sample]:high[sample]]
-            distance = popcount(evals.phash[candidates] ^ phash[sample])
+            distance = np.bitwise_count(evals.phash[candidates] ^ phash[sample])
             good = distance <= bits
             if check:
                 good &= same_look(np.full(len(candidates), signature[sample], np.uint64),
@@ -153,12 +148,9 @@ def contaminated(pieces: list[tuple[str, int]], evals: EvalHashes, bits: int, ch
         for row, match, distance in zip(samples, matches, distances):
             found.setdefault(int(row), (evals.names[match], int(distance)))
         rows = sorted(found)
-        tables.append(pa.table({"order": pa.array([orders[r] for r in rows], pa.int64()),
-                                "uid": [uids[r] for r in rows],
-                                "duplicate_of": [found[r][0] for r in rows],
-                                "kind": ["eval"] * len(rows),
-                                "distance": pa.array([found[r][1] for r in rows], pa.int32())},
-                               schema=REMOVAL))
+        tables.append(removal_table(np.array([orders[r] for r in rows], np.int64),
+                                    [uids[r] for r in rows], [found[r][0] for r in rows], "eval",
+                                    np.array([found[r][1] for r in rows], np.int32)))
     table = pa.concat_tables(tables) if tables else REMOVAL.empty_table()
     return table.sort_by("order")
 

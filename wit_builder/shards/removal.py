@@ -228,7 +228,8 @@ def update_manifests(config: StageConfig, changed: list[dict]) -> None:
     shards_path = store.join(manifests, "shards.parquet")
     rows = [new_rows.get(row["shard"], row) for row in store.read_parquet(shards_path).to_pylist()]
     store.write_parquet(shards_path, pa.Table.from_pylist(rows, schema=schemas.SHARDS))
-    card.write_sizes(out, rows)
+    crawl_stats = card_crawl_stats(manifests)
+    card.write_sizes(out, rows, crawl_stats.get("additional_columns", []))
     path = store.join(manifests, "dataset.json")
     if not store.exists(path):
         log.warning("removal: %s is missing: dataset.json and the card not updated", path)
@@ -243,7 +244,7 @@ def update_manifests(config: StageConfig, changed: list[dict]) -> None:
     summary["per_removal_reason"] = dict(sorted(per_reason.items()))
     totals["removed"] = sum(per_reason.values())
     store.write_json(path, summary)
-    card.write_card(out, summary, card_crawl_stats(manifests))
+    card.write_card(out, summary, crawl_stats)
 
 
 def card_crawl_stats(manifests: store.Location) -> dict:

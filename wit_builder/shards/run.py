@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -353,15 +354,11 @@ def record_removals(plan: dedup.DedupPlan, work: Path, settings: ScatterSettings
     order key to its bucket's drop file, and count them by kind and source. `contaminated`
     (copies of evaluation images, --exclude) come last, and a sample among them is not also
     removed as a duplicate."""
-    excluded = set() if contaminated is None else set(contaminated["order"].to_pylist())
     tables = dedup.removals(plan)
-    if excluded:
+    if contaminated is not None:
         tables = itertools.chain(
-            (table.filter(pa.array([order not in excluded for order in
-                                    table["order"].to_pylist()], pa.bool_()))
+            (table.filter(pc.invert(pc.is_in(table["order"], value_set=contaminated["order"])))
              for table in tables), [contaminated])
-    elif contaminated is not None:
-        tables = itertools.chain(tables, [contaminated])
     # Row groups of pyarrow's default size (when the budget holds one) make the same bytes as
     # writing the whole table at once.
     group_rows = min(DEDUP_ROW_GROUP, plan.partition_rows)

@@ -28,7 +28,7 @@ import aiohttp
 
 from wit_builder.crawl.blocklists import Blocklist
 from wit_builder.crawl.sources.html import PageTooComplex, is_html_type
-from wit_builder.crawl.sources.urls import canonical_url
+from wit_builder.net.urls import canonical_url
 from wit_builder.net.guard import AddressPolicy
 from wit_builder.net.http import Client, FetchFailed, Response, check_status
 from wit_builder.net.robots import MAX_ROBOTS_BYTES, Rules, denying_all, rules_from_answer
