@@ -41,6 +41,9 @@ CRAWL_MANIFEST = pa.schema([
     ("key", pa.string()),
     ("seconds", pa.float32()),
     ("nsfw_score", pa.float32()),   # --nsfw-threshold's score (null when not scored)
+    # --blur-faces: the face boxes blurred in a stored image (null when off, when not stored,
+    # and in manifests written before the column: read_manifest gives null)
+    ("faces", pa.int32()),
 ])
 
 SHARDS = pa.schema([

@@ -140,6 +140,7 @@ def raw_sample(row: dict, shard: int, index: int, outcome: Outcome,
             "sha256": outcome.sha256, **{name: json_value(row[name]) for name in additional}}
     if image.face_boxes is not None:   # --blur-faces: the regions blurred, [0, 1] x0 y0 x1 y1
         meta["face_boxes"] = image.face_boxes
+        manifest_row["faces"] = len(image.face_boxes)
     if image.nsfw_score is not None:
         meta["nsfw_score"] = image.nsfw_score
     return RawSample(manifest_row, sample_block(key, sample_members(key, image.jpeg, row["text"],
