@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from aiohttp import web
 from PIL import Image
 
 from support.faces import people_photos
-from support.hostile_web import download_rows
+from support.hostile_web import download_rows, download_summary
+from wit_builder.crawl.download import status_table
 from wit_builder.cli import main
 
 
@@ -31,8 +33,11 @@ def needs(*modules: str) -> None:
 
 
 def served(serve, photos: dict) -> tuple[object, list[str]]:
-    bodies = {f"/{name}.jpg": path.read_bytes() for name, (path, _) in photos.items()}
+    return serving(serve, {f"/{name}.jpg": path.read_bytes()
+                           for name, (path, _) in photos.items()})
 
+
+def serving(serve, bodies: dict[str, bytes]) -> tuple[object, list[str]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         if request.path not in bodies:
             raise web.HTTPNotFound()
@@ -90,6 +95,80 @@ def test_faces_of_real_photographs_are_blurred_and_listed_in_the_json(detector, 
         assert change[face].mean() > 12, url       # the face's features are gone
         assert change[~face].mean() < 1.5, url     # the rest is as it was (JPEG noise)
         assert np.percentile(change[~face], 99) < 12, url
+
+
+def side_by_side(first: Path, second: Path) -> bytes:
+    """Two real portraits side by side in one JPEG: a picture with two faces."""
+    pictures = [Image.open(path).convert("RGB") for path in (first, second)]
+    height = min(picture.height for picture in pictures)
+    pictures = [picture.resize((round(picture.width * height / picture.height), height))
+                for picture in pictures]
+    pair = Image.new("RGB", (sum(picture.width for picture in pictures), height))
+    pair.paste(pictures[0], (0, 0))
+    pair.paste(pictures[1], (pictures[0].width, 0))
+    return jpeg(pair)
+
+
+def jpeg(picture: Image.Image) -> bytes:
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_blurred_faces_are_counted_in_the_manifest_and_the_summary_and_again_on_resume(
+        serve, tmp_path, real_sdist):
+    """Each stored image's manifest row counts the boxes its `.json` lists (`faces`); the summary
+    sums them, over the shards a rerun skips too; without --blur-faces the column is null and
+    the summary has no counts."""
+    photos = people_photos(("obama", "biden", "hopper"), real_sdist)
+    bodies = {f"/{name}.jpg": path.read_bytes() for name, (path, _) in photos.items()}
+    bodies["/pair.jpg"] = side_by_side(photos["obama"][0], photos["biden"][0])
+    ramp = np.linspace(0, 255, 256, dtype=np.uint8)
+    bodies["/sky.jpg"] = jpeg(Image.fromarray(np.dstack([np.tile(ramp, (192, 1))] * 3)))
+    server, urls = serving(serve, bodies)
+    options = {"image_size": 256, "blur_faces": True, "face_detector": "haar",
+               "samples_per_shard": 2}
+    stats, rows = download_summary(tmp_path, urls, server.origin, **options)
+    assert [row["status"] for row in rows] == ["ok"] * 5
+    boxes = {url: len(meta["face_boxes"]) for url, (_, meta) in stored(tmp_path).items()}
+    assert {row["url"]: row["faces"] for row in rows} == boxes
+    assert boxes[server.url + "/pair.jpg"] == 2 and boxes[server.url + "/sky.jpg"] == 0
+    counts = {"faces_blurred": sum(boxes.values()),
+              "images_blurred": sum(count > 0 for count in boxes.values())}
+    assert counts == {"faces_blurred": 5, "images_blurred": 4}
+    assert {key: stats[key] for key in counts} == counts
+    again, _ = download_summary(tmp_path, urls, server.origin, **options)
+    assert again["shards_skipped"] == again["shards"] == 3 and again["attempted"] == 5
+    assert {key: again[key] for key in counts} == counts
+    assert status_table(again).splitlines()[-1].split() == \
+        ["faces_blurred", "5", "in", "4", "of", "5", "stored", "images"]
+    plain, rows = download_summary(tmp_path / "plain", urls, server.origin, image_size=256)
+    assert all(row["faces"] is None for row in rows)
+    assert "faces_blurred" not in plain and "images_blurred" not in plain
+    assert "faces_blurred" not in status_table(plain)
+
+
+def test_manifests_written_before_the_faces_column_still_read(serve, tmp_path, real_sdist):
+    """A raw shard whose manifest lacks `faces` (an older witbuilder) is still done for the
+    download (skipped, counting no face), and `wit shards` reads it."""
+    import pyarrow.parquet as pq
+
+    server, urls = served(serve, people_photos(("obama", "biden"), real_sdist))
+    options = {"image_size": 256, "blur_faces": True, "face_detector": "haar",
+               "samples_per_shard": 1}
+    download_summary(tmp_path, urls, server.origin, **options)
+    older = tmp_path / "manifests" / "crawl" / "00000.parquet"
+    table = pq.read_table(older)
+    assert table["faces"].to_pylist() == [1]
+    pq.write_table(table.drop_columns(["faces"]), older)   # the schema metadata is kept
+    stats, rows = download_summary(tmp_path, urls, server.origin, **options)
+    assert stats["shards_skipped"] == 2
+    assert [row.get("faces") for row in rows] == [None, 1]
+    assert (stats["faces_blurred"], stats["images_blurred"]) == (1, 1)
+    assert main(["shards", "--workdir", str(tmp_path), "--no-report", "--workers", "1"]) == 0
+    dataset = json.loads((tmp_path / "manifests" / "dataset.json").read_text())
+    assert dataset["blurred"] == {"faces_blurred": 1, "images_blurred": 1}
+    assert dataset["totals"]["samples_read"] == 2
 
 
 def test_a_plug_in_face_detector_decides_what_is_blurred(serve, tmp_path, real_sdist):
@@ -228,23 +307,30 @@ def test_a_crawl_records_what_it_did_and_the_dataset_card_says_it(tmp_path, caps
     pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["portrait"]}),
                    tmp_path / "queries" / "queries.parquet")
     scorer = "support.faces:brightness_scorer"   # obama3, the brightest (0.44), over 0.4
+    crawl = ["crawl", "--workdir", str(tmp_path), "--workers", "1", "--allow-private",
+             "--crawl-delay", "0", "--blur-faces", "--face-detector", "haar",
+             "--nsfw-threshold", "0.4", "--nsfw-scorer", scorer]
+    faces = {"faces_blurred": 3, "images_blurred": 3}   # one a stored portrait
     with Server(handle) as server:
-        assert main(["crawl", "--workdir", str(tmp_path), "--source", f"web:{server.url}/",
-                     "--workers", "1", "--allow-private", "--crawl-delay", "0",
-                     "--blur-faces", "--face-detector", "haar", "--nsfw-threshold", "0.4",
-                     "--nsfw-scorer", scorer]) == 0
-    table = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in table if line.split()[:1] in (["ok"], ["nsfw"])] \
-        == [["ok", "3"], ["nsfw", "1"]]
-    stats = json.loads((tmp_path / "manifests" / "crawl_stats.json").read_text())
-    assert stats["safety"] == {"face_detector": "haar", "nsfw_threshold": 0.4,
-                               "nsfw_scorer": scorer}
+        for run in ("first", "resumed"):   # the rerun skips every shard and counts the same
+            assert main([*crawl, "--source", f"web:{server.url}/"]) == 0
+            table = capsys.readouterr().out.splitlines()
+            assert [line.split()[:2] for line in table
+                    if line.split()[:1] in (["ok"], ["nsfw"], ["faces_blurred"])] \
+                == [["ok", "3"], ["nsfw", "1"], ["faces_blurred", "3"]], run
+            assert "in 3 of 3 stored images" in table[-1]
+            assert ("1 already done" in table[-2]) == (run == "resumed")
+            stats = json.loads((tmp_path / "manifests" / "crawl_stats.json").read_text())
+            assert stats["safety"] == {"face_detector": "haar", "nsfw_threshold": 0.4,
+                                       "nsfw_scorer": scorer, **faces}, run
     assert main(["shards", "--workdir", str(tmp_path), "--no-report", "--workers", "1"]) == 0
     dataset = json.loads((tmp_path / "manifests" / "dataset.json").read_text())
     assert dataset["per_status"]["nsfw"] == 1
+    assert dataset["blurred"] == faces
     card = (tmp_path / "data" / "shards" / "README.md").read_text()
     assert "| nsfw | 1 |" in card
-    assert "Faces found by `haar` on each stored image were blurred" in card
+    assert "Faces found by `haar` on each stored image were blurred before it was written " \
+           "(3 faces in 3 of 3 stored images;" in card
     assert f"Images scored over 0.4 by `{scorer}` were dropped (1, status `nsfw`" in card
     assert "No toxicity filtering" in card and "Nothing here removes" not in card
 

@@ -246,6 +246,12 @@ def write_selection(path: Path, urls: list[str]) -> Path:
 def download_rows(workdir: Path, urls: list[str], origin: str, **options) -> list[dict]:
     """The manifest rows of the native download of `urls` from the loopback server at `origin`
     (trusted), with small shards and no retries; `options` override the crawl settings."""
+    return download_summary(workdir, urls, origin, **options)[1]
+
+
+def download_summary(workdir: Path, urls: list[str], origin: str, **options
+                     ) -> tuple[dict, list[dict]]:
+    """`download_rows`, with the summary the download returned first."""
     import pyarrow.parquet as pq
 
     from wit_builder.cli import load_config
@@ -256,7 +262,7 @@ def download_rows(workdir: Path, urls: list[str], origin: str, **options) -> lis
         "workdir": str(workdir), "workers": 1, "samples_per_shard": 10, "concurrency": 4,
         "image_size": 96, "min_size": 20, "timeout": 5.0, "retries": 0,
         "trusted_origins": [origin], **options})
-    download_selection(config, selection)
+    stats = download_selection(config, selection)
     manifests = sorted((workdir / "manifests" / "crawl").glob("*.parquet"))
-    return [row for path in manifests for row in pq.read_table(path).to_pylist()]
+    return stats, [row for path in manifests for row in pq.read_table(path).to_pylist()]
 

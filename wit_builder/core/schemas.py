@@ -4,6 +4,7 @@ and tests."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 CANDIDATES = pa.schema([
     ("uid", pa.string()),        # sha1 of url + "\t" + text
@@ -45,6 +46,18 @@ CRAWL_MANIFEST = pa.schema([
     # and in manifests written before the column: read_manifest gives null)
     ("faces", pa.int32()),
 ])
+
+BLUR_COUNTS = ("faces_blurred", "images_blurred")   # what the `faces` column sums to
+
+
+def blur_counts(faces: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    """The counts of a crawl manifest's `faces` column (`BLUR_COUNTS`): face boxes blurred, and
+    stored images with at least one; empty when it holds no value (--blur-faces was off)."""
+    if faces.null_count == len(faces):
+        return {}
+    return {"faces_blurred": pc.sum(faces).as_py() or 0,
+            "images_blurred": pc.sum(pc.greater(faces, 0)).as_py() or 0}
+
 
 SHARDS = pa.schema([
     ("shard", pa.string()),

@@ -35,7 +35,7 @@ from wit_builder.crawl.language import DEFAULT_MIN_PROB, cached_detector, detect
 from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import download_selection, status_table
 from wit_builder.crawl.download.img2dataset_backend import check_engine
-from wit_builder.crawl.download.safety import safety_settings
+from wit_builder.crawl.download.safety import record_blur_counts, safety_settings
 from wit_builder.crawl.download.safety import stats_entry as safety_stats_entry
 from wit_builder.core.engine import map_partitions, stage_engine
 from wit_builder.core.text import TOKENIZATION
@@ -713,6 +713,7 @@ def crawl(config: CrawlConfig) -> int:
                  balance["queries_over_cap"], config.per_query)
         if config.download:
             download = download_selection(config, config.path("manifests/selection.parquet"))
+            record_blur_counts(config.path("manifests/crawl_stats.json"), download)
             log.info("crawl: %d of %d selected images stored", download["stored"],
                      download["attempted"])
             print(status_table(download))

@@ -120,7 +120,7 @@ def dataset_card(summary: dict, crawl_stats: dict) -> str:
         *table([(status, statuses.get(status, 0)) for status in OPT_OUT_STATUSES]
                + [(reason, count) for reason, count in sorted(dropped.items())
                   if reason in ("robots", "opted_out", "blocked_address")], ("refused", "count")),
-        *safety_lines(crawl_stats.get("safety") or {}, statuses.get("nsfw", 0)),
+        *safety_lines(crawl_stats.get("safety") or {}, statuses, summary.get("blurred") or {}),
         "",
         "## Licences",
         "",
@@ -148,21 +148,25 @@ def additional_columns_line(crawl_stats: dict) -> list[str]:
             "(`--save-additional-columns`): " + ", ".join(f"`{name}`" for name in names) + "."]
 
 
-def safety_lines(safety: dict, nsfw: int) -> list[str]:
+def safety_lines(safety: dict, statuses: dict, blurred: dict) -> list[str]:
     """What the download did about faces and NSFW images (`wit crawl --blur-faces`,
-    `--nsfw-threshold`: crawl_stats.json), and what it did not."""
+    `--nsfw-threshold`: crawl_stats.json), counted in the manifests (`statuses`, `blurred`:
+    dataset.json), and what it did not."""
     if not safety:
         return ["Nothing here removes harmful content: no NSFW, face or toxicity filtering was "
                 "applied."]
     lines = []
     if "face_detector" in safety:
+        counted = (f"{blurred['faces_blurred']:,} faces in {blurred['images_blurred']:,} of "
+                   f"{statuses.get('ok', 0):,} stored images; " if blurred else "")
         lines.append(f"Faces found by `{safety['face_detector']}` on each stored image were "
-                     "blurred before it was written (each sample's `.json` lists them, "
-                     "`face_boxes`); a face the detector missed is not blurred.")
+                     f"blurred before it was written ({counted}each sample's `.json` lists "
+                     "them, `face_boxes`, its manifest row counts them, `faces`); a face the "
+                     "detector missed is not blurred.")
     if "nsfw_threshold" in safety:
         lines.append(f"Images scored over {safety['nsfw_threshold']} by `{safety['nsfw_scorer']}` "
-                     f"were dropped ({nsfw:,}, status `nsfw`; each sample's `.json` has its "
-                     "`nsfw_score`); the scorer misses some.")
+                     f"were dropped ({statuses.get('nsfw', 0):,}, status `nsfw`; each sample's "
+                     "`.json` has its `nsfw_score`); the scorer misses some.")
     return lines + ["No toxicity filtering of the texts was applied."]
 
 

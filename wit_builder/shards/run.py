@@ -146,8 +146,13 @@ def discover_raw_shards(config: ShardsConfig) -> tuple[list[RawShard], int]:
     return shards, sum(size for _, size in tars.values())
 
 
+MANIFEST_READ = pa.schema([schemas.CRAWL_MANIFEST.field(name)
+                           for name in ("uid", "status", "sha256", "key", "faces")])
+
+
 def read_crawl_manifest(location: str) -> pa.Table:
-    return store.read_parquet(location, columns=["uid", "status", "sha256", "key"])
+    """The columns a scan reads (`faces` null in a manifest written before it)."""
+    return store.read_parquet(location, schema=MANIFEST_READ)
 
 
 # ---- pass 1: scan and scatter ---------------------------------------------------------------
@@ -234,7 +239,7 @@ def scatter_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
     its index rows go to one scratch parquet file, named in the result with their count."""
     problems: Counter = Counter()
     result = {"number": shard.number, "problems": problems, "statuses": Counter(),
-              "index": None, "rows": 0}
+              "blurred": {}, "index": None, "rows": 0}
     if shard.manifest is None:
         log.warning("shards: %s has no manifest (unfinished crawl shard): skipped", shard.tar)
         problems["tar_without_manifest"] += 1
@@ -246,6 +251,7 @@ def scatter_raw_shard(shard: RawShard, settings: ScatterSettings) -> dict:
         problems["unreadable_manifest"] += 1
         return result
     result["statuses"].update(manifest["status"].to_pylist())
+    result["blurred"] = schemas.blur_counts(manifest["faces"])   # --blur-faces: counted
     expected = {row["key"]: (row["uid"], row["sha256"]) for row in manifest.to_pylist()
                 if row["status"] == "ok" and row["key"]}
     if shard.tar is None:
@@ -551,6 +557,7 @@ def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSett
     for result in (results[shard.number] for shard in shards):
         tally.problems.update(result["problems"])
         tally.statuses.update(result["statuses"])
+        tally.blurred.update(result.get("blurred") or {})   # (none in an older scan's marker)
         if result["index"]:
             pieces.append((result["index"], result["rows"]))
             tally.samples_read += result["rows"]

@@ -34,6 +34,7 @@ class Tally:
     problems: Counter = field(default_factory=Counter)        # skipped inputs, by reason
     statuses: Counter = field(default_factory=Counter)        # crawl manifest statuses
     per_exclude_set: Counter = field(default_factory=Counter)  # --exclude removals per set
+    blurred: Counter = field(default_factory=Counter)   # --blur-faces: schemas.BLUR_COUNTS
 
 
 def read_json_if_present(path: store.Location) -> dict:
@@ -145,6 +146,8 @@ def summarize(config: ShardsConfig, tally: Tally, written: list[dict], raw_shard
         "per_source": dict(sorted(tally.per_source.items())),
         "per_language": language_decisions(selection, crawl_stats),
         "per_dedup_kind": dict(sorted(tally.per_dedup_kind.items())),
+        # only when the crawl blurred faces (the manifests' `faces` column)
+        **({"blurred": dict(sorted(tally.blurred.items()))} if tally.blurred else {}),
         # only with --exclude: a dataset.json of a run without it is what it always was
         **({"per_exclude_set": dict(sorted(tally.per_exclude_set.items())),
             "exclude": {"sets": [str(path) for path in config.exclude],

@@ -35,6 +35,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from wit_builder.core import schemas, store
 from wit_builder.core.options import WitError
 
 EXTRA = "pip install 'witbuilder[safety]'"
@@ -62,6 +63,12 @@ class SafetySettings:
     face_detector: str = "mtcnn"
     nsfw_threshold: float = 0.0     # 0: not scored; else dropped when the score is over it
     nsfw_scorer: str = "opennsfw"
+
+    @classmethod
+    def of(cls, config) -> SafetySettings:
+        """The settings a `CrawlConfig` gives, unchecked (`safety_settings` checks them)."""
+        return cls(config.blur_faces, config.face_detector, config.nsfw_threshold,
+                   config.nsfw_scorer)
 
     def __bool__(self) -> bool:
         return self.blur_faces or self.nsfw_threshold > 0
@@ -190,17 +197,27 @@ def resolve(spec: str, builtins: dict, option: str) -> Callable[[], Callable]:
 def safety_settings(config) -> SafetySettings:
     """The safety settings of a `CrawlConfig`, checked: a detector that is not installed or not
     found is refused here, before any work, in one line."""
-    settings = SafetySettings(config.blur_faces, config.face_detector, config.nsfw_threshold,
-                              config.nsfw_scorer)
+    settings = SafetySettings.of(config)
     check_settings(settings)
     return settings
 
 
 def stats_entry(config) -> dict:
-    """What crawl_stats.json records of them (the dataset card reads it): nothing when off."""
-    settings = SafetySettings(config.blur_faces, config.face_detector, config.nsfw_threshold,
-                              config.nsfw_scorer)
+    """What crawl_stats.json records of them (the dataset card reads it): nothing when off.
+    The download adds its blur counts to it (`record_blur_counts`)."""
+    settings = SafetySettings.of(config)
     return {"safety": settings.recorded()} if config.download and settings else {}
+
+
+def record_blur_counts(crawl_stats: store.Location, download: dict) -> None:
+    """Add the download's counts of faces blurred and images with any (`stats.blur_counts`) to
+    the `safety` entry of crawl_stats.json, which is written before the download; nothing
+    when --blur-faces was off."""
+    counts = {key: download[key] for key in schemas.BLUR_COUNTS if key in download}
+    if counts:
+        stats = store.read_json(crawl_stats)
+        stats.setdefault("safety", {}).update(counts)
+        store.write_json(crawl_stats, stats)
 
 
 def check_settings(settings: SafetySettings) -> None:
