@@ -20,10 +20,9 @@ $(STAMP): pyproject.toml setup.py wit_builder/queries/_hotloop.c wit_builder/cra
 	touch $(STAMP)
 
 # The test extras (pytest, open_clip for comparisons), Ray, for the engine tests, and the safety
-# detectors (facenet-pytorch without its dependencies: its metadata pins an old torch).
+# detectors.
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,ray,safety]'
-	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(TEST_STAMP)
 
 # The embedded synthetic web every default input comes from (a no-op when up to date).

@@ -28,8 +28,8 @@ from wit_builder.cli import main
 def needs(*modules: str) -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (pip install 'witbuilder[safety]', "
-                    f"pip install --no-deps facenet-pytorch==2.6.0; make test does both)")
+        pytest.skip(f"{', '.join(missing)} not installed (pip install 'witbuilder[safety]'; "
+                    f"make test does it)")
 
 
 def served(serve, photos: dict) -> tuple[object, list[str]]:
@@ -257,7 +257,7 @@ def test_without_the_extra_the_option_says_what_to_install(options, module, monk
                         lambda name, *args: None if name == module else real(name, *args))
     code, error = crawl_error(capsys, tmp_path, *options)
     assert code == 2 and len(error.splitlines()) == 1, error
-    assert f"needs {module}, not installed: pip install" in error
+    assert f"needs {module}, not installed: pip install 'witbuilder[safety]'" in error
     assert not (tmp_path / "run").exists()
 
 

