@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from aiohttp import web
+from PIL import Image
 
 from support import photos
 from support.hostile_web import Server, download_rows
-from support.realdata import Unavailable
+from support.realdata import Unavailable, fetch_deb
 from wit_builder.cli import main
 from wit_builder.core import phash
 from wit_builder.crawl.blocklists import picture_phash
@@ -138,24 +141,38 @@ def test_a_phash_matches_within_its_own_distance_or_the_default(pictures, tmp_pa
             assert [row["status"] for row in rows] == [status], line
 
 
-def test_a_live_crawl_blocks_listed_photographs(pictures, tmp_path, capsys):
-    files, images = photo_site(pictures)
-    page = "".join(f"<p><img src='{path}' alt='a red star over the house number {path[1]}'></p>"
-                   for path in files)
+def live_crawl(workdir: Path, files: dict[str, bytes], block_hashes: str) -> int:
+    """`wit crawl` of a page showing `files` ({path: bytes}) as pictures of a red star."""
+    page = "".join(f"<p><img src='{path}' alt='a red star over the house number {number}'></p>"
+                   for number, path in enumerate(files))
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.path == "/":
             return web.Response(text=page, content_type="text/html")
-        return await images(request)
+        if request.path in files:
+            return web.Response(body=files[request.path], content_type="image/jpeg")
+        raise web.HTTPNotFound()
 
-    (tmp_path / "queries").mkdir()
+    (workdir / "queries").mkdir(parents=True)
     pq.write_table(pa.table({"query_id": pa.array([0], pa.int32()), "query": ["red star"]}),
-                   tmp_path / "queries" / "queries.parquet")
+                   workdir / "queries" / "queries.parquet")
     with Server(handle) as server:
-        code = main(["crawl", "--workdir", str(tmp_path), "--source", f"web:{server.url}/",
+        return main(["crawl", "--workdir", str(workdir), "--source", f"web:{server.url}/",
                      "--workers", "1", "--allow-private", "--crawl-delay", "0",
-                     "--block-hashes", hash_list(tmp_path / "list.gz", pictures)])
+                     "--block-hashes", block_hashes])
+
+
+def flat_warnings(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.name == "wit_builder.crawl.blocklists" and record.levelno >= logging.WARNING]
+
+
+def test_a_live_crawl_blocks_listed_photographs(pictures, tmp_path, capsys, caplog):
+    files, _ = photo_site(pictures)
+    with caplog.at_level(logging.WARNING):
+        code = live_crawl(tmp_path, files, hash_list(tmp_path / "list.gz", pictures))
     assert code == 0
+    assert flat_warnings(caplog) == []   # photographs' pHashes: far from a flat picture's
     table = capsys.readouterr().out.splitlines()   # the final table of statuses
     assert [line.split()[:2] for line in table if line.split()[0] in ("ok", "blocked_hash")] \
         == [["ok", str(PASSING)], ["blocked_hash", str(LISTED)]]
@@ -165,6 +182,79 @@ def test_a_live_crawl_blocks_listed_photographs(pictures, tmp_path, capsys):
                zip(manifest.column("url").to_pylist(), manifest.column("status").to_pylist())
                if status == "blocked_hash"}
     assert blocked == {f"{number}.jpg" for number in range(LISTED)}
+
+
+def one_tone(colour: tuple[int, int, int], format: str = "PNG") -> bytes:
+    return photos.encode(Image.new("RGB", (320, 240), colour), format)
+
+
+NEAR_FLAT = ("abstract/Silk.png", "abstract/Waves.png", "abstract/Spring.png",
+             "desktop/MATE-Stripes-Light.png")   # mate-backgrounds: all but one tone at 32x32
+
+
+def test_flat_and_near_flat_pictures_hash_as_imagehash_hashes_them():
+    """The DCT's exact zeros: a picture of one tone hashes 8000000000000000 (the zero frequency
+    alone) and a black one 0, as imagehash has them; the matrix product's rounding noise made
+    them c62929d629d6c628 and the like."""
+    imagehash = pytest.importorskip("imagehash")
+    try:
+        root = fetch_deb("mate-backgrounds", photos.VERSIONS["mate-backgrounds"])
+    except Unavailable as error:
+        pytest.skip(str(error))
+    textures = {name: photos.original(root / "usr/share/backgrounds/mate" / name)
+                for name in NEAR_FLAT}
+    tones = {colour: Image.open(io.BytesIO(one_tone(colour))) for colour in
+             [(128, 128, 128), (255, 255, 255), (200, 30, 30), (1, 1, 1), (0, 0, 0)]}
+    for name, picture in {**textures, **tones}.items():
+        assert phash.to_hex(phash.phash_of_image(picture)) == str(imagehash.phash(picture)), name
+    for colour, picture in tones.items():
+        expected = phash.BLACK if colour == (0, 0, 0) else phash.FLAT
+        assert phash.phash_of_image(picture) == expected
+        assert crawl_phash(one_tone(colour)) == expected   # the download's own steps
+    assert all(phash.phash_of_image(picture) == phash.FLAT for picture in textures.values())
+
+
+@pytest.mark.parametrize("line, blocks", [
+    ("8000000000000000", "every one-tone (flat) image"),
+    ("8000000000000003:2", "every one-tone (flat) image"),
+    ("0000000000000000:0", "every all-black image")])
+def test_a_phash_near_a_flat_picture_s_warns_once_naming_its_line(line, blocks, tmp_path,
+                                                                   caplog):
+    from wit_builder.crawl.blocklists import load_blocklist
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"# listed\n0123456789abcdef\n{line}  a note\n{line}\n")
+    with caplog.at_level(logging.WARNING):
+        load_blocklist([str(listed)], [])
+    warning, = flat_warnings(caplog)
+    assert warning.startswith(f"blocklist '{listed}' line 3: pHash {line.split(':')[0]} within ")
+    assert f"blocks {blocks}" in warning and "(1 more such line(s))" in warning
+    assert "list that picture by its SHA-256" in warning
+
+
+def test_a_listed_flat_picture_blocks_every_one_tone_picture_and_the_crawl_says_so(
+        pictures, tmp_path, capsys, caplog):
+    """The hazard the warning names, on real files: a list carrying the pHash of one blue PNG
+    blocks a red JPEG and a near-flat wallpaper too; the photographs pass. `wit crawl` warns
+    once, at the start (the download does not warn again)."""
+    imagehash = pytest.importorskip("imagehash")
+    blue = Image.open(io.BytesIO(one_tone((40, 90, 200))))
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{imagehash.phash(blue)}\n")
+    passing = list(pictures.values())[LISTED:]
+    silk = fetch_deb("mate-backgrounds", photos.VERSIONS["mate-backgrounds"]) / \
+        "usr/share/backgrounds/mate" / NEAR_FLAT[0]
+    files = {"/red.jpg": one_tone((200, 30, 30), "JPEG"), "/silk.png": silk.read_bytes(),
+             **{f"/{number}.jpg": web_copy(picture) for number, picture in enumerate(passing)}}
+    with caplog.at_level(logging.WARNING):
+        assert live_crawl(tmp_path, files, str(listed)) == 0
+    warning, = flat_warnings(caplog)
+    assert f"'{listed}' line 1" in warning and "every one-tone (flat) image" in warning
+    manifest = pa.concat_tables(pq.read_table(path) for path in
+                                sorted((tmp_path / "manifests" / "crawl").glob("*.parquet")))
+    statuses = dict(zip((url.rsplit("/", 1)[1] for url in manifest["url"].to_pylist()),
+                        manifest["status"].to_pylist()))
+    assert (statuses.pop("red.jpg"), statuses.pop("silk.png")) == ("blocked_hash",) * 2
+    assert set(statuses.values()) == {"ok"} and len(statuses) == len(passing)
 
 
 def test_the_default_distance_is_range_checked(tmp_path, capsys):

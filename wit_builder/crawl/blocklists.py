@@ -18,12 +18,16 @@ URL lists hold exact URLs (`https://host/path`, compared in canonical form) and 
 which also blocks its subdomains). A listed URL or a URL on a listed domain is never requested:
 not the image, not any redirect hop to it (`blocked_url`).
 
-A bad line is an error naming the file and the line, before anything runs.
+A bad line is an error naming the file and the line, before anything runs. A pHash within its
+distance of the pHash of a picture of one tone (8000000000000000) or of a black one (0) would
+drop every such picture, plain backgrounds and near-flat textures included: loading the list
+logs a warning naming the first such line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -37,8 +41,12 @@ from wit_builder.core.options import WitError
 from wit_builder.crawl.config import DEFAULT_PHASH_BITS, MAX_PHASH_BITS
 from wit_builder.net.urls import canonical_http_url, canonical_url
 
+log = logging.getLogger(__name__)
+
 DIGEST_KINDS = {32: "md5", 40: "sha1", 64: "sha256"}   # hex digits -> hashlib name
 HEX = frozenset("0123456789abcdef")
+# pHashes a listed one must not be near: what it would block then
+TOO_COMMON = ((phash.FLAT, "every one-tone (flat) image"), (phash.BLACK, "every all-black image"))
 
 
 @dataclass(frozen=True, eq=False)   # arrays inside: compared by identity
@@ -127,14 +135,32 @@ def parse_hash_line(line: str, where: str, phash_bits: int) -> tuple[str, str, i
     return kind, digest, None
 
 
+def too_common(value: int, bits: int) -> str | None:
+    """What a listed pHash would block besides its picture when it is within `bits` of the
+    pHash of a one-tone or a black picture (TOO_COMMON), else None."""
+    for common, blocked in TOO_COMMON:
+        if (value ^ common).bit_count() <= bits:
+            return blocked
+    return None
+
+
+def warn_too_common(found: list[str]) -> None:
+    if found:
+        more = f" ({len(found) - 1} more such line(s))" if len(found) > 1 else ""
+        log.warning("%s%s; list that picture by its SHA-256 (or MD5, SHA-1) instead, or remove "
+                    "the line", found[0], more)
+
+
 def load_blocklist(hash_files: list[str], url_files: list[str],
-                   phash_bits: int = DEFAULT_PHASH_BITS) -> Blocklist:
+                   phash_bits: int = DEFAULT_PHASH_BITS, warn: bool = True) -> Blocklist:
     """The blocklist of the given files (an empty one when none is given); `phash_bits` is the
-    distance of the pHashes listed without their own."""
+    distance of the pHashes listed without their own. `warn`: log a warning when a pHash would
+    block every one-tone or black picture (`too_common`)."""
     digests: dict[str, set[bytes]] = {kind: set() for kind in DIGEST_KINDS.values()}
     phashes: dict[int, int] = {}   # pHash -> the widest distance it is listed with
     urls, domains = set(), set()
     contents = hashlib.sha256()
+    common: list[str] = []   # the lines of pHashes that block every flat picture
     for path in hash_files:
         for number, line in read_list_lines(path, "blocklist"):
             kind, digest, bits = parse_hash_line(line, f"'{path}' line {number}", phash_bits)
@@ -144,6 +170,12 @@ def load_blocklist(hash_files: list[str], url_files: list[str],
             else:
                 phashes[int(digest, 16)] = max(bits, phashes.get(int(digest, 16), 0))
                 contents.update(f"phash:{digest}:{bits}\n".encode())
+                if blocked := too_common(int(digest, 16), bits):
+                    common.append(f"blocklist '{path}' line {number}: pHash {digest} within "
+                                  f"{bits} bits blocks {blocked}, plain backgrounds and "
+                                  f"near-flat textures included")
+    if warn:
+        warn_too_common(common)
     for path in url_files:
         for number, line in read_list_lines(path, "blocklist"):
             if "://" in line:

@@ -678,8 +678,8 @@ def check_settings(config: CrawlConfig) -> None:
     when the guard is off."""
     if config.download and config.downloader == "img2dataset":
         check_engine(config)
-    load_blocklist(config.block_hashes, config.block_urls,  # a bad line: one error, now
-                   config.block_phash_distance)
+    load_blocklist(config.block_hashes, config.block_urls,  # a bad line: one error, now;
+                   config.block_phash_distance)  # a pHash near a flat picture's: a warning
     additional_column_names(config, parse_sources(config))  # (the pool files: in select)
     if config.download:
         safety_settings(config)   # a face detector or NSFW scorer not installed: one error, now

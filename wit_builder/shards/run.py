@@ -276,7 +276,9 @@ def scan_inputs(shard: RawShard, settings: ScatterSettings) -> dict:
             "manifest": shard.manifest, "manifest_file": store.file_signature(shard.manifest),
             "buckets": settings.buckets, "seed": settings.seed,
             "val_fraction": settings.val_fraction, "pieces": 2,  # 2: lengths after the blocks
-            "index": 3}  # 2: with the look signature; 3: imagehash's pHash (core/phash.py)
+            # index 2: with the look signature; 3: imagehash's pHash (core/phash.py); 4: with
+            # its exact zeros (a flat picture hashes 8000000000000000)
+            "index": 4}
 
 
 def done_path(work: str, number: int) -> str:

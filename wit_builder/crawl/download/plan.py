@@ -95,8 +95,9 @@ def download_settings(config: CrawlConfig, additional: pa.Schema | None = None
                           disallowed_directives=header_directives(
                               config.disallowed_header_directives),
                           image_robots=config.image_robots,
+                          # (a pHash too near a flat picture's: `wit crawl` warned at the start)
                           blocklist=load_blocklist(config.block_hashes, config.block_urls,
-                                                   config.block_phash_distance))
+                                                   config.block_phash_distance, warn=False))
     image = ImageSettings(image_size=config.image_size, resize_mode=config.resize_mode,
                           min_size=config.min_size, max_aspect_ratio=config.max_aspect_ratio,
                           quality=config.quality, decode=config.decode,
