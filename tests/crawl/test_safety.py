@@ -323,10 +323,13 @@ def test_a_crawl_records_what_it_did_and_the_dataset_card_says_it(tmp_path, caps
             stats = json.loads((tmp_path / "manifests" / "crawl_stats.json").read_text())
             assert stats["safety"] == {"face_detector": "haar", "nsfw_threshold": 0.4,
                                        "nsfw_scorer": scorer, **faces}, run
-    assert main(["shards", "--workdir", str(tmp_path), "--no-report", "--workers", "1"]) == 0
+    assert main(["shards", "--workdir", str(tmp_path), "--workers", "1"]) == 0
     dataset = json.loads((tmp_path / "manifests" / "dataset.json").read_text())
     assert dataset["per_status"]["nsfw"] == 1
     assert dataset["blurred"] == faces
+    report = (tmp_path / "manifests" / "report.html").read_text()
+    assert "Faces blurred at download" in report
+    assert "<td>faces_blurred</td><td>3</td>" in report
     card = (tmp_path / "data" / "shards" / "README.md").read_text()
     assert "| nsfw | 1 |" in card
     assert "Faces found by `haar` on each stored image were blurred before it was written " \

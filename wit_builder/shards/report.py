@@ -243,8 +243,9 @@ def write_report(config: ShardsConfig, summary: dict, samples: pa.Table, written
         parts.append(table_html(title, summary[key]))
     for title, key in (("Removed after the build (takedown lists, opt-outs re-checked)",
                         "per_removal_reason"), ("Opt-outs re-checked, per image URL",
-                                                "optout_recheck")):
-        if summary.get(key):  # only when wit shards was asked to (shards/consent.py)
+                                                "optout_recheck"),
+                       ("Faces blurred at download (wit crawl --blur-faces)", "blurred")):
+        if summary.get(key):  # only when asked for (shards/consent.py, the crawl's options)
             parts.append(table_html(title, summary[key]))
     shards = sorted(written, key=lambda row: (row["split"] != "train", row["shard"]))
     out = config.path("data/shards")
