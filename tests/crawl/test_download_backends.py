@@ -63,6 +63,7 @@ def check_contract(manifests: list[dict], samples: list[dict]) -> None:
     assert [row["key"] for row in manifests if row["status"] == "ok"] == \
         ["0000000000", "0000000001", "0000000002", "0000000003", "0000100000"]
     assert [s["__key__"] for s in samples] == [row["key"] for row in manifests if row["key"]]
+    assert all(row["faces"] is None for row in manifests)   # --blur-faces off: null
     for sample, row in zip(samples, manifests):
         meta = json.loads(sample["json"])
         assert set(meta) == {"uid", "url", "page_url", "query_ids", "width", "height",
