@@ -67,28 +67,58 @@ def generate_jpegs(folder: Path, count: int, seed: int) -> list[Path]:
     return paths
 
 
-def serve(folder: str) -> None:
-    """The image server (run in its own process): /img/N.jpg is image N modulo the count."""
-    from aiohttp import web
+class ImageServer(asyncio.Protocol):
+    """A minimal HTTP/1.1 server (keep-alive, GET only): /img/N.jpg is image N modulo the count,
+    anything else 404. It shares the machine's cores with the tools it serves, so it does as
+    little as it can (a prepared header, no framework): ~0.04 CPU ms a request, against ~0.15
+    for an aiohttp.web server, which took that CPU from whichever tool was running."""
 
+    def __init__(self, bodies: list[bytes]):
+        self.bodies, self.buffer, self.transport = bodies, b"", None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            request_line, _, headers = head.partition(b"\r\n")
+            parts = request_line.split(b" ")
+            path = parts[1] if len(parts) == 3 else b""
+            name = path.rsplit(b"/", 1)[-1]
+            if parts[0] == b"GET" and path.startswith(b"/img/") and name.endswith(b".jpg") \
+                    and name[:-4].isdigit():
+                body = self.bodies[int(name[:-4]) % len(self.bodies)]
+                status, kind = b"200 OK", b"image/jpeg"
+            else:
+                body, status, kind = b"not found", b"404 Not Found", b"text/plain"
+            close = parts[-1] == b"HTTP/1.0" or b"connection: close" in headers.lower()
+            header = b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+                status, kind, len(body), b"Connection: close\r\n" if close else b"")
+            self.transport.writelines((header, body))   # one send: no wait for an ACK between
+            if close:
+                self.transport.close()
+                return
+
+
+def serve(folder: str) -> None:
+    """The image server (run in its own process): prints its port, then serves until killed."""
     bodies = [p.read_bytes() for p in sorted(Path(folder).glob("*.jpg"),
                                                 key=lambda p: int(p.stem))]
 
-    async def image(request: web.Request) -> web.Response:
-        number = int(request.match_info["number"])
-        return web.Response(body=bodies[number % len(bodies)], content_type="image/jpeg")
-
     async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/img/{number}.jpg", image)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        print(site._server.sockets[0].getsockname()[1], flush=True)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: ImageServer(bodies), "127.0.0.1", 0,
+                                          backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    try:
+        import uvloop
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
 
 
 def cpu_seconds(pid: int) -> float:
