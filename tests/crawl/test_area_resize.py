@@ -1,10 +1,15 @@
 """The compiled INTER_AREA shrink (crawl/download/_area.c) gives cv2.resize's bytes: on generated
 images of many sizes and on the real photographs of Pillow 11.0.0's test images, through the
-function the image step calls (images.scale_to); OpenCV keeps the cases it computes otherwise."""
+function the image step calls (images.scale_to), by each of its code paths (SSE2, AVX2, AVX-512;
+those the CPU lacks skipped, saying so); OpenCV keeps the cases it computes otherwise."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import types
 import warnings
 
 import cv2
@@ -18,8 +23,20 @@ from wit_builder.crawl.download.images import scale_to
 pytestmark = pytest.mark.skipif(area._area is None, reason="crawl/download/_area.c is not built "
                                 "(python setup.py build_ext --inplace)")
 
+PATHS = ("sse2", "avx2", "avx512")
 PHOTOGRAPHS = ("exif-72dpi-int.jpg", "flower.jpg", "flower2.jpg", "frozenpond.mpo",
                "fujifilm.mpo", "iptc.jpg", "sugarshack.mpo", "xmp_test.jpg")
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each code path of _area.c in turn, as the one every resize of the image step takes."""
+    if request.param not in area._area.paths():
+        pytest.skip(f"this CPU has no {request.param} (paths here: {area._area.paths()})")
+    compiled, name = area._area, request.param
+    monkeypatch.setattr(area, "_area", types.SimpleNamespace(
+        resize=lambda *args: compiled.resize(*args, name), paths=compiled.paths))
+    return name
 
 
 def opencv_area(array: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -47,7 +64,7 @@ def generated(width: int, height: int, rng: np.random.Generator, kind: int) -> n
     return np.full((height, width, 3), 255 * (kind % 2), np.uint8)
 
 
-def test_shrink_gives_opencvs_bytes_on_generated_sizes():
+def test_shrink_gives_opencvs_bytes_on_generated_sizes(path: str):
     rng, pick = np.random.default_rng(7), random.Random(7)
     compiled = 0
     for case in range(1500):
@@ -67,7 +84,7 @@ def test_shrink_gives_opencvs_bytes_on_generated_sizes():
     assert compiled > 1000  # the compiled path, not OpenCV, gave most of them
 
 
-def test_shrink_gives_opencvs_bytes_on_real_photographs(real_sdist):
+def test_shrink_gives_opencvs_bytes_on_real_photographs(real_sdist, path: str):
     images = real_sdist("pillow", "11.0.0") / "Tests" / "images"
     pick = random.Random(3)
     for name in PHOTOGRAPHS:
@@ -85,7 +102,7 @@ def test_shrink_gives_opencvs_bytes_on_real_photographs(real_sdist):
                 (name, target_width, target_height)
 
 
-def test_opencv_keeps_whole_factors_enlargements_and_other_layouts():
+def test_opencv_keeps_whole_factors_enlargements_and_other_layouts(path: str):
     image = np.zeros((40, 60, 3), np.uint8)
     assert area.shrink_like_opencv(image, 30, 20) is None      # 2x2: OpenCV's averaging
     assert area.shrink_like_opencv(image, 60, 40) is None      # 1x1
@@ -96,3 +113,40 @@ def test_opencv_keeps_whole_factors_enlargements_and_other_layouts():
     # a view that is not contiguous (a crop) is shrunk from its own pixels
     crop = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)[5:45, 3:63]
     assert np.array_equal(area.shrink_like_opencv(crop, 25, 15), opencv_area(crop, 25, 15))
+
+
+def test_each_path_gives_the_same_bytes_on_narrow_and_wide_rows():
+    """Widths around the wide paths' 4-pixel groups and 16-byte loads, heights around their
+    4-row blocks, output widths around their 4-pixel stores: every path, cv2's bytes."""
+    rng = np.random.default_rng(11)
+    for width in (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 33, 64, 65):
+        for height in (1, 2, 3, 4, 5, 7, 9):
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for target_width in sorted({1, max(1, width - 1), max(1, width * 2 // 3), width}):
+                for target_height in sorted({1, max(1, height - 1), height}):
+                    if area.whole_factors(width, height, target_width, target_height):
+                        continue
+                    expected = opencv_area(image, target_width, target_height)
+                    for name in area._area.paths():
+                        out = np.empty((target_height, target_width, 3), np.uint8)
+                        area._area.resize(image, width, height, out, target_width, target_height,
+                                          name)
+                        assert np.array_equal(out, expected.reshape(out.shape)), \
+                            (name, width, height, target_width, target_height)
+
+
+def test_the_path_is_the_fastest_unless_forced():
+    paths = area._area.paths()
+    assert paths[0] == "sse2" and set(paths) <= set(PATHS)
+    assert area._area.default_path() == paths[-1] or os.environ.get("WIT_AREA_PATH")
+    image, out = np.zeros((9, 9, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)
+    with pytest.raises(ValueError, match="path avx9 is not one this CPU runs"):
+        area._area.resize(image, 9, 9, out, 5, 5, "avx9")
+    script = "from wit_builder.crawl.download import area; print(area._area.default_path())"
+    for name in paths:  # WIT_AREA_PATH (read at import) picks the default
+        forced = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                env={**os.environ, "WIT_AREA_PATH": name}, check=True)
+        assert forced.stdout.strip() == name
+    wrong = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env={**os.environ, "WIT_AREA_PATH": "avx9"})
+    assert wrong.returncode != 0 and "WIT_AREA_PATH=avx9 is not a code path" in wrong.stderr

@@ -1,0 +1,146 @@
+"""The image step's INTER_AREA shrink alone: the compiled `_area.c` (each of its code paths this
+CPU runs: SSE2, AVX2, AVX-512) against cv2.resize(..., INTER_AREA), CPU ms per image.
+
+    .venv/bin/python benchmarks/bench_area.py [--rounds 15] [--before SO]
+
+The material is what the crawl's resize gets (bench_crawl.py's): the photographs and artwork of
+KDE Plasma's wallpapers (Debian plasma-workspace-wallpapers 4:5.27.5-2, fetched into the
+real-material cache, never committed), each scaled to six web sizes (longest side 320 to
+1,280 px), JPEG-encoded, then decoded by the image step's own `images.decode` (its reduced
+decode: 1/2 for 1,024 and 1,280 px) and shrunk to `scaled_size` (keep_ratio, 256 px longest
+side). Only the images the compiled path takes (non-whole factors) are timed. Each round times
+every candidate over all images, the candidates in turn (the order reversed every other round),
+each resize right after its image's decode as in the image step (its pixels in the caches; the
+decode untimed), per-thread CPU (time.thread_time); the table gives the median round, ms per
+image, and each output is checked to be cv2's bytes. `--before SO` also times another build of the extension
+(e.g. the previous commit's `_area.c` built into a temporary folder), interleaved the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests"), str(ROOT)]
+from common import print_table  # noqa: E402
+from support.realdata import Unavailable, fetch_deb  # noqa: E402
+
+from wit_builder.crawl.download import area  # noqa: E402
+from wit_builder.crawl.download.images import ImageSettings, decode, scaled_size  # noqa: E402
+
+WALLPAPERS = "4:5.27.5-2"
+SIZES = (320, 480, 640, 800, 1024, 1280)
+
+
+def web_jpegs(wallpapers: Path) -> list[bytes]:
+    """Each wallpaper's largest JPEG at SIZES (longest side), re-encoded (bench_crawl's images)."""
+    from PIL import Image
+
+    largest: dict[str, Path] = {}
+    for path in wallpapers.rglob("*.jpg"):
+        name = path.parts[path.parts.index("wallpapers") + 1]
+        if name not in largest or path.stat().st_size > largest[name].stat().st_size:
+            largest[name] = path
+    jpegs = []
+    for name in sorted(largest):
+        with Image.open(largest[name]) as image:
+            image = image.convert("RGB")
+            for side in SIZES:
+                scale = side / max(image.size)
+                resized = image.resize((max(1, round(image.width * scale)),
+                                        max(1, round(image.height * scale))), Image.LANCZOS)
+                out = io.BytesIO()
+                resized.save(out, "JPEG", quality=85)
+                jpegs.append(out.getvalue())
+    return jpegs
+
+
+def load_build(path: Path):
+    spec = importlib.util.spec_from_file_location("wit_builder.crawl.download._area", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--before", type=Path, help="another build of _area (.so) to time too")
+    args = parser.parse_args()
+    if area._area is None:
+        sys.exit("bench_area: _area is not built; run .venv/bin/python setup.py build_ext --inplace")
+    try:
+        wallpapers = fetch_deb("plasma-workspace-wallpapers", WALLPAPERS)
+    except Unavailable as error:
+        sys.exit(f"bench_area: {error}; run it where Debian's archive is reachable")
+    settings = ImageSettings()
+    jobs = []   # (JPEG bytes, output size) of the images the compiled path takes
+    for data in web_jpegs(wallpapers):
+        array, width, height = decode(data, settings)
+        target = scaled_size(width, height, settings)
+        if area.shrink_like_opencv(array, *target) is not None:
+            jobs.append((data, target))
+    print(f"bench_area: {len(jobs)} decoded images the compiled resize takes (decoded sizes "
+          f"{min(decode(d, settings)[0].shape[1] for d, _ in jobs)}-"
+          f"{max(decode(d, settings)[0].shape[1] for d, _ in jobs)} px wide, 256 px longest "
+          f"side out); paths here: {', '.join(area._area.paths())}, default "
+          f"{area._area.default_path()}")
+
+    def ours(module, path):
+        def run(array, target):
+            out = np.empty((target[1], target[0], 3), np.uint8)
+            module.resize(array, array.shape[1], array.shape[0], out, target[0], target[1], path)
+            return out
+        return run
+
+    candidates = {"cv2.resize INTER_AREA": lambda a, t: cv2.resize(a, t, interpolation=cv2.INTER_AREA)}
+    if args.before:
+        before = load_build(args.before)
+        candidates["before (--before)"] = lambda a, t: _plain(before, a, t)
+    for path in area._area.paths():
+        candidates[f"_area.c {path}"] = ours(area._area, path)
+    for data, target in jobs:  # every candidate gives cv2's bytes
+        array = decode(data, settings)[0]
+        expected = cv2.resize(array, target, interpolation=cv2.INTER_AREA)
+        for name, run in candidates.items():
+            assert np.array_equal(run(array, target), expected), (name, array.shape, target)
+
+    # Each resize times itself right after its image's decode, as in the image step (the pixels
+    # fresh in the caches), the decode untimed.
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    for round_number in range(args.rounds):
+        for name in names if round_number % 2 == 0 else names[::-1]:
+            run, spent = candidates[name], 0.0
+            for data, target in jobs:
+                array = decode(data, settings)[0]
+                start = time.thread_time()
+                run(array, target)
+                spent += time.thread_time() - start
+            times[name].append(spent * 1e3 / len(jobs))
+    reference = statistics.median(times[f"_area.c {area._area.paths()[0]}"])
+    rows = [[name, statistics.median(values), reference / statistics.median(values)]
+            for name, values in times.items()]
+    print_table(f"INTER_AREA shrink of {len(jobs)} decoded web images to 256 px, CPU ms per image "
+                f"(median of {args.rounds} interleaved rounds)",
+                ["resize", "ms / image", f"speed vs _area.c {area._area.paths()[0]}"], rows)
+
+
+def _plain(module, array, target):
+    """A build whose resize takes no path argument (the SSE2-only _area.c)."""
+    out = np.empty((target[1], target[0], 3), np.uint8)
+    module.resize(array, array.shape[1], array.shape[0], out, target[0], target[1])
+    return out
+
+
+if __name__ == "__main__":
+    main()
