@@ -289,3 +289,19 @@ def test_a_worker_builds_a_lists_phash_index_once_whatever_the_shards(tmp_path):
     assert other.phash_index is not first.phash_index
     assert other.phash_index.near(0xfedcba9876543210)
     assert not other.phash_index.near(0x0123456789abcdef)
+
+
+def test_shards_downloaded_with_a_phash_list_record_the_phash_rules(tmp_path):
+    """A change of the pHash's bits (a new phash.VERSION) redoes the shards that used a pHash
+    list, and only those: a list of SHA-256 lines alone records no pHash rules."""
+    from wit_builder.crawl.blocklists import load_blocklist
+    from wit_builder.crawl.download.fetch import FetchSettings
+    from wit_builder.crawl.download.plan import DownloadSettings, shard_inputs
+    rows = [{"uid": "u", "url": "http://example.com/a.jpg", "text": "a", "page_url": "",
+             "query_ids": [1]}]
+    listed = tmp_path / "list.txt"
+    for line, recorded in (("0123456789abcdef", phash.VERSION), ("ab" * 32, None)):
+        listed.write_text(line + "\n")
+        settings = DownloadSettings(workdir=str(tmp_path), fetch=FetchSettings(
+            blocklist=load_blocklist([str(listed)], [])), image=ImageSettings())
+        assert shard_inputs(rows, settings).get("phash") == recorded

@@ -14,6 +14,9 @@ import functools
 import numpy as np
 from PIL import Image
 
+# The rules' version, recorded with the download shards that use a pHash list: a change of the bits
+# (2: the DCT's rounding noise taken as zero, as imagehash's exact zeros) redoes those shards.
+VERSION = "imagehash-phash-2"
 HASH_SIDE = 32   # the image is reduced to 32x32 grey pixels ...
 LOW_SIDE = 8     # ... and its 8x8 lowest DCT frequencies give the 64 bits
 HEX_DIGITS = 16

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from wit_builder.core import markers, schemas, store
+from wit_builder.core import markers, phash, schemas, store
 from wit_builder.core.options import WitError
 from wit_builder.crawl.blocklists import load_blocklist
 from wit_builder.crawl.download import writer
@@ -144,6 +144,8 @@ def shard_inputs(rows: list[dict], settings: DownloadSettings) -> dict:
                                         for item in settings.additional]
     if settings.fetch.blocklist:  # recorded when given: a new list redoes the shards
         inputs["blocklists_sha256"] = settings.fetch.blocklist.fingerprint
+    if settings.fetch.blocklist.phashes.size:  # and new pHash rules (their bits changed)
+        inputs["phash"] = phash.VERSION
     return inputs
 
 
