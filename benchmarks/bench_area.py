@@ -1,7 +1,7 @@
 """The image step's INTER_AREA shrink alone: the compiled `_area.c` (each of its code paths this
 CPU runs: SSE2, AVX2, AVX-512) against cv2.resize(..., INTER_AREA), CPU ms per image.
 
-    .venv/bin/python benchmarks/bench_area.py [--rounds 15] [--before SO]
+    .venv/bin/python benchmarks/bench_area.py [--rounds 15] [--before FILE]
 
 The material is what the crawl's resize gets (bench_crawl.py's): the photographs and artwork of
 KDE Plasma's wallpapers (Debian plasma-workspace-wallpapers 4:5.27.5-2, fetched into the
@@ -12,8 +12,9 @@ side). Only the images the compiled path takes (non-whole factors) are timed. Ea
 every candidate over all images, the candidates in turn (the order reversed every other round),
 each resize right after its image's decode as in the image step (its pixels in the caches; the
 decode untimed), per-thread CPU (time.thread_time); the table gives the median round, ms per
-image, and each output is checked to be cv2's bytes. `--before SO` also times another build of the extension
-(e.g. the previous commit's `_area.c` built into a temporary folder), interleaved the same way.
+image, and each output is checked to be cv2's bytes. `--before FILE` also times another version
+of the extension, interleaved the same way: its source (e.g. `git show HEAD~1:wit_builder/crawl/
+download/_area.c > /tmp/old_area.c`; compiled here as setup.py compiles it) or a built .so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import argparse
 import importlib.util
 import io
 import statistics
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +69,17 @@ def web_jpegs(wallpapers: Path) -> list[bytes]:
 
 
 def load_build(path: Path):
+    """The extension built at `path`, or compiled from the C source `path` (setup.py's flags)."""
+    if path.suffix == ".c":
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        built = Path(tempfile.mkdtemp(prefix="bench-area-")) / f"_area{suffix}"
+        command = [sysconfig.get_config_var("CC").split()[0],
+                   *sysconfig.get_config_var("CFLAGS").split(), "-ffp-contract=off", "-fPIC",
+                   "-shared", f"-I{sysconfig.get_paths()['include']}", str(path), "-o", str(built)]
+        if subprocess.run(command).returncode != 0:
+            sys.exit(f"bench_area: cannot compile --before {path} (the command: "
+                     f"{' '.join(command)})")
+        path = built
     spec = importlib.util.spec_from_file_location("wit_builder.crawl.download._area", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -74,26 +89,29 @@ def load_build(path: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--before", type=Path, help="another build of _area (.so) to time too")
+    parser.add_argument("--before", type=Path,
+                        help="another version of _area to time too: its .c source or a built .so")
     args = parser.parse_args()
+    if args.before and not args.before.is_file():
+        sys.exit(f"bench_area: --before {args.before} is no file; give an _area.c or a built .so")
     if area._area is None:
-        sys.exit("bench_area: _area is not built; run .venv/bin/python setup.py build_ext --inplace")
+        sys.exit("bench_area: _area is not built; run .venv/bin/python setup.py build_ext "
+                 "--inplace")
     try:
         wallpapers = fetch_deb("plasma-workspace-wallpapers", WALLPAPERS)
     except Unavailable as error:
         sys.exit(f"bench_area: {error}; run it where Debian's archive is reachable")
     settings = ImageSettings()
-    jobs = []   # (JPEG bytes, output size) of the images the compiled path takes
+    jobs, decoded = [], []   # (JPEG bytes, output size) of the images the compiled path takes
     for data in web_jpegs(wallpapers):
         array, width, height = decode(data, settings)
         target = scaled_size(width, height, settings)
         if area.shrink_like_opencv(array, *target) is not None:
             jobs.append((data, target))
-    print(f"bench_area: {len(jobs)} decoded images the compiled resize takes (decoded sizes "
-          f"{min(decode(d, settings)[0].shape[1] for d, _ in jobs)}-"
-          f"{max(decode(d, settings)[0].shape[1] for d, _ in jobs)} px wide, 256 px longest "
-          f"side out); paths here: {', '.join(area._area.paths())}, default "
-          f"{area._area.default_path()}")
+            decoded.append(max(array.shape[:2]))
+    print(f"bench_area: {len(jobs)} decoded images the compiled resize takes (decoded "
+          f"{min(decoded)}-{max(decoded)} px longest side, 256 px out); paths here: "
+          f"{', '.join(area._area.paths())}, default {area._area.default_path()}")
 
     def ours(module, path):
         def run(array, target):
@@ -102,7 +120,8 @@ def main() -> None:
             return out
         return run
 
-    candidates = {"cv2.resize INTER_AREA": lambda a, t: cv2.resize(a, t, interpolation=cv2.INTER_AREA)}
+    candidates = {"cv2.resize INTER_AREA":
+                  lambda a, t: cv2.resize(a, t, interpolation=cv2.INTER_AREA)}
     if args.before:
         before = load_build(args.before)
         candidates["before (--before)"] = lambda a, t: _plain(before, a, t)
@@ -127,12 +146,13 @@ def main() -> None:
                 run(array, target)
                 spent += time.thread_time() - start
             times[name].append(spent * 1e3 / len(jobs))
-    reference = statistics.median(times[f"_area.c {area._area.paths()[0]}"])
+    base = "before (--before)" if args.before else f"_area.c {area._area.paths()[0]}"
+    reference = statistics.median(times[base])
     rows = [[name, statistics.median(values), reference / statistics.median(values)]
             for name, values in times.items()]
     print_table(f"INTER_AREA shrink of {len(jobs)} decoded web images to 256 px, CPU ms per image "
                 f"(median of {args.rounds} interleaved rounds)",
-                ["resize", "ms / image", f"speed vs _area.c {area._area.paths()[0]}"], rows)
+                ["resize", "ms / image", f"speed vs {base}"], rows)
 
 
 def _plain(module, array, target):
