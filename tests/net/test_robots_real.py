@@ -65,6 +65,12 @@ def test_every_real_robots_txt_answers_as_protego_itself(corpus):
         logging.disable(logging.NOTSET)
     assert (not_utf8, with_delay, capped) == (NOT_UTF8, WITH_DELAY, CAPPED)
     assert denials > 0  # real files do deny some of these paths
+    # the empty files take the short path (every URL allowed without asking Protego), and the
+    # answers above include theirs
+    empty = [host for host, body in corpus if not body.strip()]
+    assert empty and all(rules_from_answer(200, body).allows_everything
+                         for host, body in corpus if not body.strip())
+    assert sum(rules_from_answer(200, body).allows_everything for _, body in corpus) == len(empty)
 
 
 def test_a_real_file_denying_everyone_denies_our_agent(corpus):
