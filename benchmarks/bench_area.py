@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import statistics
 import subprocess
 import sys
@@ -35,37 +34,20 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests"), str(ROOT)]
+from bench_crawl import WALLPAPERS, web_variants  # noqa: E402
 from common import print_table  # noqa: E402
 from support.realdata import Unavailable, fetch_deb  # noqa: E402
 
 from wit_builder.crawl.download import area  # noqa: E402
 from wit_builder.crawl.download.images import ImageSettings, decode, scaled_size  # noqa: E402
 
-WALLPAPERS = "4:5.27.5-2"
-SIZES = (320, 480, 640, 800, 1024, 1280)
 
 
 def web_jpegs(wallpapers: Path) -> list[bytes]:
-    """Each wallpaper's largest JPEG at SIZES (longest side), re-encoded (bench_crawl's images)."""
-    from PIL import Image
-
-    largest: dict[str, Path] = {}
-    for path in wallpapers.rglob("*.jpg"):
-        name = path.parts[path.parts.index("wallpapers") + 1]
-        if name not in largest or path.stat().st_size > largest[name].stat().st_size:
-            largest[name] = path
-    jpegs = []
-    for name in sorted(largest):
-        with Image.open(largest[name]) as image:
-            image = image.convert("RGB")
-            for side in SIZES:
-                scale = side / max(image.size)
-                resized = image.resize((max(1, round(image.width * scale)),
-                                        max(1, round(image.height * scale))), Image.LANCZOS)
-                out = io.BytesIO()
-                resized.save(out, "JPEG", quality=85)
-                jpegs.append(out.getvalue())
-    return jpegs
+    """bench_crawl's images: each wallpaper's largest JPEG at its six web sizes, re-encoded."""
+    with tempfile.TemporaryDirectory() as folder:
+        count = web_variants(wallpapers, Path(folder))
+        return [(Path(folder) / f"{number}.jpg").read_bytes() for number in range(count)]
 
 
 def load_build(path: Path):
