@@ -559,7 +559,7 @@ def scan_all(config: ShardsConfig, shards: list[RawShard], settings: ScatterSett
     for result in (results[shard.number] for shard in shards):
         tally.problems.update(result["problems"])
         tally.statuses.update(result["statuses"])
-        tally.blurred.update(result.get("blurred") or {})   # (none in an older scan's marker)
+        tally.blurred.update(result["blurred"])   # (an older scan's marker: index < 4, rescanned)
         if result["index"]:
             pieces.append((result["index"], result["rows"]))
             tally.samples_read += result["rows"]

@@ -312,7 +312,7 @@ def decode_plain_jpeg(data: bytes, settings: ImageSettings
                       ) -> tuple[np.ndarray, int, int] | None:
     """`decode` for a whole YCbCr or grey JPEG whose header `plain_jpeg_header` follows, with
     simplejpeg: the same pixels as OpenCV's reduced decode (both libjpeg-turbo's islow IDCT and
-    fancy upsampling; tests/crawl/test_download_images.py), without Pillow's header parse. None
+    fancy upsampling; tests/crawl/test_jpeg_fast_path.py), without Pillow's header parse. None
     for any other bytes, and for sizes the checks reject: the general path then decides, so
     every status stays what it was."""
     if not data.startswith(b"\xff\xd8\xff") or JPEG_END not in data[-4096:] \
